@@ -1,0 +1,13 @@
+//! `ipdc-common`: everything both programs share.
+//!
+//! - [`protocol`]: the wire contract — every MQTT message and topic.
+//! - [`record`]: the key/value record format of executors, spills and partitions.
+//! - [`exec`]: the sink/source traits and counters every executor uses.
+//! - [`mapreduce`]: splits, partitioner, sort/spill, k-way merge.
+//! - [`wordcount`]: the native WordCount executor.
+//! - [`python`]: the Python executor (a subprocess running `runner.py`).
+//! - [`ipfs`]: the kubo RPC API client.
+//! - [`job`]: a job's description (`ipdc.toml`).
+
+pub mod exec;
+pub mod record;
