@@ -10,4 +10,8 @@
 //! - [`job`]: a job's description (`ipdc.toml`).
 
 pub mod exec;
+pub mod ipfs;
+pub mod mapreduce;
+pub mod python;
 pub mod record;
+pub mod wordcount;
