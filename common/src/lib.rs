@@ -7,11 +7,13 @@
 //! - [`wordcount`]: the native WordCount executor.
 //! - [`python`]: the Python executor (a subprocess running `runner.py`).
 //! - [`ipfs`]: the kubo RPC API client.
-//! - [`job`]: a job's description (`ipdc.toml`).
+//! - [`mqtt`]: broker addresses and client options.
 
 pub mod exec;
 pub mod ipfs;
 pub mod mapreduce;
+pub mod mqtt;
+pub mod protocol;
 pub mod python;
 pub mod record;
 pub mod wordcount;

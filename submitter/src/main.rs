@@ -1,3 +1,4 @@
+mod controller;
 mod store;
 
 fn main() {}
