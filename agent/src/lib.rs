@@ -1,1 +1,277 @@
+//! `ipdc-agent`: joins a cluster over MQTT, says what it can do, runs the map
+//! and reduce tasks it is given, and moves data only through its IPFS node.
+//!
+//! - [`config`]: the validated configuration.
+//! - [`status`]: the retained status (load, memory, Python) it publishes.
+//! - [`queue`]: tasks waiting for a slot, jobs served in turn.
+//! - [`task`]: one attempt: fetch, execute, add outputs.
+//!
+//! [`run`] is the agent's one event loop; the `ipdc-agent` binary and the
+//! submitter's `--local` mode both call it.
 
+pub mod config;
+pub mod queue;
+pub mod status;
+pub mod task;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipdc_common::ipfs::IpfsClient;
+use ipdc_common::mqtt;
+use ipdc_common::protocol::{
+    AgentStatus, EventKind, Message, PROTOCOL_VERSION, Task, TaskCommand, TaskEvent, TaskMessage, Topics,
+    validate_name,
+};
+use log::{debug, info, warn};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+pub use config::AgentConfig;
+use queue::{AttemptKey, TaskQueue};
+use status::{FixedFacts, StatusProbe};
+use task::{TaskContext, TaskError};
+
+/// The agent's own version, reported in its status.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Runs the agent until `shutdown` completes. Broker and IPFS outages are
+/// waited out (with backoff), never fatal; only a bad configuration is.
+pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+    validate_name("agent name", &config.name)?;
+    validate_name("cluster name", &config.cluster)?;
+    let ipfs = IpfsClient::new(&config.ipfs).map_err(|e| e.to_string())?;
+    let python = match config.python.clone() {
+        Some(p) => {
+            let probe = p.clone();
+            match tokio::task::spawn_blocking(move || ipdc_common::python::detect_version(&probe)).await {
+                Ok(Some(v)) => Some((p, v)),
+                _ => {
+                    warn!("no usable Python at {} (needs 3.7+): running without Python", p.display());
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let topics = Topics::new(&config.cluster);
+    let status_topic = topics.agent_status(&config.name);
+    let tasks_topic = topics.agent_tasks(&config.name);
+    let will = (status_topic.clone(), AgentStatus::offline(&config.name).encode());
+    let options = mqtt::options(&format!("ipdc-agent-{}", config.name), &config.broker, Some(will));
+    let (client, mut eventloop) = mqtt::client(options);
+
+    let fixed = FixedFacts {
+        name: config.name.clone(),
+        version: VERSION.to_string(),
+        slots: config.slots.max(1),
+        python: python.as_ref().map(|(_, v)| v.clone()),
+        memory_mb: config.memory_mb,
+        heartbeat_ms: config.heartbeat.as_millis() as u64,
+    };
+    let ctx = Arc::new(TaskContext {
+        agent: config.name.clone(),
+        ipfs,
+        work_dir: config.work_dir.clone(),
+        python: python.map(|(p, _)| p),
+        max_memory_mb: config.memory_mb,
+    });
+    info!(
+        "agent {} starting: cluster {}, broker {}, IPFS {}, {} slots, Python {}",
+        config.name,
+        config.cluster,
+        config.broker,
+        config.ipfs,
+        fixed.slots,
+        fixed.python.as_deref().unwrap_or("none")
+    );
+
+    let mut state = AgentState {
+        client: client.clone(),
+        topics,
+        ctx,
+        fixed,
+        probe: StatusProbe::new(),
+        queue: TaskQueue::default(),
+        running: HashMap::new(),
+        done_tx: mpsc::channel(64).0,
+    };
+    let (done_tx, mut done_rx) = mpsc::channel(64);
+    state.done_tx = done_tx;
+
+    let mut heartbeat = tokio::time::interval(config.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backoff = Duration::from_millis(200);
+    let mut connected = false;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            event = eventloop.poll() => match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    info!("connected to broker {}", config.broker);
+                    connected = true;
+                    backoff = Duration::from_millis(200);
+                    if let Err(e) = client.try_subscribe(&tasks_topic, QoS::AtLeastOnce) {
+                        warn!("cannot subscribe to {tasks_topic}: {e}");
+                    }
+                    state.publish_status();
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == tasks_topic => {
+                    state.on_task_message(&p.payload);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if connected {
+                        warn!("lost the broker {}: {e}; reconnecting", config.broker);
+                    } else {
+                        warn!("cannot reach the broker {}: {e}; retrying in {:?}", config.broker, backoff);
+                    }
+                    connected = false;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            },
+            Some((key, result)) = done_rx.recv() => state.on_task_finished(key, result),
+            _ = heartbeat.tick() => if connected { state.publish_status() },
+        }
+    }
+
+    info!("agent {} stopping", config.name);
+    for (_, handle) in state.running.drain() {
+        handle.abort();
+    }
+    // Say goodbye ourselves: a clean disconnect does not fire the Last Will.
+    let offline = AgentStatus::offline(&config.name).encode();
+    let _ = client.try_publish(&status_topic, QoS::AtLeastOnce, true, offline);
+    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while eventloop.poll().await.is_ok() {}
+    })
+    .await;
+    Ok(())
+}
+
+type Finished = (AttemptKey, Result<ipdc_common::protocol::TaskOutput, TaskError>);
+
+struct AgentState {
+    client: AsyncClient,
+    topics: Topics,
+    ctx: Arc<TaskContext>,
+    fixed: FixedFacts,
+    probe: StatusProbe,
+    queue: TaskQueue,
+    running: HashMap<AttemptKey, JoinHandle<()>>,
+    done_tx: mpsc::Sender<Finished>,
+}
+
+impl AgentState {
+    fn publish_status(&mut self) {
+        let status = self.probe.status(&self.fixed, self.running.len() as u32);
+        let topic = self.topics.agent_status(&self.fixed.name);
+        if let Err(e) = self.client.try_publish(topic, QoS::AtLeastOnce, true, status.encode()) {
+            debug!("status not sent: {e}");
+        }
+    }
+
+    fn send_event(&self, task: &Task, kind: EventKind) {
+        self.send_event_raw(&task.job, &task.task, task.attempt, kind);
+    }
+
+    fn send_event_raw(&self, job: &str, task: &str, attempt: u32, kind: EventKind) {
+        let event = TaskEvent {
+            v: PROTOCOL_VERSION,
+            job: job.to_string(),
+            task: task.to_string(),
+            attempt,
+            agent: self.fixed.name.clone(),
+            kind,
+        };
+        if let Err(e) = self.client.try_publish(self.topics.job_events(job), QoS::AtLeastOnce, false, event.encode()) {
+            warn!("event for {job}/{task} not sent: {e}");
+        }
+    }
+
+    fn on_task_message(&mut self, payload: &[u8]) {
+        let msg = match TaskMessage::decode(payload) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!("rejected a task message: {e}");
+                return;
+            }
+        };
+        match msg.command {
+            TaskCommand::Assign { task } => {
+                if validate_name("job id", &task.job).is_err() {
+                    warn!("rejected a task with an invalid job id {:?}", task.job);
+                    return;
+                }
+                let fresh = self.queue.push(task.clone());
+                // Acknowledge duplicates too: the first acknowledgement may be the one that was lost.
+                self.send_event(&task, EventKind::Accepted);
+                if fresh {
+                    debug!("accepted {}/{} attempt {}", task.job, task.task, task.attempt);
+                    self.start_queued();
+                }
+            }
+            TaskCommand::Cancel { job, task, attempt } => {
+                if !self.queue.cancel(&job, &task, attempt) {
+                    let key = (job, task, attempt);
+                    if let Some(h) = self.running.remove(&key) {
+                        h.abort();
+                        info!("cancelled {}/{} attempt {}", key.0, key.1, key.2);
+                        self.start_queued();
+                    }
+                }
+            }
+            TaskCommand::EndJob { job } => {
+                self.queue.end_job(&job);
+                let keys: Vec<_> = self.running.keys().filter(|k| k.0 == job).cloned().collect();
+                for k in keys {
+                    if let Some(h) = self.running.remove(&k) {
+                        h.abort();
+                    }
+                }
+                self.start_queued();
+            }
+        }
+    }
+
+    fn start_queued(&mut self) {
+        while self.running.len() < self.fixed.slots as usize {
+            let Some(task) = self.queue.pop() else { break };
+            let key = queue::key(&task);
+            let ctx = self.ctx.clone();
+            let tx = self.done_tx.clone();
+            let k = key.clone();
+            info!("running {}/{} attempt {}", task.job, task.task, task.attempt);
+            let handle = tokio::spawn(async move {
+                let result = task::run(ctx, task).await;
+                let _ = tx.send((k, result)).await;
+            });
+            self.running.insert(key, handle);
+        }
+        self.publish_status();
+    }
+
+    fn on_task_finished(&mut self, key: AttemptKey, result: Result<ipdc_common::protocol::TaskOutput, TaskError>) {
+        if self.running.remove(&key).is_none() {
+            return; // cancelled meanwhile
+        }
+        let (job, task, attempt) = &key;
+        match result {
+            Ok(output) => {
+                info!("finished {job}/{task} attempt {attempt} in {} ms", output.elapsed_ms);
+                self.send_event_raw(job, task, *attempt, EventKind::Done { output });
+            }
+            Err(e) => {
+                warn!("{job}/{task} attempt {attempt} failed: {}", e.error);
+                self.send_event_raw(job, task, *attempt, EventKind::Failed { error: e.error, detail: e.detail });
+            }
+        }
+        self.start_queued();
+    }
+}

@@ -1,4 +1,66 @@
+//! `ipdc-submit`: parse the command line, run the command, turn errors into
+//! a message and an exit code. The work is in the modules.
+
+mod agents;
+mod broker;
+mod cli;
 mod controller;
+mod directory;
+mod hub;
+mod job;
+mod local;
+mod output;
+mod progress;
+mod run;
 mod store;
 
-fn main() {}
+use std::path::PathBuf;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use ipdc_common::mqtt::BrokerAddr;
+
+fn connection(c: &cli::ClusterArgs) -> Result<run::Connection, String> {
+    ipdc_common::protocol::validate_name("cluster name", &c.cluster)?;
+    Ok(run::Connection { broker: BrokerAddr::parse(&c.broker)?, ipfs: c.ipfs.clone(), cluster: c.cluster.clone() })
+}
+
+async fn run_command(args: cli::RunArgs) -> Result<(), String> {
+    let spec = job::JobSpec::load(args.job.as_deref(), args.overrides(), args.native.clone())?;
+    let mut opts = run::RunOptions { overwrite: args.overwrite, ..Default::default() };
+    opts.wait = std::time::Duration::from_secs(args.wait);
+    match args.local {
+        Some(0) => Err("--local 0: give the number of local agents to start, e.g. --local 4".into()),
+        Some(n) => {
+            let cluster = args.cluster.cluster.clone();
+            let local = local::LocalCluster::start(n, &cluster, Some(PathBuf::from("python3"))).await?;
+            let conn = run::Connection { broker: local.broker.clone(), ipfs: local.ipfs.clone(), cluster };
+            opts.nocopy = true; // the store is in this process: reference the input, do not copy it
+            let result = run::run(&spec, &conn, &opts).await;
+            local.stop().await;
+            result.map(|_| ())
+        }
+        None => run::run(&spec, &connection(&args.cluster)?, &opts).await.map(|_| ()),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,rumqttd=off")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run_command(args).await,
+        Command::Agents(a) => match connection(&a.cluster) {
+            Ok(conn) => agents::list(&conn, a.json).await,
+            Err(e) => Err(e),
+        },
+        Command::Hub(h) => {
+            let data = h.data.unwrap_or_else(|| std::env::temp_dir().join(format!("ipdc-hub-{}", std::process::id())));
+            hub::run(h.mqtt, h.ipfs, data).await
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("ipdc-submit: {e}");
+        std::process::exit(1);
+    }
+}

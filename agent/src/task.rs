@@ -1,0 +1,380 @@
+//! Running one task attempt: fetch its input from IPFS, run the executor,
+//! add its outputs to IPFS. Every attempt works in its own folder, removed
+//! afterwards; only CIDs leave the agent.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use ipdc_common::exec::{ExecStats, RecordSink};
+use ipdc_common::ipfs::IpfsClient;
+use ipdc_common::mapreduce::merge::KWayMerge;
+use ipdc_common::mapreduce::sorter::MapOutput;
+use ipdc_common::mapreduce::split::LineOwner;
+use ipdc_common::protocol::{CodeSpec, Task, TaskKind, TaskOutput};
+use ipdc_common::python::{ExecError, PythonExecutor};
+use ipdc_common::{record, wordcount};
+use tokio::sync::mpsc;
+
+/// What every task of this agent shares.
+pub struct TaskContext {
+    pub agent: String,
+    pub ipfs: IpfsClient,
+    pub work_dir: PathBuf,
+    /// The Python interpreter, when this agent has one.
+    pub python: Option<PathBuf>,
+    /// The most memory one task's buffers may use, whatever the job asks.
+    pub max_memory_mb: u64,
+}
+
+/// Why an attempt failed: a one-line error and the detail (e.g. a traceback).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskError {
+    pub error: String,
+    pub detail: String,
+}
+
+impl TaskError {
+    fn new(error: impl Into<String>) -> Self {
+        TaskError { error: error.into(), detail: String::new() }
+    }
+}
+
+impl From<io::Error> for TaskError {
+    fn from(e: io::Error) -> Self {
+        TaskError::new(e.to_string())
+    }
+}
+
+impl From<ipdc_common::ipfs::IpfsError> for TaskError {
+    fn from(e: ipdc_common::ipfs::IpfsError) -> Self {
+        TaskError::new(e.to_string())
+    }
+}
+
+impl From<ExecError> for TaskError {
+    fn from(e: ExecError) -> Self {
+        match e {
+            ExecError::User { summary, traceback } => TaskError { error: summary, detail: traceback },
+            other => TaskError::new(other.to_string()),
+        }
+    }
+}
+
+/// The executor a task runs with on this agent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Executor {
+    Python(PathBuf),
+    NativeWordCount,
+}
+
+impl Executor {
+    fn name(&self) -> String {
+        match self {
+            Executor::Python(_) => "python".into(),
+            Executor::NativeWordCount => "native:wordcount".into(),
+        }
+    }
+}
+
+/// `--native` wins; else Python when the agent has it; else the job's native fallback.
+pub fn choose_executor(code: &CodeSpec, python: Option<&Path>) -> Result<Executor, TaskError> {
+    let native = |name: &str| match name {
+        "wordcount" => Ok(Executor::NativeWordCount),
+        other => Err(TaskError::new(format!(
+            "this agent has no native executor {other:?} (it has: wordcount)"
+        ))),
+    };
+    if let Some(n) = &code.force_native {
+        return native(n);
+    }
+    match (python, &code.native_fallback) {
+        (Some(p), _) => Ok(Executor::Python(p.to_path_buf())),
+        (None, Some(n)) => native(n),
+        (None, None) => Err(TaskError::new(
+            "this agent has no Python and the job names no native fallback (set native = \"wordcount\" in ipdc.toml, or run agents with Python)",
+        )),
+    }
+}
+
+/// Runs one attempt in its own folder and removes the folder afterwards.
+pub async fn run(ctx: Arc<TaskContext>, task: Task) -> Result<TaskOutput, TaskError> {
+    let started = Instant::now();
+    let dir = ctx.work_dir.join(&task.job).join(format!("{}-a{}", task.task, task.attempt));
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| TaskError::new(format!("cannot create work folder {}: {e}", dir.display())))?;
+    let result = match &task.kind {
+        TaskKind::Map { input_cid, input_size, start, end, .. } => {
+            run_map(&ctx, &task, &dir, input_cid, *input_size, *start, *end).await
+        }
+        TaskKind::Reduce { inputs, .. } => run_reduce(&ctx, &task, &dir, inputs).await,
+    };
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+    let job_dir = ctx.work_dir.join(&task.job);
+    let _ = tokio::fs::remove_dir(&job_dir).await; // only succeeds once the job's last task is gone
+    result.map(|mut out| {
+        out.elapsed_ms = started.elapsed().as_millis() as u64;
+        out
+    })
+}
+
+fn budget_bytes(ctx: &TaskContext, task: &Task) -> usize {
+    let mb = task.memory_mb.clamp(1, ctx.max_memory_mb.max(1));
+    (mb as usize) << 20
+}
+
+/// Fetches a code file (Map.py / Reduce.py) into the attempt's folder.
+async fn fetch_code(ctx: &TaskContext, cid: &str, dir: &Path, name: &str) -> Result<PathBuf, TaskError> {
+    let path = dir.join(name);
+    ctx.ipfs.cat_to_file(cid, &path).await?;
+    Ok(path)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_map(
+    ctx: &TaskContext,
+    task: &Task,
+    dir: &Path,
+    input_cid: &str,
+    input_size: u64,
+    start: u64,
+    end: u64,
+) -> Result<TaskOutput, TaskError> {
+    let exec = choose_executor(&task.code, ctx.python.as_deref())?;
+    let mut combine_with = None;
+    let mut map_py = PathBuf::new();
+    if let Executor::Python(_) = exec {
+        map_py = fetch_code(ctx, &task.code.map_cid, dir, "Map.py").await?;
+        if task.code.combiner {
+            combine_with = Some(fetch_code(ctx, &task.code.reduce_cid, dir, "Reduce.py").await?);
+        }
+    }
+    let budget = budget_bytes(ctx, task);
+    let (tx, rx) = mpsc::channel(16);
+    let fetch = tokio::spawn(fetch_split(ctx.ipfs.clone(), input_cid.to_string(), input_size, start, end, tx));
+
+    let reducers = task.reducers;
+    let spill_dir = dir.join("spill");
+    let work = dir.to_path_buf();
+    let executor = exec.clone();
+    let mapped = tokio::task::spawn_blocking(move || -> Result<_, TaskError> {
+        std::fs::create_dir_all(&spill_dir)?;
+        let input = ChannelReader::new(rx);
+        // Half the budget for the executor's own table, half for the sort buffer.
+        let mut out = MapOutput::new(reducers, budget / 2, &spill_dir)?;
+        let stats = match &executor {
+            Executor::NativeWordCount => wordcount::map(input, &mut out, budget / 2)?,
+            Executor::Python(python) => PythonExecutor { python: python.clone(), workdir: work }
+                .run_map(&map_py, combine_with.as_deref(), input, &mut out)?,
+        };
+        let spills = out.spills();
+        let parts = out.finish()?;
+        Ok((stats, parts, spills))
+    });
+    let mapped = mapped.await.map_err(|e| TaskError::new(format!("map task crashed: {e}")))?;
+    // A fetch error explains a short input better than the executor's view of it.
+    let bytes_read = match fetch.await {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => return Err(e.into()),
+        Err(e) => return Err(TaskError::new(format!("input fetch crashed: {e}"))),
+    };
+    let (stats, parts, spills) = mapped?;
+    let mut output = TaskOutput {
+        stats,
+        bytes_read,
+        executor: exec.name(),
+        spills: spills as u32,
+        ..Default::default()
+    };
+    for part in &parts {
+        let added = ctx.ipfs.add_path(&part.path, false).await?;
+        output.cids.push(added.cid);
+        output.sizes.push(part.bytes);
+    }
+    Ok(output)
+}
+
+/// Streams the lines a split owns from IPFS into `tx`, reading past the
+/// split's end to finish its last line. Returns the bytes fetched.
+async fn fetch_split(
+    ipfs: IpfsClient,
+    cid: String,
+    size: u64,
+    start: u64,
+    end: u64,
+    tx: mpsc::Sender<io::Result<Bytes>>,
+) -> Result<u64, ipdc_common::ipfs::IpfsError> {
+    let mut owner = LineOwner::new(start, end);
+    let mut offset = owner.fetch_offset();
+    let mut want = end.saturating_sub(offset).max(1);
+    let mut fetched = 0u64;
+    let result = async {
+        while offset < size {
+            let mut stream = ipfs.cat_range(&cid, offset, Some(want)).await?;
+            let before = offset;
+            while let Some(chunk) = stream.next_chunk().await? {
+                offset += chunk.len() as u64;
+                fetched += chunk.len() as u64;
+                let push = owner.push(&chunk);
+                if !push.owned.is_empty() && tx.send(Ok(chunk.slice(push.owned))).await.is_err() {
+                    return Ok(()); // the executor stopped reading: its error wins
+                }
+                if push.done {
+                    return Ok(());
+                }
+            }
+            if offset == before {
+                return Err(ipdc_common::ipfs::IpfsError::short_read(ipfs.api(), &cid, offset, size));
+            }
+            // Past the split's end: finish the last line in growing reads.
+            want = (want * 2).clamp(64 << 10, 4 << 20);
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = &result {
+        let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
+    }
+    result.map(|_| fetched)
+}
+
+/// A blocking `Read` over chunks arriving on a channel from the async side.
+struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl ChannelReader {
+    fn new(rx: mpsc::Receiver<io::Result<Bytes>>) -> Self {
+        ChannelReader { rx, current: Bytes::new() }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        let _ = self.current.split_to(n);
+        Ok(n)
+    }
+}
+
+async fn run_reduce(
+    ctx: &TaskContext,
+    task: &Task,
+    dir: &Path,
+    inputs: &[String],
+) -> Result<TaskOutput, TaskError> {
+    let exec = choose_executor(&task.code, ctx.python.as_deref())?;
+    let reduce_py = match exec {
+        Executor::Python(_) => fetch_code(ctx, &task.code.reduce_cid, dir, "Reduce.py").await?,
+        Executor::NativeWordCount => PathBuf::new(),
+    };
+    let mut paths = Vec::with_capacity(inputs.len());
+    let mut bytes_read = 0;
+    for (i, cid) in inputs.iter().enumerate() {
+        let path = dir.join(format!("in-{i:05}"));
+        bytes_read += ctx.ipfs.cat_to_file(cid, &path).await?;
+        paths.push(path);
+    }
+    let part_path = dir.join("part");
+    let work = dir.to_path_buf();
+    let executor = exec.clone();
+    let part = part_path.clone();
+    let stats = tokio::task::spawn_blocking(move || -> Result<ExecStats, TaskError> {
+        let mut source = KWayMerge::open(&paths)?;
+        let mut sink = PartWriter::create(&part)?;
+        let stats = match &executor {
+            Executor::NativeWordCount => wordcount::reduce(&mut source, &mut sink)?,
+            Executor::Python(python) => PythonExecutor { python: python.clone(), workdir: work }
+                .run_reduce(&reduce_py, &mut source, &mut sink)?,
+        };
+        sink.finish()?;
+        Ok(stats)
+    })
+    .await
+    .map_err(|e| TaskError::new(format!("reduce task crashed: {e}")))??;
+    let size = tokio::fs::metadata(&part_path).await?.len();
+    let added = ctx.ipfs.add_path(&part_path, false).await?;
+    Ok(TaskOutput {
+        cids: vec![added.cid],
+        sizes: vec![size],
+        stats,
+        bytes_read,
+        executor: exec.name(),
+        ..Default::default()
+    })
+}
+
+/// Writes reducer output as the part file's text: `key<TAB>value` lines.
+struct PartWriter {
+    out: io::BufWriter<std::fs::File>,
+}
+
+impl PartWriter {
+    fn create(path: &Path) -> io::Result<Self> {
+        Ok(PartWriter { out: io::BufWriter::with_capacity(256 << 10, std::fs::File::create(path)?) })
+    }
+
+    fn finish(mut self) -> io::Result<()> {
+        self.out.flush()?;
+        self.out.get_ref().sync_all()
+    }
+}
+
+impl RecordSink for PartWriter {
+    fn emit(&mut self, key: &[u8], value: &[u8]) -> io::Result<()> {
+        record::write_text_datum(&mut self.out, key)?;
+        self.out.write_all(b"\t")?;
+        record::write_text_datum(&mut self.out, value)?;
+        self.out.write_all(b"\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(force: Option<&str>, fallback: Option<&str>) -> CodeSpec {
+        CodeSpec {
+            map_cid: String::new(),
+            reduce_cid: String::new(),
+            combiner: false,
+            force_native: force.map(String::from),
+            native_fallback: fallback.map(String::from),
+        }
+    }
+
+    #[test]
+    fn executor_choice_follows_native_then_python_then_fallback() {
+        let py = Path::new("/usr/bin/python3");
+        assert_eq!(choose_executor(&code(Some("wordcount"), None), Some(py)).unwrap(), Executor::NativeWordCount);
+        assert_eq!(choose_executor(&code(None, Some("wordcount")), Some(py)).unwrap(), Executor::Python(py.into()));
+        assert_eq!(choose_executor(&code(None, Some("wordcount")), None).unwrap(), Executor::NativeWordCount);
+        let e = choose_executor(&code(None, None), None).unwrap_err();
+        assert!(e.error.contains("no Python"), "{}", e.error);
+        let e = choose_executor(&code(Some("grep"), None), Some(py)).unwrap_err();
+        assert!(e.error.contains("\"grep\""), "{}", e.error);
+    }
+
+    #[test]
+    fn part_lines_are_key_tab_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("part");
+        let mut w = PartWriter::create(&p).unwrap();
+        w.emit(b"sna\xefve", b"j2").unwrap();
+        w.emit(b"j[1,2]", b"s{x}").unwrap();
+        w.finish().unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"na\xefve\t2\n[1,2]\t{x}\n");
+    }
+}

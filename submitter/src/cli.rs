@@ -1,0 +1,137 @@
+//! Command-line arguments of `ipdc-submit`, and turning them into the
+//! validated settings the commands take.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ipdc-submit",
+    version,
+    about = "IPDC: run MapReduce jobs (Map.py/Reduce.py) on a fleet of small devices over IPFS and MQTT",
+    after_help = "Quick start:  ipdc-submit run --local 4 examples/wordcount"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a job and write its result into the output folder.
+    Run(RunArgs),
+    /// List the agents of the cluster and what they can do.
+    Agents(AgentsArgs),
+    /// Run the embedded MQTT broker and IPFS content store as a service.
+    Hub(HubArgs),
+}
+
+/// Where the cluster is (shared by `run` and `agents`).
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// MQTT broker of the cluster.
+    #[arg(long, env = "IPDC_BROKER", default_value = "mqtt://127.0.0.1:1883")]
+    pub broker: String,
+    /// kubo RPC API used to upload the input and fetch the result.
+    #[arg(long, env = "IPDC_IPFS", default_value = "http://127.0.0.1:5001")]
+    pub ipfs: String,
+    /// Cluster name: topics live under ipdc/<cluster>/.
+    #[arg(long, env = "IPDC_CLUSTER", default_value = "default")]
+    pub cluster: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Job folder with ipdc.toml, Map.py, Reduce.py and data.dat.
+    pub job: Option<PathBuf>,
+    /// Start an embedded broker, store and N agents in this process and run there.
+    #[arg(long, value_name = "N")]
+    pub local: Option<usize>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Input file (overrides `input` in ipdc.toml).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Mapper file (overrides `map`).
+    #[arg(long)]
+    pub map: Option<PathBuf>,
+    /// Reducer file (overrides `reduce`).
+    #[arg(long)]
+    pub reduce: Option<PathBuf>,
+    /// Number of agents K to use (overrides `workers`; default: all capable, or N with --local).
+    #[arg(long, short = 'k')]
+    pub workers: Option<usize>,
+    /// Number of reduce tasks R, one output part each (overrides `reducers`).
+    #[arg(long, short = 'r')]
+    pub reducers: Option<u32>,
+    /// Run the combiner on each map's output (overrides `combiner`).
+    #[arg(long, overrides_with = "no_combiner")]
+    pub combiner: bool,
+    /// Do not run a combiner.
+    #[arg(long)]
+    pub no_combiner: bool,
+    /// Run this native executor instead of Python on every agent (e.g. wordcount).
+    #[arg(long, value_name = "NAME")]
+    pub native: Option<String>,
+    /// Native executor for agents without Python (overrides `native` in ipdc.toml).
+    #[arg(long, value_name = "NAME")]
+    pub native_fallback: Option<String>,
+    /// Memory budget per task for sort/spill buffers, MiB (overrides `memory_mb`).
+    #[arg(long)]
+    pub memory_mb: Option<u64>,
+    /// Output folder (overrides `output`; default: <job>/output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace the output folder if it exists (only once the new result is complete).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Seconds to wait for enough capable agents.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub wait: u64,
+}
+
+impl RunArgs {
+    pub fn overrides(&self) -> crate::job::Overrides {
+        crate::job::Overrides {
+            input: self.input.clone(),
+            map: self.map.clone(),
+            reduce: self.reduce.clone(),
+            workers: self.workers.or(self.local),
+            reducers: self.reducers,
+            combiner: if self.combiner {
+                Some(true)
+            } else if self.no_combiner {
+                Some(false)
+            } else {
+                None
+            },
+            native: self.native_fallback.clone(),
+            memory_mb: self.memory_mb,
+            out: self.out.clone(),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct AgentsArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct HubArgs {
+    /// Address of the MQTT broker.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    pub mqtt: SocketAddr,
+    /// Address of the IPFS RPC API.
+    #[arg(long, default_value = "127.0.0.1:5001")]
+    pub ipfs: SocketAddr,
+    /// Folder for the stored data [default: a new temporary folder].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}

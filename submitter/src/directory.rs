@@ -1,0 +1,139 @@
+//! The agents a submitter knows of (from their retained statuses), which of
+//! them can run a job, and which K it picks.
+
+use std::collections::BTreeMap;
+
+use ipdc_common::protocol::{AgentStatus, PROTOCOL_VERSION};
+
+/// What a job asks of an agent.
+#[derive(Debug, Clone, Default)]
+pub struct Requirements {
+    pub needs_python: bool,
+    pub min_memory_mb: u64,
+}
+
+/// Latest status per agent.
+#[derive(Debug, Default, Clone)]
+pub struct Directory {
+    agents: BTreeMap<String, AgentStatus>,
+}
+
+impl Directory {
+    pub fn update(&mut self, status: AgentStatus) {
+        self.agents.insert(status.agent.clone(), status);
+    }
+
+    pub fn get(&self, agent: &str) -> Option<&AgentStatus> {
+        self.agents.get(agent)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &AgentStatus> {
+        self.agents.values()
+    }
+
+    /// Why `s` cannot take this job, or None if it can.
+    pub fn unfit(s: &AgentStatus, req: &Requirements, now_ms: u64) -> Option<String> {
+        if !s.online {
+            return Some("offline".into());
+        }
+        if s.v != PROTOCOL_VERSION {
+            return Some(format!("speaks protocol {}, this submitter {}", s.v, PROTOCOL_VERSION));
+        }
+        if is_stale(s, now_ms) {
+            return Some(format!("silent for {} s", now_ms.saturating_sub(s.heartbeat_ms) / 1000));
+        }
+        if req.needs_python && s.python.is_none() {
+            return Some("no Python, and the job names no native fallback".into());
+        }
+        if s.mem_available_mb < req.min_memory_mb {
+            return Some(format!("{} MiB free, the job asks for {}", s.mem_available_mb, req.min_memory_mb));
+        }
+        None
+    }
+
+    /// Capable agents, best first: most idle cores, then most free memory.
+    pub fn capable(&self, req: &Requirements, now_ms: u64) -> Vec<&AgentStatus> {
+        let mut v: Vec<_> = self.agents.values().filter(|s| Self::unfit(s, req, now_ms).is_none()).collect();
+        v.sort_by(|a, b| {
+            score(b).partial_cmp(&score(a)).unwrap_or(std::cmp::Ordering::Equal).then(a.agent.cmp(&b.agent))
+        });
+        v
+    }
+
+    /// The agents skipped, with why (offline ones only if they were seen recently).
+    pub fn skipped(&self, req: &Requirements, now_ms: u64) -> Vec<(String, String)> {
+        self.agents
+            .values()
+            .filter(|s| s.online)
+            .filter_map(|s| Self::unfit(s, req, now_ms).map(|why| (s.agent.clone(), why)))
+            .collect()
+    }
+}
+
+/// A status is stale when three heartbeats (and a grace period) went missing.
+pub fn is_stale(s: &AgentStatus, now_ms: u64) -> bool {
+    now_ms.saturating_sub(s.heartbeat_ms) > 3 * s.heartbeat_interval_ms.max(1000) + 5_000
+}
+
+/// Idle cores, with free memory as a small tie-breaker.
+fn score(s: &AgentStatus) -> f64 {
+    let idle = s.cores as f64 * (1.0 - (s.cpu_percent as f64 / 100.0).clamp(0.0, 1.0));
+    idle + (s.mem_available_mb as f64 / 1024.0) * 0.01
+}
+
+/// One line describing an agent for the "picked" message.
+pub fn describe(s: &AgentStatus) -> String {
+    format!(
+        "{} ({} {}, {} cores, {:.0}% CPU, {} MiB free, {})",
+        s.agent,
+        s.arch,
+        s.os,
+        s.cores,
+        s.cpu_percent,
+        s.mem_available_mb,
+        s.python.as_deref().map(|v| format!("Python {v}")).unwrap_or_else(|| "no Python".into())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(name: &str, cores: u32, cpu: f32, python: bool, now: u64) -> AgentStatus {
+        let mut s = AgentStatus::offline(name);
+        s.online = true;
+        s.cores = cores;
+        s.cpu_percent = cpu;
+        s.python = python.then(|| "3.11.7".into());
+        s.mem_available_mb = 1000;
+        s.heartbeat_ms = now;
+        s.heartbeat_interval_ms = 5000;
+        s
+    }
+
+    #[test]
+    fn capable_agents_are_ranked_by_idle_cores() {
+        let mut d = Directory::default();
+        d.update(st("busy", 4, 90.0, true, 100));
+        d.update(st("idle", 2, 0.0, true, 100));
+        d.update(st("big", 8, 50.0, true, 100));
+        let names: Vec<_> = d.capable(&Requirements::default(), 100).iter().map(|s| s.agent.clone()).collect();
+        assert_eq!(names, ["big", "idle", "busy"]);
+    }
+
+    #[test]
+    fn agents_without_python_stale_or_small_are_skipped_with_a_reason() {
+        let mut d = Directory::default();
+        d.update(st("nopy", 2, 0.0, false, 100_000));
+        d.update(st("old", 2, 0.0, true, 0));
+        d.update(st("ok", 2, 0.0, true, 100_000));
+        let req = Requirements { needs_python: true, min_memory_mb: 10 };
+        let names: Vec<_> = d.capable(&req, 100_000).iter().map(|s| s.agent.clone()).collect();
+        assert_eq!(names, ["ok"]);
+        let skipped = d.skipped(&req, 100_000);
+        assert!(skipped.iter().any(|(a, why)| a == "nopy" && why.contains("no Python")));
+        assert!(skipped.iter().any(|(a, why)| a == "old" && why.contains("silent")));
+        let big = Requirements { needs_python: false, min_memory_mb: 5000 };
+        assert!(d.capable(&big, 100_000).is_empty());
+    }
+}

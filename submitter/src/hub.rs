@@ -1,0 +1,33 @@
+//! `ipdc-submit hub`: the embedded broker and content store as a standalone
+//! service, so separate `ipdc-agent` and `ipdc-submit run` processes can form
+//! a cluster with nothing else installed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::{broker, store};
+
+pub async fn run(mqtt: SocketAddr, ipfs: SocketAddr, data: PathBuf) -> Result<(), String> {
+    std::fs::create_dir_all(&data).map_err(|e| format!("cannot create the data folder {}: {e}", data.display()))?;
+    let mqtt = broker::start(mqtt).map_err(|e| format!("MQTT broker on {mqtt}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(ipfs)
+        .await
+        .map_err(|e| format!("IPFS API on {ipfs}: {e} (is another IPFS daemon using that port?)"))?;
+    let store = store::serve(listener, data.clone()).await.map_err(|e| format!("store: {e}"))?;
+    // These two lines are what a user (or a test) reads to connect.
+    println!("MQTT=mqtt://{mqtt}");
+    println!("IPFS={}", store.url());
+    println!("hub running (data in {}); Ctrl-C stops it", data.display());
+    shutdown_signal().await;
+    store.shutdown();
+    Ok(())
+}
+
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler can be installed");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,250 @@
+//! A job's description: `ipdc.toml` in the job folder, overridden by flags,
+//! validated once into a [`JobSpec`] that names every file it will use.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// `ipdc.toml`. Every key is optional; paths are relative to the job folder.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    /// Job name, the prefix of its id (default: the folder's name).
+    pub name: Option<String>,
+    /// The input file (default: data.dat).
+    pub input: Option<PathBuf>,
+    /// The mapper (default: Map.py).
+    pub map: Option<PathBuf>,
+    /// The reducer (default: Reduce.py).
+    pub reduce: Option<PathBuf>,
+    /// Agents to use, K (default: every capable agent online).
+    pub workers: Option<usize>,
+    /// Reduce tasks, R, one output part each (default: 1).
+    pub reducers: Option<u32>,
+    /// Run the combiner on each map's output (default: false).
+    pub combiner: Option<bool>,
+    /// Native executor for agents without Python, e.g. "wordcount".
+    pub native: Option<String>,
+    /// Memory budget per task for sort/spill buffers, MiB (default: 64).
+    pub memory_mb: Option<u64>,
+    /// Only agents with at least this much free memory, MiB.
+    pub min_memory_mb: Option<u64>,
+    /// Output folder (default: output, inside the job folder).
+    pub output: Option<PathBuf>,
+}
+
+/// Flags of `ipdc-submit run` that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub input: Option<PathBuf>,
+    pub map: Option<PathBuf>,
+    pub reduce: Option<PathBuf>,
+    pub workers: Option<usize>,
+    pub reducers: Option<u32>,
+    pub combiner: Option<bool>,
+    pub native: Option<String>,
+    pub memory_mb: Option<u64>,
+    pub out: Option<PathBuf>,
+}
+
+/// A validated job.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub name: String,
+    pub input: PathBuf,
+    pub map_py: PathBuf,
+    pub reduce_py: PathBuf,
+    pub workers: Option<usize>,
+    pub reducers: u32,
+    pub combiner: bool,
+    /// `--native NAME`: every agent runs this native executor.
+    pub force_native: Option<String>,
+    /// `native = NAME` in ipdc.toml: agents without Python run it.
+    pub native_fallback: Option<String>,
+    pub memory_mb: u64,
+    pub min_memory_mb: u64,
+    pub out: PathBuf,
+}
+
+/// Native executors agents have.
+pub const NATIVE_EXECUTORS: &[&str] = &["wordcount"];
+
+impl JobSpec {
+    /// Reads `dir/ipdc.toml` (if any), applies the flags and checks every file.
+    /// `dir` may be None when every file comes from flags.
+    pub fn load(dir: Option<&Path>, o: Overrides, force_native: Option<String>) -> Result<JobSpec, String> {
+        let base = dir.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        if let Some(d) = dir {
+            if !d.is_dir() {
+                return Err(format!("job folder {} not found: give a folder with ipdc.toml, Map.py and Reduce.py", d.display()));
+            }
+        }
+        let file_path = base.join("ipdc.toml");
+        let file: JobFile = if dir.is_some() && file_path.exists() {
+            let text = std::fs::read_to_string(&file_path)
+                .map_err(|e| format!("cannot read {}: {e}", file_path.display()))?;
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", file_path.display()))?
+        } else {
+            JobFile::default()
+        };
+        let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let input = o.input.or(file.input.map(rel)).unwrap_or_else(|| base.join("data.dat"));
+        let map_py = o.map.or(file.map.map(rel)).unwrap_or_else(|| base.join("Map.py"));
+        let reduce_py = o.reduce.or(file.reduce.map(rel)).unwrap_or_else(|| base.join("Reduce.py"));
+        let out = o.out.or(file.output.map(rel)).unwrap_or_else(|| base.join("output"));
+        let name = file
+            .name
+            .or_else(|| {
+                let abs = std::fs::canonicalize(&base).ok()?;
+                abs.file_name().map(|n| n.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "job".to_string());
+        let name: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+            .take(32)
+            .collect();
+        let native_fallback = o.native.or(file.native);
+        for n in force_native.iter().chain(native_fallback.iter()) {
+            if !NATIVE_EXECUTORS.contains(&n.as_str()) {
+                return Err(format!(
+                    "unknown native executor {n:?}: agents have {}",
+                    NATIVE_EXECUTORS.join(", ")
+                ));
+            }
+        }
+        let spec = JobSpec {
+            name,
+            input,
+            map_py,
+            reduce_py,
+            workers: o.workers.or(file.workers),
+            reducers: o.reducers.or(file.reducers).unwrap_or(1),
+            combiner: o.combiner.or(file.combiner).unwrap_or(false),
+            force_native,
+            native_fallback,
+            memory_mb: o.memory_mb.or(file.memory_mb).unwrap_or(64),
+            min_memory_mb: file.min_memory_mb.unwrap_or(0),
+            out,
+        };
+        spec.check()?;
+        Ok(spec)
+    }
+
+    /// Whether agents must have Python to run this job.
+    pub fn needs_python(&self) -> bool {
+        self.force_native.is_none() && self.native_fallback.is_none()
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.reducers == 0 || self.reducers > 10_000 {
+            return Err(format!("reducers = {}: use 1 to 10000", self.reducers));
+        }
+        if self.workers == Some(0) {
+            return Err("workers = 0: a job needs at least one agent".into());
+        }
+        if self.memory_mb == 0 {
+            return Err("memory_mb = 0: give the tasks at least 1 MiB".into());
+        }
+        match std::fs::metadata(&self.input) {
+            Err(e) => {
+                return Err(format!(
+                    "input file {} cannot be read ({e}): check `input` in ipdc.toml or --input",
+                    self.input.display()
+                ));
+            }
+            Ok(m) if !m.is_file() => {
+                return Err(format!("input {} is not a file: give a file with --input", self.input.display()));
+            }
+            Ok(m) if m.len() == 0 => {
+                return Err(format!("input file {} is empty: there is nothing to map", self.input.display()));
+            }
+            Ok(_) => {}
+        }
+        if self.force_native.is_none() {
+            for (what, path) in [("mapper", &self.map_py), ("reducer", &self.reduce_py)] {
+                if !path.is_file() {
+                    return Err(format!(
+                        "{what} {} not found: write it, point to it in ipdc.toml / with --{}, or run with --native wordcount",
+                        path.display(),
+                        if what == "mapper" { "map" } else { "reduce" }
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Compiles Map.py and Reduce.py with a local Python, when there is one,
+    /// so a syntax error is reported before anything is uploaded.
+    pub fn check_python_syntax(&self) -> Result<(), String> {
+        if self.force_native.is_some() {
+            return Ok(());
+        }
+        const CHECK: &str = "import sys\nsrc = open(sys.argv[1], 'rb').read()\ntry:\n    compile(src, sys.argv[1], 'exec')\nexcept SyntaxError as e:\n    print('%s, line %s: %s' % (e.filename, e.lineno, e.msg))\n    if e.text: print('    ' + e.text.rstrip())\n    sys.exit(1)\n";
+        for path in [&self.map_py, &self.reduce_py] {
+            let out = match std::process::Command::new("python3").arg("-c").arg(CHECK).arg(path).output() {
+                Ok(out) => out,
+                Err(_) => return Ok(()), // no local Python: the agents will report it
+            };
+            if !out.status.success() {
+                return Err(format!(
+                    "syntax error in {}\n{}fix the file and run again",
+                    path.display(),
+                    String::from_utf8_lossy(&out.stdout)
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job_dir(toml: &str) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("ipdc.toml"), toml).unwrap();
+        std::fs::write(d.path().join("data.dat"), "a b\n").unwrap();
+        std::fs::write(d.path().join("Map.py"), "def map(line):\n    yield line, 1\n").unwrap();
+        std::fs::write(d.path().join("Reduce.py"), "def reduce(k, vs):\n    yield k, sum(vs)\n").unwrap();
+        d
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let d = job_dir("workers = 3\nreducers = 2\ncombiner = true\nnative = \"wordcount\"\n");
+        let spec = JobSpec::load(Some(d.path()), Overrides { reducers: Some(5), ..Default::default() }, None).unwrap();
+        assert_eq!((spec.workers, spec.reducers, spec.combiner), (Some(3), 5, true));
+        assert_eq!(spec.native_fallback.as_deref(), Some("wordcount"));
+        assert_eq!(spec.out, d.path().join("output"));
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_files_are_named() {
+        let d = job_dir("wrokers = 3\n");
+        let e = JobSpec::load(Some(d.path()), Overrides::default(), None).unwrap_err();
+        assert!(e.contains("ipdc.toml") && e.contains("wrokers"), "{e}");
+        let d = job_dir("input = \"nope.txt\"\n");
+        let e = JobSpec::load(Some(d.path()), Overrides::default(), None).unwrap_err();
+        assert!(e.contains("nope.txt") && e.contains("--input"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_input_is_refused() {
+        let d = job_dir("");
+        std::fs::write(d.path().join("data.dat"), "").unwrap();
+        let e = JobSpec::load(Some(d.path()), Overrides::default(), None).unwrap_err();
+        assert!(e.contains("is empty"), "{e}");
+    }
+
+    #[test]
+    fn a_syntax_error_names_file_and_line() {
+        let d = job_dir("");
+        std::fs::write(d.path().join("Map.py"), "def map(line):\n    yield line 1\n").unwrap();
+        let spec = JobSpec::load(Some(d.path()), Overrides::default(), None).unwrap();
+        let e = spec.check_python_syntax().unwrap_err();
+        assert!(e.contains("Map.py, line 2"), "{e}");
+    }
+}

@@ -1,0 +1,74 @@
+//! `--local N`: a whole cluster inside this process — the embedded broker,
+//! the embedded content store and N agents running the same code as the
+//! `ipdc-agent` binary, all talking over loopback TCP as real ones would.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipdc_agent::AgentConfig;
+use ipdc_common::mqtt::BrokerAddr;
+use tokio::sync::watch;
+
+use crate::{broker, store};
+
+pub struct LocalCluster {
+    pub broker: BrokerAddr,
+    pub ipfs: String,
+    store: Option<store::StoreHandle>,
+    stop: watch::Sender<bool>,
+    agents: Vec<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalCluster {
+    /// Starts the broker, the store and `n` agents (one slot each: they share
+    /// this machine's cores). `python`: None hides Python from the agents.
+    pub async fn start(n: usize, cluster: &str, python: Option<PathBuf>) -> Result<Self, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("ipdc-local-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a temporary folder: {e}"))?;
+        let loopback: SocketAddr = "127.0.0.1:0".parse().expect("a valid address");
+        let mqtt = broker::start(loopback).map_err(|e| format!("embedded broker: {e}"))?;
+        let listener = tokio::net::TcpListener::bind(loopback)
+            .await
+            .map_err(|e| format!("embedded store: {e}"))?;
+        let store_dir = dir.path().join("store");
+        let store = store::serve(listener, store_dir).await.map_err(|e| format!("embedded store: {e}"))?;
+        let broker = BrokerAddr { host: mqtt.ip().to_string(), port: mqtt.port() };
+        let ipfs = store.url();
+        let (stop, stop_rx) = watch::channel(false);
+        let mut agents = Vec::new();
+        for i in 1..=n {
+            let name = format!("local-{i}");
+            let mut config = AgentConfig::local_defaults(&name, broker.clone(), &ipfs);
+            config.cluster = cluster.to_string();
+            config.slots = 1;
+            config.work_dir = dir.path().join("agents").join(&name);
+            config.python = python.clone();
+            config.heartbeat = Duration::from_secs(2);
+            let mut rx = stop_rx.clone();
+            agents.push(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                if let Err(e) = ipdc_agent::run(config, shutdown).await {
+                    log::error!("local agent {name}: {e}");
+                }
+            }));
+        }
+        Ok(LocalCluster { broker, ipfs, store: Some(store), stop, agents, _dir: dir })
+    }
+
+    /// Stops the agents and the store (the broker thread ends with the process).
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        for a in self.agents.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(3), a).await;
+        }
+        if let Some(s) = self.store.take() {
+            s.shutdown();
+        }
+    }
+}

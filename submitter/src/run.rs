@@ -1,0 +1,532 @@
+//! Driving one job: upload, pick agents, hand out tasks, follow events until
+//! the controller says done, then write the output. This is the submitter's
+//! one event loop; decisions are the controller's (`controller.rs`).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ipdc_common::exec::ExecStats;
+use ipdc_common::ipfs::IpfsClient;
+use ipdc_common::mapreduce::split::plan_splits;
+use ipdc_common::mqtt::{self, BrokerAddr};
+use ipdc_common::protocol::{
+    AgentStatus, CodeSpec, Message, PROTOCOL_VERSION, TaskCommand, TaskEvent, TaskMessage, Topics, now_ms,
+};
+use log::{debug, info, warn};
+use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
+use serde_json::json;
+
+use crate::controller::{Action, Controller, JobPlan, Phase};
+use crate::directory::{self, Directory, Requirements};
+use crate::job::JobSpec;
+use crate::output;
+use crate::progress::ProgressView;
+
+/// Where the cluster is.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub broker: BrokerAddr,
+    pub ipfs: String,
+    pub cluster: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub overwrite: bool,
+    /// How long to wait for enough capable agents.
+    pub wait: Duration,
+    /// Ask the store to reference the input file instead of copying it (the
+    /// embedded store on this machine).
+    pub nocopy: bool,
+    /// An assignment not acknowledged within this long goes to another agent.
+    pub accept_timeout: Duration,
+    pub show_progress: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            overwrite: false,
+            wait: Duration::from_secs(10),
+            nocopy: false,
+            accept_timeout: Duration::from_secs(15),
+            show_progress: true,
+        }
+    }
+}
+
+/// What a finished job reports.
+#[derive(Debug)]
+pub struct RunReport {
+    pub job: String,
+    pub out: PathBuf,
+    pub summary: serde_json::Value,
+}
+
+/// A job id: the job's name, the time in base 36 and random bits, so ids of
+/// jobs submitted anywhere at any time do not collide.
+pub fn new_job_id(name: &str) -> String {
+    let mut rnd = [0u8; 6];
+    getrandom::fill(&mut rnd).expect("the OS has a random source");
+    let mut t = now_ms();
+    let mut ts = Vec::new();
+    while t > 0 {
+        ts.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(t % 36) as usize]);
+        t /= 36;
+    }
+    ts.reverse();
+    let hex: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{name}-{}-{hex}", String::from_utf8(ts).expect("ASCII"))
+}
+
+/// The MQTT side of a submitter: one client, one event loop, the agent
+/// directory and the job's events as they arrive.
+pub struct Session {
+    client: AsyncClient,
+    eventloop: EventLoop,
+    topics: Topics,
+    pub directory: Directory,
+    events_topic: Option<String>,
+    events: VecDeque<TaskEvent>,
+    outbox: VecDeque<(String, Vec<u8>)>,
+    connected: bool,
+    broker: BrokerAddr,
+}
+
+impl Session {
+    pub fn connect(conn: &Connection, client_id: &str) -> Self {
+        let (client, eventloop) = mqtt::client(mqtt::options(client_id, &conn.broker, None));
+        Session {
+            client,
+            eventloop,
+            topics: Topics::new(&conn.cluster),
+            directory: Directory::default(),
+            events_topic: None,
+            events: VecDeque::new(),
+            outbox: VecDeque::new(),
+            connected: false,
+            broker: conn.broker.clone(),
+        }
+    }
+
+    pub fn follow_job(&mut self, job: &str) {
+        let t = self.topics.job_events(job);
+        if self.connected {
+            let _ = self.client.try_subscribe(&t, QoS::AtLeastOnce);
+        }
+        self.events_topic = Some(t);
+    }
+
+    pub fn publish(&mut self, topic: String, payload: Vec<u8>) {
+        self.outbox.push_back((topic, payload));
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        while let Some((topic, payload)) = self.outbox.pop_front() {
+            if let Err(e) = self.client.try_publish(&topic, QoS::AtLeastOnce, false, payload.clone()) {
+                debug!("outgoing queue full ({e}); will retry");
+                self.outbox.push_front((topic, payload));
+                break;
+            }
+        }
+    }
+
+    /// Handles one event of the MQTT connection. Connection errors are
+    /// retried; the first connection failing for `connect_deadline` is fatal.
+    async fn poll_once(&mut self) -> Result<(), String> {
+        match self.eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                self.connected = true;
+                let _ = self.client.try_subscribe(self.topics.all_agent_statuses(), QoS::AtLeastOnce);
+                if let Some(t) = &self.events_topic {
+                    let _ = self.client.try_subscribe(t, QoS::AtLeastOnce);
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if Some(&p.topic) == self.events_topic.as_ref() {
+                    match TaskEvent::decode(&p.payload) {
+                        Ok(ev) => self.events.push_back(ev),
+                        Err(e) => warn!("ignored an event on {}: {e}", p.topic),
+                    }
+                } else if p.topic.ends_with("/status") {
+                    match AgentStatus::decode(&p.payload) {
+                        Ok(s) => self.directory.update(s),
+                        Err(e) => debug!("ignored a status on {}: {e}", p.topic),
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if self.connected {
+                    warn!("lost the broker {}: {e}; reconnecting", self.broker);
+                }
+                self.connected = false;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return Err(format!("cannot reach the MQTT broker {}: {e}", self.broker));
+            }
+        }
+        self.flush();
+        Ok(())
+    }
+
+    /// Keeps the connection served while `fut` runs.
+    pub async fn pump_until<F: Future>(&mut self, fut: F) -> F::Output {
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                out = &mut fut => return out,
+                r = self.poll_once() => if let Err(e) = r { debug!("{e}") },
+            }
+        }
+    }
+
+    /// Connects and reads the retained agent statuses. Fails after `deadline`
+    /// without a connection.
+    pub async fn connect_and_listen(&mut self, deadline: Duration) -> Result<(), String> {
+        let start = Instant::now();
+        let mut last_err = String::new();
+        while !self.connected {
+            if start.elapsed() > deadline {
+                return Err(format!("{last_err}; is the broker running? (--broker, IPDC_BROKER)"));
+            }
+            if let Err(e) = tokio::time::timeout(Duration::from_secs(2), self.poll_once()).await.unwrap_or(Ok(())) {
+                last_err = e;
+            }
+        }
+        // Retained statuses follow the subscription at once.
+        self.pump_until(tokio::time::sleep(Duration::from_millis(700))).await;
+        Ok(())
+    }
+
+    pub async fn disconnect(mut self) {
+        self.flush();
+        let _ = self.client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while self.eventloop.poll().await.is_ok() {}
+        })
+        .await;
+    }
+}
+
+/// Picks K capable agents, waiting up to `wait` for enough of them.
+async fn pick_agents(
+    session: &mut Session,
+    spec: &JobSpec,
+    wait: Duration,
+) -> Result<Vec<AgentStatus>, String> {
+    let req = Requirements { needs_python: spec.needs_python(), min_memory_mb: spec.min_memory_mb };
+    let start = Instant::now();
+    let mut said_waiting = false;
+    loop {
+        let now = now_ms();
+        let capable = session.directory.capable(&req, now);
+        let enough = match spec.workers {
+            Some(k) => capable.len() >= k,
+            None => !capable.is_empty(),
+        };
+        if enough {
+            let k = spec.workers.unwrap_or(capable.len());
+            let picked: Vec<AgentStatus> = capable.into_iter().take(k).cloned().collect();
+            println!("picked {} agent(s):", picked.len());
+            for s in &picked {
+                println!("  {}", directory::describe(s));
+            }
+            let others: Vec<_> = session
+                .directory
+                .capable(&req, now)
+                .into_iter()
+                .skip(k)
+                .map(|s| format!("{} (not needed: --workers {k})", s.agent))
+                .chain(session.directory.skipped(&req, now).into_iter().map(|(a, why)| format!("{a} ({why})")))
+                .collect();
+            if !others.is_empty() {
+                println!("skipped: {}", others.join(", "));
+            }
+            return Ok(picked);
+        }
+        if start.elapsed() >= wait {
+            let skipped = session.directory.skipped(&req, now);
+            let mut msg = match spec.workers {
+                Some(k) if !capable.is_empty() => format!(
+                    "the job asks for {k} workers but only {} capable agent(s) are online ({}); lower --workers or start more agents",
+                    capable.len(),
+                    capable.iter().map(|s| s.agent.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+                _ => "no capable agent is online in this cluster; start ipdc-agent on a board (or use --local N)".to_string(),
+            };
+            if !skipped.is_empty() {
+                msg += &format!(
+                    "\n  not capable: {}",
+                    skipped.iter().map(|(a, why)| format!("{a}: {why}")).collect::<Vec<_>>().join("; ")
+                );
+            }
+            return Err(msg);
+        }
+        if !said_waiting && start.elapsed() > Duration::from_secs(1) {
+            println!(
+                "waiting up to {} s for {} capable agent(s) ({} online)...",
+                wait.as_secs(),
+                spec.workers.map(|k| k.to_string()).unwrap_or_else(|| "1".into()),
+                capable.len()
+            );
+            said_waiting = true;
+        }
+        session.pump_until(tokio::time::sleep(Duration::from_millis(200))).await;
+    }
+}
+
+/// Runs a job from upload to output folder.
+pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result<RunReport, String> {
+    let t0 = Instant::now();
+    output::check_target(&spec.out, opts.overwrite)?;
+    spec.check_python_syntax()?;
+    let job = new_job_id(&spec.name);
+    let ipfs = IpfsClient::new(&conn.ipfs).map_err(|e| e.to_string())?;
+    let mut session = Session::connect(conn, &format!("ipdc-submit-{job}"));
+    session.connect_and_listen(Duration::from_secs(10)).await?;
+    session.follow_job(&job);
+    let picked = pick_agents(&mut session, spec, opts.wait).await?;
+
+    // Upload the input and the code while the MQTT connection stays served.
+    let upload = async {
+        let input = ipfs.add_path(&spec.input, opts.nocopy).await.map_err(|e| format!("uploading the input: {e}"))?;
+        let (map_cid, reduce_cid) = if spec.force_native.is_some() {
+            (String::new(), String::new())
+        } else {
+            let m = ipfs.add_path(&spec.map_py, false).await.map_err(|e| e.to_string())?;
+            let r = ipfs.add_path(&spec.reduce_py, false).await.map_err(|e| e.to_string())?;
+            (m.cid, r.cid)
+        };
+        Ok::<_, String>((input, map_cid, reduce_cid))
+    };
+    let (input, map_cid, reduce_cid) = session.pump_until(upload).await?;
+    let upload_ms = t0.elapsed().as_millis() as u64;
+    info!("input {} is {} ({} bytes)", spec.input.display(), input.cid, input.size);
+
+    let splits = plan_splits(input.size, picked.len());
+    let plan = JobPlan {
+        job: job.clone(),
+        input_cid: input.cid.clone(),
+        input_size: input.size,
+        splits: splits.iter().map(|s| (s.start, s.end)).collect(),
+        reducers: spec.reducers,
+        code: CodeSpec {
+            map_cid,
+            reduce_cid,
+            combiner: spec.combiner,
+            force_native: spec.force_native.clone(),
+            native_fallback: spec.native_fallback.clone(),
+        },
+        memory_mb: spec.memory_mb,
+        max_attempts: 4,
+        accept_timeout_ms: opts.accept_timeout.as_millis() as u64,
+    };
+    println!(
+        "job {job}: {} map task(s) over {}, {} reduce task(s), {} agent(s)",
+        splits.len(),
+        human_bytes(input.size),
+        spec.reducers,
+        picked.len()
+    );
+    let agent_slots: Vec<(String, u32)> = picked.iter().map(|s| (s.agent.clone(), s.slots)).collect();
+    let mut ctl = Controller::new(plan, &agent_slots);
+    let mut view = opts.show_progress.then(ProgressView::new);
+    let t_map = Instant::now();
+    let mut map_ms = None;
+
+    let actions = ctl.start(now_ms());
+    let mut outcome = apply(&mut session, &conn.cluster, &job, actions);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    while outcome.is_none() {
+        tokio::select! {
+            r = session.poll_once() => if let Err(e) = r { debug!("{e}") },
+            _ = tick.tick() => {
+                let now = now_ms();
+                let mut actions = ctl.tick(now);
+                for s in &picked {
+                    let lost = match session.directory.get(&s.agent) {
+                        Some(cur) => !cur.online || directory::is_stale(cur, now),
+                        None => false,
+                    };
+                    if lost {
+                        actions.extend(ctl.on_agent_lost(&s.agent, now));
+                    }
+                }
+                outcome = apply(&mut session, &conn.cluster, &job, actions);
+                if let Some(v) = view.as_mut() {
+                    v.update(ctl.progress());
+                }
+            }
+        }
+        while outcome.is_none() {
+            let Some(ev) = session.events.pop_front() else { break };
+            let actions = ctl.on_event(&ev, now_ms());
+            outcome = apply(&mut session, &conn.cluster, &job, actions);
+        }
+        if map_ms.is_none() && ctl.phase() != Phase::Map {
+            map_ms = Some(t_map.elapsed().as_millis() as u64);
+        }
+    }
+    if let Some(v) = view.as_mut() {
+        v.update(ctl.progress());
+        v.finish();
+    }
+    // Tell the agents the job is over, done or not: they drop what is left of it.
+    let topics = Topics::new(&conn.cluster);
+    for s in &picked {
+        let msg = TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::EndJob { job: job.clone() } };
+        session.publish(topics.agent_tasks(&s.agent), msg.encode());
+    }
+    let map_ms = map_ms.unwrap_or_else(|| t_map.elapsed().as_millis() as u64);
+    let reduce_ms = (t_map.elapsed().as_millis() as u64).saturating_sub(map_ms);
+    if let Some(Err((message, detail))) = outcome {
+        session.disconnect().await;
+        let mut msg = format!("job {job} failed: {message}");
+        if !detail.trim().is_empty() {
+            msg += &format!("\n--- detail from the agent ---\n{}", detail.trim_end());
+        }
+        msg += "\nno output was written";
+        return Err(msg);
+    }
+
+    let t_out = Instant::now();
+    let parts = ctl.part_cids();
+    let records = ctl.records();
+    let mut summary = build_summary(&job, &input.cid, input.size, spec, &picked, &records);
+    summary["times_ms"] = json!({
+        "upload": upload_ms,
+        "map": map_ms,
+        "reduce": reduce_ms,
+        "total": t0.elapsed().as_millis() as u64,
+    });
+    let write = output::write(&ipfs, &parts, &summary, &spec.out, &job);
+    let written = session.pump_until(write).await;
+    session.disconnect().await;
+    written?;
+    let total_ms = t0.elapsed().as_millis() as u64;
+    let _ = t_out;
+    println!(
+        "job {job} done in {:.1} s: {} map + {} reduce task(s) on {} agent(s); {} input records -> {} output records",
+        total_ms as f64 / 1000.0,
+        summary["map_tasks"],
+        summary["reduce_tasks"],
+        picked.len(),
+        summary["counters"]["map_input_records"],
+        summary["counters"]["reduce_output_records"],
+    );
+    println!("output: {}", spec.out.display());
+    Ok(RunReport { job, out: spec.out.clone(), summary })
+}
+
+type Outcome = Option<Result<(), (String, String)>>;
+
+/// Carries out the controller's actions; returns the job's end when one says so.
+fn apply(session: &mut Session, cluster: &str, job: &str, actions: Vec<Action>) -> Outcome {
+    let topics = Topics::new(cluster);
+    let mut end = None;
+    for a in actions {
+        match a {
+            Action::Assign { agent, task } => {
+                debug!("assign {} attempt {} to {agent}", task.task, task.attempt);
+                let msg = TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::Assign { task } };
+                session.publish(topics.agent_tasks(&agent), msg.encode());
+            }
+            Action::Cancel { agent, task, attempt } => {
+                warn!("agent {agent} did not acknowledge {task} attempt {attempt}; giving it to another agent");
+                let job = job.to_string();
+                let msg = TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::Cancel { job, task, attempt } };
+                session.publish(topics.agent_tasks(&agent), msg.encode());
+            }
+            Action::Finished => end = Some(Ok(())),
+            Action::Failed { message, detail } => end = Some(Err((message, detail))),
+        }
+    }
+    end
+}
+
+fn build_summary(
+    job: &str,
+    input_cid: &str,
+    input_size: u64,
+    spec: &JobSpec,
+    picked: &[AgentStatus],
+    records: &[crate::controller::TaskRecord],
+) -> serde_json::Value {
+    let mut map = ExecStats::default();
+    let mut reduce = ExecStats::default();
+    let mut shuffle_bytes = 0;
+    let mut per_agent: BTreeMap<String, (u32, u32, u64)> =
+        picked.iter().map(|s| (s.agent.clone(), (0, 0, 0))).collect();
+    for r in records {
+        let e = per_agent.entry(r.agent.clone()).or_default();
+        if r.task.starts_with('m') {
+            map.add(&r.stats);
+            shuffle_bytes += r.output_bytes;
+            e.0 += 1;
+            e.2 += r.bytes_read;
+        } else {
+            reduce.add(&r.stats);
+            e.1 += 1;
+        }
+    }
+    json!({
+        "job": job,
+        "input": spec.input.display().to_string(),
+        "input_cid": input_cid,
+        "input_bytes": input_size,
+        "reducers": spec.reducers,
+        "combiner": spec.combiner,
+        "executor": spec.force_native.as_ref().map(|n| format!("native:{n}")).unwrap_or_else(|| "python".into()),
+        "map_tasks": records.iter().filter(|r| r.task.starts_with('m')).count(),
+        "reduce_tasks": records.iter().filter(|r| r.task.starts_with('r')).count(),
+        "counters": {
+            "map_input_records": map.input_records,
+            "map_output_records": map.map_output_records,
+            "combine_output_records": map.combine_output_records,
+            "map_output_written_records": map.output_records,
+            "shuffle_bytes": shuffle_bytes,
+            "reduce_input_records": reduce.input_records,
+            "reduce_input_groups": reduce.reduce_input_groups,
+            "reduce_output_records": reduce.output_records,
+        },
+        "agents": per_agent.iter().map(|(a, (m, r, b))| json!({
+            "agent": a, "map_tasks": m, "reduce_tasks": r, "bytes_read": b,
+            "arch": picked.iter().find(|s| &s.agent == a).map(|s| s.arch.clone()),
+        })).collect::<Vec<_>>(),
+        "tasks": records,
+    })
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_differ_and_are_topic_safe() {
+        let a = new_job_id("wordcount");
+        let b = new_job_id("wordcount");
+        assert_ne!(a, b);
+        ipdc_common::protocol::validate_name("job", &a).unwrap();
+        assert!(a.starts_with("wordcount-"));
+    }
+
+    #[test]
+    fn bytes_read_like_a_human_would() {
+        assert_eq!(human_bytes(12), "12 B");
+        assert_eq!(human_bytes(64 << 20), "64.0 MiB");
+    }
+}
