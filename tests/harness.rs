@@ -1,0 +1,265 @@
+//! Test harness for end-to-end tests: builds and starts the real programs
+//! (`ipdc-submit hub`, `ipdc-agent`, `ipdc-submit run`) as OS processes on
+//! loopback, makes test corpora, and computes reference word counts with
+//! Python's own `collections.Counter` so outputs are checked against the
+//! definition, not against another piece of our code.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The repository's top folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repo").to_path_buf()
+}
+
+/// `../shared` beside the repository (benchmark corpus generator, IPFS peer).
+pub fn shared_dir() -> PathBuf {
+    repo_root().parent().expect("the repo has a parent").join("shared")
+}
+
+/// Path of a workspace binary, built once per test process with the same
+/// profile as the tests (`cargo test --release` → release binaries).
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--bins", "-p", "ipdc-agent", "-p", "ipdc-submit"]).current_dir(repo_root());
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("cargo runs");
+        assert!(status.success(), "building the binaries failed");
+        // target/<profile>/deps/<test> → target/<profile>
+        let exe = std::env::current_exe().expect("test binary path");
+        exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+    });
+    dir.join(name)
+}
+
+/// A child process killed when dropped, with its output kept in a log file.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+    _logdir: tempfile::TempDir,
+}
+
+impl Proc {
+    /// Everything the process printed so far (stdout and stderr).
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`, or panics with the log.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) {
+        let start = Instant::now();
+        while !self.output().contains(needle) {
+            if start.elapsed() > timeout {
+                panic!("timed out waiting for {needle:?}; log:\n{}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts a program with stdout and stderr going to a log file.
+pub fn spawn(program: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
+    let logdir = tempfile::tempdir().expect("temp dir");
+    let log = logdir.path().join("log");
+    let file = std::fs::File::create(&log).expect("log file");
+    let child = Command::new(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("RUST_LOG", "info,rumqttd=off")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("dup"))
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+    Proc { child, log, _logdir: logdir }
+}
+
+/// `ipdc-submit hub` on free loopback ports.
+pub struct Hub {
+    pub proc: Proc,
+    pub mqtt: String,
+    pub ipfs: String,
+    _data: tempfile::TempDir,
+}
+
+impl Hub {
+    pub fn start() -> Hub {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new(bin("ipdc-submit"))
+            .args(["hub", "--mqtt", "127.0.0.1:0", "--ipfs", "127.0.0.1:0", "--data"])
+            .arg(data.path())
+            .env("RUST_LOG", "warn,rumqttd=off")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("ipdc-submit hub starts");
+        let stdout = child.stdout.take().expect("piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut mqtt, mut ipfs) = (String::new(), String::new());
+        while mqtt.is_empty() || ipfs.is_empty() {
+            let line = lines.next().expect("hub prints its addresses").expect("utf-8");
+            if let Some(v) = line.strip_prefix("MQTT=") {
+                mqtt = v.to_string();
+            } else if let Some(v) = line.strip_prefix("IPFS=") {
+                ipfs = v.to_string();
+            }
+        }
+        // Keep draining stdout so the hub never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let logdir = tempfile::tempdir().expect("temp dir");
+        let log = logdir.path().join("log");
+        std::fs::write(&log, "").unwrap();
+        Hub { proc: Proc { child, log, _logdir: logdir }, mqtt, ipfs, _data: data }
+    }
+
+    /// Starts an `ipdc-agent` process connected to this hub.
+    pub fn agent(&self, name: &str, extra: &[&str]) -> Proc {
+        let mut args = vec!["--broker", &self.mqtt, "--ipfs", &self.ipfs, "--name", name, "--heartbeat-secs", "1"];
+        args.extend_from_slice(extra);
+        let p = spawn(&bin("ipdc-agent"), &args, &[]);
+        p.wait_for("connected to broker", Duration::from_secs(20));
+        p
+    }
+
+    /// Runs `ipdc-submit run` against this hub.
+    pub fn submit(&self, args: &[&str]) -> Output {
+        let mut all = vec!["run", "--broker", &self.mqtt, "--ipfs", &self.ipfs];
+        all.extend_from_slice(args);
+        submit(&all)
+    }
+}
+
+/// Runs `ipdc-submit` with these arguments and returns its output.
+pub fn submit(args: &[&str]) -> Output {
+    Command::new(bin("ipdc-submit"))
+        .args(args)
+        .env("RUST_LOG", "warn,rumqttd=off")
+        .stdin(Stdio::null())
+        .output()
+        .expect("ipdc-submit runs")
+}
+
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// The benchmark corpus of `size` (e.g. "64M"), generated once and cached in target/.
+pub fn corpus(size: &str) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = repo_root().join("target").join("test-data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("corpus-{size}.txt"));
+    if !path.exists() {
+        let gen_script = shared_dir().join("bench").join("gen_corpus.py");
+        let tmp = dir.join(format!("corpus-{size}.txt.tmp"));
+        let out = std::fs::File::create(&tmp).unwrap();
+        let status = Command::new("python3")
+            .arg(&gen_script)
+            .args([size, "--seed", "1"])
+            .stdout(out)
+            .status()
+            .expect("python3 runs");
+        assert!(status.success(), "{} failed", gen_script.display());
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+    path
+}
+
+pub type Counts = BTreeMap<Vec<u8>, u64>;
+
+/// Python's own answer: `collections.Counter(w for line in open(f,
+/// encoding="utf-8", errors="surrogateescape") for w in line.split())`.
+pub fn reference_counts(input: &Path) -> Counts {
+    static CACHE: Mutex<BTreeMap<PathBuf, Counts>> = Mutex::new(BTreeMap::new());
+    if let Some(c) = CACHE.lock().unwrap().get(input) {
+        return c.clone();
+    }
+    const SCRIPT: &str = r#"
+import collections, sys
+c = collections.Counter(w for line in open(sys.argv[1], encoding="utf-8", errors="surrogateescape") for w in line.split())
+out = sys.stdout.buffer
+for w, n in c.items():
+    out.write(w.encode("utf-8", "surrogateescape").hex().encode() + b"\t" + str(n).encode() + b"\n")
+"#;
+    let out = Command::new("python3").arg("-c").arg(SCRIPT).arg(input).output().expect("python3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut counts = Counts::new();
+    for line in out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let s = std::str::from_utf8(line).unwrap();
+        let (hex, n) = s.split_once('\t').unwrap();
+        let word = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+        counts.insert(word, n.parse().unwrap());
+    }
+    CACHE.lock().unwrap().insert(input.to_path_buf(), counts.clone());
+    counts
+}
+
+/// Reads a WordCount output folder, checking what a user would: `_SUCCESS`
+/// and `summary.json` exist, `reducers` parts, each sorted by key bytes, no
+/// key in two parts.
+pub fn read_output(dir: &Path, reducers: usize) -> Counts {
+    assert!(dir.join("_SUCCESS").is_file(), "no _SUCCESS in {}", dir.display());
+    assert!(dir.join("summary.json").is_file(), "no summary.json in {}", dir.display());
+    let mut counts = Counts::new();
+    for r in 0..reducers {
+        let part = dir.join(format!("part-{r:05}"));
+        let bytes = std::fs::read(&part).unwrap_or_else(|e| panic!("{}: {e}", part.display()));
+        let mut prev: Option<Vec<u8>> = None;
+        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let tab = line.iter().rposition(|&b| b == b'\t').expect("key<TAB>value");
+            let (key, value) = (line[..tab].to_vec(), &line[tab + 1..]);
+            let n: u64 = std::str::from_utf8(value).unwrap().parse().unwrap();
+            if let Some(p) = &prev {
+                assert!(p < &key, "{} is not sorted by key", part.display());
+            }
+            prev = Some(key.clone());
+            assert!(counts.insert(key, n).is_none(), "a key appears in two parts");
+        }
+    }
+    assert!(!dir.join(format!("part-{reducers:05}")).exists(), "more parts than reducers");
+    counts
+}
+
+/// Summary.json of an output folder.
+pub fn summary(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+/// Compares counts and, on a mismatch, shows a few differing words.
+pub fn assert_counts_eq(got: &Counts, want: &Counts, what: &str) {
+    if got == want {
+        return;
+    }
+    let mut diffs = Vec::new();
+    for (k, v) in want {
+        if got.get(k) != Some(v) {
+            diffs.push(format!("{:?}: want {v}, got {:?}", String::from_utf8_lossy(k), got.get(k)));
+        }
+    }
+    for k in got.keys().filter(|k| !want.contains_key(*k)) {
+        diffs.push(format!("{:?}: unexpected", String::from_utf8_lossy(k)));
+    }
+    diffs.truncate(10);
+    panic!("{what}: {} words in output, {} in reference; first differences:\n{}", got.len(), want.len(), diffs.join("\n"));
+}

@@ -1,1 +1,82 @@
+//! A small cluster of separate processes: `ipdc-submit hub` (embedded broker
+//! and store), two `ipdc-agent` processes — one of them without Python — and
+//! `ipdc-submit run` against them.
 
+use std::time::Duration;
+
+use ipdc_tests::*;
+
+#[test]
+fn a_mixed_cluster_with_an_agent_without_python_gives_the_reference_counts() {
+    let hub = Hub::start();
+    let _with_python = hub.agent("py-1", &[]);
+    let _without_python = hub.agent("nopy-1", &["--python", "none"]);
+    let out = tempfile::tempdir().unwrap();
+    let out_dir = out.path().join("result");
+    let input = corpus("4M");
+    let o = hub.submit(&[
+        repo_root().join("examples/wordcount").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--workers",
+        "2",
+        "--reducers",
+        "3",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let got = read_output(&out_dir, 3);
+    assert_counts_eq(&got, &reference_counts(&input), "mixed cluster");
+    // Both agents worked, and the one without Python ran the native fallback.
+    let s = summary(&out_dir);
+    let tasks = s["tasks"].as_array().unwrap();
+    let by = |agent: &str| tasks.iter().filter(|t| t["agent"] == agent).collect::<Vec<_>>();
+    assert!(!by("py-1").is_empty() && !by("nopy-1").is_empty(), "{s:#}");
+    assert!(by("nopy-1").iter().all(|t| t["executor"] == "native:wordcount"), "{s:#}");
+    assert!(by("py-1").iter().all(|t| t["executor"] == "python"), "{s:#}");
+}
+
+#[test]
+fn agents_lists_every_agent_with_its_capabilities() {
+    let hub = Hub::start();
+    let _a = hub.agent("board-a", &["--slots", "3"]);
+    let _b = hub.agent("board-b", &["--python", "none"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let o = submit(&["agents", "--broker", &hub.mqtt, "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let list = list.as_array().unwrap();
+    let a = list.iter().find(|s| s["agent"] == "board-a").expect("board-a listed");
+    let b = list.iter().find(|s| s["agent"] == "board-b").expect("board-b listed");
+    assert_eq!(a["slots"], 3);
+    assert_eq!(a["arch"], std::env::consts::ARCH);
+    assert!(a["python"].as_str().unwrap().starts_with("3."));
+    assert!(b["python"].is_null());
+    assert!(a["mem_total_mb"].as_u64().unwrap() > 0);
+    let table = submit(&["agents", "--broker", &hub.mqtt]);
+    let table = text(&table);
+    assert!(table.contains("AGENT") && table.contains("board-a") && table.contains("none"), "{table}");
+}
+
+#[test]
+fn a_stopped_agent_is_marked_offline_and_not_picked() {
+    let hub = Hub::start();
+    let mut gone = hub.agent("gone-1", &[]);
+    // SIGKILL: no goodbye, so only the broker's Last Will can tell.
+    gone.kill();
+    let o = hub.submit(&[repo_root().join("examples/wordcount").to_str().unwrap(), "--wait", "3", "--out", "/nonexistent/never"]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("no capable agent is online"), "{t}");
+}
+
+#[test]
+fn asking_for_more_workers_than_are_online_says_so() {
+    let hub = Hub::start();
+    let _a = hub.agent("only-1", &[]);
+    let o = hub.submit(&[repo_root().join("examples/wordcount").to_str().unwrap(), "--workers", "3", "--wait", "2"]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("asks for 3 workers but only 1 capable agent(s) are online (only-1)"), "{t}");
+}

@@ -1,0 +1,95 @@
+//! Bad input gets one clear message that names the file, line or agent and
+//! says what to do — and never a hang, and never a result-looking folder.
+
+use std::path::Path;
+
+use ipdc_tests::*;
+
+fn job(dir: &Path, map: &str, reduce: &str, data: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("Map.py"), map).unwrap();
+    std::fs::write(dir.join("Reduce.py"), reduce).unwrap();
+    std::fs::write(dir.join("data.dat"), data).unwrap();
+}
+
+const MAP: &str = "def map(line):\n    for w in line.split():\n        yield w, 1\n";
+const REDUCE: &str = "def reduce(key, values):\n    yield key, sum(values)\n";
+
+fn run(dir: &Path, extra: &[&str]) -> (bool, String) {
+    let mut args = vec!["run", "--local", "2", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let o = submit(&args);
+    (o.status.success(), text(&o))
+}
+
+#[test]
+fn a_missing_input_file_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    job(tmp.path(), MAP, REDUCE, "a\n");
+    let (ok, t) = run(tmp.path(), &["--input", "/no/such/file.txt"]);
+    assert!(!ok);
+    assert!(t.contains("input file /no/such/file.txt cannot be read"), "{t}");
+}
+
+#[test]
+fn an_empty_input_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    job(tmp.path(), MAP, REDUCE, "");
+    let (ok, t) = run(tmp.path(), &[]);
+    assert!(!ok);
+    assert!(t.contains("data.dat is empty"), "{t}");
+}
+
+#[test]
+fn a_syntax_error_names_the_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    job(tmp.path(), "def map(line):\n    yield line.split(\n\n", REDUCE, "a\n");
+    let (ok, t) = run(tmp.path(), &[]);
+    assert!(!ok);
+    assert!(t.contains("syntax error in") && t.contains("Map.py, line"), "{t}");
+    assert!(!tmp.path().join("output").exists());
+}
+
+#[test]
+fn a_reduce_that_raises_shows_the_python_traceback_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reduce = "def reduce(key, values):\n    if key == 'boom':\n        raise ValueError('cannot reduce ' + key)\n    yield key, sum(values)\n";
+    job(tmp.path(), MAP, reduce, "a b boom c\n");
+    let (ok, t) = run(tmp.path(), &[]);
+    assert!(!ok, "{t}");
+    assert!(t.contains("ValueError: cannot reduce boom"), "{t}");
+    assert!(t.contains("Reduce.py\", line 3"), "the traceback reaches the user: {t}");
+    assert!(t.contains("r-00000 failed 4 times"), "{t}");
+    assert!(!tmp.path().join("output").exists(), "no output folder after a failed job");
+}
+
+#[test]
+fn a_key_json_cannot_encode_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    job(tmp.path(), "def map(line):\n    yield {1, 2}, 1\n", REDUCE, "a\n");
+    let (ok, t) = run(tmp.path(), &[]);
+    assert!(!ok);
+    assert!(t.contains("set"), "the message names the type: {t}");
+    assert!(!tmp.path().join("output").exists());
+}
+
+#[test]
+fn no_agents_at_all_is_reported_after_the_wait() {
+    let hub = Hub::start();
+    let tmp = tempfile::tempdir().unwrap();
+    job(tmp.path(), MAP, REDUCE, "a\n");
+    let o = hub.submit(&[tmp.path().to_str().unwrap(), "--wait", "1"]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("no capable agent is online"), "{t}");
+}
+
+#[test]
+fn an_unreachable_broker_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    job(tmp.path(), MAP, REDUCE, "a\n");
+    let o = submit(&["run", tmp.path().to_str().unwrap(), "--broker", "mqtt://127.0.0.1:1", "--ipfs", "http://127.0.0.1:1"]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("cannot reach the MQTT broker mqtt://127.0.0.1:1"), "{t}");
+}
