@@ -88,7 +88,14 @@ fn no_agents_at_all_is_reported_after_the_wait() {
 fn an_unreachable_broker_is_reported() {
     let tmp = tempfile::tempdir().unwrap();
     job(tmp.path(), MAP, REDUCE, "a\n");
-    let o = submit(&["run", tmp.path().to_str().unwrap(), "--broker", "mqtt://127.0.0.1:1", "--ipfs", "http://127.0.0.1:1"]);
+    let o = submit(&[
+        "run",
+        tmp.path().to_str().unwrap(),
+        "--broker",
+        "mqtt://127.0.0.1:1",
+        "--ipfs",
+        "http://127.0.0.1:1",
+    ]);
     assert!(!o.status.success());
     let t = text(&o);
     assert!(t.contains("cannot reach the MQTT broker mqtt://127.0.0.1:1"), "{t}");

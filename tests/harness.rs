@@ -134,7 +134,8 @@ impl Hub {
 
     /// Starts an `ipdc-agent` process connected to this hub.
     pub fn agent(&self, name: &str, extra: &[&str]) -> Proc {
-        let mut args = vec!["--broker", &self.mqtt, "--ipfs", &self.ipfs, "--name", name, "--heartbeat-secs", "1"];
+        let mut args =
+            vec!["--broker", &self.mqtt, "--ipfs", &self.ipfs, "--name", name, "--heartbeat-secs", "1"];
         args.extend_from_slice(extra);
         let p = spawn(&bin("ipdc-agent"), &args, &[]);
         p.wait_for("connected to broker", Duration::from_secs(20));
@@ -208,7 +209,8 @@ for w, n in c.items():
     for line in out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         let s = std::str::from_utf8(line).unwrap();
         let (hex, n) = s.split_once('\t').unwrap();
-        let word = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+        let word =
+            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
         counts.insert(word, n.parse().unwrap());
     }
     CACHE.lock().unwrap().insert(input.to_path_buf(), counts.clone());
@@ -261,5 +263,10 @@ pub fn assert_counts_eq(got: &Counts, want: &Counts, what: &str) {
         diffs.push(format!("{:?}: unexpected", String::from_utf8_lossy(k)));
     }
     diffs.truncate(10);
-    panic!("{what}: {} words in output, {} in reference; first differences:\n{}", got.len(), want.len(), diffs.join("\n"));
+    panic!(
+        "{what}: {} words in output, {} in reference; first differences:\n{}",
+        got.len(),
+        want.len(),
+        diffs.join("\n")
+    );
 }

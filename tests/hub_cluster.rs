@@ -65,7 +65,13 @@ fn a_stopped_agent_is_marked_offline_and_not_picked() {
     let mut gone = hub.agent("gone-1", &[]);
     // SIGKILL: no goodbye, so only the broker's Last Will can tell.
     gone.kill();
-    let o = hub.submit(&[repo_root().join("examples/wordcount").to_str().unwrap(), "--wait", "3", "--out", "/nonexistent/never"]);
+    let o = hub.submit(&[
+        repo_root().join("examples/wordcount").to_str().unwrap(),
+        "--wait",
+        "3",
+        "--out",
+        "/nonexistent/never",
+    ]);
     assert!(!o.status.success());
     let t = text(&o);
     assert!(t.contains("no capable agent is online"), "{t}");
@@ -75,7 +81,13 @@ fn a_stopped_agent_is_marked_offline_and_not_picked() {
 fn asking_for_more_workers_than_are_online_says_so() {
     let hub = Hub::start();
     let _a = hub.agent("only-1", &[]);
-    let o = hub.submit(&[repo_root().join("examples/wordcount").to_str().unwrap(), "--workers", "3", "--wait", "2"]);
+    let o = hub.submit(&[
+        repo_root().join("examples/wordcount").to_str().unwrap(),
+        "--workers",
+        "3",
+        "--wait",
+        "2",
+    ]);
     assert!(!o.status.success());
     let t = text(&o);
     assert!(t.contains("asks for 3 workers but only 1 capable agent(s) are online (only-1)"), "{t}");

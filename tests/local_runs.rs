@@ -54,7 +54,9 @@ fn the_example_job_gives_the_reference_counts_for_every_k_r_and_executor() {
 fn the_64mib_corpus_gives_the_reference_counts() {
     let input = corpus("64M");
     let want = reference_counts(&input);
-    for (k, r, native) in [(1, 1, true), (2, 3, true), (4, 3, true), (4, 1, true), (1, 3, false), (2, 1, false), (4, 3, false)] {
+    for (k, r, native) in
+        [(1, 1, true), (2, 3, true), (4, 3, true), (4, 1, true), (1, 3, false), (2, 1, false), (4, 3, false)]
+    {
         let got = run_local(&input, k, r, native);
         assert_counts_eq(&got, &want, &format!("64 MiB K={k} R={r} native={native}"));
     }

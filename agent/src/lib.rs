@@ -148,10 +148,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     let offline = AgentStatus::offline(&config.name).encode();
     let _ = client.try_publish(&status_topic, QoS::AtLeastOnce, true, offline);
     let _ = client.try_disconnect();
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while eventloop.poll().await.is_ok() {}
-    })
-    .await;
+    let _ =
+        tokio::time::timeout(Duration::from_secs(2), async { while eventloop.poll().await.is_ok() {} }).await;
     Ok(())
 }
 
@@ -190,7 +188,9 @@ impl AgentState {
             agent: self.fixed.name.clone(),
             kind,
         };
-        if let Err(e) = self.client.try_publish(self.topics.job_events(job), QoS::AtLeastOnce, false, event.encode()) {
+        if let Err(e) =
+            self.client.try_publish(self.topics.job_events(job), QoS::AtLeastOnce, false, event.encode())
+        {
             warn!("event for {job}/{task} not sent: {e}");
         }
     }
@@ -257,7 +257,11 @@ impl AgentState {
         self.publish_status();
     }
 
-    fn on_task_finished(&mut self, key: AttemptKey, result: Result<ipdc_common::protocol::TaskOutput, TaskError>) {
+    fn on_task_finished(
+        &mut self,
+        key: AttemptKey,
+        result: Result<ipdc_common::protocol::TaskOutput, TaskError>,
+    ) {
         if self.running.remove(&key).is_none() {
             return; // cancelled meanwhile
         }
@@ -269,7 +273,12 @@ impl AgentState {
             }
             Err(e) => {
                 warn!("{job}/{task} attempt {attempt} failed: {}", e.error);
-                self.send_event_raw(job, task, *attempt, EventKind::Failed { error: e.error, detail: e.detail });
+                self.send_event_raw(
+                    job,
+                    task,
+                    *attempt,
+                    EventKind::Failed { error: e.error, detail: e.detail },
+                );
             }
         }
         self.start_queued();

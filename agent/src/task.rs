@@ -83,9 +83,9 @@ impl Executor {
 pub fn choose_executor(code: &CodeSpec, python: Option<&Path>) -> Result<Executor, TaskError> {
     let native = |name: &str| match name {
         "wordcount" => Ok(Executor::NativeWordCount),
-        other => Err(TaskError::new(format!(
-            "this agent has no native executor {other:?} (it has: wordcount)"
-        ))),
+        other => {
+            Err(TaskError::new(format!("this agent has no native executor {other:?} (it has: wordcount)")))
+        }
     };
     if let Some(n) = &code.force_native {
         return native(n);
@@ -154,7 +154,8 @@ async fn run_map(
     }
     let budget = budget_bytes(ctx, task);
     let (tx, rx) = mpsc::channel(16);
-    let fetch = tokio::spawn(fetch_split(ctx.ipfs.clone(), input_cid.to_string(), input_size, start, end, tx));
+    let fetch =
+        tokio::spawn(fetch_split(ctx.ipfs.clone(), input_cid.to_string(), input_size, start, end, tx));
 
     let reducers = task.reducers;
     let spill_dir = dir.join("spill");
@@ -165,11 +166,12 @@ async fn run_map(
         let input = ChannelReader::new(rx);
         // Half the budget for the executor's own table, half for the sort buffer.
         let mut out = MapOutput::new(reducers, budget / 2, &spill_dir)?;
-        let stats = match &executor {
-            Executor::NativeWordCount => wordcount::map(input, &mut out, budget / 2)?,
-            Executor::Python(python) => PythonExecutor { python: python.clone(), workdir: work }
-                .run_map(&map_py, combine_with.as_deref(), input, &mut out)?,
-        };
+        let stats =
+            match &executor {
+                Executor::NativeWordCount => wordcount::map(input, &mut out, budget / 2)?,
+                Executor::Python(python) => PythonExecutor { python: python.clone(), workdir: work }
+                    .run_map(&map_py, combine_with.as_deref(), input, &mut out)?,
+            };
         let spills = out.spills();
         let parts = out.finish()?;
         Ok((stats, parts, spills))
@@ -182,13 +184,8 @@ async fn run_map(
         Err(e) => return Err(TaskError::new(format!("input fetch crashed: {e}"))),
     };
     let (stats, parts, spills) = mapped?;
-    let mut output = TaskOutput {
-        stats,
-        bytes_read,
-        executor: exec.name(),
-        spills: spills as u32,
-        ..Default::default()
-    };
+    let mut output =
+        TaskOutput { stats, bytes_read, executor: exec.name(), spills: spills as u32, ..Default::default() };
     for part in &parts {
         let added = ctx.ipfs.add_path(&part.path, false).await?;
         output.cids.push(added.cid);
@@ -294,11 +291,12 @@ async fn run_reduce(
     let stats = tokio::task::spawn_blocking(move || -> Result<ExecStats, TaskError> {
         let mut source = KWayMerge::open(&paths)?;
         let mut sink = PartWriter::create(&part)?;
-        let stats = match &executor {
-            Executor::NativeWordCount => wordcount::reduce(&mut source, &mut sink)?,
-            Executor::Python(python) => PythonExecutor { python: python.clone(), workdir: work }
-                .run_reduce(&reduce_py, &mut source, &mut sink)?,
-        };
+        let stats =
+            match &executor {
+                Executor::NativeWordCount => wordcount::reduce(&mut source, &mut sink)?,
+                Executor::Python(python) => PythonExecutor { python: python.clone(), workdir: work }
+                    .run_reduce(&reduce_py, &mut source, &mut sink)?,
+            };
         sink.finish()?;
         Ok(stats)
     })
@@ -358,8 +356,14 @@ mod tests {
     #[test]
     fn executor_choice_follows_native_then_python_then_fallback() {
         let py = Path::new("/usr/bin/python3");
-        assert_eq!(choose_executor(&code(Some("wordcount"), None), Some(py)).unwrap(), Executor::NativeWordCount);
-        assert_eq!(choose_executor(&code(None, Some("wordcount")), Some(py)).unwrap(), Executor::Python(py.into()));
+        assert_eq!(
+            choose_executor(&code(Some("wordcount"), None), Some(py)).unwrap(),
+            Executor::NativeWordCount
+        );
+        assert_eq!(
+            choose_executor(&code(None, Some("wordcount")), Some(py)).unwrap(),
+            Executor::Python(py.into())
+        );
         assert_eq!(choose_executor(&code(None, Some("wordcount")), None).unwrap(), Executor::NativeWordCount);
         let e = choose_executor(&code(None, None), None).unwrap_err();
         assert!(e.error.contains("no Python"), "{}", e.error);

@@ -54,9 +54,7 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{what} {name:?} is not valid: use 1 to 64 characters from a-z, A-Z, 0-9, '-', '_', '.'"
-        ))
+        Err(format!("{what} {name:?} is not valid: use 1 to 64 characters from a-z, A-Z, 0-9, '-', '_', '.'"))
     }
 }
 
@@ -156,10 +154,18 @@ pub struct Task {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TaskCommand {
-    Assign { task: Task },
-    Cancel { job: String, task: String, attempt: u32 },
+    Assign {
+        task: Task,
+    },
+    Cancel {
+        job: String,
+        task: String,
+        attempt: u32,
+    },
     /// The job is over (done or failed): drop its queued and running tasks.
-    EndJob { job: String },
+    EndJob {
+        job: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -190,8 +196,13 @@ pub struct TaskOutput {
 pub enum EventKind {
     /// The agent took the assignment (queued or started).
     Accepted,
-    Done { output: TaskOutput },
-    Failed { error: String, detail: String },
+    Done {
+        output: TaskOutput,
+    },
+    Failed {
+        error: String,
+        detail: String,
+    },
 }
 
 /// What an agent reports about one task attempt on the job's event topic.
@@ -241,8 +252,7 @@ pub trait Message: Serialize + for<'de> Deserialize<'de> {
         if payload.len() > MAX_MESSAGE_BYTES {
             return Err(DecodeError::TooLarge(payload.len()));
         }
-        let msg: Self =
-            serde_json::from_slice(payload).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        let msg: Self = serde_json::from_slice(payload).map_err(|e| DecodeError::Malformed(e.to_string()))?;
         if msg.version() != PROTOCOL_VERSION {
             return Err(DecodeError::Version(msg.version()));
         }
@@ -292,13 +302,7 @@ mod tests {
                 native_fallback: Some("wordcount".into()),
             },
             memory_mb: 64,
-            kind: TaskKind::Map {
-                input_cid: "bafyin".into(),
-                input_size: 100,
-                split: 0,
-                start: 0,
-                end: 100,
-            },
+            kind: TaskKind::Map { input_cid: "bafyin".into(), input_size: 100, split: 0, start: 0, end: 100 },
         }
     }
 

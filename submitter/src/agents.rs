@@ -22,10 +22,21 @@ pub async fn list(conn: &Connection, json: bool) -> Result<(), String> {
 }
 
 fn table(dir: &Directory, now: u64) -> String {
-    let mut rows = vec![[
-        "AGENT", "STATE", "ARCH", "CORES", "CPU", "MEM FREE/TOTAL", "PYTHON", "SLOTS", "HEARTBEAT", "VERSION",
-    ]
-    .map(String::from)];
+    let mut rows = vec![
+        [
+            "AGENT",
+            "STATE",
+            "ARCH",
+            "CORES",
+            "CPU",
+            "MEM FREE/TOTAL",
+            "PYTHON",
+            "SLOTS",
+            "HEARTBEAT",
+            "VERSION",
+        ]
+        .map(String::from),
+    ];
     for s in dir.all() {
         let state = match Directory::unfit(s, &Requirements::default(), now) {
             None => "online".to_string(),
@@ -40,14 +51,19 @@ fn table(dir: &Directory, now: u64) -> String {
             format!("{}/{} MiB", s.mem_available_mb, s.mem_total_mb),
             s.python.clone().unwrap_or_else(|| "none".into()),
             format!("{}/{}", s.slots_busy, s.slots),
-            if s.heartbeat_ms == 0 { "-".into() } else { format!("{:.0}s ago", now.saturating_sub(s.heartbeat_ms) as f64 / 1000.0) },
+            if s.heartbeat_ms == 0 {
+                "-".into()
+            } else {
+                format!("{:.0}s ago", now.saturating_sub(s.heartbeat_ms) as f64 / 1000.0)
+            },
             s.version.clone(),
         ]);
     }
     if rows.len() == 1 {
         return "no agents have reported in this cluster\n".to_string();
     }
-    let widths: Vec<usize> = (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> =
+        (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for r in rows {
         let line: Vec<String> = r.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();

@@ -41,12 +41,8 @@ pub fn start(addr: SocketAddr) -> std::io::Result<SocketAddr> {
         initialized_filters: None,
         shared_subscriptions_strategy: Default::default(),
     };
-    let config = Config {
-        id: 0,
-        router,
-        v4: Some(HashMap::from([("1".to_string(), server)])),
-        ..Default::default()
-    };
+    let config =
+        Config { id: 0, router, v4: Some(HashMap::from([("1".to_string(), server)])), ..Default::default() };
     let mut broker = Broker::new(config);
     std::thread::Builder::new().name("mqtt-broker".into()).spawn(move || {
         if let Err(e) = broker.start() {

@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a job and write its result into the output folder.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List the agents of the cluster and what they can do.
     Agents(AgentsArgs),
     /// Run the embedded MQTT broker and IPFS content store as a service.

@@ -65,12 +65,22 @@ struct AgentSlots {
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Assign { agent: String, task: Task },
-    Cancel { agent: String, task: String, attempt: u32 },
+    Assign {
+        agent: String,
+        task: Task,
+    },
+    Cancel {
+        agent: String,
+        task: String,
+        attempt: u32,
+    },
     /// Every reducer is done: fetch these parts (in partition order).
     Finished,
     /// The job cannot finish; the message says what failed and where.
-    Failed { message: String, detail: String },
+    Failed {
+        message: String,
+        detail: String,
+    },
 }
 
 /// One finished task, for the summary.
@@ -165,7 +175,8 @@ impl Controller {
                 let (agent, attempt) = (agent.clone(), *attempt);
                 entry.state = State::Done { agent: agent.clone(), attempt, output: output.clone() };
                 self.release(&agent);
-                if self.phase == Phase::Map && self.maps.iter().all(|t| matches!(t.state, State::Done { .. })) {
+                if self.phase == Phase::Map && self.maps.iter().all(|t| matches!(t.state, State::Done { .. }))
+                {
                     self.begin_reduce();
                 }
                 if self.phase == Phase::Reduce
@@ -185,9 +196,7 @@ impl Controller {
                 if attempts >= self.plan.max_attempts {
                     self.phase = Phase::Failed;
                     actions.push(Action::Failed {
-                        message: format!(
-                            "task {id} failed {attempts} times; last on agent {agent}: {error}"
-                        ),
+                        message: format!("task {id} failed {attempts} times; last on agent {agent}: {error}"),
                         detail: detail.clone(),
                     });
                     return actions;
@@ -234,13 +243,13 @@ impl Controller {
         let timeout = self.plan.accept_timeout_ms;
         let mut silent = Vec::new();
         for t in self.maps.iter_mut().chain(self.reduces.iter_mut()) {
-            if let State::Running { agent, attempt, since_ms, accepted: false } = &t.state {
-                if now_ms.saturating_sub(*since_ms) >= timeout {
-                    actions.push(Action::Cancel { agent: agent.clone(), task: t.id.clone(), attempt: *attempt });
-                    silent.push(agent.clone());
-                    t.failed_on.push(agent.clone());
-                    t.state = State::Pending;
-                }
+            if let State::Running { agent, attempt, since_ms, accepted: false } = &t.state
+                && now_ms.saturating_sub(*since_ms) >= timeout
+            {
+                actions.push(Action::Cancel { agent: agent.clone(), task: t.id.clone(), attempt: *attempt });
+                silent.push(agent.clone());
+                t.failed_on.push(agent.clone());
+                t.state = State::Pending;
             }
         }
         for agent in &silent {
@@ -391,7 +400,12 @@ impl Controller {
             let Some(agent) = best else { break };
             self.agents.get_mut(&agent).expect("ranked agents exist").running += 1;
             t.attempts += 1;
-            t.state = State::Running { agent: agent.clone(), attempt: t.attempts, since_ms: now_ms, accepted: false };
+            t.state = State::Running {
+                agent: agent.clone(),
+                attempt: t.attempts,
+                since_ms: now_ms,
+                accepted: false,
+            };
             actions.push(Action::Assign {
                 agent,
                 task: Task {
@@ -505,7 +519,8 @@ mod tests {
     fn empty_partitions_are_not_fetched_by_reducers() {
         let mut c = Controller::new(plan(1, 2), &[("a".into(), 2)]);
         let m = assigns(&c.start(0)).remove(0).1;
-        let output = TaskOutput { cids: vec!["p0".into(), "p1".into()], sizes: vec![0, 9], ..Default::default() };
+        let output =
+            TaskOutput { cids: vec!["p0".into(), "p1".into()], sizes: vec![0, 9], ..Default::default() };
         let r = assigns(&c.on_event(&ev(&m, "a", EventKind::Done { output }), 1));
         assert_eq!(r[0].1.kind, TaskKind::Reduce { partition: 0, inputs: vec![] });
         assert_eq!(r[1].1.kind, TaskKind::Reduce { partition: 1, inputs: vec!["p1".into()] });
@@ -532,7 +547,11 @@ mod tests {
         let mut c = Controller::new(plan(1, 1), &[("a".into(), 1), ("b".into(), 1)]);
         let (a1, t1) = assigns(&c.start(0)).remove(0);
         let fail = |t: &Task, a: &str| {
-            ev(t, a, EventKind::Failed { error: "map() raised ValueError".into(), detail: "Traceback...".into() })
+            ev(
+                t,
+                a,
+                EventKind::Failed { error: "map() raised ValueError".into(), detail: "Traceback...".into() },
+            )
         };
         let (a2, t2) = assigns(&c.on_event(&fail(&t1, &a1), 1)).remove(0);
         assert_ne!(a1, a2, "the retry goes to the other agent");
@@ -575,7 +594,9 @@ mod tests {
         let mut c = Controller::new(plan(1, 1), &[("a".into(), 1)]);
         c.start(0);
         let end = c.tick(10_000);
-        assert!(matches!(&end[..], [Action::Cancel { .. }, Action::Failed { message, .. }] if message.contains("no agent answered")));
+        assert!(
+            matches!(&end[..], [Action::Cancel { .. }, Action::Failed { message, .. }] if message.contains("no agent answered"))
+        );
     }
 
     #[test]

@@ -117,7 +117,8 @@ mod tests {
         d.update(st("busy", 4, 90.0, true, 100));
         d.update(st("idle", 2, 0.0, true, 100));
         d.update(st("big", 8, 50.0, true, 100));
-        let names: Vec<_> = d.capable(&Requirements::default(), 100).iter().map(|s| s.agent.clone()).collect();
+        let names: Vec<_> =
+            d.capable(&Requirements::default(), 100).iter().map(|s| s.agent.clone()).collect();
         assert_eq!(names, ["big", "idle", "busy"]);
     }
 

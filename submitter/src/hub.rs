@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use crate::{broker, store};
 
 pub async fn run(mqtt: SocketAddr, ipfs: SocketAddr, data: PathBuf) -> Result<(), String> {
-    std::fs::create_dir_all(&data).map_err(|e| format!("cannot create the data folder {}: {e}", data.display()))?;
+    std::fs::create_dir_all(&data)
+        .map_err(|e| format!("cannot create the data folder {}: {e}", data.display()))?;
     let mqtt = broker::start(mqtt).map_err(|e| format!("MQTT broker on {mqtt}: {e}"))?;
     let listener = tokio::net::TcpListener::bind(ipfs)
         .await

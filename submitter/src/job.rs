@@ -74,10 +74,13 @@ impl JobSpec {
     /// `dir` may be None when every file comes from flags.
     pub fn load(dir: Option<&Path>, o: Overrides, force_native: Option<String>) -> Result<JobSpec, String> {
         let base = dir.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-        if let Some(d) = dir {
-            if !d.is_dir() {
-                return Err(format!("job folder {} not found: give a folder with ipdc.toml, Map.py and Reduce.py", d.display()));
-            }
+        if let Some(d) = dir
+            && !d.is_dir()
+        {
+            return Err(format!(
+                "job folder {} not found: give a folder with ipdc.toml, Map.py and Reduce.py",
+                d.display()
+            ));
         }
         let file_path = base.join("ipdc.toml");
         let file: JobFile = if dir.is_some() && file_path.exists() {
@@ -154,7 +157,10 @@ impl JobSpec {
                 ));
             }
             Ok(m) if !m.is_file() => {
-                return Err(format!("input {} is not a file: give a file with --input", self.input.display()));
+                return Err(format!(
+                    "input {} is not a file: give a file with --input",
+                    self.input.display()
+                ));
             }
             Ok(m) if m.len() == 0 => {
                 return Err(format!("input file {} is empty: there is nothing to map", self.input.display()));
@@ -215,7 +221,8 @@ mod tests {
     #[test]
     fn flags_override_the_file() {
         let d = job_dir("workers = 3\nreducers = 2\ncombiner = true\nnative = \"wordcount\"\n");
-        let spec = JobSpec::load(Some(d.path()), Overrides { reducers: Some(5), ..Default::default() }, None).unwrap();
+        let spec = JobSpec::load(Some(d.path()), Overrides { reducers: Some(5), ..Default::default() }, None)
+            .unwrap();
         assert_eq!((spec.workers, spec.reducers, spec.combiner), (Some(3), 5, true));
         assert_eq!(spec.native_fallback.as_deref(), Some("wordcount"));
         assert_eq!(spec.out, d.path().join("output"));

@@ -31,9 +31,8 @@ impl LocalCluster {
             .map_err(|e| format!("cannot create a temporary folder: {e}"))?;
         let loopback: SocketAddr = "127.0.0.1:0".parse().expect("a valid address");
         let mqtt = broker::start(loopback).map_err(|e| format!("embedded broker: {e}"))?;
-        let listener = tokio::net::TcpListener::bind(loopback)
-            .await
-            .map_err(|e| format!("embedded store: {e}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(loopback).await.map_err(|e| format!("embedded store: {e}"))?;
         let store_dir = dir.path().join("store");
         let store = store::serve(listener, store_dir).await.map_err(|e| format!("embedded store: {e}"))?;
         let broker = BrokerAddr { host: mqtt.ip().to_string(), port: mqtt.port() };

@@ -22,7 +22,11 @@ use ipdc_common::mqtt::BrokerAddr;
 
 fn connection(c: &cli::ClusterArgs) -> Result<run::Connection, String> {
     ipdc_common::protocol::validate_name("cluster name", &c.cluster)?;
-    Ok(run::Connection { broker: BrokerAddr::parse(&c.broker)?, ipfs: c.ipfs.clone(), cluster: c.cluster.clone() })
+    Ok(run::Connection {
+        broker: BrokerAddr::parse(&c.broker)?,
+        ipfs: c.ipfs.clone(),
+        cluster: c.cluster.clone(),
+    })
 }
 
 async fn run_command(args: cli::RunArgs) -> Result<(), String> {
@@ -38,9 +42,9 @@ async fn run_command(args: cli::RunArgs) -> Result<(), String> {
             opts.nocopy = true; // the store is in this process: reference the input, do not copy it
             let result = run::run(&spec, &conn, &opts).await;
             local.stop().await;
-            result.map(|_| ())
+            result
         }
-        None => run::run(&spec, &connection(&args.cluster)?, &opts).await.map(|_| ()),
+        None => run::run(&spec, &connection(&args.cluster)?, &opts).await,
     }
 }
 
@@ -49,13 +53,15 @@ async fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,rumqttd=off")).init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run_command(args).await,
+        Command::Run(args) => run_command(*args).await,
         Command::Agents(a) => match connection(&a.cluster) {
             Ok(conn) => agents::list(&conn, a.json).await,
             Err(e) => Err(e),
         },
         Command::Hub(h) => {
-            let data = h.data.unwrap_or_else(|| std::env::temp_dir().join(format!("ipdc-hub-{}", std::process::id())));
+            let data = h
+                .data
+                .unwrap_or_else(|| std::env::temp_dir().join(format!("ipdc-hub-{}", std::process::id())));
             hub::run(h.mqtt, h.ipfs, data).await
         }
     };

@@ -43,23 +43,32 @@ pub async fn write(
     // Replace an older output only now that the new one is complete.
     if out.exists() {
         let old = parent.join(format!(".{name}.{job}.old"));
-        std::fs::rename(out, &old).map_err(|e| format!("cannot move the old {} aside: {e}", out.display()))?;
-        std::fs::rename(&tmp, out).map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), out.display()))?;
+        std::fs::rename(out, &old)
+            .map_err(|e| format!("cannot move the old {} aside: {e}", out.display()))?;
+        std::fs::rename(&tmp, out)
+            .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), out.display()))?;
         let _ = std::fs::remove_dir_all(&old);
     } else {
-        std::fs::rename(&tmp, out).map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), out.display()))?;
+        std::fs::rename(&tmp, out)
+            .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), out.display()))?;
     }
     Ok(total)
 }
 
-async fn fill(ipfs: &IpfsClient, parts: &[(String, u64)], summary: &serde_json::Value, dir: &Path) -> Result<u64, String> {
+async fn fill(
+    ipfs: &IpfsClient,
+    parts: &[(String, u64)],
+    summary: &serde_json::Value,
+    dir: &Path,
+) -> Result<u64, String> {
     let mut total = 0;
     for (i, (cid, _)) in parts.iter().enumerate() {
         let path: PathBuf = dir.join(format!("part-{i:05}"));
         total += ipfs.cat_to_file(cid, &path).await.map_err(|e| format!("fetching part {i}: {e}"))?;
     }
     let text = serde_json::to_string_pretty(summary).expect("a JSON value serializes");
-    std::fs::write(dir.join("summary.json"), text + "\n").map_err(|e| format!("writing summary.json: {e}"))?;
+    std::fs::write(dir.join("summary.json"), text + "\n")
+        .map_err(|e| format!("writing summary.json: {e}"))?;
     // _SUCCESS last: its presence means everything before it is complete.
     std::fs::write(dir.join("_SUCCESS"), b"").map_err(|e| format!("writing _SUCCESS: {e}"))?;
     Ok(total)

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ipdc_common::exec::ExecStats;
@@ -55,14 +54,6 @@ impl Default for RunOptions {
             show_progress: true,
         }
     }
-}
-
-/// What a finished job reports.
-#[derive(Debug)]
-pub struct RunReport {
-    pub job: String,
-    pub out: PathBuf,
-    pub summary: serde_json::Value,
 }
 
 /// A job id: the job's name, the time in base 36 and random bits, so ids of
@@ -192,7 +183,9 @@ impl Session {
             if start.elapsed() > deadline {
                 return Err(format!("{last_err}; is the broker running? (--broker, IPDC_BROKER)"));
             }
-            if let Err(e) = tokio::time::timeout(Duration::from_secs(2), self.poll_once()).await.unwrap_or(Ok(())) {
+            if let Err(e) =
+                tokio::time::timeout(Duration::from_secs(2), self.poll_once()).await.unwrap_or(Ok(()))
+            {
                 last_err = e;
             }
         }
@@ -240,7 +233,9 @@ async fn pick_agents(
                 .into_iter()
                 .skip(k)
                 .map(|s| format!("{} (not needed: --workers {k})", s.agent))
-                .chain(session.directory.skipped(&req, now).into_iter().map(|(a, why)| format!("{a} ({why})")))
+                .chain(
+                    session.directory.skipped(&req, now).into_iter().map(|(a, why)| format!("{a} ({why})")),
+                )
                 .collect();
             if !others.is_empty() {
                 println!("skipped: {}", others.join(", "));
@@ -279,7 +274,7 @@ async fn pick_agents(
 }
 
 /// Runs a job from upload to output folder.
-pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result<RunReport, String> {
+pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result<(), String> {
     let t0 = Instant::now();
     output::check_target(&spec.out, opts.overwrite)?;
     spec.check_python_syntax()?;
@@ -292,7 +287,8 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
 
     // Upload the input and the code while the MQTT connection stays served.
     let upload = async {
-        let input = ipfs.add_path(&spec.input, opts.nocopy).await.map_err(|e| format!("uploading the input: {e}"))?;
+        let input =
+            ipfs.add_path(&spec.input, opts.nocopy).await.map_err(|e| format!("uploading the input: {e}"))?;
         let (map_cid, reduce_cid) = if spec.force_native.is_some() {
             (String::new(), String::new())
         } else {
@@ -418,7 +414,7 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
         summary["counters"]["reduce_output_records"],
     );
     println!("output: {}", spec.out.display());
-    Ok(RunReport { job, out: spec.out.clone(), summary })
+    Ok(())
 }
 
 type Outcome = Option<Result<(), (String, String)>>;
@@ -435,9 +431,12 @@ fn apply(session: &mut Session, cluster: &str, job: &str, actions: Vec<Action>) 
                 session.publish(topics.agent_tasks(&agent), msg.encode());
             }
             Action::Cancel { agent, task, attempt } => {
-                warn!("agent {agent} did not acknowledge {task} attempt {attempt}; giving it to another agent");
+                warn!(
+                    "agent {agent} did not acknowledge {task} attempt {attempt}; giving it to another agent"
+                );
                 let job = job.to_string();
-                let msg = TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::Cancel { job, task, attempt } };
+                let msg =
+                    TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::Cancel { job, task, attempt } };
                 session.publish(topics.agent_tasks(&agent), msg.encode());
             }
             Action::Finished => end = Some(Ok(())),
