@@ -1,11 +1,110 @@
-//! The agent's validated configuration. `main.rs` turns flags and
-//! environment variables into this once; everything else takes it as given.
+//! The agent's configuration: the raw settings from flags, environment and
+//! `/etc/ipdc/agent.toml`, merged and validated once into [`AgentConfig`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipdc_common::mqtt::BrokerAddr;
+use ipdc_common::protocol::validate_name;
+use serde::Deserialize;
 
+/// Where the packaged agent reads its configuration.
+pub const DEFAULT_CONFIG: &str = "/etc/ipdc/agent.toml";
+
+/// Settings as given, each optional; see `ipdc-agent --help` for each key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub broker: Option<String>,
+    pub ipfs: Option<String>,
+    pub cluster: Option<String>,
+    pub name: Option<String>,
+    pub slots: Option<u32>,
+    pub memory_mb: Option<u64>,
+    pub work_dir: Option<PathBuf>,
+    pub python: Option<String>,
+    pub heartbeat_secs: Option<u64>,
+}
+
+/// The config file: the same keys as the flags.
+#[derive(Debug, Default)]
+pub struct ConfigFile {
+    pub settings: Settings,
+}
+
+impl ConfigFile {
+    /// Reads `path`. A missing file is an error only when it was asked for by name.
+    pub fn load(path: &Path, required: bool) -> Result<Self, String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(Self::default()),
+            Err(e) => return Err(format!("cannot read the config file {}: {e}", path.display())),
+        };
+        let settings = toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+        Ok(ConfigFile { settings })
+    }
+}
+
+impl Settings {
+    /// These settings, with gaps filled from `other`.
+    pub fn or(self, other: Settings) -> Settings {
+        Settings {
+            broker: self.broker.or(other.broker),
+            ipfs: self.ipfs.or(other.ipfs),
+            cluster: self.cluster.or(other.cluster),
+            name: self.name.or(other.name),
+            slots: self.slots.or(other.slots),
+            memory_mb: self.memory_mb.or(other.memory_mb),
+            work_dir: self.work_dir.or(other.work_dir),
+            python: self.python.or(other.python),
+            heartbeat_secs: self.heartbeat_secs.or(other.heartbeat_secs),
+        }
+    }
+
+    /// Applies the defaults and validates.
+    pub fn into_config(self) -> Result<AgentConfig, String> {
+        let broker = BrokerAddr::parse(self.broker.as_deref().unwrap_or("mqtt://127.0.0.1:1883"))?;
+        let ipfs = self.ipfs.unwrap_or_else(|| "http://127.0.0.1:5001".into());
+        let name = self.name.unwrap_or_else(host_name);
+        validate_name("agent name", &name)?;
+        let mut c = AgentConfig::local_defaults(&name, broker, &ipfs);
+        if let Some(cluster) = self.cluster {
+            validate_name("cluster name", &cluster)?;
+            c.cluster = cluster;
+        }
+        match self.slots {
+            Some(0) => return Err("slots = 0: an agent needs at least one slot".into()),
+            Some(s) => c.slots = s,
+            None => {}
+        }
+        match self.memory_mb {
+            Some(0) => return Err("memory_mb = 0: give tasks at least 1 MiB".into()),
+            Some(m) => c.memory_mb = m,
+            None => {}
+        }
+        if let Some(w) = self.work_dir {
+            c.work_dir = w;
+        }
+        c.python = match self.python.as_deref() {
+            Some("none") | Some("") => None,
+            Some(p) => Some(PathBuf::from(p)),
+            None => c.python,
+        };
+        if let Some(h) = self.heartbeat_secs {
+            c.heartbeat = Duration::from_secs(h.max(1));
+        }
+        Ok(c)
+    }
+}
+
+fn host_name() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String =
+        raw.trim().chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect();
+    if name.is_empty() { "agent".to_string() } else { name }
+}
+
+/// The validated configuration the agent runs with.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     /// Unique name of this agent in the cluster (topic-safe).
@@ -26,7 +125,7 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// Defaults for an agent on this machine: named after the host, one slot per core.
+    /// Defaults for an agent on this machine: one slot per core.
     pub fn local_defaults(name: &str, broker: BrokerAddr, ipfs: &str) -> Self {
         AgentConfig {
             name: name.to_string(),
@@ -39,5 +138,47 @@ impl AgentConfig {
             python: Some(PathBuf::from("python3")),
             heartbeat: Duration::from_secs(5),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "broker = \"mqtt://hub:1884\"\nslots = 3\npython = \"none\"\nname = \"pi-7\"\n",
+        )
+        .unwrap();
+        let file = ConfigFile::load(&path, true).unwrap();
+        let flags = Settings { slots: Some(2), ..Default::default() };
+        let c = flags.or(file.settings).into_config().unwrap();
+        assert_eq!((c.broker.host.as_str(), c.broker.port, c.slots), ("hub", 1884, 2));
+        assert_eq!(c.python, None);
+        assert_eq!(c.name, "pi-7");
+        assert_eq!(c.memory_mb, 256);
+    }
+
+    #[test]
+    fn a_missing_default_file_is_fine_but_a_named_one_is_not() {
+        let missing = Path::new("/nonexistent/agent.toml");
+        assert!(ConfigFile::load(missing, false).is_ok());
+        assert!(ConfigFile::load(missing, true).unwrap_err().contains("/nonexistent/agent.toml"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "brokr = \"x\"\n").unwrap();
+        assert!(ConfigFile::load(&path, true).unwrap_err().contains("brokr"));
+        let bad = Settings { name: Some("a/b".into()), ..Default::default() };
+        assert!(bad.into_config().unwrap_err().contains("agent name"));
+        let bad = Settings { slots: Some(0), ..Default::default() };
+        assert!(bad.into_config().unwrap_err().contains("slots"));
     }
 }

@@ -1,7 +1,8 @@
 //! `ipdc-agent`: joins a cluster over MQTT, says what it can do, runs the map
 //! and reduce tasks it is given, and moves data only through its IPFS node.
 //!
-//! - [`config`]: the validated configuration.
+//! - [`config`]: flags, environment and config file, validated.
+//! - [`check`]: `--check`, the one-screen diagnosis.
 //! - [`status`]: the retained status (load, memory, Python) it publishes.
 //! - [`queue`]: tasks waiting for a slot, jobs served in turn.
 //! - [`task`]: one attempt: fetch, execute, add outputs.
@@ -9,6 +10,7 @@
 //! [`run`] is the agent's one event loop; the `ipdc-agent` binary and the
 //! submitter's `--local` mode both call it.
 
+pub mod check;
 pub mod config;
 pub mod queue;
 pub mod status;
@@ -37,6 +39,9 @@ use task::{TaskContext, TaskError};
 
 /// The agent's own version, reported in its status.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Version and build (commit, target, profile), for `--version`.
+pub const BUILD: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("IPDC_BUILD_INFO"), ")");
 
 /// Runs the agent until `shutdown` completes. Broker and IPFS outages are
 /// waited out (with backoff), never fatal; only a bad configuration is.

@@ -1,0 +1,91 @@
+//! `ipdc-agent --check`: tests the configuration (broker reachable, IPFS API
+//! answers, Python found, work folder writable) and prints a one-screen
+//! diagnosis with what to do about each failure.
+
+use std::time::{Duration, Instant};
+
+use ipdc_common::ipfs::IpfsClient;
+use ipdc_common::mqtt;
+use rumqttc::{Event, Packet};
+
+use crate::AgentConfig;
+
+/// Prints the diagnosis; true when every check passed.
+pub async fn run(c: &AgentConfig) -> bool {
+    println!("ipdc-agent {} — configuration check", crate::BUILD);
+    println!(
+        "  agent      {} in cluster {}, {} slot(s), {} MiB per task",
+        c.name, c.cluster, c.slots, c.memory_mb
+    );
+    let mut ok = true;
+    ok &= report("broker", &c.broker.to_string(), check_broker(c).await);
+    ok &= report("IPFS API", &c.ipfs, check_ipfs(&c.ipfs).await);
+    let python = match &c.python {
+        None => Ok("disabled (python = none): only native executors run here".to_string()),
+        Some(p) => {
+            let probe = p.clone();
+            match tokio::task::spawn_blocking(move || ipdc_common::python::detect_version(&probe)).await {
+                Ok(Some(v)) => Ok(format!("Python {v}")),
+                _ => Err("not found or older than 3.7; install python3, set python = \"/path/to/python3\", or python = \"none\"".to_string()),
+            }
+        }
+    };
+    let shown = c.python.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none".into());
+    ok &= report("Python", &shown, python);
+    ok &= report("work dir", &c.work_dir.display().to_string(), check_work_dir(&c.work_dir));
+    println!("{}", if ok { "all checks passed" } else { "some checks failed" });
+    ok
+}
+
+fn report(what: &str, target: &str, result: Result<String, String>) -> bool {
+    match result {
+        Ok(detail) => {
+            println!("  {what:<10} {target} ... ok ({detail})");
+            true
+        }
+        Err(why) => {
+            println!("  {what:<10} {target} ... FAILED: {why}");
+            false
+        }
+    }
+}
+
+async fn check_broker(c: &AgentConfig) -> Result<String, String> {
+    let started = Instant::now();
+    let options = mqtt::options(&format!("ipdc-check-{}-{}", c.name, std::process::id()), &c.broker, None);
+    let (client, mut eventloop) = mqtt::client(options);
+    let result = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    })
+    .await;
+    let _ = client.try_disconnect();
+    match result {
+        Ok(Ok(())) => Ok(format!("connected in {} ms", started.elapsed().as_millis())),
+        Ok(Err(e)) => Err(format!("{e}; is the broker running and is `broker` right?")),
+        Err(_) => Err("no answer within 5 s; check the address and any firewall".into()),
+    }
+}
+
+async fn check_ipfs(api: &str) -> Result<String, String> {
+    let client = IpfsClient::new(api).map_err(|e| e.to_string())?;
+    let id = client
+        .id()
+        .await
+        .map_err(|e| format!("{e}; is the IPFS daemon running with its API on this address?"))?;
+    let version = client.version().await.map_err(|e| e.to_string())?;
+    Ok(format!("peer {id}, version {version}"))
+}
+
+fn check_work_dir(dir: &std::path::Path) -> Result<String, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create it: {e}; set work_dir"))?;
+    let probe = dir.join(".ipdc-check");
+    std::fs::write(&probe, b"ok").map_err(|e| format!("not writable: {e}; set work_dir"))?;
+    let _ = std::fs::remove_file(probe);
+    Ok("writable".into())
+}
