@@ -1,0 +1,464 @@
+//! Input splits: how a job's input file is cut into byte ranges, and which
+//! lines each range owns (Hadoop's rule).
+//!
+//! A split `[start, end)` owns every line that *starts* inside it. A line
+//! ends at `\n` (inclusive); `\r` is just a byte of the line. So a split
+//! skips its first partial line (unless `start == 0`) and reads past `end`
+//! to finish its last owned line. Every line is therefore owned by exactly
+//! one split, whatever the layout — including a line longer than a whole
+//! split, which is owned by the split where it starts (possibly reading
+//! many splits' worth of bytes past its `end`), while the splits it covers
+//! own nothing.
+//!
+//! [`LineOwner`] is the zero-copy state machine the agent drives while
+//! streaming a split's bytes from IPFS.
+
+use std::ops::Range;
+
+/// One input split: the byte range `[start, end)` of the input file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Split {
+    /// Position of the split in the plan, from 0.
+    pub index: u32,
+    pub start: u64,
+    pub end: u64,
+}
+
+impl Split {
+    /// Length of the byte range (not of the owned data, which can differ).
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+}
+
+/// Smallest split size [`plan_splits`] chooses (unless the input is smaller).
+pub const MIN_SPLIT: u64 = 1 << 20;
+/// Largest split size [`plan_splits`] chooses.
+pub const MAX_SPLIT: u64 = 64 << 20;
+/// How many splits per worker [`plan_splits`] aims for, so that fast workers
+/// can take more of them than slow ones.
+pub const SPLITS_PER_WORKER: u64 = 4;
+
+/// Cuts an input of `input_len` bytes into splits for `workers` workers.
+///
+/// The rule: the target split size is `ceil(input_len / (4 * workers))`
+/// (about 4 splits per worker), clamped to `[1 MiB, 64 MiB]`. The number of
+/// splits is `n = ceil(input_len / size)`, and split `i` is
+/// `[input_len * i / n, input_len * (i + 1) / n)`, so all splits have
+/// nearly equal sizes, none larger than `size`. An empty input gives no
+/// splits; an input of at most 1 MiB gives one split. `workers == 0` is
+/// treated as 1.
+pub fn plan_splits(input_len: u64, workers: usize) -> Vec<Split> {
+    if input_len == 0 {
+        return Vec::new();
+    }
+    let want = SPLITS_PER_WORKER * (workers.max(1) as u64);
+    let size = input_len.div_ceil(want).clamp(MIN_SPLIT, MAX_SPLIT);
+    let n = input_len.div_ceil(size);
+    let at = |i: u64| ((input_len as u128 * i as u128) / n as u128) as u64;
+    (0..n).map(|i| Split { index: i as u32, start: at(i), end: at(i + 1) }).collect()
+}
+
+/// What one [`LineOwner::push`] found in a chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    /// The part of the chunk that is owned data (possibly empty).
+    pub owned: Range<usize>,
+    /// The split is complete: no more bytes are needed.
+    pub done: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Looking for the `\n` that ends the line in progress at `start`.
+    Skip,
+    /// Every byte before `end` is owned.
+    Own,
+    /// Past `end`: owning the rest of the last line, up to its `\n`.
+    Tail,
+    Done,
+}
+
+/// Decides which bytes of a split's stream it owns, without copying them.
+///
+/// Feed it consecutive chunks of the input starting at
+/// [`fetch_offset`](Self::fetch_offset) until a [`Push`] says `done` or the
+/// input ends. If the input ends first, the last line simply had no
+/// trailing newline: everything owned so far is the split's data.
+#[derive(Debug, Clone)]
+pub struct LineOwner {
+    end: u64,
+    /// Absolute offset of the next byte to be pushed.
+    pos: u64,
+    phase: Phase,
+    fetch_offset: u64,
+}
+
+impl LineOwner {
+    pub fn new(start: u64, end: u64) -> Self {
+        let (fetch_offset, phase) = if start >= end {
+            (start, Phase::Done)
+        } else if start == 0 {
+            (0, Phase::Own)
+        } else {
+            (start - 1, Phase::Skip)
+        };
+        LineOwner { end, pos: fetch_offset, phase, fetch_offset }
+    }
+
+    /// Offset to start fetching from: `start - 1` when `start > 0` (so it can
+    /// tell whether a line starts exactly at `start`), else 0.
+    pub fn fetch_offset(&self) -> u64 {
+        self.fetch_offset
+    }
+
+    /// Absolute input offset just past the bytes consumed so far: where to
+    /// fetch next while not done. Once done, the offset just past the last
+    /// byte that was needed (the rest of the last chunk is ignored).
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// How many bytes past `end` have been consumed so far.
+    pub fn past_end(&self) -> u64 {
+        self.pos.saturating_sub(self.end)
+    }
+
+    /// Nothing more is needed.
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// Feeds the next chunk of the stream (consecutive bytes beginning at
+    /// [`position`](Self::position)). Returns which part of this chunk is
+    /// owned data and whether the split is complete. Once done, every further
+    /// chunk is ignored (an empty range, `done`).
+    pub fn push(&mut self, chunk: &[u8]) -> Push {
+        let mut i = 0usize;
+        let mut owned_start = None;
+        loop {
+            match self.phase {
+                Phase::Done => break,
+                Phase::Skip => match memchr(b'\n', &chunk[i..]) {
+                    None => {
+                        i = chunk.len();
+                        break;
+                    }
+                    Some(k) => {
+                        i += k + 1;
+                        // A line starts at the byte after this `\n`.
+                        let line_start = self.pos + i as u64;
+                        self.phase = if line_start >= self.end { Phase::Done } else { Phase::Own };
+                        // `pos` is kept as the offset of chunk[0] until the end.
+                    }
+                },
+                Phase::Own => {
+                    owned_start.get_or_insert(i);
+                    let left = self.end - (self.pos + i as u64);
+                    let avail = (chunk.len() - i) as u64;
+                    if avail < left {
+                        i = chunk.len();
+                        break;
+                    }
+                    i += left as usize;
+                    // Reached `end`; the byte before is chunk[i - 1] (i > 0:
+                    // Own always follows at least one consumed byte unless it
+                    // starts at 0 with end > 0, and left > 0 then).
+                    self.phase = if i > 0 && chunk[i - 1] == b'\n' { Phase::Done } else { Phase::Tail };
+                }
+                Phase::Tail => {
+                    owned_start.get_or_insert(i);
+                    match memchr(b'\n', &chunk[i..]) {
+                        None => {
+                            i = chunk.len();
+                            break;
+                        }
+                        Some(k) => {
+                            i += k + 1;
+                            self.phase = Phase::Done;
+                        }
+                    }
+                }
+            }
+        }
+        self.pos += i as u64;
+        let s = owned_start.unwrap_or(i);
+        Push { owned: s..i, done: self.phase == Phase::Done }
+    }
+}
+
+fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Drives a split over `input` with chunks of the sizes `sizes` yields
+    /// (cycled), returning the owned bytes.
+    fn run(input: &[u8], start: u64, end: u64, mut sizes: impl FnMut() -> usize) -> Vec<u8> {
+        let mut lo = LineOwner::new(start, end);
+        let mut out = Vec::new();
+        let mut pos = lo.fetch_offset() as usize;
+        while !lo.is_done() && pos < input.len() {
+            let n = sizes().max(1).min(input.len() - pos);
+            let chunk = &input[pos..pos + n];
+            let p = lo.push(chunk);
+            out.extend_from_slice(&chunk[p.owned.clone()]);
+            pos += n;
+            assert_eq!(p.done, lo.is_done());
+            if p.done {
+                // Consumed up to the end of the owned data (or the skipped line).
+                assert!(lo.position() as usize <= pos);
+                assert!(p.owned.is_empty() || p.owned.end as u64 == lo.position() - (pos - n) as u64);
+            } else {
+                assert_eq!(lo.position() as usize, pos);
+            }
+        }
+        out
+    }
+
+    fn whole(input: &[u8], start: u64, end: u64) -> Vec<u8> {
+        run(input, start, end, || usize::MAX)
+    }
+
+    /// Reference: the lines starting in [start, end), concatenated.
+    fn reference(input: &[u8], start: u64, end: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut line_start = 0usize;
+        for (i, &b) in input.iter().enumerate() {
+            if b == b'\n' || i + 1 == input.len() {
+                if (start as usize..end as usize).contains(&line_start) {
+                    out.extend_from_slice(&input[line_start..=i]);
+                }
+                line_start = i + 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn plan_rules() {
+        assert!(plan_splits(0, 4).is_empty());
+        assert_eq!(plan_splits(10, 4), vec![Split { index: 0, start: 0, end: 10 }]);
+        assert_eq!(plan_splits(MIN_SPLIT, 100).len(), 1);
+        assert_eq!(plan_splits(MIN_SPLIT + 1, 100).len(), 2);
+        // 4 splits per worker in the adaptive range.
+        let len = 400 << 20;
+        let s = plan_splits(len, 10);
+        assert_eq!(s.len(), 40);
+        // Clamped to 64 MiB.
+        let s = plan_splits(10 << 30, 1);
+        assert_eq!(s.len(), 160);
+        assert!(s.iter().all(|x| x.len() <= MAX_SPLIT));
+        // Contiguous and covering, indexes in order; workers == 0 is fine.
+        for (len, k) in [(1u64, 0usize), (3 << 20, 1), ((5 << 20) + 7, 3), (1 << 33, 7)] {
+            let s = plan_splits(len, k);
+            assert_eq!(s[0].start, 0);
+            assert_eq!(s.last().unwrap().end, len);
+            for (i, w) in s.windows(2).enumerate() {
+                assert_eq!(w[0].end, w[1].start);
+                assert_eq!(w[0].index as usize, i);
+            }
+            assert!(s.iter().all(|x| !x.is_empty() && x.len() <= MAX_SPLIT));
+        }
+    }
+
+    #[test]
+    fn split_round_trips_through_serde() {
+        let s = Split { index: 3, start: 5, end: 9 };
+        let j = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Split>(&j).unwrap(), s);
+    }
+
+    #[test]
+    fn line_starting_exactly_at_the_edge() {
+        let t = b"abc\ndef\nghi\n";
+        // Split 2 starts at 4 = start of "def".
+        assert_eq!(whole(t, 0, 4), b"abc\n");
+        assert_eq!(whole(t, 4, 8), b"def\n");
+        assert_eq!(whole(t, 8, 12), b"ghi\n");
+        // The state machine fetches from start - 1 to see the `\n` there.
+        assert_eq!(LineOwner::new(4, 8).fetch_offset(), 3);
+        assert_eq!(LineOwner::new(0, 8).fetch_offset(), 0);
+    }
+
+    #[test]
+    fn newline_exactly_at_end_minus_one_is_done_without_more_bytes() {
+        let t = b"abc\ndef\n";
+        let mut lo = LineOwner::new(0, 4);
+        let p = lo.push(&t[..4]);
+        assert_eq!(p, Push { owned: 0..4, done: true });
+        assert_eq!(lo.past_end(), 0);
+        // Split [4, 8): fetch 3..8 = "\ndef\n", all owned but the first byte.
+        let mut lo = LineOwner::new(4, 8);
+        let p = lo.push(&t[3..8]);
+        assert_eq!(p, Push { owned: 1..5, done: true });
+    }
+
+    #[test]
+    fn line_not_ending_at_end_reads_past_it() {
+        let t = b"abcdef\ngh\n";
+        let mut lo = LineOwner::new(0, 3);
+        let p = lo.push(&t[..3]);
+        assert_eq!(p, Push { owned: 0..3, done: false });
+        let p = lo.push(&t[3..5]);
+        assert_eq!(p, Push { owned: 0..2, done: false });
+        assert_eq!(lo.past_end(), 2);
+        let p = lo.push(&t[5..]);
+        assert_eq!(p, Push { owned: 0..2, done: true });
+        assert_eq!(lo.position(), 7);
+        assert_eq!(lo.past_end(), 4);
+        // Further chunks are ignored.
+        assert_eq!(lo.push(b"zz"), Push { owned: 0..0, done: true });
+        // The next split [3, 7) owns nothing (the line started at 0), then
+        // "gh\n" belongs to the split containing offset 7.
+        assert_eq!(whole(t, 3, 7), b"");
+        assert_eq!(whole(t, 7, 10), b"gh\n");
+    }
+
+    #[test]
+    fn line_longer_than_a_whole_split() {
+        let mut t = b"x\n".to_vec();
+        t.extend(std::iter::repeat_n(b'L', 50));
+        t.extend_from_slice(b"\ny\n");
+        // Splits of 5: [0,5) owns "x\n" and the long line (starts at 2).
+        let long_end = 2 + 50 + 1;
+        assert_eq!(whole(&t, 0, 5), &t[..long_end]);
+        for s in (5..50).step_by(5) {
+            assert_eq!(whole(&t, s, s + 5), b"", "split at {s}");
+        }
+        assert_eq!(whole(&t, 50, 55), b"y\n");
+        // Reading far past end in small pieces.
+        assert_eq!(run(&t, 0, 5, || 3), &t[..long_end]);
+        // The empty splits stop as soon as they see the `\n` ending the long line.
+        let mut lo = LineOwner::new(10, 15);
+        let p = lo.push(&t[9..15]);
+        assert_eq!(p, Push { owned: 6..6, done: false });
+        let p = lo.push(&t[15..]);
+        assert!(p.done && p.owned.is_empty());
+    }
+
+    #[test]
+    fn no_trailing_newline() {
+        let t = b"ab\ncd";
+        assert_eq!(whole(t, 0, 2), b"ab\n");
+        assert_eq!(whole(t, 2, 5), b"cd");
+        assert_eq!(whole(t, 0, 5), t);
+        assert_eq!(whole(t, 3, 4), b"cd");
+        assert_eq!(whole(t, 4, 5), b"");
+        // EOF before done: the owner is not done, the data is what was owned.
+        let mut lo = LineOwner::new(3, 4);
+        let p = lo.push(&t[2..]);
+        assert_eq!(p, Push { owned: 1..3, done: false });
+    }
+
+    #[test]
+    fn crlf_stays_with_its_line() {
+        let t = b"ab\r\ncd\r\nef\r\n";
+        assert_eq!(whole(t, 0, 3), b"ab\r\n");
+        assert_eq!(whole(t, 3, 4), b"");
+        assert_eq!(whole(t, 4, 8), b"cd\r\n");
+        assert_eq!(whole(t, 5, 8), b"");
+        assert_eq!(whole(t, 5, 9), b"ef\r\n");
+        assert_eq!(whole(t, 2, 3), b"");
+    }
+
+    #[test]
+    fn empty_lines() {
+        let t = b"\n\n\na\n\n";
+        for i in 0..t.len() as u64 {
+            assert_eq!(whole(t, i, i + 1), reference(t, i, i + 1), "split at {i}");
+        }
+        assert_eq!(whole(t, 0, 1), b"\n");
+        assert_eq!(whole(t, 1, 2), b"\n");
+        assert_eq!(whole(t, 3, 4), b"a\n");
+        assert_eq!(whole(t, 4, 5), b"");
+    }
+
+    #[test]
+    fn empty_input_and_empty_ranges() {
+        assert_eq!(whole(b"", 0, 0), b"");
+        let mut lo = LineOwner::new(0, 0);
+        assert!(lo.is_done());
+        assert_eq!(lo.push(b"abc"), Push { owned: 0..0, done: true });
+        let mut lo = LineOwner::new(5, 5);
+        assert!(lo.is_done());
+        assert_eq!(lo.push(b"abc").owned, 0..0);
+    }
+
+    #[test]
+    fn one_byte_splits() {
+        let t = b"a\nbc\n\nd";
+        let mut all = Vec::new();
+        for i in 0..t.len() as u64 {
+            let got = whole(t, i, i + 1);
+            assert_eq!(got, reference(t, i, i + 1), "split at {i}");
+            all.extend(got);
+        }
+        assert_eq!(all, t);
+    }
+
+    /// A tiny deterministic PRNG (xorshift64*).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn exhaustive_layouts_own_every_line_exactly_once() {
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let alphabet = b"ab\n\n\r";
+        for _ in 0..300 {
+            let len = rng.below(40);
+            let text: Vec<u8> = (0..len).map(|_| alphabet[rng.below(alphabet.len())]).collect();
+            for size in 1..=len.max(1) {
+                let mut all = Vec::new();
+                let mut start = 0usize;
+                while start < len {
+                    let end = (start + size).min(len);
+                    let mode = rng.below(3);
+                    let got = match mode {
+                        // The agent's pattern: the range first, then growing pieces.
+                        0 => {
+                            let first =
+                                end - LineOwner::new(start as u64, end as u64).fetch_offset() as usize;
+                            let mut k = 0u32;
+                            run(&text, start as u64, end as u64, || {
+                                k += 1;
+                                if k == 1 { first } else { 1 << k.min(20) }
+                            })
+                        }
+                        1 => run(&text, start as u64, end as u64, || 1),
+                        _ => {
+                            let mut r = Rng(rng.next() | 1);
+                            run(&text, start as u64, end as u64, || 1 + r.below(7))
+                        }
+                    };
+                    assert_eq!(
+                        got,
+                        reference(&text, start as u64, end as u64),
+                        "text {:?} split [{start}, {end}) mode {mode}",
+                        String::from_utf8_lossy(&text)
+                    );
+                    all.extend(got);
+                    start = end;
+                }
+                assert_eq!(all, text, "size {size}");
+            }
+        }
+    }
+}
