@@ -747,6 +747,34 @@ def reduce(key, values):
     }
 
     #[test]
+    fn reduce_groups_even_when_values_are_not_read() {
+        let reduce = "def reduce(key, values):\n    yield 'k:' + key, 1\n";
+        let j = job(&[("Reduce.py", reduce)]);
+        let recs: Vec<_> = [b"sa", b"sa", b"sa", b"sb", b"sc", b"sc"]
+            .iter()
+            .map(|k| (k.to_vec(), b"j1".to_vec()))
+            .collect();
+        let mut out = Vec::new();
+        let stats = j
+            .exec
+            .run_reduce(&j.path("Reduce.py"), &mut Sorted(recs, 0), &mut out)
+            .unwrap();
+        let keys: Vec<_> = out.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(
+            keys,
+            vec![b"sk:a".to_vec(), b"sk:b".to_vec(), b"sk:c".to_vec()]
+        );
+        assert_eq!(
+            (
+                stats.input_records,
+                stats.reduce_input_groups,
+                stats.output_records
+            ),
+            (6, 3, 3)
+        );
+    }
+
+    #[test]
     fn a_map_that_raises_names_the_line_and_the_user_code() {
         let map = "def map(line):\n    if line == 'boom':\n        raise ValueError('bad value')\n    yield line, 1\n";
         let j = job(&[("Map.py", map)]);
