@@ -1,1 +1,1065 @@
-//! (being written)
+//! The Python executor: runs a user's `Map.py` / `Reduce.py` through
+//! `runner.py` (embedded here) in one `python3` subprocess per task, streaming
+//! records through pipes in batches.
+//!
+//! Command line (no shell): `PYTHON -B <workdir>/ipdc_runner.py map MAP_PY
+//! [--combine REDUCE_PY]` or `... reduce REDUCE_PY`, with the task's own
+//! temporary folder as the working directory. stdin carries the split's raw
+//! lines (map) or framed records sorted by key (reduce); stdout carries framed
+//! records (see [`crate::record`]); stderr carries anything the user prints,
+//! then one protocol line: `IPDC-STATS {json counters}` on success (exit
+//! status 0), or `IPDC-ERROR: summary` after a traceback on failure (exit
+//! status 2: the user's file cannot be loaded; 3: the user's code failed or
+//! produced something that cannot be stored; 4: runner or protocol problem).
+//!
+//! Threads: the calling thread feeds stdin and hands records to the sink;
+//! one thread drains stdout into a channel, another keeps the last
+//! [`STDERR_TAIL`] bytes of stderr. Because stdout and stderr are always
+//! drained, writing stdin cannot deadlock, and a runner that exits early just
+//! turns the next write into a broken pipe, which ends the feeding.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::exec::{ExecStats, RecordSink, RecordSource};
+use crate::record::{MAX_DATUM_LEN, write_record};
+
+/// The runner script, written into the task's folder before each run.
+pub const RUNNER_PY: &str = include_str!("runner.py");
+
+/// File name of the runner inside [`PythonExecutor::workdir`].
+pub const RUNNER_FILE_NAME: &str = "ipdc_runner.py";
+
+/// How much of the runner's stderr is kept (its end).
+pub const STDERR_TAIL: usize = 64 << 10;
+
+/// Bytes written to the runner's stdin at a time.
+const FEED_CHUNK: usize = 256 << 10;
+
+/// Oldest Python the runner supports.
+const MIN_VERSION: (u32, u32) = (3, 7);
+
+/// How long [`detect_version`] waits for the interpreter.
+const DETECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The version of `python` (like `"3.11.7"`) if it runs and is at least
+/// 3.7, else `None`. Gives up (and kills it) after 10 seconds.
+pub fn detect_version(python: &Path) -> Option<String> {
+    let mut child = Command::new(python)
+        .args([
+            "-S",
+            "-c",
+            "import sys; print('%d.%d.%d' % sys.version_info[:3])",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed() < DETECT_TIMEOUT => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    };
+    let mut out = String::new();
+    child.stdout.take()?.read_to_string(&mut out).ok()?;
+    if !status.success() {
+        return None;
+    }
+    let version = out.trim().to_string();
+    let mut parts = version.split('.').map(|p| p.parse::<u32>());
+    let (Some(Ok(major)), Some(Ok(minor))) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    ((major, minor) >= MIN_VERSION).then_some(version)
+}
+
+/// Why a Python task failed.
+#[derive(Debug)]
+pub enum ExecError {
+    /// Starting the interpreter, reading the input or writing to the sink
+    /// failed.
+    Io(io::Error),
+    /// The user's code failed: it could not be loaded, raised, or produced a
+    /// key or value that cannot be stored. `summary` is one line (the
+    /// runner's `IPDC-ERROR:` line without that prefix), `traceback` the
+    /// stderr output before it (the Python traceback, and anything the user
+    /// printed last).
+    User { summary: String, traceback: String },
+    /// The runner ended abnormally without a user error (killed, crashed,
+    /// internal error, stopped reading its input).
+    Runner { status: String, stderr_tail: String },
+    /// The runner's output did not follow the protocol.
+    Protocol(String),
+}
+
+impl fmt::Display for ExecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExecError::Io(e) => write!(f, "{e}"),
+            ExecError::User { summary, .. } => write!(f, "{summary}"),
+            ExecError::Runner {
+                status,
+                stderr_tail,
+            } => {
+                write!(f, "the Python runner failed ({status})")?;
+                let tail = last_chars(stderr_tail.trim(), 2000);
+                if !tail.is_empty() {
+                    write!(f, "; its last output:\n{tail}")?;
+                }
+                Ok(())
+            }
+            ExecError::Protocol(m) => write!(f, "the Python runner broke the protocol: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ExecError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ExecError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for ExecError {
+    fn from(e: io::Error) -> Self {
+        ExecError::Io(e)
+    }
+}
+
+fn last_chars(s: &str, n: usize) -> &str {
+    match s.char_indices().rev().nth(n) {
+        Some((i, _)) => &s[i..],
+        None => s,
+    }
+}
+
+/// Runs user Python code for one task.
+#[derive(Debug, Clone)]
+pub struct PythonExecutor {
+    /// The interpreter (e.g. `python3`, looked up in `PATH` if bare).
+    pub python: PathBuf,
+    /// The task's own temporary folder: the runner is written there and it
+    /// is the subprocess's working directory.
+    pub workdir: PathBuf,
+}
+
+impl PythonExecutor {
+    /// Runs `map(line)` of `map_py` over the lines of `input` (the split's
+    /// raw bytes), and with `combine_with` (a `Reduce.py`) its `combine`, or
+    /// else its `reduce`, over the grouped map output. Records go to `sink`.
+    pub fn run_map(
+        &self,
+        map_py: &Path,
+        combine_with: Option<&Path>,
+        mut input: impl Read + Send,
+        sink: &mut dyn RecordSink,
+    ) -> Result<ExecStats, ExecError> {
+        let mut args: Vec<OsString> = vec!["map".into(), absolute(map_py)?.into()];
+        if let Some(reduce_py) = combine_with {
+            args.push("--combine".into());
+            args.push(absolute(reduce_py)?.into());
+        }
+        let feed = move |buf: &mut Vec<u8>| -> io::Result<()> {
+            buf.resize(FEED_CHUNK, 0);
+            loop {
+                match input.read(buf) {
+                    Ok(n) => {
+                        buf.truncate(n);
+                        return Ok(());
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        self.run(&args, feed, sink)
+    }
+
+    /// Runs `reduce(key, values)` of `reduce_py` over the records of
+    /// `source` (sorted by key). Records go to `sink`.
+    pub fn run_reduce(
+        &self,
+        reduce_py: &Path,
+        source: &mut dyn RecordSource,
+        sink: &mut dyn RecordSink,
+    ) -> Result<ExecStats, ExecError> {
+        let args: Vec<OsString> = vec!["reduce".into(), absolute(reduce_py)?.into()];
+        let feed = |buf: &mut Vec<u8>| -> io::Result<()> {
+            buf.clear();
+            while buf.len() < FEED_CHUNK {
+                match source.next_record()? {
+                    Some((k, v)) => write_record(buf, k, v)?,
+                    None => break,
+                }
+            }
+            Ok(())
+        };
+        self.run(&args, feed, sink)
+    }
+
+    /// Starts the runner, feeds it (`feed` fills its buffer with the next
+    /// bytes for stdin, leaving it empty at the end) and collects its output.
+    fn run(
+        &self,
+        args: &[OsString],
+        mut feed: impl FnMut(&mut Vec<u8>) -> io::Result<()>,
+        sink: &mut dyn RecordSink,
+    ) -> Result<ExecStats, ExecError> {
+        let runner = self.workdir.join(RUNNER_FILE_NAME);
+        std::fs::write(&runner, RUNNER_PY).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot write the Python runner to {}: {e}",
+                    runner.display()
+                ),
+            )
+        })?;
+        let mut child = Command::new(&self.python)
+            .arg("-B")
+            .arg(&runner)
+            .args(args)
+            .current_dir(&self.workdir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot start {}: {e}", self.python.display()),
+                )
+            })?;
+        let mut stdin = child.stdin.take();
+        let mut stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+
+        let (outcome, tail) = std::thread::scope(|s| {
+            let (tx, rx) = mpsc::channel::<io::Result<Vec<u8>>>();
+            s.spawn(move || {
+                loop {
+                    let mut chunk = vec![0u8; FEED_CHUNK];
+                    match stdout.read(&mut chunk) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            chunk.truncate(n);
+                            if tx.send(Ok(chunk)).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            break;
+                        }
+                    }
+                }
+            });
+            let tail = s.spawn(move || read_tail(stderr));
+
+            let mut frames = Frames::default();
+            let outcome = (|| -> Result<(bool, u64), ExecError> {
+                let mut buf = Vec::with_capacity(FEED_CHUNK);
+                let mut broken = false;
+                while let Some(pipe) = stdin.as_mut() {
+                    feed(&mut buf)?;
+                    if buf.is_empty() {
+                        break;
+                    }
+                    if let Err(e) = pipe.write_all(&buf) {
+                        if e.kind() != io::ErrorKind::BrokenPipe {
+                            return Err(e.into());
+                        }
+                        // The runner is gone or stopped reading: its exit
+                        // status and stderr tell why.
+                        broken = true;
+                        break;
+                    }
+                    while let Ok(chunk) = rx.try_recv() {
+                        frames.push(&chunk?, sink)?;
+                    }
+                }
+                // End of input: let the runner finish, then take the rest.
+                drop(stdin.take());
+                for chunk in rx.iter() {
+                    frames.push(&chunk?, sink)?;
+                }
+                frames.finish()?;
+                Ok((broken, frames.records))
+            })();
+            if outcome.is_err() {
+                // Stop a runner we no longer listen to (it may be blocked
+                // writing to us); this also ends the reader threads.
+                let _ = child.kill();
+            }
+            drop(stdin);
+            let tail = tail.join().unwrap_or_default();
+            (outcome, tail)
+        });
+        let status = wait(&mut child)?;
+        let tail = String::from_utf8_lossy(&tail).into_owned();
+        match outcome {
+            Err(e) => {
+                // An error of the runner itself explains more than the broken
+                // stream it left behind; but if we killed it, ours is the story.
+                if let Some(user) = user_error(status, &tail) {
+                    return Err(user);
+                }
+                Err(e)
+            }
+            Ok((broken, records)) => {
+                if !status.success() {
+                    return Err(
+                        user_error(status, &tail).unwrap_or_else(|| runner_error(status, &tail))
+                    );
+                }
+                if broken {
+                    return Err(ExecError::Runner {
+                        status: "exited with status 0 without reading all of its input".into(),
+                        stderr_tail: tail,
+                    });
+                }
+                let stats = parse_stats(&tail)?;
+                if stats.output_records != records {
+                    return Err(ExecError::Protocol(format!(
+                        "it reported {} output records but wrote {records}",
+                        stats.output_records
+                    )));
+                }
+                Ok(stats)
+            }
+        }
+    }
+}
+
+/// `path` made absolute (the runner runs in another folder).
+fn absolute(path: &Path) -> io::Result<PathBuf> {
+    std::path::absolute(path)
+}
+
+/// Waits for the runner to exit.
+fn wait(child: &mut Child) -> io::Result<ExitStatus> {
+    loop {
+        match child.wait() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Reads `r` to its end, keeping the last [`STDERR_TAIL`] bytes.
+fn read_tail(mut r: impl Read) -> Vec<u8> {
+    let mut tail = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match r.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                tail.extend_from_slice(&chunk[..n]);
+                if tail.len() > 2 * STDERR_TAIL {
+                    tail.drain(..tail.len() - STDERR_TAIL);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    if tail.len() > STDERR_TAIL {
+        tail.drain(..tail.len() - STDERR_TAIL);
+    }
+    tail
+}
+
+/// The last line of `tail` starting with `prefix`, without it, and the text
+/// before that line.
+fn last_line_with<'a>(tail: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
+    let start = if tail.starts_with(prefix) {
+        Some(0)
+    } else {
+        tail.rfind(&format!("\n{prefix}")).map(|i| i + 1)
+    }?;
+    let line = &tail[start + prefix.len()..];
+    let line = line.split('\n').next().unwrap_or("");
+    Some((line.trim_end(), &tail[..start]))
+}
+
+/// The user error the runner reported, if it exited with status 2 or 3 and
+/// an `IPDC-ERROR:` line.
+fn user_error(status: ExitStatus, tail: &str) -> Option<ExecError> {
+    if !matches!(status.code(), Some(2 | 3)) {
+        return None;
+    }
+    let (summary, before) = last_line_with(tail, "IPDC-ERROR: ")?;
+    Some(ExecError::User {
+        summary: summary.to_string(),
+        traceback: before.trim().to_string(),
+    })
+}
+
+fn runner_error(status: ExitStatus, tail: &str) -> ExecError {
+    let status = match last_line_with(tail, "IPDC-ERROR: ") {
+        Some((summary, _)) => format!("{status}: {summary}"),
+        None => status.to_string(),
+    };
+    ExecError::Runner {
+        status,
+        stderr_tail: tail.to_string(),
+    }
+}
+
+/// The counters of the runner's final `IPDC-STATS` line.
+fn parse_stats(tail: &str) -> Result<ExecStats, ExecError> {
+    let (json, _) = last_line_with(tail, "IPDC-STATS ")
+        .ok_or_else(|| ExecError::Protocol("it exited without its IPDC-STATS line".into()))?;
+    serde_json::from_str(json)
+        .map_err(|e| ExecError::Protocol(format!("bad IPDC-STATS line {json:?}: {e}")))
+}
+
+/// Cuts the runner's stdout (arriving in arbitrary chunks) into records.
+#[derive(Default)]
+struct Frames {
+    buf: Vec<u8>,
+    records: u64,
+}
+
+impl Frames {
+    fn push(&mut self, chunk: &[u8], sink: &mut dyn RecordSink) -> Result<(), ExecError> {
+        self.buf.extend_from_slice(chunk);
+        let mut pos = 0;
+        loop {
+            let rest = &self.buf[pos..];
+            let Some(klen) = datum_len(rest)? else { break };
+            let Some(vlen) = datum_len(&rest[(4 + klen).min(rest.len())..])? else {
+                break;
+            };
+            if rest.len() < 4 + klen {
+                break;
+            }
+            let end = 8 + klen + vlen;
+            if rest.len() < end {
+                break;
+            }
+            sink.emit(&rest[4..4 + klen], &rest[8 + klen..end])?;
+            self.records += 1;
+            pos += end;
+        }
+        self.buf.drain(..pos);
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<(), ExecError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(ExecError::Protocol(format!(
+                "its output ends inside a record ({} bytes left)",
+                self.buf.len()
+            )))
+        }
+    }
+}
+
+/// The length prefix at the start of `b`, if all 4 bytes are there.
+fn datum_len(b: &[u8]) -> Result<Option<usize>, ExecError> {
+    let Some(len) = b.get(..4) else {
+        return Ok(None);
+    };
+    let len = u32::from_le_bytes(len.try_into().unwrap()) as usize;
+    if len == 0 || len > MAX_DATUM_LEN {
+        return Err(ExecError::Protocol(format!(
+            "its output has a datum of {len} bytes"
+        )));
+    }
+    Ok(Some(len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::RecordReader;
+    use std::collections::BTreeMap;
+
+    struct Job {
+        dir: tempfile::TempDir,
+        exec: PythonExecutor,
+    }
+
+    /// A temp folder with the given user files and an executor for it.
+    fn job(files: &[(&str, &str)]) -> Job {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let work = dir.path().join("task");
+        std::fs::create_dir(&work).unwrap();
+        Job {
+            exec: PythonExecutor {
+                python: "python3".into(),
+                workdir: work,
+            },
+            dir,
+        }
+    }
+
+    impl Job {
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+    }
+
+    const WC_MAP: &str = "def map(line):\n    for w in line.split():\n        yield w, 1\n";
+    const WC_REDUCE: &str = "def reduce(key, values):\n    yield key, sum(values)\n";
+    const WC_REDUCE_COMBINE: &str = "def reduce(key, values):\n    yield key, sum(values)\n\n\
+        def combine(key, values):\n    yield key, sum(values)\n";
+
+    fn tricky_text() -> Vec<u8> {
+        let mut t = Vec::new();
+        for i in 0..300 {
+            t.extend_from_slice(format!("line {i} the quick brown fox\r\n").as_bytes());
+            t.extend_from_slice(
+                b"nbsp\xc2\xa0word nel\xc2\x85w ideo\xe3\x80\x80x zwsp\xe2\x80\x8bnot\n",
+            );
+            t.extend_from_slice(
+                b"bad \xff\xfe utf8 \xe2\x80 trunc \xc0\xa0 over \xed\xa0\x80 sur \x1cfs\x1fus\n",
+            );
+            t.extend_from_slice(
+                b"caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80 \x00nul\x0bvt\x0cff\rcr\n",
+            );
+        }
+        t.extend_from_slice(b"last line without newline \xe2\x80\xa8 end");
+        t
+    }
+
+    fn counts(records: &[(Vec<u8>, Vec<u8>)]) -> BTreeMap<Vec<u8>, u64> {
+        let mut m = BTreeMap::new();
+        for (k, v) in records {
+            assert_eq!(k[0], b's');
+            assert_eq!(v[0], b'j');
+            let n: u64 = std::str::from_utf8(&v[1..]).unwrap().parse().unwrap();
+            *m.entry(k.clone()).or_insert(0) += n;
+        }
+        m
+    }
+
+    fn user_error(e: ExecError) -> (String, String) {
+        match e {
+            ExecError::User { summary, traceback } => (summary, traceback),
+            other => panic!("expected a user error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn detects_the_python_version() {
+        let v = detect_version(Path::new("python3")).expect("python3 >= 3.7");
+        assert!(v.starts_with("3."), "{v}");
+        assert_eq!(detect_version(Path::new("/nonexistent/python3")), None);
+    }
+
+    #[test]
+    fn wordcount_map_matches_native_with_and_without_combine() {
+        let j = job(&[
+            ("Map.py", WC_MAP),
+            ("Reduce.py", WC_REDUCE),
+            ("Combine.py", WC_REDUCE_COMBINE),
+        ]);
+        let text = tricky_text();
+        let mut native = Vec::new();
+        let nstats = crate::wordcount::map(&text[..], &mut native, 1 << 30).unwrap();
+        let want = counts(&native);
+
+        let mut plain = Vec::new();
+        let stats = j
+            .exec
+            .run_map(&j.path("Map.py"), None, &text[..], &mut plain)
+            .unwrap();
+        assert_eq!(counts(&plain), want);
+        assert_eq!(stats.input_records, nstats.input_records);
+        assert_eq!(stats.map_output_records, nstats.map_output_records);
+        assert_eq!(stats.combine_output_records, 0);
+        assert_eq!(stats.output_records, plain.len() as u64);
+        assert_eq!(plain.len() as u64, nstats.map_output_records);
+
+        for reduce in ["Reduce.py", "Combine.py"] {
+            let mut combined = Vec::new();
+            let stats = j
+                .exec
+                .run_map(
+                    &j.path("Map.py"),
+                    Some(&j.path(reduce)),
+                    &text[..],
+                    &mut combined,
+                )
+                .unwrap();
+            assert_eq!(counts(&combined), want, "{reduce}");
+            assert_eq!(combined.len(), want.len());
+            assert_eq!(stats.input_records, nstats.input_records);
+            assert_eq!(stats.map_output_records, nstats.map_output_records);
+            assert_eq!(stats.combine_output_records, want.len() as u64);
+            assert_eq!(stats.output_records, want.len() as u64);
+        }
+    }
+
+    struct Sorted(Vec<(Vec<u8>, Vec<u8>)>, usize);
+    impl RecordSource for Sorted {
+        fn next_record(&mut self) -> io::Result<Option<(&[u8], &[u8])>> {
+            self.1 += 1;
+            Ok(self.0.get(self.1 - 1).map(|(k, v)| (&k[..], &v[..])))
+        }
+    }
+
+    #[test]
+    fn reduce_round_trip_matches_native_reduce() {
+        let j = job(&[("Map.py", WC_MAP), ("Reduce.py", WC_REDUCE)]);
+        let text = tricky_text();
+        let mut mapped = Vec::new();
+        for _ in 0..3 {
+            j.exec
+                .run_map(
+                    &j.path("Map.py"),
+                    Some(&j.path("Reduce.py")),
+                    &text[..],
+                    &mut mapped,
+                )
+                .unwrap();
+        }
+        mapped.sort();
+        let n = mapped.len() as u64;
+        let mut py = Vec::new();
+        let stats = j
+            .exec
+            .run_reduce(
+                &j.path("Reduce.py"),
+                &mut Sorted(mapped.clone(), 0),
+                &mut py,
+            )
+            .unwrap();
+        let mut native = Vec::new();
+        let nstats = crate::wordcount::reduce(&mut Sorted(mapped, 0), &mut native).unwrap();
+        assert_eq!(py, native);
+        assert_eq!(stats, nstats);
+        assert_eq!(stats.input_records, n);
+    }
+
+    #[test]
+    fn json_keys_and_values_survive_the_round_trip() {
+        let map = r#"
+def map(line):
+    n, word = line.split()
+    yield int(n), (word, {"w": word, "f": 1.5, "b": True, "z": None})
+    yield [int(n), word], [1, 2]
+    yield None, 1
+    yield word, 2.5
+"#;
+        let reduce = r#"
+def reduce(key, values):
+    values = list(values)
+    yield key, [type(key).__name__, len(values), values[0]]
+"#;
+        let j = job(&[("Map.py", map), ("Reduce.py", reduce)]);
+        let mut mapped = Vec::new();
+        j.exec
+            .run_map(
+                &j.path("Map.py"),
+                None,
+                &b"1 a\n2 caf\xc3\xa9\n1 \xff\n"[..],
+                &mut mapped,
+            )
+            .unwrap();
+        assert_eq!(
+            mapped[0],
+            (
+                b"j1".to_vec(),
+                br#"j["a",{"w":"a","f":1.5,"b":true,"z":null}]"#.to_vec()
+            )
+        );
+        assert_eq!(mapped[1], (br#"j[1,"a"]"#.to_vec(), b"j[1,2]".to_vec()));
+        assert_eq!(mapped[2], (b"jnull".to_vec(), b"j1".to_vec()));
+        assert_eq!(mapped[3], (b"sa".to_vec(), b"j2.5".to_vec()));
+        assert_eq!(mapped[4].0, b"j2".to_vec());
+        assert_eq!(
+            mapped[4].1,
+            "j[\"café\",{\"w\":\"café\",\"f\":1.5,\"b\":true,\"z\":null}]".as_bytes()
+        );
+        // Undecodable bytes inside JSON text stay raw bytes.
+        assert_eq!(
+            mapped[8].1,
+            b"j[\"\xff\",{\"w\":\"\xff\",\"f\":1.5,\"b\":true,\"z\":null}]".to_vec()
+        );
+        mapped.sort();
+        let mut out = Vec::new();
+        let stats = j
+            .exec
+            .run_reduce(&j.path("Reduce.py"), &mut Sorted(mapped, 0), &mut out)
+            .unwrap();
+        assert_eq!(stats.input_records, 12);
+        assert_eq!(stats.reduce_input_groups, 9);
+        let got: BTreeMap<Vec<u8>, Vec<u8>> = out.into_iter().collect();
+        assert_eq!(
+            got[&b"j1".to_vec()],
+            br#"j["int",2,["a",{"w":"a","f":1.5,"b":true,"z":null}]]"#.to_vec()
+        );
+        assert_eq!(
+            got[&br#"j[1,"a"]"#.to_vec()],
+            br#"j["list",1,[1,2]]"#.to_vec()
+        );
+        assert_eq!(got[&b"jnull".to_vec()], br#"j["NoneType",3,1]"#.to_vec());
+        assert_eq!(got[&b"s\xff".to_vec()], br#"j["str",1,2.5]"#.to_vec());
+    }
+
+    #[test]
+    fn combine_sees_values_as_the_reducer_would() {
+        let map = "def map(line):\n    yield (1, 'x'), (line, 2)\n";
+        let reduce = "def reduce(key, values):\n    yield key, [[type(key).__name__] + [type(v).__name__ for v in values]]\n";
+        let j = job(&[("Map.py", map), ("Reduce.py", reduce)]);
+        let mut out = Vec::new();
+        j.exec
+            .run_map(
+                &j.path("Map.py"),
+                Some(&j.path("Reduce.py")),
+                &b"a\nb\n"[..],
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![(
+                br#"j[1,"x"]"#.to_vec(),
+                br#"j[["list","list","list"]]"#.to_vec()
+            )]
+        );
+    }
+
+    #[test]
+    fn reduce_groups_even_when_values_are_not_read() {
+        let reduce = "def reduce(key, values):\n    yield 'k:' + key, 1\n";
+        let j = job(&[("Reduce.py", reduce)]);
+        let recs: Vec<_> = [b"sa", b"sa", b"sa", b"sb", b"sc", b"sc"]
+            .iter()
+            .map(|k| (k.to_vec(), b"j1".to_vec()))
+            .collect();
+        let mut out = Vec::new();
+        let stats = j
+            .exec
+            .run_reduce(&j.path("Reduce.py"), &mut Sorted(recs, 0), &mut out)
+            .unwrap();
+        let keys: Vec<_> = out.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(
+            keys,
+            vec![b"sk:a".to_vec(), b"sk:b".to_vec(), b"sk:c".to_vec()]
+        );
+        assert_eq!(
+            (
+                stats.input_records,
+                stats.reduce_input_groups,
+                stats.output_records
+            ),
+            (6, 3, 3)
+        );
+    }
+
+    #[test]
+    fn a_map_that_raises_names_the_line_and_the_user_code() {
+        let map = "def map(line):\n    if line == 'boom':\n        raise ValueError('bad value')\n    yield line, 1\n";
+        let j = job(&[("Map.py", map)]);
+        let mut text = b"a\nb\r\n".to_vec();
+        text.extend(b"x\n".repeat(14));
+        text.extend(b"boom\r\nafter\n");
+        let e = j
+            .exec
+            .run_map(&j.path("Map.py"), None, &text[..], &mut Vec::new())
+            .unwrap_err();
+        let shown = e.to_string();
+        let (summary, traceback) = user_error(e);
+        assert_eq!(
+            summary,
+            "map() raised ValueError: bad value on line 17 of this split: 'boom'"
+        );
+        assert_eq!(shown, summary);
+        assert!(
+            traceback.contains("Map.py\", line 3, in map"),
+            "{traceback}"
+        );
+        assert!(traceback.contains("ValueError: bad value"), "{traceback}");
+        assert!(!traceback.contains(RUNNER_FILE_NAME), "{traceback}");
+    }
+
+    #[test]
+    fn a_reduce_that_raises_names_the_key() {
+        let reduce = "def reduce(key, values):\n    return {}[key]\n";
+        let j = job(&[("Reduce.py", reduce)]);
+        let recs = vec![(b"sthe".to_vec(), b"j1".to_vec())];
+        let e = j
+            .exec
+            .run_reduce(&j.path("Reduce.py"), &mut Sorted(recs, 0), &mut Vec::new())
+            .unwrap_err();
+        let (summary, traceback) = user_error(e);
+        assert_eq!(summary, "reduce() raised KeyError: 'the' for key 'the'");
+        assert!(
+            traceback.contains("Reduce.py\", line 2, in reduce"),
+            "{traceback}"
+        );
+    }
+
+    #[test]
+    fn load_errors_are_clear() {
+        let j = job(&[
+            ("Map.py", "def map(line):\n    yield line,, 1\n"),
+            ("NoMap.py", "def mapper(line):\n    yield line, 1\n"),
+            ("BadImport.py", "import os\nimport no_such_module_ipdc\n"),
+            ("Reduce.py", WC_REDUCE),
+        ]);
+        let run = |m: &str| {
+            user_error(
+                j.exec
+                    .run_map(&j.path(m), None, &b"a\n"[..], &mut Vec::new())
+                    .unwrap_err(),
+            )
+        };
+        let (summary, traceback) = run("Map.py");
+        assert!(
+            summary.starts_with("Map.py has a syntax error on line 2 of Map.py"),
+            "{summary}"
+        );
+        assert!(summary.contains("Fix Map.py"), "{summary}");
+        assert!(traceback.contains("SyntaxError"), "{traceback}");
+        let (summary, _) = run("NoMap.py");
+        assert!(
+            summary.contains("NoMap.py defines no function map()"),
+            "{summary}"
+        );
+        assert!(summary.contains("def map(line):"), "{summary}");
+        let (summary, _) = run("BadImport.py");
+        assert!(
+            summary.contains("BadImport.py failed while being imported (line 2)"),
+            "{summary}"
+        );
+        assert!(summary.contains("no_such_module_ipdc"), "{summary}");
+        let e = j
+            .exec
+            .run_reduce(
+                &j.path("Map.py"),
+                &mut Sorted(Vec::new(), 0),
+                &mut Vec::new(),
+            )
+            .unwrap_err();
+        assert!(user_error(e).0.contains("syntax error"));
+        let e = j
+            .exec
+            .run_reduce(
+                &j.path("NoMap.py"),
+                &mut Sorted(Vec::new(), 0),
+                &mut Vec::new(),
+            )
+            .unwrap_err();
+        assert!(user_error(e).0.contains("defines no function reduce()"));
+    }
+
+    #[test]
+    fn values_json_cannot_encode_are_clear_errors() {
+        let j = job(&[
+            ("SetKey.py", "def map(line):\n    yield {line}, 1\n"),
+            (
+                "NanValue.py",
+                "def map(line):\n    yield line, float('nan')\n",
+            ),
+            ("NotPair.py", "def map(line):\n    yield line\n"),
+            ("Reduce.py", WC_REDUCE),
+        ]);
+        let run = |m: &str, c: Option<&Path>| {
+            user_error(
+                j.exec
+                    .run_map(&j.path(m), c, &b"first\nsecond\n"[..], &mut Vec::new())
+                    .unwrap_err(),
+            )
+            .0
+        };
+        for combine in [None, Some(j.path("Reduce.py"))] {
+            let s = run("SetKey.py", combine.as_deref());
+            assert!(s.contains("a key of type set"), "{s}");
+            assert!(s.contains("on line 1 of this split: 'first'"), "{s}");
+            let s = run("NanValue.py", combine.as_deref());
+            assert!(s.contains("a value of type float"), "{s}");
+            let s = run("NotPair.py", combine.as_deref());
+            assert!(s.contains("must yield (key, value) pairs"), "{s}");
+        }
+    }
+
+    #[test]
+    fn user_prints_do_not_corrupt_records() {
+        let map = "import sys\ndef map(line):\n    print('hello from map', line)\n    sys.stdout.write('more')\n    yield line, 1\n";
+        let j = job(&[("Map.py", map)]);
+        let mut out = Vec::new();
+        let stats = j
+            .exec
+            .run_map(&j.path("Map.py"), None, &b"a\nb\n"[..], &mut out)
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                (b"sa".to_vec(), b"j1".to_vec()),
+                (b"sb".to_vec(), b"j1".to_vec())
+            ]
+        );
+        assert_eq!(stats.output_records, 2);
+    }
+
+    /// An endless-ish input: 1 GiB of lines, generated on the fly.
+    struct Lots(u64);
+    impl Read for Lots {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = (buf.len() as u64).min(self.0) as usize;
+            for (i, b) in buf[..n].iter_mut().enumerate() {
+                *b = if i % 16 == 15 { b'\n' } else { b'w' };
+            }
+            self.0 -= n as u64;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_runner_that_stops_early_does_not_hang() {
+        let j = job(&[
+            ("Raise.py", "def map(line):\n    raise RuntimeError('no')\n"),
+            ("Exit0.py", "import os\nos._exit(0)\n"),
+            ("Exit7.py", "import os\nos._exit(7)\n"),
+        ]);
+        let start = Instant::now();
+        let e = j
+            .exec
+            .run_map(&j.path("Raise.py"), None, Lots(1 << 30), &mut Vec::new())
+            .unwrap_err();
+        assert!(user_error(e).0.contains("on line 1 of this split"));
+        let e = j
+            .exec
+            .run_map(&j.path("Exit0.py"), None, Lots(1 << 30), &mut Vec::new())
+            .unwrap_err();
+        assert!(
+            matches!(e, ExecError::Runner { .. } | ExecError::Protocol(_)),
+            "{e:?}"
+        );
+        let e = j
+            .exec
+            .run_map(&j.path("Exit7.py"), None, Lots(1 << 30), &mut Vec::new())
+            .unwrap_err();
+        assert!(
+            matches!(&e, ExecError::Runner { status, .. } if status.contains('7')),
+            "{e:?}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(60));
+    }
+
+    struct FailingSink(u32);
+    impl RecordSink for FailingSink {
+        fn emit(&mut self, _: &[u8], _: &[u8]) -> io::Result<()> {
+            self.0 += 1;
+            if self.0 > 1000 {
+                Err(io::Error::other("disk full"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[test]
+    fn a_failing_sink_stops_the_runner() {
+        let j = job(&[("Map.py", WC_MAP)]);
+        let e = j
+            .exec
+            .run_map(&j.path("Map.py"), None, Lots(1 << 30), &mut FailingSink(0))
+            .unwrap_err();
+        assert!(
+            matches!(&e, ExecError::Io(io) if io.to_string() == "disk full"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_interpreter_is_an_io_error() {
+        let mut j = job(&[("Map.py", WC_MAP)]);
+        j.exec.python = "/nonexistent/python3".into();
+        let e = j
+            .exec
+            .run_map(&j.path("Map.py"), None, &b"a\n"[..], &mut Vec::new())
+            .unwrap_err();
+        assert!(matches!(e, ExecError::Io(_)), "{e:?}");
+    }
+
+    #[test]
+    fn frames_are_cut_at_any_chunk_boundary() {
+        let mut framed = Vec::new();
+        for i in 0..50 {
+            write_record(&mut framed, format!("skey{i}").as_bytes(), b"j[1,2,3]").unwrap();
+        }
+        let want: Vec<_> = {
+            let mut r = RecordReader::new(&framed[..]);
+            let mut v = Vec::new();
+            while let Some((k, val)) = r.next_record().unwrap() {
+                v.push((k.to_vec(), val.to_vec()));
+            }
+            v
+        };
+        for step in [1, 3, 7, 100, framed.len()] {
+            let mut f = Frames::default();
+            let mut out = Vec::new();
+            for chunk in framed.chunks(step) {
+                f.push(chunk, &mut out).unwrap();
+            }
+            f.finish().unwrap();
+            assert_eq!(out, want);
+        }
+        let mut f = Frames::default();
+        f.push(&framed[..framed.len() - 1], &mut Vec::new())
+            .unwrap();
+        assert!(matches!(f.finish(), Err(ExecError::Protocol(_))));
+    }
+
+    /// Python map+combine speed on the benchmark corpus:
+    /// `cargo test -p ipdc-common python::tests::python_map_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn python_map_speed() {
+        let path = "/tmp/ipdc_corpus_16M.txt";
+        if !Path::new(path).exists() {
+            let out = Command::new("python3")
+                .args(["/work/shared/bench/gen_corpus.py", "16M", "--seed", "1"])
+                .output()
+                .unwrap();
+            std::fs::write(path, out.stdout).unwrap();
+        }
+        let data = std::fs::read(path).unwrap();
+        let j = job(&[("Map.py", WC_MAP), ("Reduce.py", WC_REDUCE)]);
+        for combine in [Some(j.path("Reduce.py")), None] {
+            let t = Instant::now();
+            let mut out = Vec::new();
+            let stats = j
+                .exec
+                .run_map(&j.path("Map.py"), combine.as_deref(), &data[..], &mut out)
+                .unwrap();
+            let secs = t.elapsed().as_secs_f64();
+            println!(
+                "python map (combine: {}): {} bytes, {} records out in {secs:.2}s = {:.1} MB/s",
+                combine.is_some(),
+                data.len(),
+                stats.output_records,
+                data.len() as f64 / secs / 1e6
+            );
+        }
+    }
+}
