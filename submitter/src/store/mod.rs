@@ -1,1 +1,5 @@
-//! (being written)
+//! The embedded IPFS content store (being written).
+#![allow(dead_code)]
+
+mod cid;
+mod importer;
