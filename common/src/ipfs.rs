@@ -73,7 +73,9 @@ pub struct IpfsClient {
 
 impl fmt::Debug for IpfsClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IpfsClient").field("api", &self.api).finish()
+        f.debug_struct("IpfsClient")
+            .field("api", &self.api)
+            .finish()
     }
 }
 
@@ -477,7 +479,10 @@ impl IpfsClient {
         let mut params = vec![
             ("arg", cid.to_string()),
             ("offset", offset.to_string()),
-            ("timeout", format!("{}s", self.timeouts.cat_server.as_secs().max(1))),
+            (
+                "timeout",
+                format!("{}s", self.timeouts.cat_server.as_secs().max(1)),
+            ),
         ];
         if let Some(n) = length {
             params.push(("length", n.to_string()));
@@ -854,9 +859,14 @@ fn normalise_api_url(input: &str) -> Result<String, String> {
 fn multiaddr_to_url(s: &str) -> Result<String, String> {
     let parts: Vec<&str> = s.split('/').collect();
     match parts.as_slice() {
-        ["", "ip4" | "dns" | "dns4" | "dns6", host, "tcp", port, rest @ ..]
-            if rest.iter().all(|p| *p == "http" || p.is_empty()) =>
-        {
+        [
+            "",
+            "ip4" | "dns" | "dns4" | "dns6",
+            host,
+            "tcp",
+            port,
+            rest @ ..,
+        ] if rest.iter().all(|p| *p == "http" || p.is_empty()) => {
             Ok(format!("http://{host}:{port}"))
         }
         ["", "ip6", host, "tcp", port, rest @ ..]

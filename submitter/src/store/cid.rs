@@ -156,7 +156,7 @@ fn base32_decode(s: &str) -> Option<Vec<u8>> {
 }
 
 fn base16_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -219,7 +219,17 @@ mod tests {
 
     #[test]
     fn varint_round_trips_across_byte_boundaries() {
-        for v in [0u64, 1, 127, 128, 300, 16_383, 16_384, u64::from(u32::MAX), u64::MAX] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
             let mut b = Vec::new();
             put_varint(&mut b, v);
             assert_eq!(read_varint(&b), Some((v, b.len())), "{v}");
@@ -258,7 +268,15 @@ mod tests {
 
     #[test]
     fn malformed_cids_are_rejected() {
-        for s in ["", "hello", "b", "bafy!!", "Qm123", "bafkreicysg23", "x1234"] {
+        for s in [
+            "",
+            "hello",
+            "b",
+            "bafy!!",
+            "Qm123",
+            "bafkreicysg23",
+            "x1234",
+        ] {
             assert!(Cid::parse(s).is_err(), "{s:?} accepted");
         }
     }
