@@ -16,8 +16,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::cid::Cid;
 use super::importer::{Imported, Importer};
@@ -30,6 +31,9 @@ pub struct Entry {
     pub size: u64,
     /// `true` for a copy under `blobs/`, `false` for a filestore reference.
     pub copied: bool,
+    /// For a reference: the file's modification time when it was added, so
+    /// a file changed since can be told from the bytes that were hashed.
+    pub modified: Option<SystemTime>,
 }
 
 pub struct Repo {
@@ -66,6 +70,7 @@ impl Repo {
                     path: e.path(),
                     size: meta.len(),
                     copied: true,
+                    modified: None,
                 };
                 index.insert(name, entry);
             }
@@ -150,11 +155,13 @@ impl Upload<'_> {
         let key = imported.cid.to_string();
         match sink {
             Sink::Reference(path) => {
-                let on_disk = tokio::fs::metadata(&path).await?.len();
-                if on_disk != imported.file_size {
+                let modified = tokio::fs::metadata(&path).await?.modified().ok();
+                let on_disk = import_file(&path).await?;
+                if on_disk.cid != imported.cid {
                     return Err(io::Error::other(format!(
-                        "{} has {on_disk} bytes but {} were sent",
+                        "{} ({} bytes) is not the file that was sent ({} bytes)",
                         path.display(),
+                        on_disk.file_size,
                         imported.file_size
                     )));
                 }
@@ -163,6 +170,7 @@ impl Upload<'_> {
                     path,
                     size: imported.file_size,
                     copied: false,
+                    modified,
                 });
             }
             Sink::Copy { path, mut file } => {
@@ -179,12 +187,27 @@ impl Upload<'_> {
                         path: dest,
                         size: imported.file_size,
                         copied: true,
+                        modified: None,
                     };
                     self.repo.index.lock().expect("index").insert(key, entry);
                 }
             }
         }
         Ok(imported)
+    }
+}
+
+/// The CID of the file at `path`, read from disk.
+async fn import_file(path: &Path) -> io::Result<Imported> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut importer = Importer::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(importer.finish());
+        }
+        importer.update(&buf[..n]);
     }
 }
 

@@ -216,8 +216,12 @@ async fn cat(State(state): State<Arc<AppState>>, Query(q): Params) -> Response {
             return error(StatusCode::INTERNAL_SERVER_ERROR, message);
         }
     };
+    // A referenced file may have been changed since it was hashed.
+    let unchanged = |m: &std::fs::Metadata| {
+        m.len() == entry.size && (entry.copied || m.modified().ok() == entry.modified)
+    };
     match file.metadata().await {
-        Ok(m) if m.len() == entry.size => {}
+        Ok(m) if unchanged(&m) => {}
         _ => {
             let message = format!("{} changed since {cid} was added", entry.path.display());
             return error(StatusCode::INTERNAL_SERVER_ERROR, message);

@@ -200,10 +200,40 @@ async fn nocopy_add_references_the_file_instead_of_copying_it() {
     let got = cat(&client, MOD251_3M, CHUNK - 3, Some(CHUNK + 6)).await;
     assert!(got == mod251(CHUNK - 3..2 * CHUNK + 3));
 
-    // A file that changes after being referenced is an error, not bad data.
-    std::fs::write(&path, b"changed").unwrap();
+    // A file rewritten in place after being referenced (same length) is an
+    // error, not bad data.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
     let err = client.cat_range(MOD251_3M, 0, None).await.unwrap_err();
     assert!(err.to_string().contains("changed"), "{err}");
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn nocopy_add_whose_abspath_is_another_file_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let (store, _client) = start(data.path()).await;
+    let other = files.path().join("other");
+    std::fs::write(&other, b"hellO\n").unwrap();
+    let url = format!("{}/api/v0/add?cid-version=1&nocopy=true", store.url());
+    let body = format!(
+        "--X\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\
+         Abspath: {}\r\n\r\nhello\n\r\n--X--\r\n",
+        other.display()
+    );
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("Content-Type", "multipart/form-data; boundary=X")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 500);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("is not the file that was sent"), "{text}");
     store.shutdown().await;
 }
 
