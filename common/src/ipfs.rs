@@ -469,6 +469,7 @@ impl IpfsClient {
 
     /// Streams `length` bytes (all to the end if `None`) of `cid` from
     /// `offset`. Retried until the first byte (or the end) has arrived.
+    /// Past the end, or with `length` 0 (not even sent), the stream is empty.
     pub async fn cat_range(
         &self,
         cid: &str,
@@ -476,6 +477,15 @@ impl IpfsClient {
         length: Option<u64>,
     ) -> Result<CatStream, IpfsError> {
         let ctx = self.ctx("cat", Some(cid));
+        if length == Some(0) {
+            // Kubo answers nothing, js-ipfs refuses `length=0`: ask neither.
+            return Ok(CatStream {
+                api: self.api.clone(),
+                cid: cid.to_string(),
+                reader: None,
+                first: None,
+            });
+        }
         let mut params = vec![
             ("arg", cid.to_string()),
             ("offset", offset.to_string()),
@@ -494,7 +504,20 @@ impl IpfsClient {
                 .await
                 .map_err(|_| ctx.err(ErrorKind::Timeout(idle)))?
                 .map_err(|e| ctx.transport(e, idle))?;
-            let resp = check_status(ctx, resp, idle).await?;
+            let resp = match check_status(ctx, resp, idle).await {
+                Ok(resp) => resp,
+                // js-ipfs refuses an offset at or past the end; kubo answers
+                // an empty body, which is what callers get from both.
+                Err(e) if is_offset_past_end(&e) => {
+                    return Ok(CatStream {
+                        api: self.api.clone(),
+                        cid: cid.to_string(),
+                        reader: None,
+                        first: None,
+                    });
+                }
+                Err(e) => return Err(e),
+            };
             let mut reader = BodyReader::new(ctx, resp, idle);
             let first = reader.next_chunk().await?;
             Ok(CatStream {
@@ -712,6 +735,12 @@ async fn check_status(
         }
     };
     Err(ctx.err(kind))
+}
+
+/// js-ipfs's answer to a `cat` whose offset is at or past the end.
+fn is_offset_past_end(e: &IpfsError) -> bool {
+    matches!(&e.kind, ErrorKind::Api { message, .. }
+        if message.contains("Offset must be less than the file size"))
 }
 
 /// Picks the root out of `add`'s newline-delimited JSON: the last object
@@ -1021,6 +1050,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn js_ipfs_refusing_an_offset_past_the_end_reads_as_empty_like_kubo() {
+        let body = r#"{"Message":"Failed to cat file: Offset must be less than the file size","Code":0,"Type":"error"}"#;
+        let answer = response("500 Internal Server Error", "", body);
+        let (url, seen) = scripted(vec![answer]).await;
+        let client = IpfsClient::with_timeouts(&url, quick()).unwrap();
+        let stream = client.cat_range(HELLO, 6, None).await.unwrap();
+        assert!(stream.collect().await.unwrap().is_empty());
+        let stream = client.cat_range(HELLO, 0, Some(0)).await.unwrap();
+        assert!(stream.collect().await.unwrap().is_empty());
+        assert_eq!(seen.load(Ordering::SeqCst), 1, "length 0 is not asked");
+    }
+
+    #[tokio::test]
     async fn a_transient_500_is_retried_and_a_missing_block_is_not() {
         let version = response("200 OK", "", r#"{"Version":"0.30.0","Commit":""}"#);
         let busy = response("503 Service Unavailable", "", "busy");
@@ -1075,6 +1117,54 @@ mod tests {
             line,
             format!("POST /api/v0/cat?arg={HELLO}&offset=7&timeout=1s&length=9 HTTP/1.1")
         );
+    }
+
+    /// Against a real node when `IPDC_TEST_IPFS_API` names one (e.g. the
+    /// js-ipfs of `shared/ipfs-rpc-peer/start.sh`, or kubo); skipped otherwise.
+    #[tokio::test]
+    async fn a_real_node_gives_kubos_cids_and_slices_when_one_is_configured() {
+        let Ok(api) = std::env::var("IPDC_TEST_IPFS_API") else {
+            eprintln!("IPDC_TEST_IPFS_API not set: skipped");
+            return;
+        };
+        let client = IpfsClient::with_timeouts(&api, quick()).unwrap();
+        assert!(!client.version().await.unwrap().is_empty());
+        assert!(!client.id().await.unwrap().is_empty());
+        assert_eq!(
+            client.add_bytes(b"hello\n".to_vec()).await.unwrap().cid,
+            HELLO
+        );
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mod251");
+        std::fs::write(&path, &data).unwrap();
+        let added = client.add_path(&path, false).await.unwrap();
+        assert_eq!(
+            added.cid,
+            "bafybeicptzmh5x5nlaqtfkrh2k6lrcqygm7mdep7frcti2af2u7r5xdzw4"
+        );
+        for (offset, length) in [
+            (262_143u64, Some(3u64)),
+            (2_999_990, None),
+            (5_000_000, Some(1)),
+            (3_000_000, None),
+            (10, Some(0)),
+        ] {
+            let got = client.cat_range(&added.cid, offset, length).await.unwrap();
+            let got = got.collect().await.unwrap();
+            let start = (offset as usize).min(data.len());
+            let end = length.map_or(data.len(), |n| (start + n as usize).min(data.len()));
+            assert_eq!(got, &data[start..end], "offset {offset}");
+        }
+        // Valid but absent (the CID of "hello\n" with one byte changed).
+        let absent = "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6aa";
+        let err = client.cat_range(absent, 0, None).await.unwrap_err();
+        assert!(
+            err.to_string().contains(&format!("cat {absent}: ")),
+            "{err}"
+        );
+        let err = client.cat_range("not-a-cid", 0, None).await.unwrap_err();
+        assert!(err.to_string().contains("cat not-a-cid: "), "{err}");
     }
 
     #[test]
