@@ -1,1 +1,100 @@
-//! (being written)
+//! The embedded IPFS content store: a small server inside the submitter
+//! that answers the part of kubo's RPC API IPDC uses (`add`, `cat`, `id`,
+//! `version`), so a cluster can run without a kubo node beside the
+//! submitter. Agents reach it with the same [`ipdc_common::ipfs::IpfsClient`]
+//! they use for kubo.
+//!
+//! It computes the CIDs `ipfs add --cid-version=1` computes (256 KiB raw
+//! leaves, balanced dag-pb tree of 174 links), so an object added here has
+//! the same CID as on any IPFS node. It keeps whole files, not blocks: it
+//! serves files, not the block-level protocol, and cannot join a swarm.
+//!
+//! Layout: [`cid`] (CID text and binary forms), [`importer`] (the streaming
+//! UnixFS importer), [`repo`] (files on disk and the index), [`server`] (the
+//! HTTP routes). This file starts and stops the server.
+#![allow(dead_code)]
+
+pub mod cid;
+pub mod importer;
+pub mod repo;
+pub mod server;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running store. Dropping it leaves the server running until the
+/// runtime ends; [`StoreHandle::shutdown`] stops it.
+pub struct StoreHandle {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl StoreHandle {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The API URL to give an IPFS client, e.g. `http://127.0.0.1:5001`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, lets requests in flight finish for up to 5 s, then
+    /// ends the server.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let mut task = self.task;
+        if tokio::time::timeout(Duration::from_secs(5), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// Serves the store on an already-bound `listener`, keeping its data under
+/// `data_dir` (created if needed). Returns once listening.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    data_dir: PathBuf,
+) -> std::io::Result<StoreHandle> {
+    let addr = listener.local_addr()?;
+    let repo = repo::Repo::open(&data_dir).await?;
+    let state = Arc::new(server::AppState {
+        repo,
+        peer_id: peer_id_for(&data_dir),
+    });
+    let app = server::router(state);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Ok(StoreHandle { addr, stop, task })
+}
+
+/// A stable peer-ID-like string for the store at `data_dir`: the base58btc
+/// identity multihash of an Ed25519-key-shaped protobuf, so it looks like a
+/// kubo peer ID (`12D3KooW...`). It is not a real key.
+fn peer_id_for(data_dir: &Path) -> String {
+    let abs = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let seed = Sha256::digest(format!("ipdc-store:{}", abs.display()).as_bytes());
+    let mut bytes = vec![0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
+    bytes.extend_from_slice(&seed);
+    cid::base58_encode(&bytes)
+}

@@ -1,0 +1,263 @@
+//! The streaming UnixFS importer: computes the CID that
+//! `ipfs add --cid-version=1` gives a file, from its bytes fed in pieces of
+//! any size.
+//!
+//! Layout (kubo's defaults for CIDv1): 262144-byte chunks stored as raw
+//! leaves, sha2-256, a balanced DAG with at most 174 links per node; internal
+//! nodes are dag-pb (Links before Data, each link with an empty Name and its
+//! Tsize) holding UnixFS `Type=File`, `filesize` and one `blocksize` per
+//! child. A one-chunk file (the empty file too) is its raw leaf.
+//!
+//! Memory: one chunk buffer plus, per tree level, at most 174 pending links.
+//! Only hashes are computed here; storing the bytes is the caller's job.
+
+use sha2::{Digest, Sha256};
+
+use super::cid::{Cid, DAG_PB, RAW, put_varint};
+
+/// Bytes per leaf (kubo's default chunker `size-262144`).
+pub const CHUNK_SIZE: usize = 262_144;
+/// Links per internal node (kubo's balanced layout).
+pub const MAX_LINKS: usize = 174;
+
+/// What the importer found: the root CID, the DAG's cumulative size (kubo's
+/// `Size` in the `add` answer) and the file's length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    pub cid: Cid,
+    /// Bytes of all blocks of the DAG (the root's Tsize).
+    pub dag_size: u64,
+    /// Bytes of the file.
+    pub file_size: u64,
+}
+
+/// A child of an internal node.
+struct Link {
+    cid: Cid,
+    /// Cumulative size of the child's DAG (dag-pb `Tsize`).
+    tsize: u64,
+    /// File bytes under the child (UnixFS `blocksize`).
+    file_size: u64,
+}
+
+/// Feeds bytes with [`Importer::update`], then [`Importer::finish`].
+pub struct Importer {
+    /// The chunk being filled; emitted as a leaf when it is full.
+    chunk: Vec<u8>,
+    /// `levels[0]` holds leaves, `levels[k]` nodes of height k not yet
+    /// linked from a parent. Invariant: every level holds at most
+    /// `MAX_LINKS` links; a full level is turned into a parent only when
+    /// one more link arrives (so the last node of a level stays open until
+    /// the end).
+    levels: Vec<Vec<Link>>,
+    total: u64,
+}
+
+impl Default for Importer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Importer {
+    pub fn new() -> Self {
+        Importer {
+            chunk: Vec::with_capacity(CHUNK_SIZE),
+            levels: vec![Vec::new()],
+            total: 0,
+        }
+    }
+
+    /// Bytes fed so far.
+    pub fn len(&self) -> u64 {
+        self.total
+    }
+
+    pub fn update(&mut self, mut data: &[u8]) {
+        self.total += data.len() as u64;
+        while !data.is_empty() {
+            let take = (CHUNK_SIZE - self.chunk.len()).min(data.len());
+            self.chunk.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.chunk.len() == CHUNK_SIZE {
+                self.emit_leaf();
+            }
+        }
+    }
+
+    fn emit_leaf(&mut self) {
+        let cid = Cid::v1_sha256(RAW, &Sha256::digest(&self.chunk));
+        let n = self.chunk.len() as u64;
+        self.chunk.clear();
+        self.push(
+            0,
+            Link {
+                cid,
+                tsize: n,
+                file_size: n,
+            },
+        );
+    }
+
+    /// Adds a link at `level`, first closing that level into a parent if it
+    /// is full.
+    fn push(&mut self, level: usize, link: Link) {
+        if self.levels[level].len() == MAX_LINKS {
+            let full = std::mem::take(&mut self.levels[level]);
+            if self.levels.len() == level + 1 {
+                self.levels.push(Vec::new());
+            }
+            self.push(level + 1, build_node(&full));
+        }
+        self.levels[level].push(link);
+    }
+
+    pub fn finish(mut self) -> Imported {
+        let no_leaf_yet = self.levels[0].is_empty() && self.levels.len() == 1;
+        if !self.chunk.is_empty() || no_leaf_yet {
+            self.emit_leaf();
+        }
+        // Close every open level into its parent, bottom up.
+        let top = self.levels.len() - 1;
+        for level in 0..top {
+            let open = std::mem::take(&mut self.levels[level]);
+            if !open.is_empty() {
+                self.levels[level + 1].push(build_node(&open));
+            }
+        }
+        let mut roots = std::mem::take(&mut self.levels[top]);
+        let root = if roots.len() == 1 {
+            // A lone leaf is the file itself; a lone node is already the root.
+            roots.pop().expect("one root")
+        } else {
+            build_node(&roots)
+        };
+        Imported {
+            cid: root.cid,
+            dag_size: root.tsize,
+            file_size: self.total,
+        }
+    }
+}
+
+/// Encodes a dag-pb node over `links` and returns the link to it.
+fn build_node(links: &[Link]) -> Link {
+    // UnixFS Data: Type=File (1), filesize (3), blocksizes (4, unpacked).
+    let file_size: u64 = links.iter().map(|l| l.file_size).sum();
+    let mut unixfs = Vec::with_capacity(8 + links.len() * 4);
+    unixfs.extend_from_slice(&[0x08, 0x02, 0x18]);
+    put_varint(&mut unixfs, file_size);
+    for l in links {
+        unixfs.push(0x20);
+        put_varint(&mut unixfs, l.file_size);
+    }
+    // PBNode: Links (2) first, then Data (1). PBLink: Hash (1), Name (2), Tsize (3).
+    let mut node = Vec::with_capacity(links.len() * 48 + unixfs.len() + 4);
+    let mut pblink = Vec::with_capacity(48);
+    for l in links {
+        pblink.clear();
+        pblink.push(0x0a);
+        put_varint(&mut pblink, l.cid.as_bytes().len() as u64);
+        pblink.extend_from_slice(l.cid.as_bytes());
+        pblink.extend_from_slice(&[0x12, 0x00]);
+        pblink.push(0x18);
+        put_varint(&mut pblink, l.tsize);
+        node.push(0x12);
+        put_varint(&mut node, pblink.len() as u64);
+        node.extend_from_slice(&pblink);
+    }
+    node.push(0x0a);
+    put_varint(&mut node, unixfs.len() as u64);
+    node.extend_from_slice(&unixfs);
+
+    let children: u64 = links.iter().map(|l| l.tsize).sum();
+    Link {
+        cid: Cid::v1_sha256(DAG_PB, &Sha256::digest(&node)),
+        tsize: node.len() as u64 + children,
+        file_size,
+    }
+}
+
+/// The CID of `data` as a whole (for tests and small values).
+pub fn cid_of(data: &[u8]) -> Imported {
+    let mut imp = Importer::new();
+    imp.update(data);
+    imp.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ground truth from real IPFS implementations (shared NOTES.md).
+    const EMPTY: &str = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+    const A1000: &str = "bafkreicb5xwoilld5dm36uk2totjglq4edf4t5nf2e2giww3lwy3s436um";
+    const HELLO: &str = "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am";
+    const MOD251_3M: &str = "bafybeicptzmh5x5nlaqtfkrh2k6lrcqygm7mdep7frcti2af2u7r5xdzw4";
+    const MOD251_50M: &str = "bafybeibj2bygcvu5axz7czp7mjl6ibmtt5d6y7ucxteyzhflcz4svt3yyq";
+
+    /// Feeds `len` bytes of `i % 251` in pieces whose sizes cycle through
+    /// `pieces`, never materialising the whole input.
+    fn import_mod251(len: u64, pieces: &[usize]) -> Imported {
+        let mut imp = Importer::new();
+        let mut buf = Vec::new();
+        let (mut at, mut k) = (0u64, 0usize);
+        while at < len {
+            let n = (pieces[k % pieces.len()] as u64).min(len - at) as usize;
+            k += 1;
+            buf.clear();
+            buf.extend((at..at + n as u64).map(|i| (i % 251) as u8));
+            imp.update(&buf);
+            at += n as u64;
+        }
+        let out = imp.finish();
+        assert_eq!(out.file_size, len);
+        out
+    }
+
+    #[test]
+    fn small_files_are_their_raw_leaf() {
+        assert_eq!(cid_of(b"").cid.to_string(), EMPTY);
+        assert_eq!(cid_of(&[b'a'; 1000]).cid.to_string(), A1000);
+        let hello = cid_of(b"hello\n");
+        assert_eq!(hello.cid.to_string(), HELLO);
+        assert_eq!((hello.dag_size, hello.file_size), (6, 6));
+    }
+
+    #[test]
+    fn small_files_fed_byte_by_byte_give_the_same_cid() {
+        let mut imp = Importer::new();
+        for b in [b'a'; 1000] {
+            imp.update(&[b]);
+            imp.update(&[]);
+        }
+        assert_eq!(imp.finish().cid.to_string(), A1000);
+        let mut imp = Importer::new();
+        imp.update(&[]);
+        assert_eq!(imp.finish().cid.to_string(), EMPTY);
+    }
+
+    #[test]
+    fn three_megabytes_give_kubos_one_level_dag() {
+        let whole = import_mod251(3_000_000, &[1 << 20]);
+        assert_eq!(whole.cid.to_string(), MOD251_3M);
+        assert!(whole.dag_size > 3_000_000);
+        let odd = import_mod251(3_000_000, &[1, 7919, 262_143, 262_145, 100_003]);
+        assert_eq!(odd, whole);
+    }
+
+    #[test]
+    fn fifty_megabytes_give_kubos_two_level_dag() {
+        let out = import_mod251(50_000_000, &[999_983, 262_144, 13]);
+        assert_eq!(out.cid.to_string(), MOD251_50M);
+    }
+
+    #[test]
+    fn exactly_one_chunk_is_a_raw_leaf_and_one_more_byte_is_a_node() {
+        let one = import_mod251(CHUNK_SIZE as u64, &[CHUNK_SIZE]);
+        assert!(one.cid.to_string().starts_with("bafk"));
+        assert_eq!(one.dag_size, CHUNK_SIZE as u64);
+        let two = import_mod251(CHUNK_SIZE as u64 + 1, &[4096]);
+        assert!(two.cid.to_string().starts_with("bafy"));
+    }
+}

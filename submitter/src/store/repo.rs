@@ -1,0 +1,220 @@
+//! The store's data on disk and its index.
+//!
+//! Layout under the data directory: `blobs/<cid>` holds the bytes of each
+//! added file (the file's content, not its blocks: `cat` with an offset is a
+//! seek), `tmp/` holds uploads in progress, renamed into `blobs/` once their
+//! CID is known. A `nocopy` add stores no bytes: the index points at the
+//! user's file instead (kubo's filestore). The index (CID → path and size)
+//! lives in memory; copies in `blobs/` are indexed again on start, references
+//! are not.
+//!
+//! Invariant: an index entry's file held, when it was indexed, exactly the
+//! bytes whose CID is the key (the bytes were hashed as they arrived).
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::cid::Cid;
+use super::importer::{Imported, Importer};
+
+/// Where an object's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub path: PathBuf,
+    /// The file's length (not the DAG's).
+    pub size: u64,
+    /// `true` for a copy under `blobs/`, `false` for a filestore reference.
+    pub copied: bool,
+    /// For a reference: the file's modification time when it was added, so
+    /// a file changed since can be told from the bytes that were hashed.
+    pub modified: Option<SystemTime>,
+}
+
+pub struct Repo {
+    blobs: PathBuf,
+    tmp: PathBuf,
+    /// Keys are CIDs in their normal form ([`Cid`]'s base32 text).
+    index: Mutex<HashMap<String, Entry>>,
+    seq: AtomicU64,
+}
+
+impl Repo {
+    /// Opens (creating if needed) the store under `data_dir` and indexes the
+    /// copies already there.
+    pub async fn open(data_dir: &Path) -> io::Result<Repo> {
+        let blobs = data_dir.join("blobs");
+        let tmp = data_dir.join("tmp");
+        tokio::fs::create_dir_all(&blobs).await?;
+        tokio::fs::create_dir_all(&tmp).await?;
+        // Leftovers of interrupted uploads.
+        let mut stale = tokio::fs::read_dir(&tmp).await?;
+        while let Some(e) = stale.next_entry().await? {
+            let _ = tokio::fs::remove_file(e.path()).await;
+        }
+        let mut index = HashMap::new();
+        let mut dir = tokio::fs::read_dir(&blobs).await?;
+        while let Some(e) = dir.next_entry().await? {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let meta = e.metadata().await?;
+            if let Ok(cid) = Cid::parse(&name)
+                && meta.is_file()
+                && cid.to_string() == name
+            {
+                let entry = Entry {
+                    path: e.path(),
+                    size: meta.len(),
+                    copied: true,
+                    modified: None,
+                };
+                index.insert(name, entry);
+            }
+        }
+        Ok(Repo {
+            blobs,
+            tmp,
+            index: Mutex::new(index),
+            seq: AtomicU64::new(0),
+        })
+    }
+
+    pub fn get(&self, cid: &Cid) -> Option<Entry> {
+        self.index
+            .lock()
+            .expect("index")
+            .get(&cid.to_string())
+            .cloned()
+    }
+
+    /// Starts receiving a file: a copy, or with `reference` a filestore
+    /// reference to that (absolute, readable) file.
+    pub async fn upload(&self, reference: Option<PathBuf>) -> io::Result<Upload<'_>> {
+        let sink = match reference {
+            Some(path) => {
+                let meta = tokio::fs::metadata(&path).await?;
+                if !meta.is_file() {
+                    return Err(io::Error::other(format!(
+                        "{} is not a file",
+                        path.display()
+                    )));
+                }
+                Sink::Reference(path)
+            }
+            None => {
+                let n = self.seq.fetch_add(1, Ordering::Relaxed);
+                let path = self.tmp.join(format!("upload-{}-{n}", std::process::id()));
+                let file = tokio::fs::File::create(&path).await?;
+                Sink::Copy { path, file }
+            }
+        };
+        Ok(Upload {
+            repo: self,
+            importer: Importer::new(),
+            sink: Some(sink),
+        })
+    }
+}
+
+enum Sink {
+    Copy {
+        path: PathBuf,
+        file: tokio::fs::File,
+    },
+    Reference(PathBuf),
+}
+
+/// A file being added: hashed as it arrives, and written to `tmp/` unless
+/// it is a reference. Dropped unfinished, it leaves at most a temp file,
+/// removed on the next start.
+pub struct Upload<'a> {
+    repo: &'a Repo,
+    importer: Importer,
+    sink: Option<Sink>,
+}
+
+impl Upload<'_> {
+    pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        self.importer.update(data);
+        if let Some(Sink::Copy { file, .. }) = self.sink.as_mut() {
+            file.write_all(data).await?;
+        }
+        Ok(())
+    }
+
+    /// Computes the CID and indexes the file. Adding content already present
+    /// keeps one copy (a copy is preferred to a reference, which may go
+    /// stale).
+    pub async fn finish(mut self) -> io::Result<Imported> {
+        let sink = self.sink.take().expect("finished once");
+        let imported = std::mem::take(&mut self.importer).finish();
+        let key = imported.cid.to_string();
+        match sink {
+            Sink::Reference(path) => {
+                let modified = tokio::fs::metadata(&path).await?.modified().ok();
+                let on_disk = import_file(&path).await?;
+                if on_disk.cid != imported.cid {
+                    return Err(io::Error::other(format!(
+                        "{} ({} bytes) is not the file that was sent ({} bytes)",
+                        path.display(),
+                        on_disk.file_size,
+                        imported.file_size
+                    )));
+                }
+                let mut index = self.repo.index.lock().expect("index");
+                index.entry(key).or_insert(Entry {
+                    path,
+                    size: imported.file_size,
+                    copied: false,
+                    modified,
+                });
+            }
+            Sink::Copy { path, mut file } => {
+                file.flush().await?;
+                file.sync_all().await?;
+                drop(file);
+                let present = self.repo.get(&imported.cid).is_some_and(|e| e.copied);
+                if present {
+                    tokio::fs::remove_file(&path).await?;
+                } else {
+                    let dest = self.repo.blobs.join(&key);
+                    tokio::fs::rename(&path, &dest).await?;
+                    let entry = Entry {
+                        path: dest,
+                        size: imported.file_size,
+                        copied: true,
+                        modified: None,
+                    };
+                    self.repo.index.lock().expect("index").insert(key, entry);
+                }
+            }
+        }
+        Ok(imported)
+    }
+}
+
+/// The CID of the file at `path`, read from disk.
+async fn import_file(path: &Path) -> io::Result<Imported> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut importer = Importer::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(importer.finish());
+        }
+        importer.update(&buf[..n]);
+    }
+}
+
+impl Drop for Upload<'_> {
+    fn drop(&mut self) {
+        if let Some(Sink::Copy { path, .. }) = self.sink.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The HTTP side of the store: the subset of kubo's RPC API that IPDC uses
+//! (`add`, `cat`, `id`, `version`), with kubo's answers and errors.
+//!
+//! Every route is POST (kubo answers 405 to GET). Errors are kubo's JSON
+//! `{"Message", "Code": 0, "Type": "error"}` with status 500, also for a
+//! malformed or unknown CID; a missing argument is a 400. Bodies stream both
+//! ways: an upload goes to disk as it arrives, a `cat` is read from disk as
+//! it is sent. The data side is `repo.rs`.
+
+use std::collections::HashMap;
+use std::io::SeekFrom;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Multipart, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use futures_util::stream;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::cid::Cid;
+use super::importer::CHUNK_SIZE;
+use super::repo::Repo;
+
+/// The version string `/api/v0/version` reports.
+pub const VERSION: &str = "ipdc-store-0.1";
+
+pub struct AppState {
+    pub repo: Repo,
+    pub peer_id: String,
+}
+
+type Params = Query<HashMap<String, String>>;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/api/v0/add", post(add).layer(DefaultBodyLimit::disable()))
+        .route("/api/v0/cat", post(cat))
+        .route("/api/v0/id", post(id))
+        .route("/api/v0/version", post(version))
+        .with_state(state)
+}
+
+/// kubo's error answer.
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    let body = serde_json::json!({"Message": message.into(), "Code": 0, "Type": "error"});
+    (status, json_headers(), format!("{body}\n")).into_response()
+}
+
+fn json_headers() -> [(header::HeaderName, HeaderValue); 1] {
+    [(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    )]
+}
+
+async fn id(State(state): State<Arc<AppState>>) -> Response {
+    let body = serde_json::json!({
+        "ID": state.peer_id,
+        "PublicKey": "",
+        "Addresses": [],
+        "AgentVersion": format!("{VERSION}/"),
+        "Protocols": [],
+    });
+    (json_headers(), format!("{body}\n")).into_response()
+}
+
+async fn version() -> Response {
+    let body = serde_json::json!({
+        "Version": VERSION,
+        "Commit": "",
+        "Repo": "0",
+        "System": format!("{}/{}", std::env::consts::ARCH, std::env::consts::OS),
+        "Golang": "",
+    });
+    (json_headers(), format!("{body}\n")).into_response()
+}
+
+/// Checks that the request asks for the only layout the store computes.
+fn check_add_options(q: &HashMap<String, String>) -> Result<(), String> {
+    let wanted = [
+        ("cid-version", "1"),
+        ("raw-leaves", "true"),
+        ("chunker", "size-262144"),
+        ("hash", "sha2-256"),
+    ];
+    if q.get("cid-version").map(String::as_str) != Some("1") {
+        return Err("this store only adds with cid-version=1".into());
+    }
+    for (k, v) in wanted {
+        if let Some(got) = q.get(k)
+            && got != v
+        {
+            return Err(format!("this store only supports {k}={v}, not {got}"));
+        }
+    }
+    Ok(())
+}
+
+async fn add(
+    State(state): State<Arc<AppState>>,
+    Query(q): Params,
+    mut form: Multipart,
+) -> Response {
+    if let Err(message) = check_add_options(&q) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, message);
+    }
+    let nocopy = q.get("nocopy").is_some_and(|v| v == "true" || v.is_empty());
+    let mut lines = String::new();
+    loop {
+        let mut field = match form.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading the upload: {e}")),
+        };
+        let name = field
+            .file_name()
+            .or(field.name())
+            .map(percent_decode)
+            .unwrap_or_default();
+        let reference = if nocopy {
+            let abspath = field
+                .headers()
+                .get("Abspath")
+                .and_then(|v| v.to_str().ok())
+                .map(PathBuf::from);
+            match abspath {
+                Some(p) if p.is_absolute() => Some(p),
+                _ => {
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "nocopy needs an absolute Abspath header on the file part",
+                    );
+                }
+            }
+        } else {
+            None
+        };
+        let mut upload = match state.repo.upload(reference).await {
+            Ok(u) => u,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        };
+        loop {
+            match field.chunk().await {
+                Ok(Some(chunk)) => {
+                    if let Err(e) = upload.write(&chunk).await {
+                        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return error(StatusCode::BAD_REQUEST, format!("reading the upload: {e}"));
+                }
+            }
+        }
+        let imported = match upload.finish().await {
+            Ok(i) => i,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        };
+        let hash = imported.cid.to_string();
+        let line = serde_json::json!({
+            "Name": if name.is_empty() { hash.clone() } else { name },
+            "Hash": hash,
+            "Size": imported.dag_size.to_string(),
+        });
+        lines.push_str(&format!("{line}\n"));
+    }
+    if lines.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "file argument 'path' is required");
+    }
+    (json_headers(), lines).into_response()
+}
+
+async fn cat(State(state): State<Arc<AppState>>, Query(q): Params) -> Response {
+    let Some(arg) = q.get("arg") else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "argument \"ipfs-path\" is required",
+        );
+    };
+    let text = arg.strip_prefix("/ipfs/").unwrap_or(arg);
+    let cid = match Cid::parse(text) {
+        Ok(cid) => cid,
+        Err(e) => {
+            let message = format!("invalid path {arg:?}: {e}");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, message);
+        }
+    };
+    let number = |key: &str| -> Result<Option<u64>, String> {
+        match q.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("invalid {key} {v:?}: must be a non-negative integer")),
+        }
+    };
+    let (offset, length) = match (number("offset"), number("length")) {
+        (Ok(o), Ok(l)) => (o.unwrap_or(0), l),
+        (Err(m), _) | (_, Err(m)) => return error(StatusCode::INTERNAL_SERVER_ERROR, m),
+    };
+    let Some(entry) = state.repo.get(&cid) else {
+        let message = format!("block was not found locally (offline): ipld: could not find {cid}");
+        return error(StatusCode::INTERNAL_SERVER_ERROR, message);
+    };
+    let start = offset.min(entry.size);
+    let end = length.map_or(entry.size, |n| start.saturating_add(n).min(entry.size));
+    let mut file = match tokio::fs::File::open(&entry.path).await {
+        Ok(f) => f,
+        Err(e) => {
+            let message = format!("reading {cid} from {}: {e}", entry.path.display());
+            return error(StatusCode::INTERNAL_SERVER_ERROR, message);
+        }
+    };
+    // A referenced file may have been changed since it was hashed.
+    let unchanged = |m: &std::fs::Metadata| {
+        m.len() == entry.size && (entry.copied || m.modified().ok() == entry.modified)
+    };
+    match file.metadata().await {
+        Ok(m) if unchanged(&m) => {}
+        _ => {
+            let message = format!("{} changed since {cid} was added", entry.path.display());
+            return error(StatusCode::INTERNAL_SERVER_ERROR, message);
+        }
+    }
+    if start < end
+        && let Err(e) = file.seek(SeekFrom::Start(start)).await
+    {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    }
+    let remaining = end - start;
+    let body = stream::unfold((file, remaining), |(mut file, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let n = left.min(CHUNK_SIZE as u64);
+        let mut buf = vec![0u8; n as usize];
+        match file.read_exact(&mut buf).await {
+            Ok(_) => Some((Ok(Bytes::from(buf)), (file, left - n))),
+            Err(e) => Some((Err(e), (file, 0))),
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/plain")
+        .header("X-Content-Length", remaining.to_string())
+        .body(Body::from_stream(body))
+        .expect("valid response")
+}
+
+/// Undoes the `%XX` escapes a kubo client puts in multipart filenames.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

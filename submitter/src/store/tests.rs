@@ -1,0 +1,287 @@
+//! The store through its real HTTP server and the real IPFS client: CIDs
+//! equal to kubo's, `cat` slices, errors, filestore references.
+
+use std::path::Path;
+
+use ipdc_common::ipfs::IpfsClient;
+use tokio::io::AsyncWriteExt;
+
+use super::StoreHandle;
+
+const EMPTY: &str = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+const A1000: &str = "bafkreicb5xwoilld5dm36uk2totjglq4edf4t5nf2e2giww3lwy3s436um";
+const HELLO: &str = "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am";
+const MOD251_3M: &str = "bafybeicptzmh5x5nlaqtfkrh2k6lrcqygm7mdep7frcti2af2u7r5xdzw4";
+const MOD251_50M: &str = "bafybeibj2bygcvu5axz7czp7mjl6ibmtt5d6y7ucxteyzhflcz4svt3yyq";
+
+const CHUNK: u64 = 262_144;
+
+async fn start(data_dir: &Path) -> (StoreHandle, IpfsClient) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let store = super::serve(listener, data_dir.to_path_buf())
+        .await
+        .unwrap();
+    let client = IpfsClient::new(&store.url()).unwrap();
+    (store, client)
+}
+
+fn mod251(range: std::ops::Range<u64>) -> Vec<u8> {
+    range.map(|i| (i % 251) as u8).collect()
+}
+
+/// Writes `len` bytes of `i % 251` to `path`, one MiB at a time.
+async fn write_mod251(path: &Path, len: u64) {
+    let mut f = tokio::fs::File::create(path).await.unwrap();
+    let mut at = 0;
+    while at < len {
+        let end = (at + (1 << 20)).min(len);
+        f.write_all(&mod251(at..end)).await.unwrap();
+        at = end;
+    }
+    f.flush().await.unwrap();
+}
+
+/// Bytes of all files under `dir`.
+fn du(dir: &Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        total += if m.is_dir() { du(&e.path()) } else { m.len() };
+    }
+    total
+}
+
+async fn cat(client: &IpfsClient, cid: &str, offset: u64, length: Option<u64>) -> Vec<u8> {
+    let stream = client.cat_range(cid, offset, length).await.unwrap();
+    stream.collect().await.unwrap()
+}
+
+#[tokio::test]
+async fn add_path_and_add_bytes_give_kubos_cids() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let (store, client) = start(data.path()).await;
+
+    let small: [(&str, Vec<u8>, &str); 3] = [
+        ("empty", Vec::new(), EMPTY),
+        ("a1000", vec![b'a'; 1000], A1000),
+        ("hello", b"hello\n".to_vec(), HELLO),
+    ];
+    for (name, bytes, want) in small {
+        let path = files.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let by_path = client.add_path(&path, false).await.unwrap();
+        assert_eq!(by_path.cid, want, "add_path {name}");
+        assert_eq!(by_path.size, bytes.len() as u64, "{name}: a leaf's size");
+        let by_bytes = client.add_bytes(bytes).await.unwrap();
+        assert_eq!(by_bytes.cid, want, "add_bytes {name}");
+    }
+
+    for (len, want) in [(3_000_000, MOD251_3M), (50_000_000, MOD251_50M)] {
+        let path = files.path().join(format!("mod251-{len}"));
+        write_mod251(&path, len).await;
+        let added = client.add_path(&path, false).await.unwrap();
+        assert_eq!(added.cid, want, "add_path of {len} bytes");
+        assert!(added.size > len, "Size is the DAG's, above the file's");
+    }
+    let added = client.add_bytes(mod251(0..3_000_000)).await.unwrap();
+    assert_eq!(added.cid, MOD251_3M);
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn cat_slices_equal_the_files_bytes_around_chunk_boundaries() {
+    let data = tempfile::tempdir().unwrap();
+    let (store, client) = start(data.path()).await;
+    let len = 3_000_000u64;
+    let cid = client.add_bytes(mod251(0..len)).await.unwrap().cid;
+    assert_eq!(cid, MOD251_3M);
+
+    let cases: &[(u64, Option<u64>)] = &[
+        (0, Some(10)),
+        (CHUNK - 1, Some(1)),
+        (CHUNK - 1, Some(2)),
+        (CHUNK, Some(1)),
+        (CHUNK + 1, Some(CHUNK)),
+        (CHUNK - 1, Some(2 * CHUNK + 3)),
+        (5 * CHUNK - 7, None),
+        (len - 1, Some(100)),
+        (len, None),
+        (len + 1000, Some(5)),
+        (12345, Some(0)),
+        (0, None),
+        (CHUNK, Some(u64::MAX)),
+    ];
+    for &(offset, length) in cases {
+        let got = cat(&client, &cid, offset, length).await;
+        let start = offset.min(len);
+        let end = length.map_or(len, |n| start.saturating_add(n).min(len));
+        assert_eq!(
+            got.len() as u64,
+            end - start,
+            "offset {offset} length {length:?}"
+        );
+        assert!(
+            got == mod251(start..end),
+            "offset {offset} length {length:?}"
+        );
+    }
+
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("whole");
+    assert_eq!(client.cat_to_file(&cid, &dest).await.unwrap(), len);
+    assert!(std::fs::read(&dest).unwrap() == mod251(0..len));
+    assert_eq!(
+        std::fs::read_dir(out.path()).unwrap().count(),
+        1,
+        "no temp left"
+    );
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_cids_are_errors_naming_the_call_and_the_cid() {
+    let data = tempfile::tempdir().unwrap();
+    let (store, client) = start(data.path()).await;
+    let err = client
+        .cat_range(HELLO, 0, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&store.url()), "{err}");
+    assert!(err.contains(&format!("cat {HELLO}")), "{err}");
+    assert!(err.contains("could not find"), "{err}");
+
+    let err = client
+        .cat_to_file("not-a-cid", &data.path().join("x"))
+        .await;
+    let err = err.unwrap_err().to_string();
+    assert!(
+        err.contains("cat not-a-cid") && err.contains("invalid"),
+        "{err}"
+    );
+    assert!(!data.path().join("x").exists());
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_same_content_twice_keeps_one_copy_and_other_bases_find_it() {
+    let data = tempfile::tempdir().unwrap();
+    let (store, client) = start(data.path()).await;
+    let first = client.add_bytes(vec![b'a'; 1000]).await.unwrap();
+    let second = client.add_bytes(vec![b'a'; 1000]).await.unwrap();
+    assert_eq!(first, second);
+    assert_eq!(du(data.path()), 1000);
+    assert_eq!(
+        std::fs::read_dir(data.path().join("blobs"))
+            .unwrap()
+            .count(),
+        1
+    );
+    // Same CID in upper-case base32.
+    let upper = format!("B{}", &A1000[1..].to_uppercase());
+    assert_eq!(cat(&client, &upper, 998, None).await, b"aa");
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn nocopy_add_references_the_file_instead_of_copying_it() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let (store, client) = start(data.path()).await;
+    let path = files.path().join("input");
+    write_mod251(&path, 3_000_000).await;
+
+    let before = du(data.path());
+    let added = client.add_path(&path, true).await.unwrap();
+    assert_eq!(added.cid, MOD251_3M);
+    assert!(du(data.path()) < before + 1000, "the data dir grew");
+    let got = cat(&client, MOD251_3M, CHUNK - 3, Some(CHUNK + 6)).await;
+    assert!(got == mod251(CHUNK - 3..2 * CHUNK + 3));
+
+    // A file rewritten in place after being referenced (same length) is an
+    // error, not bad data.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = client.cat_range(MOD251_3M, 0, None).await.unwrap_err();
+    assert!(err.to_string().contains("changed"), "{err}");
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn nocopy_add_whose_abspath_is_another_file_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let (store, _client) = start(data.path()).await;
+    let other = files.path().join("other");
+    std::fs::write(&other, b"hellO\n").unwrap();
+    let url = format!("{}/api/v0/add?cid-version=1&nocopy=true", store.url());
+    let body = format!(
+        "--X\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\
+         Abspath: {}\r\n\r\nhello\n\r\n--X--\r\n",
+        other.display()
+    );
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("Content-Type", "multipart/form-data; boundary=X")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 500);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("is not the file that was sent"), "{text}");
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn id_is_stable_per_data_dir_and_version_names_the_store() {
+    let data = tempfile::tempdir().unwrap();
+    let (store, client) = start(data.path()).await;
+    let id = client.id().await.unwrap();
+    assert!(id.starts_with("12D3KooW"), "{id}");
+    assert_eq!(client.version().await.unwrap(), "ipdc-store-0.1");
+    let added = client.add_bytes(b"hello\n".to_vec()).await.unwrap();
+    store.shutdown().await;
+
+    // Restarted on the same directory: same ID, copies still served.
+    let (store, client) = start(data.path()).await;
+    assert_eq!(client.id().await.unwrap(), id);
+    assert_eq!(cat(&client, &added.cid, 0, None).await, b"hello\n");
+    store.shutdown().await;
+
+    let other = tempfile::tempdir().unwrap();
+    let (store, client) = start(other.path()).await;
+    assert_ne!(client.id().await.unwrap(), id);
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn get_requests_and_other_cid_versions_are_refused_like_kubo() {
+    let data = tempfile::tempdir().unwrap();
+    let (store, _client) = start(data.path()).await;
+    let http = reqwest::Client::new();
+    let get = http.get(format!("{}/api/v0/version", store.url()));
+    assert_eq!(get.send().await.unwrap().status(), 405);
+
+    let post = http.post(format!("{}/api/v0/cat?arg={HELLO}", store.url()));
+    let resp = post.send().await.unwrap();
+    assert_eq!(resp.status(), 500);
+    let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["Type"], "error");
+    assert_eq!(body["Code"], 0);
+
+    let url = format!("{}/api/v0/add?cid-version=0", store.url());
+    let resp = http
+        .post(url)
+        .header("Content-Type", "multipart/form-data; boundary=X")
+        .body("--X\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nhi\r\n--X--\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 500);
+    store.shutdown().await;
+}
