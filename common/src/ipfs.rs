@@ -73,9 +73,7 @@ pub struct IpfsClient {
 
 impl fmt::Debug for IpfsClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IpfsClient")
-            .field("api", &self.api)
-            .finish()
+        f.debug_struct("IpfsClient").field("api", &self.api).finish()
     }
 }
 
@@ -126,6 +124,16 @@ pub enum ErrorKind {
 }
 
 impl IpfsError {
+    /// A `cat` that ended at `offset` although the object is `size` bytes long.
+    pub fn short_read(api: &str, cid: &str, offset: u64, size: u64) -> Self {
+        IpfsError {
+            api: api.to_string(),
+            call: "cat",
+            cid: Some(cid.to_string()),
+            kind: ErrorKind::Truncated(format!("no data at offset {offset} of a {size}-byte object")),
+        }
+    }
+
     pub fn kind(&self) -> &ErrorKind {
         &self.kind
     }
@@ -173,9 +181,7 @@ impl fmt::Display for IpfsError {
         f.write_str(": ")?;
         match &self.kind {
             ErrorKind::InvalidUrl(why) => write!(f, "invalid API URL: {why}"),
-            ErrorKind::ConnectionRefused => {
-                f.write_str("connection refused (is the IPFS daemon running?)")
-            }
+            ErrorKind::ConnectionRefused => f.write_str("connection refused (is the IPFS daemon running?)"),
             ErrorKind::Connect(e) => write!(f, "cannot connect: {e}"),
             ErrorKind::Timeout(d) => write!(f, "no answer within {}s", d.as_secs_f64()),
             ErrorKind::Api { status, message } => write!(f, "{message} (HTTP {status})"),
@@ -208,12 +214,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err(&self, kind: ErrorKind) -> IpfsError {
-        IpfsError {
-            api: self.api.to_string(),
-            call: self.call,
-            cid: self.cid.map(str::to_string),
-            kind,
-        }
+        IpfsError { api: self.api.to_string(), call: self.call, cid: self.cid.map(str::to_string), kind }
     }
 
     /// Classifies a reqwest error, finding "connection refused" in its chain.
@@ -274,11 +275,7 @@ impl IpfsClient {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| invalid(error_chain(&e)))?;
-        Ok(IpfsClient {
-            api,
-            http,
-            timeouts,
-        })
+        Ok(IpfsClient { api, http, timeouts })
     }
 
     /// The API's base URL, e.g. `http://127.0.0.1:5001`.
@@ -291,11 +288,7 @@ impl IpfsClient {
     }
 
     fn ctx<'a>(&'a self, call: &'static str, cid: Option<&'a str>) -> Ctx<'a> {
-        Ctx {
-            api: &self.api,
-            call,
-            cid,
-        }
+        Ctx { api: &self.api, call, cid }
     }
 
     fn url(&self, call: &str, params: &[(&str, String)]) -> Url {
@@ -320,25 +313,15 @@ impl IpfsClient {
     pub async fn version(&self) -> Result<String, IpfsError> {
         let ctx = self.ctx("version", None);
         let v = self.small_json_call(ctx, self.url("version", &[])).await?;
-        json_str(&v, "Version")
-            .ok_or_else(|| ctx.err(ErrorKind::Protocol(format!("no Version in {v}"))))
+        json_str(&v, "Version").ok_or_else(|| ctx.err(ErrorKind::Protocol(format!("no Version in {v}"))))
     }
 
     /// A call without a body whose answer is one small JSON object; retried.
-    async fn small_json_call(
-        &self,
-        ctx: Ctx<'_>,
-        url: Url,
-    ) -> Result<serde_json::Value, IpfsError> {
+    async fn small_json_call(&self, ctx: Ctx<'_>, url: Url) -> Result<serde_json::Value, IpfsError> {
         let limit = self.timeouts.request;
         retry(|| async {
             let once = async {
-                let resp = self
-                    .http
-                    .post(url.clone())
-                    .send()
-                    .await
-                    .map_err(|e| ctx.transport(e, limit))?;
+                let resp = self.http.post(url.clone()).send().await.map_err(|e| ctx.transport(e, limit))?;
                 let resp = check_status(ctx, resp, limit).await?;
                 let body = resp.bytes().await.map_err(|e| ctx.transport(e, limit))?;
                 serde_json::from_slice(&body).map_err(|e| {
@@ -364,17 +347,14 @@ impl IpfsClient {
     pub async fn add_path(&self, path: &Path, nocopy: bool) -> Result<Added, IpfsError> {
         let ctx = self.ctx("add", None);
         let abs = std::path::absolute(path).map_err(|e| ctx.err(ErrorKind::Local(e)))?;
-        let name = abs
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "file".to_string());
+        let name =
+            abs.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".to_string());
         let abspath = nocopy.then(|| abs.to_string_lossy().into_owned());
         retry(|| async {
             let file = tokio::fs::File::open(&abs)
                 .await
                 .map_err(|e| ctx.err(ErrorKind::Local(with_path(e, &abs))))?;
-            self.add_once(ctx, &name, abspath.as_deref(), file_stream(file))
-                .await
+            self.add_once(ctx, &name, abspath.as_deref(), file_stream(file)).await
         })
         .await
     }
@@ -436,10 +416,7 @@ impl IpfsClient {
             let resp = self
                 .http
                 .post(self.url("add", &params))
-                .header(
-                    "Content-Type",
-                    format!("multipart/form-data; boundary={boundary}"),
-                )
+                .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
                 .body(reqwest::Body::wrap_stream(body))
                 .send()
                 .await
@@ -479,20 +456,12 @@ impl IpfsClient {
         let ctx = self.ctx("cat", Some(cid));
         if length == Some(0) {
             // Kubo answers nothing, js-ipfs refuses `length=0`: ask neither.
-            return Ok(CatStream {
-                api: self.api.clone(),
-                cid: cid.to_string(),
-                reader: None,
-                first: None,
-            });
+            return Ok(CatStream { api: self.api.clone(), cid: cid.to_string(), reader: None, first: None });
         }
         let mut params = vec![
             ("arg", cid.to_string()),
             ("offset", offset.to_string()),
-            (
-                "timeout",
-                format!("{}s", self.timeouts.cat_server.as_secs().max(1)),
-            ),
+            ("timeout", format!("{}s", self.timeouts.cat_server.as_secs().max(1))),
         ];
         if let Some(n) = length {
             params.push(("length", n.to_string()));
@@ -520,12 +489,7 @@ impl IpfsClient {
             };
             let mut reader = BodyReader::new(ctx, resp, idle);
             let first = reader.next_chunk().await?;
-            Ok(CatStream {
-                api: self.api.clone(),
-                cid: cid.to_string(),
-                reader: Some(reader),
-                first,
-            })
+            Ok(CatStream { api: self.api.clone(), cid: cid.to_string(), reader: Some(reader), first })
         })
         .await?;
         if stream.first.is_none() {
@@ -540,15 +504,11 @@ impl IpfsClient {
         let ctx = self.ctx("cat", Some(cid));
         let local = |e: std::io::Error, p: &Path| ctx.err(ErrorKind::Local(with_path(e, p)));
         let mut stream = self.cat_range(cid, 0, None).await?;
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "cat".to_string());
+        let file_name =
+            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "cat".to_string());
         let tmp = path.with_file_name(format!(".{file_name}.part-{}", std::process::id()));
         let result = async {
-            let mut file = tokio::fs::File::create(&tmp)
-                .await
-                .map_err(|e| local(e, &tmp))?;
+            let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| local(e, &tmp))?;
             let mut written = 0u64;
             while let Some(chunk) = stream.next_chunk().await? {
                 file.write_all(&chunk).await.map_err(|e| local(e, &tmp))?;
@@ -556,9 +516,7 @@ impl IpfsClient {
             }
             file.sync_all().await.map_err(|e| local(e, &tmp))?;
             drop(file);
-            tokio::fs::rename(&tmp, path)
-                .await
-                .map_err(|e| local(e, path))?;
+            tokio::fs::rename(&tmp, path).await.map_err(|e| local(e, path))?;
             Ok(written)
         }
         .await;
@@ -581,10 +539,7 @@ pub struct CatStream {
 
 impl fmt::Debug for CatStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CatStream")
-            .field("api", &self.api)
-            .field("cid", &self.cid)
-            .finish()
+        f.debug_struct("CatStream").field("api", &self.api).field("cid", &self.cid).finish()
     }
 }
 
@@ -647,12 +602,7 @@ impl BodyReader {
     }
 
     fn err(&self, kind: ErrorKind) -> IpfsError {
-        IpfsError {
-            api: self.api.clone(),
-            call: self.call,
-            cid: self.cid.clone(),
-            kind,
-        }
+        IpfsError { api: self.api.clone(), call: self.call, cid: self.cid.clone(), kind }
     }
 
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, IpfsError> {
@@ -664,11 +614,7 @@ impl BodyReader {
                 None => break,
                 Some(Ok(frame)) => frame,
                 Some(Err(e)) => {
-                    let ctx = Ctx {
-                        api: &self.api,
-                        call: self.call,
-                        cid: self.cid.as_deref(),
-                    };
+                    let ctx = Ctx { api: &self.api, call: self.call, cid: self.cid.as_deref() };
                     return Err(ctx.transport(e, self.idle));
                 }
             };
@@ -691,10 +637,10 @@ impl BodyReader {
             }
         }
         match self.expected {
-            Some(n) if self.received < n => Err(self.err(ErrorKind::Truncated(format!(
-                "{} of {n} announced bytes arrived",
-                self.received
-            )))),
+            Some(n) if self.received < n => {
+                Err(self
+                    .err(ErrorKind::Truncated(format!("{} of {n} announced bytes arrived", self.received))))
+            }
             _ => Ok(None),
         }
     }
@@ -721,19 +667,14 @@ async fn check_status(
         }
     }
     let status = status.as_u16();
-    let kind = match serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| json_str(&v, "Message"))
-    {
-        Some(message) => ErrorKind::Api { status, message },
-        None => {
-            let text = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_MAX)]);
-            ErrorKind::Http {
-                status,
-                body: text.trim().to_string(),
+    let kind =
+        match serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| json_str(&v, "Message")) {
+            Some(message) => ErrorKind::Api { status, message },
+            None => {
+                let text = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_MAX)]);
+                ErrorKind::Http { status, body: text.trim().to_string() }
             }
-        }
-    };
+        };
     Err(ctx.err(kind))
 }
 
@@ -767,10 +708,7 @@ fn parse_add_answer(ctx: Ctx<'_>, text: &[u8]) -> Result<Added, IpfsError> {
             added = Some(Added { cid: hash, size });
         } else if v.get("Type").and_then(|t| t.as_str()) == Some("error") {
             let message = json_str(&v, "Message").unwrap_or_else(|| v.to_string());
-            return Err(ctx.err(ErrorKind::Api {
-                status: 200,
-                message,
-            }));
+            return Err(ctx.err(ErrorKind::Api { status: 200, message }));
         }
     }
     added.ok_or_else(|| ctx.err(ErrorKind::Protocol("no Hash in the answer".to_string())))
@@ -871,16 +809,11 @@ fn normalise_api_url(input: &str) -> Result<String, String> {
     if url.scheme() != "http" {
         return Err(format!("{input:?}: only http:// is supported"));
     }
-    let host = url
-        .host_str()
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| format!("{input:?}: no host"))?;
+    let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| format!("{input:?}: no host"))?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!("{input:?}: unexpected query or fragment"));
     }
-    let port = url
-        .port_or_known_default()
-        .ok_or_else(|| format!("{input:?}: no port"))?;
+    let port = url.port_or_known_default().ok_or_else(|| format!("{input:?}: no port"))?;
     let path = url.path().trim_end_matches('/');
     Ok(format!("http://{host}:{port}{path}"))
 }
@@ -888,19 +821,12 @@ fn normalise_api_url(input: &str) -> Result<String, String> {
 fn multiaddr_to_url(s: &str) -> Result<String, String> {
     let parts: Vec<&str> = s.split('/').collect();
     match parts.as_slice() {
-        [
-            "",
-            "ip4" | "dns" | "dns4" | "dns6",
-            host,
-            "tcp",
-            port,
-            rest @ ..,
-        ] if rest.iter().all(|p| *p == "http" || p.is_empty()) => {
-            Ok(format!("http://{host}:{port}"))
-        }
-        ["", "ip6", host, "tcp", port, rest @ ..]
+        ["", "ip4" | "dns" | "dns4" | "dns6", host, "tcp", port, rest @ ..]
             if rest.iter().all(|p| *p == "http" || p.is_empty()) =>
         {
+            Ok(format!("http://{host}:{port}"))
+        }
+        ["", "ip6", host, "tcp", port, rest @ ..] if rest.iter().all(|p| *p == "http" || p.is_empty()) => {
             Ok(format!("http://[{host}]:{port}"))
         }
         _ => Err(format!("{s:?}: unsupported multiaddr")),
@@ -979,26 +905,14 @@ mod tests {
         let api = format!("http://127.0.0.1:{port}");
         let client = IpfsClient::new(&api).unwrap();
         let err = client.cat_range(HELLO, 0, None).await.unwrap_err();
-        assert!(
-            matches!(err.kind(), ErrorKind::ConnectionRefused),
-            "{err:?}"
-        );
+        assert!(matches!(err.kind(), ErrorKind::ConnectionRefused), "{err:?}");
         assert_eq!(
             err.to_string(),
-            format!(
-                "IPFS API {api}: cat {HELLO}: connection refused (is the IPFS daemon running?)"
-            )
+            format!("IPFS API {api}: cat {HELLO}: connection refused (is the IPFS daemon running?)")
         );
         let err = client.id().await.unwrap_err().to_string();
-        assert!(
-            err.starts_with(&format!("IPFS API {api}: id: connection refused")),
-            "{err}"
-        );
-        let err = client
-            .add_bytes(b"x".to_vec())
-            .await
-            .unwrap_err()
-            .to_string();
+        assert!(err.starts_with(&format!("IPFS API {api}: id: connection refused")), "{err}");
+        let err = client.add_bytes(b"x".to_vec()).await.unwrap_err().to_string();
         assert!(err.contains(": add: connection refused"), "{err}");
     }
 
@@ -1013,10 +927,7 @@ mod tests {
         assert_eq!(stream.next_chunk().await.unwrap().unwrap(), "hello");
         let err = stream.next_chunk().await.unwrap_err();
         assert!(matches!(err.kind(), ErrorKind::Truncated(_)), "{err:?}");
-        assert!(
-            err.to_string().contains("could not find bafkwhatever"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("could not find bafkwhatever"), "{err}");
     }
 
     #[tokio::test]
@@ -1028,11 +939,7 @@ mod tests {
         let err = client.cat_to_file(HELLO, &dest.path().join("out")).await;
         let err = err.unwrap_err();
         assert!(matches!(err.kind(), ErrorKind::Truncated(_)), "{err:?}");
-        assert_eq!(
-            std::fs::read_dir(dest.path()).unwrap().count(),
-            0,
-            "temp left"
-        );
+        assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0, "temp left");
     }
 
     #[tokio::test]
@@ -1041,11 +948,7 @@ mod tests {
         let (url, seen) = scripted(vec![response("400 Bad Request", "", body)]).await;
         let client = IpfsClient::with_timeouts(&url, quick()).unwrap();
         let err = client.cat_range("not-a-cid", 0, None).await.unwrap_err();
-        assert!(
-            err.to_string()
-                .ends_with("cat not-a-cid: invalid CID: not-a-cid (HTTP 400)"),
-            "{err}"
-        );
+        assert!(err.to_string().ends_with("cat not-a-cid: invalid CID: not-a-cid (HTTP 400)"), "{err}");
         assert_eq!(seen.load(Ordering::SeqCst), 1);
     }
 
@@ -1075,10 +978,7 @@ mod tests {
         let (url, seen) = scripted(vec![response("500 Internal Server Error", "", missing)]).await;
         let client = IpfsClient::with_timeouts(&url, quick()).unwrap();
         let err = client.cat_range(HELLO, 0, None).await.unwrap_err();
-        assert!(
-            matches!(err.kind(), ErrorKind::Api { status: 500, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err.kind(), ErrorKind::Api { status: 500, .. }), "{err:?}");
         assert_eq!(seen.load(Ordering::SeqCst), 1);
     }
 
@@ -1113,10 +1013,7 @@ mod tests {
         assert!(stream.collect().await.unwrap().is_empty());
         let request = server.await.unwrap();
         let line = request.lines().next().unwrap();
-        assert_eq!(
-            line,
-            format!("POST /api/v0/cat?arg={HELLO}&offset=7&timeout=1s&length=9 HTTP/1.1")
-        );
+        assert_eq!(line, format!("POST /api/v0/cat?arg={HELLO}&offset=7&timeout=1s&length=9 HTTP/1.1"));
     }
 
     /// Against a real node when `IPDC_TEST_IPFS_API` names one (e.g. the
@@ -1130,19 +1027,13 @@ mod tests {
         let client = IpfsClient::with_timeouts(&api, quick()).unwrap();
         assert!(!client.version().await.unwrap().is_empty());
         assert!(!client.id().await.unwrap().is_empty());
-        assert_eq!(
-            client.add_bytes(b"hello\n".to_vec()).await.unwrap().cid,
-            HELLO
-        );
+        assert_eq!(client.add_bytes(b"hello\n".to_vec()).await.unwrap().cid, HELLO);
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mod251");
         std::fs::write(&path, &data).unwrap();
         let added = client.add_path(&path, false).await.unwrap();
-        assert_eq!(
-            added.cid,
-            "bafybeicptzmh5x5nlaqtfkrh2k6lrcqygm7mdep7frcti2af2u7r5xdzw4"
-        );
+        assert_eq!(added.cid, "bafybeicptzmh5x5nlaqtfkrh2k6lrcqygm7mdep7frcti2af2u7r5xdzw4");
         for (offset, length) in [
             (262_143u64, Some(3u64)),
             (2_999_990, None),
@@ -1159,21 +1050,14 @@ mod tests {
         // Valid but absent (the CID of "hello\n" with one byte changed).
         let absent = "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6aa";
         let err = client.cat_range(absent, 0, None).await.unwrap_err();
-        assert!(
-            err.to_string().contains(&format!("cat {absent}: ")),
-            "{err}"
-        );
+        assert!(err.to_string().contains(&format!("cat {absent}: ")), "{err}");
         let err = client.cat_range("not-a-cid", 0, None).await.unwrap_err();
         assert!(err.to_string().contains("cat not-a-cid: "), "{err}");
     }
 
     #[test]
     fn add_answers_of_kubo_and_js_ipfs_are_both_understood() {
-        let ctx = Ctx {
-            api: "http://x:1",
-            call: "add",
-            cid: None,
-        };
+        let ctx = Ctx { api: "http://x:1", call: "add", cid: None };
         let kubo = b"{\"Name\":\"f\",\"Hash\":\"bafk1\",\"Size\":\"6\"}\n";
         let got = parse_add_answer(ctx, kubo).unwrap();
         assert_eq!((got.cid.as_str(), got.size), ("bafk1", 6));
@@ -1199,18 +1083,9 @@ mod tests {
         for (input, want) in ok {
             assert_eq!(IpfsClient::new(input).unwrap().api(), want, "{input}");
         }
-        for bad in [
-            "",
-            "ftp://h:1",
-            "https://h:5001",
-            "/ip4/1.2.3.4/udp/1",
-            "http://:5001",
-        ] {
+        for bad in ["", "ftp://h:1", "https://h:5001", "/ip4/1.2.3.4/udp/1", "http://:5001"] {
             let err = IpfsClient::new(bad).unwrap_err();
-            assert!(
-                matches!(err.kind(), ErrorKind::InvalidUrl(_)),
-                "{bad}: {err}"
-            );
+            assert!(matches!(err.kind(), ErrorKind::InvalidUrl(_)), "{bad}: {err}");
         }
     }
 }

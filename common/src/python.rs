@@ -51,11 +51,7 @@ const DETECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// 3.7, else `None`. Gives up (and kills it) after 10 seconds.
 pub fn detect_version(python: &Path) -> Option<String> {
     let mut child = Command::new(python)
-        .args([
-            "-S",
-            "-c",
-            "import sys; print('%d.%d.%d' % sys.version_info[:3])",
-        ])
+        .args(["-S", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -65,9 +61,7 @@ pub fn detect_version(python: &Path) -> Option<String> {
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
-            Ok(None) if start.elapsed() < DETECT_TIMEOUT => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
+            Ok(None) if start.elapsed() < DETECT_TIMEOUT => std::thread::sleep(Duration::from_millis(10)),
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -112,10 +106,7 @@ impl fmt::Display for ExecError {
         match self {
             ExecError::Io(e) => write!(f, "{e}"),
             ExecError::User { summary, .. } => write!(f, "{summary}"),
-            ExecError::Runner {
-                status,
-                stderr_tail,
-            } => {
+            ExecError::Runner { status, stderr_tail } => {
                 write!(f, "the Python runner failed ({status})")?;
                 let tail = last_chars(stderr_tail.trim(), 2000);
                 if !tail.is_empty() {
@@ -224,13 +215,7 @@ impl PythonExecutor {
     ) -> Result<ExecStats, ExecError> {
         let runner = self.workdir.join(RUNNER_FILE_NAME);
         std::fs::write(&runner, RUNNER_PY).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "cannot write the Python runner to {}: {e}",
-                    runner.display()
-                ),
-            )
+            io::Error::new(e.kind(), format!("cannot write the Python runner to {}: {e}", runner.display()))
         })?;
         let mut child = Command::new(&self.python)
             .arg("-B")
@@ -241,12 +226,7 @@ impl PythonExecutor {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot start {}: {e}", self.python.display()),
-                )
-            })?;
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot start {}: {e}", self.python.display())))?;
         let mut stdin = child.stdin.take();
         let mut stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
@@ -326,9 +306,7 @@ impl PythonExecutor {
             }
             Ok((broken, records)) => {
                 if !status.success() {
-                    return Err(
-                        user_error(status, &tail).unwrap_or_else(|| runner_error(status, &tail))
-                    );
+                    return Err(user_error(status, &tail).unwrap_or_else(|| runner_error(status, &tail)));
                 }
                 if broken {
                     return Err(ExecError::Runner {
@@ -390,11 +368,8 @@ fn read_tail(mut r: impl Read) -> Vec<u8> {
 /// The last line of `tail` starting with `prefix`, without it, and the text
 /// before that line.
 fn last_line_with<'a>(tail: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
-    let start = if tail.starts_with(prefix) {
-        Some(0)
-    } else {
-        tail.rfind(&format!("\n{prefix}")).map(|i| i + 1)
-    }?;
+    let start =
+        if tail.starts_with(prefix) { Some(0) } else { tail.rfind(&format!("\n{prefix}")).map(|i| i + 1) }?;
     let line = &tail[start + prefix.len()..];
     let line = line.split('\n').next().unwrap_or("");
     Some((line.trim_end(), &tail[..start]))
@@ -407,10 +382,7 @@ fn user_error(status: ExitStatus, tail: &str) -> Option<ExecError> {
         return None;
     }
     let (summary, before) = last_line_with(tail, "IPDC-ERROR: ")?;
-    Some(ExecError::User {
-        summary: summary.to_string(),
-        traceback: before.trim().to_string(),
-    })
+    Some(ExecError::User { summary: summary.to_string(), traceback: before.trim().to_string() })
 }
 
 fn runner_error(status: ExitStatus, tail: &str) -> ExecError {
@@ -418,18 +390,14 @@ fn runner_error(status: ExitStatus, tail: &str) -> ExecError {
         Some((summary, _)) => format!("{status}: {summary}"),
         None => status.to_string(),
     };
-    ExecError::Runner {
-        status,
-        stderr_tail: tail.to_string(),
-    }
+    ExecError::Runner { status, stderr_tail: tail.to_string() }
 }
 
 /// The counters of the runner's final `IPDC-STATS` line.
 fn parse_stats(tail: &str) -> Result<ExecStats, ExecError> {
     let (json, _) = last_line_with(tail, "IPDC-STATS ")
         .ok_or_else(|| ExecError::Protocol("it exited without its IPDC-STATS line".into()))?;
-    serde_json::from_str(json)
-        .map_err(|e| ExecError::Protocol(format!("bad IPDC-STATS line {json:?}: {e}")))
+    serde_json::from_str(json).map_err(|e| ExecError::Protocol(format!("bad IPDC-STATS line {json:?}: {e}")))
 }
 
 /// Cuts the runner's stdout (arriving in arbitrary chunks) into records.
@@ -483,9 +451,7 @@ fn datum_len(b: &[u8]) -> Result<Option<usize>, ExecError> {
     };
     let len = u32::from_le_bytes(len.try_into().unwrap()) as usize;
     if len == 0 || len > MAX_DATUM_LEN {
-        return Err(ExecError::Protocol(format!(
-            "its output has a datum of {len} bytes"
-        )));
+        return Err(ExecError::Protocol(format!("its output has a datum of {len} bytes")));
     }
     Ok(Some(len))
 }
@@ -509,13 +475,7 @@ mod tests {
         }
         let work = dir.path().join("task");
         std::fs::create_dir(&work).unwrap();
-        Job {
-            exec: PythonExecutor {
-                python: "python3".into(),
-                workdir: work,
-            },
-            dir,
-        }
+        Job { exec: PythonExecutor { python: "python3".into(), workdir: work }, dir }
     }
 
     impl Job {
@@ -533,9 +493,7 @@ mod tests {
         let mut t = Vec::new();
         for i in 0..300 {
             t.extend_from_slice(format!("line {i} the quick brown fox\r\n").as_bytes());
-            t.extend_from_slice(
-                b"nbsp\xc2\xa0word nel\xc2\x85w ideo\xe3\x80\x80x zwsp\xe2\x80\x8bnot\n",
-            );
+            t.extend_from_slice(b"nbsp\xc2\xa0word nel\xc2\x85w ideo\xe3\x80\x80x zwsp\xe2\x80\x8bnot\n");
             t.extend_from_slice(
                 b"bad \xff\xfe utf8 \xe2\x80 trunc \xc0\xa0 over \xed\xa0\x80 sur \x1cfs\x1fus\n",
             );
@@ -574,21 +532,14 @@ mod tests {
 
     #[test]
     fn wordcount_map_matches_native_with_and_without_combine() {
-        let j = job(&[
-            ("Map.py", WC_MAP),
-            ("Reduce.py", WC_REDUCE),
-            ("Combine.py", WC_REDUCE_COMBINE),
-        ]);
+        let j = job(&[("Map.py", WC_MAP), ("Reduce.py", WC_REDUCE), ("Combine.py", WC_REDUCE_COMBINE)]);
         let text = tricky_text();
         let mut native = Vec::new();
         let nstats = crate::wordcount::map(&text[..], &mut native, 1 << 30).unwrap();
         let want = counts(&native);
 
         let mut plain = Vec::new();
-        let stats = j
-            .exec
-            .run_map(&j.path("Map.py"), None, &text[..], &mut plain)
-            .unwrap();
+        let stats = j.exec.run_map(&j.path("Map.py"), None, &text[..], &mut plain).unwrap();
         assert_eq!(counts(&plain), want);
         assert_eq!(stats.input_records, nstats.input_records);
         assert_eq!(stats.map_output_records, nstats.map_output_records);
@@ -598,15 +549,8 @@ mod tests {
 
         for reduce in ["Reduce.py", "Combine.py"] {
             let mut combined = Vec::new();
-            let stats = j
-                .exec
-                .run_map(
-                    &j.path("Map.py"),
-                    Some(&j.path(reduce)),
-                    &text[..],
-                    &mut combined,
-                )
-                .unwrap();
+            let stats =
+                j.exec.run_map(&j.path("Map.py"), Some(&j.path(reduce)), &text[..], &mut combined).unwrap();
             assert_eq!(counts(&combined), want, "{reduce}");
             assert_eq!(combined.len(), want.len());
             assert_eq!(stats.input_records, nstats.input_records);
@@ -630,26 +574,12 @@ mod tests {
         let text = tricky_text();
         let mut mapped = Vec::new();
         for _ in 0..3 {
-            j.exec
-                .run_map(
-                    &j.path("Map.py"),
-                    Some(&j.path("Reduce.py")),
-                    &text[..],
-                    &mut mapped,
-                )
-                .unwrap();
+            j.exec.run_map(&j.path("Map.py"), Some(&j.path("Reduce.py")), &text[..], &mut mapped).unwrap();
         }
         mapped.sort();
         let n = mapped.len() as u64;
         let mut py = Vec::new();
-        let stats = j
-            .exec
-            .run_reduce(
-                &j.path("Reduce.py"),
-                &mut Sorted(mapped.clone(), 0),
-                &mut py,
-            )
-            .unwrap();
+        let stats = j.exec.run_reduce(&j.path("Reduce.py"), &mut Sorted(mapped.clone(), 0), &mut py).unwrap();
         let mut native = Vec::new();
         let nstats = crate::wordcount::reduce(&mut Sorted(mapped, 0), &mut native).unwrap();
         assert_eq!(py, native);
@@ -674,51 +604,23 @@ def reduce(key, values):
 "#;
         let j = job(&[("Map.py", map), ("Reduce.py", reduce)]);
         let mut mapped = Vec::new();
-        j.exec
-            .run_map(
-                &j.path("Map.py"),
-                None,
-                &b"1 a\n2 caf\xc3\xa9\n1 \xff\n"[..],
-                &mut mapped,
-            )
-            .unwrap();
-        assert_eq!(
-            mapped[0],
-            (
-                b"j1".to_vec(),
-                br#"j["a",{"w":"a","f":1.5,"b":true,"z":null}]"#.to_vec()
-            )
-        );
+        j.exec.run_map(&j.path("Map.py"), None, &b"1 a\n2 caf\xc3\xa9\n1 \xff\n"[..], &mut mapped).unwrap();
+        assert_eq!(mapped[0], (b"j1".to_vec(), br#"j["a",{"w":"a","f":1.5,"b":true,"z":null}]"#.to_vec()));
         assert_eq!(mapped[1], (br#"j[1,"a"]"#.to_vec(), b"j[1,2]".to_vec()));
         assert_eq!(mapped[2], (b"jnull".to_vec(), b"j1".to_vec()));
         assert_eq!(mapped[3], (b"sa".to_vec(), b"j2.5".to_vec()));
         assert_eq!(mapped[4].0, b"j2".to_vec());
-        assert_eq!(
-            mapped[4].1,
-            "j[\"café\",{\"w\":\"café\",\"f\":1.5,\"b\":true,\"z\":null}]".as_bytes()
-        );
+        assert_eq!(mapped[4].1, "j[\"café\",{\"w\":\"café\",\"f\":1.5,\"b\":true,\"z\":null}]".as_bytes());
         // Undecodable bytes inside JSON text stay raw bytes.
-        assert_eq!(
-            mapped[8].1,
-            b"j[\"\xff\",{\"w\":\"\xff\",\"f\":1.5,\"b\":true,\"z\":null}]".to_vec()
-        );
+        assert_eq!(mapped[8].1, b"j[\"\xff\",{\"w\":\"\xff\",\"f\":1.5,\"b\":true,\"z\":null}]".to_vec());
         mapped.sort();
         let mut out = Vec::new();
-        let stats = j
-            .exec
-            .run_reduce(&j.path("Reduce.py"), &mut Sorted(mapped, 0), &mut out)
-            .unwrap();
+        let stats = j.exec.run_reduce(&j.path("Reduce.py"), &mut Sorted(mapped, 0), &mut out).unwrap();
         assert_eq!(stats.input_records, 12);
         assert_eq!(stats.reduce_input_groups, 9);
         let got: BTreeMap<Vec<u8>, Vec<u8>> = out.into_iter().collect();
-        assert_eq!(
-            got[&b"j1".to_vec()],
-            br#"j["int",2,["a",{"w":"a","f":1.5,"b":true,"z":null}]]"#.to_vec()
-        );
-        assert_eq!(
-            got[&br#"j[1,"a"]"#.to_vec()],
-            br#"j["list",1,[1,2]]"#.to_vec()
-        );
+        assert_eq!(got[&b"j1".to_vec()], br#"j["int",2,["a",{"w":"a","f":1.5,"b":true,"z":null}]]"#.to_vec());
+        assert_eq!(got[&br#"j[1,"a"]"#.to_vec()], br#"j["list",1,[1,2]]"#.to_vec());
         assert_eq!(got[&b"jnull".to_vec()], br#"j["NoneType",3,1]"#.to_vec());
         assert_eq!(got[&b"s\xff".to_vec()], br#"j["str",1,2.5]"#.to_vec());
     }
@@ -729,49 +631,21 @@ def reduce(key, values):
         let reduce = "def reduce(key, values):\n    yield key, [[type(key).__name__] + [type(v).__name__ for v in values]]\n";
         let j = job(&[("Map.py", map), ("Reduce.py", reduce)]);
         let mut out = Vec::new();
-        j.exec
-            .run_map(
-                &j.path("Map.py"),
-                Some(&j.path("Reduce.py")),
-                &b"a\nb\n"[..],
-                &mut out,
-            )
-            .unwrap();
-        assert_eq!(
-            out,
-            vec![(
-                br#"j[1,"x"]"#.to_vec(),
-                br#"j[["list","list","list"]]"#.to_vec()
-            )]
-        );
+        j.exec.run_map(&j.path("Map.py"), Some(&j.path("Reduce.py")), &b"a\nb\n"[..], &mut out).unwrap();
+        assert_eq!(out, vec![(br#"j[1,"x"]"#.to_vec(), br#"j[["list","list","list"]]"#.to_vec())]);
     }
 
     #[test]
     fn reduce_groups_even_when_values_are_not_read() {
         let reduce = "def reduce(key, values):\n    yield 'k:' + key, 1\n";
         let j = job(&[("Reduce.py", reduce)]);
-        let recs: Vec<_> = [b"sa", b"sa", b"sa", b"sb", b"sc", b"sc"]
-            .iter()
-            .map(|k| (k.to_vec(), b"j1".to_vec()))
-            .collect();
+        let recs: Vec<_> =
+            [b"sa", b"sa", b"sa", b"sb", b"sc", b"sc"].iter().map(|k| (k.to_vec(), b"j1".to_vec())).collect();
         let mut out = Vec::new();
-        let stats = j
-            .exec
-            .run_reduce(&j.path("Reduce.py"), &mut Sorted(recs, 0), &mut out)
-            .unwrap();
+        let stats = j.exec.run_reduce(&j.path("Reduce.py"), &mut Sorted(recs, 0), &mut out).unwrap();
         let keys: Vec<_> = out.iter().map(|(k, _)| k.clone()).collect();
-        assert_eq!(
-            keys,
-            vec![b"sk:a".to_vec(), b"sk:b".to_vec(), b"sk:c".to_vec()]
-        );
-        assert_eq!(
-            (
-                stats.input_records,
-                stats.reduce_input_groups,
-                stats.output_records
-            ),
-            (6, 3, 3)
-        );
+        assert_eq!(keys, vec![b"sk:a".to_vec(), b"sk:b".to_vec(), b"sk:c".to_vec()]);
+        assert_eq!((stats.input_records, stats.reduce_input_groups, stats.output_records), (6, 3, 3));
     }
 
     #[test]
@@ -781,21 +655,12 @@ def reduce(key, values):
         let mut text = b"a\nb\r\n".to_vec();
         text.extend(b"x\n".repeat(14));
         text.extend(b"boom\r\nafter\n");
-        let e = j
-            .exec
-            .run_map(&j.path("Map.py"), None, &text[..], &mut Vec::new())
-            .unwrap_err();
+        let e = j.exec.run_map(&j.path("Map.py"), None, &text[..], &mut Vec::new()).unwrap_err();
         let shown = e.to_string();
         let (summary, traceback) = user_error(e);
-        assert_eq!(
-            summary,
-            "map() raised ValueError: bad value on line 17 of this split: 'boom'"
-        );
+        assert_eq!(summary, "map() raised ValueError: bad value on line 17 of this split: 'boom'");
         assert_eq!(shown, summary);
-        assert!(
-            traceback.contains("Map.py\", line 3, in map"),
-            "{traceback}"
-        );
+        assert!(traceback.contains("Map.py\", line 3, in map"), "{traceback}");
         assert!(traceback.contains("ValueError: bad value"), "{traceback}");
         assert!(!traceback.contains(RUNNER_FILE_NAME), "{traceback}");
     }
@@ -805,16 +670,10 @@ def reduce(key, values):
         let reduce = "def reduce(key, values):\n    return {}[key]\n";
         let j = job(&[("Reduce.py", reduce)]);
         let recs = vec![(b"sthe".to_vec(), b"j1".to_vec())];
-        let e = j
-            .exec
-            .run_reduce(&j.path("Reduce.py"), &mut Sorted(recs, 0), &mut Vec::new())
-            .unwrap_err();
+        let e = j.exec.run_reduce(&j.path("Reduce.py"), &mut Sorted(recs, 0), &mut Vec::new()).unwrap_err();
         let (summary, traceback) = user_error(e);
         assert_eq!(summary, "reduce() raised KeyError: 'the' for key 'the'");
-        assert!(
-            traceback.contains("Reduce.py\", line 2, in reduce"),
-            "{traceback}"
-        );
+        assert!(traceback.contains("Reduce.py\", line 2, in reduce"), "{traceback}");
     }
 
     #[test]
@@ -825,49 +684,23 @@ def reduce(key, values):
             ("BadImport.py", "import os\nimport no_such_module_ipdc\n"),
             ("Reduce.py", WC_REDUCE),
         ]);
-        let run = |m: &str| {
-            user_error(
-                j.exec
-                    .run_map(&j.path(m), None, &b"a\n"[..], &mut Vec::new())
-                    .unwrap_err(),
-            )
-        };
+        let run =
+            |m: &str| user_error(j.exec.run_map(&j.path(m), None, &b"a\n"[..], &mut Vec::new()).unwrap_err());
         let (summary, traceback) = run("Map.py");
-        assert!(
-            summary.starts_with("Map.py has a syntax error on line 2 of Map.py"),
-            "{summary}"
-        );
+        assert!(summary.starts_with("Map.py has a syntax error on line 2 of Map.py"), "{summary}");
         assert!(summary.contains("Fix Map.py"), "{summary}");
         assert!(traceback.contains("SyntaxError"), "{traceback}");
         let (summary, _) = run("NoMap.py");
-        assert!(
-            summary.contains("NoMap.py defines no function map()"),
-            "{summary}"
-        );
+        assert!(summary.contains("NoMap.py defines no function map()"), "{summary}");
         assert!(summary.contains("def map(line):"), "{summary}");
         let (summary, _) = run("BadImport.py");
-        assert!(
-            summary.contains("BadImport.py failed while being imported (line 2)"),
-            "{summary}"
-        );
+        assert!(summary.contains("BadImport.py failed while being imported (line 2)"), "{summary}");
         assert!(summary.contains("no_such_module_ipdc"), "{summary}");
-        let e = j
-            .exec
-            .run_reduce(
-                &j.path("Map.py"),
-                &mut Sorted(Vec::new(), 0),
-                &mut Vec::new(),
-            )
-            .unwrap_err();
+        let e =
+            j.exec.run_reduce(&j.path("Map.py"), &mut Sorted(Vec::new(), 0), &mut Vec::new()).unwrap_err();
         assert!(user_error(e).0.contains("syntax error"));
-        let e = j
-            .exec
-            .run_reduce(
-                &j.path("NoMap.py"),
-                &mut Sorted(Vec::new(), 0),
-                &mut Vec::new(),
-            )
-            .unwrap_err();
+        let e =
+            j.exec.run_reduce(&j.path("NoMap.py"), &mut Sorted(Vec::new(), 0), &mut Vec::new()).unwrap_err();
         assert!(user_error(e).0.contains("defines no function reduce()"));
     }
 
@@ -875,20 +708,12 @@ def reduce(key, values):
     fn values_json_cannot_encode_are_clear_errors() {
         let j = job(&[
             ("SetKey.py", "def map(line):\n    yield {line}, 1\n"),
-            (
-                "NanValue.py",
-                "def map(line):\n    yield line, float('nan')\n",
-            ),
+            ("NanValue.py", "def map(line):\n    yield line, float('nan')\n"),
             ("NotPair.py", "def map(line):\n    yield line\n"),
             ("Reduce.py", WC_REDUCE),
         ]);
         let run = |m: &str, c: Option<&Path>| {
-            user_error(
-                j.exec
-                    .run_map(&j.path(m), c, &b"first\nsecond\n"[..], &mut Vec::new())
-                    .unwrap_err(),
-            )
-            .0
+            user_error(j.exec.run_map(&j.path(m), c, &b"first\nsecond\n"[..], &mut Vec::new()).unwrap_err()).0
         };
         for combine in [None, Some(j.path("Reduce.py"))] {
             let s = run("SetKey.py", combine.as_deref());
@@ -906,17 +731,8 @@ def reduce(key, values):
         let map = "import sys\ndef map(line):\n    print('hello from map', line)\n    sys.stdout.write('more')\n    yield line, 1\n";
         let j = job(&[("Map.py", map)]);
         let mut out = Vec::new();
-        let stats = j
-            .exec
-            .run_map(&j.path("Map.py"), None, &b"a\nb\n"[..], &mut out)
-            .unwrap();
-        assert_eq!(
-            out,
-            vec![
-                (b"sa".to_vec(), b"j1".to_vec()),
-                (b"sb".to_vec(), b"j1".to_vec())
-            ]
-        );
+        let stats = j.exec.run_map(&j.path("Map.py"), None, &b"a\nb\n"[..], &mut out).unwrap();
+        assert_eq!(out, vec![(b"sa".to_vec(), b"j1".to_vec()), (b"sb".to_vec(), b"j1".to_vec())]);
         assert_eq!(stats.output_records, 2);
     }
 
@@ -941,27 +757,12 @@ def reduce(key, values):
             ("Exit7.py", "import os\nos._exit(7)\n"),
         ]);
         let start = Instant::now();
-        let e = j
-            .exec
-            .run_map(&j.path("Raise.py"), None, Lots(1 << 30), &mut Vec::new())
-            .unwrap_err();
+        let e = j.exec.run_map(&j.path("Raise.py"), None, Lots(1 << 30), &mut Vec::new()).unwrap_err();
         assert!(user_error(e).0.contains("on line 1 of this split"));
-        let e = j
-            .exec
-            .run_map(&j.path("Exit0.py"), None, Lots(1 << 30), &mut Vec::new())
-            .unwrap_err();
-        assert!(
-            matches!(e, ExecError::Runner { .. } | ExecError::Protocol(_)),
-            "{e:?}"
-        );
-        let e = j
-            .exec
-            .run_map(&j.path("Exit7.py"), None, Lots(1 << 30), &mut Vec::new())
-            .unwrap_err();
-        assert!(
-            matches!(&e, ExecError::Runner { status, .. } if status.contains('7')),
-            "{e:?}"
-        );
+        let e = j.exec.run_map(&j.path("Exit0.py"), None, Lots(1 << 30), &mut Vec::new()).unwrap_err();
+        assert!(matches!(e, ExecError::Runner { .. } | ExecError::Protocol(_)), "{e:?}");
+        let e = j.exec.run_map(&j.path("Exit7.py"), None, Lots(1 << 30), &mut Vec::new()).unwrap_err();
+        assert!(matches!(&e, ExecError::Runner { status, .. } if status.contains('7')), "{e:?}");
         assert!(start.elapsed() < Duration::from_secs(60));
     }
 
@@ -969,35 +770,22 @@ def reduce(key, values):
     impl RecordSink for FailingSink {
         fn emit(&mut self, _: &[u8], _: &[u8]) -> io::Result<()> {
             self.0 += 1;
-            if self.0 > 1000 {
-                Err(io::Error::other("disk full"))
-            } else {
-                Ok(())
-            }
+            if self.0 > 1000 { Err(io::Error::other("disk full")) } else { Ok(()) }
         }
     }
 
     #[test]
     fn a_failing_sink_stops_the_runner() {
         let j = job(&[("Map.py", WC_MAP)]);
-        let e = j
-            .exec
-            .run_map(&j.path("Map.py"), None, Lots(1 << 30), &mut FailingSink(0))
-            .unwrap_err();
-        assert!(
-            matches!(&e, ExecError::Io(io) if io.to_string() == "disk full"),
-            "{e:?}"
-        );
+        let e = j.exec.run_map(&j.path("Map.py"), None, Lots(1 << 30), &mut FailingSink(0)).unwrap_err();
+        assert!(matches!(&e, ExecError::Io(io) if io.to_string() == "disk full"), "{e:?}");
     }
 
     #[test]
     fn a_missing_interpreter_is_an_io_error() {
         let mut j = job(&[("Map.py", WC_MAP)]);
         j.exec.python = "/nonexistent/python3".into();
-        let e = j
-            .exec
-            .run_map(&j.path("Map.py"), None, &b"a\n"[..], &mut Vec::new())
-            .unwrap_err();
+        let e = j.exec.run_map(&j.path("Map.py"), None, &b"a\n"[..], &mut Vec::new()).unwrap_err();
         assert!(matches!(e, ExecError::Io(_)), "{e:?}");
     }
 
@@ -1025,8 +813,7 @@ def reduce(key, values):
             assert_eq!(out, want);
         }
         let mut f = Frames::default();
-        f.push(&framed[..framed.len() - 1], &mut Vec::new())
-            .unwrap();
+        f.push(&framed[..framed.len() - 1], &mut Vec::new()).unwrap();
         assert!(matches!(f.finish(), Err(ExecError::Protocol(_))));
     }
 
@@ -1048,10 +835,7 @@ def reduce(key, values):
         for combine in [Some(j.path("Reduce.py")), None] {
             let t = Instant::now();
             let mut out = Vec::new();
-            let stats = j
-                .exec
-                .run_map(&j.path("Map.py"), combine.as_deref(), &data[..], &mut out)
-                .unwrap();
+            let stats = j.exec.run_map(&j.path("Map.py"), combine.as_deref(), &data[..], &mut out).unwrap();
             let secs = t.elapsed().as_secs_f64();
             println!(
                 "python map (combine: {}): {} bytes, {} records out in {secs:.2}s = {:.1} MB/s",

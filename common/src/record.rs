@@ -47,11 +47,7 @@ pub struct RecordReader<R> {
 
 impl<R: BufRead> RecordReader<R> {
     pub fn new(inner: R) -> Self {
-        RecordReader {
-            inner,
-            key: Vec::new(),
-            value: Vec::new(),
-        }
+        RecordReader { inner, key: Vec::new(), value: Vec::new() }
     }
 
     /// The next record as `(key, value)`, or `None` at a clean end of input.
@@ -83,10 +79,7 @@ fn read_datum<R: BufRead>(r: &mut R, len: u32, buf: &mut Vec<u8>) -> io::Result<
         ));
     }
     if len == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "record datum without a tag byte",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "record datum without a tag byte"));
     }
     buf.clear();
     buf.resize(len, 0);
@@ -128,14 +121,8 @@ mod tests {
         write_record(&mut buf, &str_datum(b"caf\xc3\xa9"), &int_datum(3)).unwrap();
         write_record(&mut buf, &str_datum(b"\xff\xfe"), &int_datum(-1)).unwrap();
         let mut r = RecordReader::new(&buf[..]);
-        assert_eq!(
-            r.next_record().unwrap(),
-            Some((&b"scaf\xc3\xa9"[..], &b"j3"[..]))
-        );
-        assert_eq!(
-            r.next_record().unwrap(),
-            Some((&b"s\xff\xfe"[..], &b"j-1"[..]))
-        );
+        assert_eq!(r.next_record().unwrap(), Some((&b"scaf\xc3\xa9"[..], &b"j3"[..])));
+        assert_eq!(r.next_record().unwrap(), Some((&b"s\xff\xfe"[..], &b"j-1"[..])));
         assert_eq!(r.next_record().unwrap(), None);
     }
 
@@ -145,20 +132,14 @@ mod tests {
         write_record(&mut buf, b"sabc", b"j1").unwrap();
         buf.pop();
         let mut r = RecordReader::new(&buf[..]);
-        assert_eq!(
-            r.next_record().unwrap_err().kind(),
-            io::ErrorKind::UnexpectedEof
-        );
+        assert_eq!(r.next_record().unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]
     fn oversized_datum_is_refused_without_allocating() {
         let buf = (u32::MAX).to_le_bytes();
         let mut r = RecordReader::new(&buf[..]);
-        assert_eq!(
-            r.next_record().unwrap_err().kind(),
-            io::ErrorKind::InvalidData
-        );
+        assert_eq!(r.next_record().unwrap_err().kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]

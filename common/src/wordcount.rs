@@ -210,10 +210,7 @@ struct Counts {
 
 impl Counts {
     fn new() -> Self {
-        Counts {
-            map: FxHashMap::default(),
-            key_bytes: 0,
-        }
+        Counts { map: FxHashMap::default(), key_bytes: 0 }
     }
 
     #[inline]
@@ -254,11 +251,7 @@ impl Counts {
 /// `input`, counts words, and emits `("s"+word, "j"+count)` records at the
 /// end, or earlier (all counts, then starting over) whenever the counts'
 /// memory estimate exceeds `budget_bytes`.
-pub fn map(
-    mut input: impl Read,
-    sink: &mut dyn RecordSink,
-    budget_bytes: usize,
-) -> io::Result<ExecStats> {
+pub fn map(mut input: impl Read, sink: &mut dyn RecordSink, budget_bytes: usize) -> io::Result<ExecStats> {
     let mut stats = ExecStats::default();
     let mut counts = Counts::new();
     // `buf[..carried]` holds the start of a word that may continue, carried
@@ -324,9 +317,7 @@ fn parse_count(key: &[u8], value: &[u8]) -> io::Result<i64> {
         Some((b'-', d)) => (true, d),
         _ => (false, text),
     };
-    if digits.is_empty()
-        || !digits.iter().all(u8::is_ascii_digit)
-        || (digits.len() > 1 && digits[0] == b'0')
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) || (digits.len() > 1 && digits[0] == b'0')
     {
         return Err(bad("is not a JSON integer"));
     }
@@ -337,12 +328,7 @@ fn parse_count(key: &[u8], value: &[u8]) -> io::Result<i64> {
             .and_then(|n| n.checked_sub((d - b'0') as i64))
             .ok_or_else(|| bad("does not fit in a 64-bit integer"))?;
     }
-    if neg {
-        Ok(n)
-    } else {
-        n.checked_neg()
-            .ok_or_else(|| bad("does not fit in a 64-bit integer"))
-    }
+    if neg { Ok(n) } else { n.checked_neg().ok_or_else(|| bad("does not fit in a 64-bit integer")) }
 }
 
 /// The WordCount reduce: reads records sorted by key, sums the integer
@@ -365,10 +351,7 @@ pub fn reduce(source: &mut dyn RecordSource, sink: &mut dyn RecordSink) -> io::R
         let n = parse_count(k, v)?;
         if have && k == key.as_slice() {
             sum = sum.checked_add(n).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "WordCount reduce: a sum overflows 64 bits",
-                )
+                io::Error::new(io::ErrorKind::InvalidData, "WordCount reduce: a sum overflows 64 bits")
             })?;
             continue;
         }
@@ -419,28 +402,14 @@ json.dump(out, sys.stdout)
             std::fs::write(&p, data).unwrap();
             paths.push(p);
         }
-        let out = Command::new("python3")
-            .arg("-c")
-            .arg(PY_COUNT)
-            .args(&paths)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = Command::new("python3").arg("-c").arg(PY_COUNT).args(&paths).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let v: Vec<BTreeMap<String, u64>> = serde_json::from_slice(&out.stdout).unwrap();
-        v.into_iter()
-            .map(|m| m.into_iter().map(|(k, n)| (hex_decode(&k), n)).collect())
-            .collect()
+        v.into_iter().map(|m| m.into_iter().map(|(k, n)| (hex_decode(&k), n)).collect()).collect()
     }
 
     fn hex_decode(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     fn python_whitespace() -> Vec<char> {
@@ -580,10 +549,7 @@ json.dump(out, sys.stdout)
     }
 
     /// Counts through `map` (with a small read size) and `reduce`.
-    struct Sorted(
-        std::vec::IntoIter<(Vec<u8>, Vec<u8>)>,
-        Option<(Vec<u8>, Vec<u8>)>,
-    );
+    struct Sorted(std::vec::IntoIter<(Vec<u8>, Vec<u8>)>, Option<(Vec<u8>, Vec<u8>)>);
     impl RecordSource for Sorted {
         fn next_record(&mut self) -> io::Result<Option<(&[u8], &[u8])>> {
             self.1 = self.0.next();
@@ -642,13 +608,7 @@ json.dump(out, sys.stdout)
 
     #[test]
     fn map_counts_lines_like_python() {
-        for (text, lines) in [
-            (&b""[..], 0),
-            (b"a", 1),
-            (b"a\n", 1),
-            (b"a\nb", 2),
-            (b"\n\n", 2),
-        ] {
+        for (text, lines) in [(&b""[..], 0), (b"a", 1), (b"a\n", 1), (b"a\nb", 2), (b"\n\n", 2)] {
             let stats = map(text, &mut Vec::new(), 1 << 20).unwrap();
             assert_eq!(stats.input_records, lines, "{text:?}");
         }
@@ -685,33 +645,19 @@ json.dump(out, sys.stdout)
         assert_eq!(stats.output_records, 4);
 
         let mut s = Sorted(Vec::new().into_iter(), None);
-        assert_eq!(
-            reduce(&mut s, &mut Vec::new()).unwrap(),
-            ExecStats::default()
-        );
+        assert_eq!(reduce(&mut s, &mut Vec::new()).unwrap(), ExecStats::default());
     }
 
     #[test]
     fn reduce_refuses_values_that_are_not_integers() {
-        for bad in [
-            &b"j1.5"[..],
-            b"s1",
-            b"j",
-            b"j01",
-            b"j1e3",
-            b"j99999999999999999999",
-            b"j[1]",
-        ] {
+        for bad in [&b"j1.5"[..], b"s1", b"j", b"j01", b"j1e3", b"j99999999999999999999", b"j[1]"] {
             let recs = vec![(b"sk".to_vec(), bad.to_vec())];
             let mut s = Sorted(recs.into_iter(), None);
             let e = reduce(&mut s, &mut Vec::new()).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::InvalidData);
             assert!(e.to_string().contains("WordCount reduce"), "{e}");
         }
-        let recs = vec![
-            (b"sk".to_vec(), b"j-3".to_vec()),
-            (b"sk".to_vec(), b"j0".to_vec()),
-        ];
+        let recs = vec![(b"sk".to_vec(), b"j-3".to_vec()), (b"sk".to_vec(), b"j0".to_vec())];
         let mut out = Vec::new();
         reduce(&mut Sorted(recs.into_iter(), None), &mut out).unwrap();
         assert_eq!(out, vec![(b"sk".to_vec(), b"j-3".to_vec())]);
@@ -722,17 +668,13 @@ json.dump(out, sys.stdout)
     #[test]
     #[ignore]
     fn native_map_speed() {
-        let path =
-            std::env::var("IPDC_CORPUS").unwrap_or_else(|_| "/tmp/ipdc_corpus_16M.txt".into());
+        let path = std::env::var("IPDC_CORPUS").unwrap_or_else(|_| "/tmp/ipdc_corpus_16M.txt".into());
         if !std::path::Path::new(&path).exists() {
             let out = Command::new("python3")
                 .args(["/work/shared/bench/gen_corpus.py", "16M", "--seed", "1"])
                 .output()
                 .unwrap();
-            std::fs::File::create(&path)
-                .unwrap()
-                .write_all(&out.stdout)
-                .unwrap();
+            std::fs::File::create(&path).unwrap().write_all(&out.stdout).unwrap();
         }
         let data = std::fs::read(&path).unwrap();
         let t = std::time::Instant::now();

@@ -20,7 +20,7 @@ pub async fn run(mqtt: SocketAddr, ipfs: SocketAddr, data: PathBuf) -> Result<()
     println!("IPFS={}", store.url());
     println!("hub running (data in {}); Ctrl-C stops it", data.display());
     shutdown_signal().await;
-    store.shutdown();
+    store.shutdown().await;
     Ok(())
 }
 

@@ -67,7 +67,7 @@ impl LocalCluster {
             let _ = tokio::time::timeout(Duration::from_secs(3), a).await;
         }
         if let Some(s) = self.store.take() {
-            s.shutdown();
+            s.shutdown().await;
         }
     }
 }

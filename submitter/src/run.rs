@@ -299,14 +299,18 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
         Ok::<_, String>((input, map_cid, reduce_cid))
     };
     let (input, map_cid, reduce_cid) = session.pump_until(upload).await?;
+    // The store's `Size` is the DAG's; splits need the file's own length.
+    let input_size = std::fs::metadata(&spec.input)
+        .map_err(|e| format!("input file {}: {e}", spec.input.display()))?
+        .len();
     let upload_ms = t0.elapsed().as_millis() as u64;
-    info!("input {} is {} ({} bytes)", spec.input.display(), input.cid, input.size);
+    info!("input {} is {} ({} bytes)", spec.input.display(), input.cid, input_size);
 
-    let splits = plan_splits(input.size, picked.len());
+    let splits = plan_splits(input_size, picked.len());
     let plan = JobPlan {
         job: job.clone(),
         input_cid: input.cid.clone(),
-        input_size: input.size,
+        input_size,
         splits: splits.iter().map(|s| (s.start, s.end)).collect(),
         reducers: spec.reducers,
         code: CodeSpec {
@@ -323,7 +327,7 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
     println!(
         "job {job}: {} map task(s) over {}, {} reduce task(s), {} agent(s)",
         splits.len(),
-        human_bytes(input.size),
+        human_bytes(input_size),
         spec.reducers,
         picked.len()
     );
@@ -391,7 +395,7 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
     let t_out = Instant::now();
     let parts = ctl.part_cids();
     let records = ctl.records();
-    let mut summary = build_summary(&job, &input.cid, input.size, spec, &picked, &records);
+    let mut summary = build_summary(&job, &input.cid, input_size, spec, &picked, &records);
     summary["times_ms"] = json!({
         "upload": upload_ms,
         "map": map_ms,

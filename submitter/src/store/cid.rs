@@ -159,10 +159,7 @@ fn base16_decode(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 const B58: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
@@ -219,17 +216,7 @@ mod tests {
 
     #[test]
     fn varint_round_trips_across_byte_boundaries() {
-        for v in [
-            0u64,
-            1,
-            127,
-            128,
-            300,
-            16_383,
-            16_384,
-            u64::from(u32::MAX),
-            u64::MAX,
-        ] {
+        for v in [0u64, 1, 127, 128, 300, 16_383, 16_384, u64::from(u32::MAX), u64::MAX] {
             let mut b = Vec::new();
             put_varint(&mut b, v);
             assert_eq!(read_varint(&b), Some((v, b.len())), "{v}");
@@ -260,23 +247,12 @@ mod tests {
     fn cidv0_becomes_the_dag_pb_cidv1_with_the_same_digest() {
         // Known pair: kubo's `ipfs cid format -v 1` of the empty directory.
         let v0 = Cid::parse("QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn").unwrap();
-        assert_eq!(
-            v0.to_string(),
-            "bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354"
-        );
+        assert_eq!(v0.to_string(), "bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354");
     }
 
     #[test]
     fn malformed_cids_are_rejected() {
-        for s in [
-            "",
-            "hello",
-            "b",
-            "bafy!!",
-            "Qm123",
-            "bafkreicysg23",
-            "x1234",
-        ] {
+        for s in ["", "hello", "b", "bafy!!", "Qm123", "bafkreicysg23", "x1234"] {
             assert!(Cid::parse(s).is_err(), "{s:?} accepted");
         }
     }

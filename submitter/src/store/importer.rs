@@ -61,11 +61,7 @@ impl Default for Importer {
 
 impl Importer {
     pub fn new() -> Self {
-        Importer {
-            chunk: Vec::with_capacity(CHUNK_SIZE),
-            levels: vec![Vec::new()],
-            total: 0,
-        }
+        Importer { chunk: Vec::with_capacity(CHUNK_SIZE), levels: vec![Vec::new()], total: 0 }
     }
 
     /// Bytes fed so far.
@@ -89,14 +85,7 @@ impl Importer {
         let cid = Cid::v1_sha256(RAW, &Sha256::digest(&self.chunk));
         let n = self.chunk.len() as u64;
         self.chunk.clear();
-        self.push(
-            0,
-            Link {
-                cid,
-                tsize: n,
-                file_size: n,
-            },
-        );
+        self.push(0, Link { cid, tsize: n, file_size: n });
     }
 
     /// Adds a link at `level`, first closing that level into a parent if it
@@ -132,11 +121,7 @@ impl Importer {
         } else {
             build_node(&roots)
         };
-        Imported {
-            cid: root.cid,
-            dag_size: root.tsize,
-            file_size: self.total,
-        }
+        Imported { cid: root.cid, dag_size: root.tsize, file_size: self.total }
     }
 }
 

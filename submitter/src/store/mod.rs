@@ -55,10 +55,7 @@ impl StoreHandle {
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
         let mut task = self.task;
-        if tokio::time::timeout(Duration::from_secs(5), &mut task)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err() {
             task.abort();
         }
     }
@@ -66,16 +63,10 @@ impl StoreHandle {
 
 /// Serves the store on an already-bound `listener`, keeping its data under
 /// `data_dir` (created if needed). Returns once listening.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    data_dir: PathBuf,
-) -> std::io::Result<StoreHandle> {
+pub async fn serve(listener: tokio::net::TcpListener, data_dir: PathBuf) -> std::io::Result<StoreHandle> {
     let addr = listener.local_addr()?;
     let repo = repo::Repo::open(&data_dir).await?;
-    let state = Arc::new(server::AppState {
-        repo,
-        peer_id: peer_id_for(&data_dir),
-    });
+    let state = Arc::new(server::AppState { repo, peer_id: peer_id_for(&data_dir) });
     let app = server::router(state);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

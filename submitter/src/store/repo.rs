@@ -66,29 +66,15 @@ impl Repo {
                 && meta.is_file()
                 && cid.to_string() == name
             {
-                let entry = Entry {
-                    path: e.path(),
-                    size: meta.len(),
-                    copied: true,
-                    modified: None,
-                };
+                let entry = Entry { path: e.path(), size: meta.len(), copied: true, modified: None };
                 index.insert(name, entry);
             }
         }
-        Ok(Repo {
-            blobs,
-            tmp,
-            index: Mutex::new(index),
-            seq: AtomicU64::new(0),
-        })
+        Ok(Repo { blobs, tmp, index: Mutex::new(index), seq: AtomicU64::new(0) })
     }
 
     pub fn get(&self, cid: &Cid) -> Option<Entry> {
-        self.index
-            .lock()
-            .expect("index")
-            .get(&cid.to_string())
-            .cloned()
+        self.index.lock().expect("index").get(&cid.to_string()).cloned()
     }
 
     /// Starts receiving a file: a copy, or with `reference` a filestore
@@ -98,10 +84,7 @@ impl Repo {
             Some(path) => {
                 let meta = tokio::fs::metadata(&path).await?;
                 if !meta.is_file() {
-                    return Err(io::Error::other(format!(
-                        "{} is not a file",
-                        path.display()
-                    )));
+                    return Err(io::Error::other(format!("{} is not a file", path.display())));
                 }
                 Sink::Reference(path)
             }
@@ -112,19 +95,12 @@ impl Repo {
                 Sink::Copy { path, file }
             }
         };
-        Ok(Upload {
-            repo: self,
-            importer: Importer::new(),
-            sink: Some(sink),
-        })
+        Ok(Upload { repo: self, importer: Importer::new(), sink: Some(sink) })
     }
 }
 
 enum Sink {
-    Copy {
-        path: PathBuf,
-        file: tokio::fs::File,
-    },
+    Copy { path: PathBuf, file: tokio::fs::File },
     Reference(PathBuf),
 }
 
@@ -166,12 +142,7 @@ impl Upload<'_> {
                     )));
                 }
                 let mut index = self.repo.index.lock().expect("index");
-                index.entry(key).or_insert(Entry {
-                    path,
-                    size: imported.file_size,
-                    copied: false,
-                    modified,
-                });
+                index.entry(key).or_insert(Entry { path, size: imported.file_size, copied: false, modified });
             }
             Sink::Copy { path, mut file } => {
                 file.flush().await?;
@@ -183,12 +154,7 @@ impl Upload<'_> {
                 } else {
                     let dest = self.repo.blobs.join(&key);
                     tokio::fs::rename(&path, &dest).await?;
-                    let entry = Entry {
-                        path: dest,
-                        size: imported.file_size,
-                        copied: true,
-                        modified: None,
-                    };
+                    let entry = Entry { path: dest, size: imported.file_size, copied: true, modified: None };
                     self.repo.index.lock().expect("index").insert(key, entry);
                 }
             }

@@ -52,10 +52,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 fn json_headers() -> [(header::HeaderName, HeaderValue); 1] {
-    [(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    )]
+    [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))]
 }
 
 async fn id(State(state): State<Arc<AppState>>) -> Response {
@@ -82,12 +79,8 @@ async fn version() -> Response {
 
 /// Checks that the request asks for the only layout the store computes.
 fn check_add_options(q: &HashMap<String, String>) -> Result<(), String> {
-    let wanted = [
-        ("cid-version", "1"),
-        ("raw-leaves", "true"),
-        ("chunker", "size-262144"),
-        ("hash", "sha2-256"),
-    ];
+    let wanted =
+        [("cid-version", "1"), ("raw-leaves", "true"), ("chunker", "size-262144"), ("hash", "sha2-256")];
     if q.get("cid-version").map(String::as_str) != Some("1") {
         return Err("this store only adds with cid-version=1".into());
     }
@@ -101,11 +94,7 @@ fn check_add_options(q: &HashMap<String, String>) -> Result<(), String> {
     Ok(())
 }
 
-async fn add(
-    State(state): State<Arc<AppState>>,
-    Query(q): Params,
-    mut form: Multipart,
-) -> Response {
+async fn add(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Multipart) -> Response {
     if let Err(message) = check_add_options(&q) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, message);
     }
@@ -117,17 +106,9 @@ async fn add(
             Ok(None) => break,
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading the upload: {e}")),
         };
-        let name = field
-            .file_name()
-            .or(field.name())
-            .map(percent_decode)
-            .unwrap_or_default();
+        let name = field.file_name().or(field.name()).map(percent_decode).unwrap_or_default();
         let reference = if nocopy {
-            let abspath = field
-                .headers()
-                .get("Abspath")
-                .and_then(|v| v.to_str().ok())
-                .map(PathBuf::from);
+            let abspath = field.headers().get("Abspath").and_then(|v| v.to_str().ok()).map(PathBuf::from);
             match abspath {
                 Some(p) if p.is_absolute() => Some(p),
                 _ => {
@@ -177,10 +158,7 @@ async fn add(
 
 async fn cat(State(state): State<Arc<AppState>>, Query(q): Params) -> Response {
     let Some(arg) = q.get("arg") else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "argument \"ipfs-path\" is required",
-        );
+        return error(StatusCode::BAD_REQUEST, "argument \"ipfs-path\" is required");
     };
     let text = arg.strip_prefix("/ipfs/").unwrap_or(arg);
     let cid = match Cid::parse(text) {
@@ -258,9 +236,7 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%'
-            && let Some(v) = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            && let Some(v) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(v);
             i += 3;

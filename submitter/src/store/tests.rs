@@ -18,9 +18,7 @@ const CHUNK: u64 = 262_144;
 
 async fn start(data_dir: &Path) -> (StoreHandle, IpfsClient) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let store = super::serve(listener, data_dir.to_path_buf())
-        .await
-        .unwrap();
+    let store = super::serve(listener, data_dir.to_path_buf()).await.unwrap();
     let client = IpfsClient::new(&store.url()).unwrap();
     (store, client)
 }
@@ -117,26 +115,15 @@ async fn cat_slices_equal_the_files_bytes_around_chunk_boundaries() {
         let got = cat(&client, &cid, offset, length).await;
         let start = offset.min(len);
         let end = length.map_or(len, |n| start.saturating_add(n).min(len));
-        assert_eq!(
-            got.len() as u64,
-            end - start,
-            "offset {offset} length {length:?}"
-        );
-        assert!(
-            got == mod251(start..end),
-            "offset {offset} length {length:?}"
-        );
+        assert_eq!(got.len() as u64, end - start, "offset {offset} length {length:?}");
+        assert!(got == mod251(start..end), "offset {offset} length {length:?}");
     }
 
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("whole");
     assert_eq!(client.cat_to_file(&cid, &dest).await.unwrap(), len);
     assert!(std::fs::read(&dest).unwrap() == mod251(0..len));
-    assert_eq!(
-        std::fs::read_dir(out.path()).unwrap().count(),
-        1,
-        "no temp left"
-    );
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1, "no temp left");
     store.shutdown().await;
 }
 
@@ -144,23 +131,14 @@ async fn cat_slices_equal_the_files_bytes_around_chunk_boundaries() {
 async fn unknown_and_malformed_cids_are_errors_naming_the_call_and_the_cid() {
     let data = tempfile::tempdir().unwrap();
     let (store, client) = start(data.path()).await;
-    let err = client
-        .cat_range(HELLO, 0, None)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = client.cat_range(HELLO, 0, None).await.unwrap_err().to_string();
     assert!(err.contains(&store.url()), "{err}");
     assert!(err.contains(&format!("cat {HELLO}")), "{err}");
     assert!(err.contains("could not find"), "{err}");
 
-    let err = client
-        .cat_to_file("not-a-cid", &data.path().join("x"))
-        .await;
+    let err = client.cat_to_file("not-a-cid", &data.path().join("x")).await;
     let err = err.unwrap_err().to_string();
-    assert!(
-        err.contains("cat not-a-cid") && err.contains("invalid"),
-        "{err}"
-    );
+    assert!(err.contains("cat not-a-cid") && err.contains("invalid"), "{err}");
     assert!(!data.path().join("x").exists());
     store.shutdown().await;
 }
@@ -173,12 +151,7 @@ async fn the_same_content_twice_keeps_one_copy_and_other_bases_find_it() {
     let second = client.add_bytes(vec![b'a'; 1000]).await.unwrap();
     assert_eq!(first, second);
     assert_eq!(du(data.path()), 1000);
-    assert_eq!(
-        std::fs::read_dir(data.path().join("blobs"))
-            .unwrap()
-            .count(),
-        1
-    );
+    assert_eq!(std::fs::read_dir(data.path().join("blobs")).unwrap().count(), 1);
     // Same CID in upper-case base32.
     let upper = format!("B{}", &A1000[1..].to_uppercase());
     assert_eq!(cat(&client, &upper, 998, None).await, b"aa");
