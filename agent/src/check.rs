@@ -18,7 +18,9 @@ pub async fn run(c: &AgentConfig) -> bool {
         c.name, c.cluster, c.slots, c.memory_mb
     );
     let mut ok = true;
-    ok &= report("broker", &c.broker.to_string(), check_broker(c).await);
+    let tls = if c.mqtt.uses_tls() { " (TLS)" } else { "" };
+    let user = c.mqtt.username.as_deref().map(|u| format!(" as {u}")).unwrap_or_default();
+    ok &= report("broker", &format!("{}{tls}{user}", c.mqtt.broker), check_broker(c).await);
     ok &= report("IPFS API", &c.ipfs, check_ipfs(&c.ipfs).await);
     let python = match &c.python {
         None => Ok("disabled (python = none): only native executors run here".to_string()),
@@ -52,14 +54,14 @@ fn report(what: &str, target: &str, result: Result<String, String>) -> bool {
 
 async fn check_broker(c: &AgentConfig) -> Result<String, String> {
     let started = Instant::now();
-    let options = mqtt::options(&format!("ipdc-check-{}-{}", c.name, std::process::id()), &c.broker, None);
+    let options = c.mqtt.options(&format!("ipdc-check-{}-{}", c.name, std::process::id()), None)?;
     let (client, mut eventloop) = mqtt::client(options);
     let result = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
                 Ok(_) => {}
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(mqtt::describe(&e)),
             }
         }
     })
@@ -67,7 +69,7 @@ async fn check_broker(c: &AgentConfig) -> Result<String, String> {
     let _ = client.try_disconnect();
     match result {
         Ok(Ok(())) => Ok(format!("connected in {} ms", started.elapsed().as_millis())),
-        Ok(Err(e)) => Err(format!("{e}; is the broker running and is `broker` right?")),
+        Ok(Err(e)) => Err(format!("{e}; check broker, username/password and tls_ca")),
         Err(_) => Err("no answer within 5 s; check the address and any firewall".into()),
     }
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipdc_common::mqtt::BrokerAddr;
+use ipdc_common::mqtt::{BrokerAddr, MqttSettings};
 use ipdc_common::protocol::validate_name;
 use serde::Deserialize;
 
@@ -16,6 +16,13 @@ pub const DEFAULT_CONFIG: &str = "/etc/ipdc/agent.toml";
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub broker: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// A file holding the password (keeps it out of the config and the process list).
+    pub password_file: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub ipfs: Option<String>,
     pub cluster: Option<String>,
     pub name: Option<String>,
@@ -50,6 +57,12 @@ impl Settings {
     pub fn or(self, other: Settings) -> Settings {
         Settings {
             broker: self.broker.or(other.broker),
+            username: self.username.or(other.username),
+            password: self.password.or(other.password),
+            password_file: self.password_file.or(other.password_file),
+            tls_ca: self.tls_ca.or(other.tls_ca),
+            tls_cert: self.tls_cert.or(other.tls_cert),
+            tls_key: self.tls_key.or(other.tls_key),
             ipfs: self.ipfs.or(other.ipfs),
             cluster: self.cluster.or(other.cluster),
             name: self.name.or(other.name),
@@ -68,6 +81,17 @@ impl Settings {
         let name = self.name.unwrap_or_else(host_name);
         validate_name("agent name", &name)?;
         let mut c = AgentConfig::local_defaults(&name, broker, &ipfs);
+        c.mqtt.username = self.username;
+        c.mqtt.password = match (self.password, self.password_file) {
+            (Some(p), _) => Some(p),
+            (None, Some(f)) => Some(read_secret(&f)?),
+            (None, None) => None,
+        };
+        c.mqtt.tls_ca = self.tls_ca;
+        c.mqtt.tls_cert = self.tls_cert;
+        c.mqtt.tls_key = self.tls_key;
+        // Fail now, not at the first connection, on an unreadable certificate.
+        c.mqtt.options("check", None)?;
         if let Some(cluster) = self.cluster {
             validate_name("cluster name", &cluster)?;
             c.cluster = cluster;
@@ -97,6 +121,13 @@ impl Settings {
     }
 }
 
+/// Reads a one-line secret file (trailing newline removed).
+pub fn read_secret(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the password file {}: {e}", path.display()))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
 fn host_name() -> String {
     let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let name: String =
@@ -110,7 +141,8 @@ pub struct AgentConfig {
     /// Unique name of this agent in the cluster (topic-safe).
     pub name: String,
     pub cluster: String,
-    pub broker: BrokerAddr,
+    /// Broker address, credentials and TLS.
+    pub mqtt: MqttSettings,
     /// The kubo RPC API of the IPFS node beside this agent.
     pub ipfs: String,
     /// Tasks run at once.
@@ -130,7 +162,7 @@ impl AgentConfig {
         AgentConfig {
             name: name.to_string(),
             cluster: "default".to_string(),
-            broker,
+            mqtt: MqttSettings::plain(broker),
             ipfs: ipfs.to_string(),
             slots: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
             memory_mb: 256,
@@ -157,7 +189,7 @@ mod tests {
         let file = ConfigFile::load(&path, true).unwrap();
         let flags = Settings { slots: Some(2), ..Default::default() };
         let c = flags.or(file.settings).into_config().unwrap();
-        assert_eq!((c.broker.host.as_str(), c.broker.port, c.slots), ("hub", 1884, 2));
+        assert_eq!((c.mqtt.broker.host.as_str(), c.mqtt.broker.port, c.slots), ("hub", 1884, 2));
         assert_eq!(c.python, None);
         assert_eq!(c.name, "pi-7");
         assert_eq!(c.memory_mb, 256);

@@ -66,8 +66,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     let status_topic = topics.agent_status(&config.name);
     let tasks_topic = topics.agent_tasks(&config.name);
     let will = (status_topic.clone(), AgentStatus::offline(&config.name).encode());
-    let options = mqtt::options(&format!("ipdc-agent-{}", config.name), &config.broker, Some(will));
+    let options = config.mqtt.options(&format!("ipdc-agent-{}", config.name), Some(will))?;
     let (client, mut eventloop) = mqtt::client(options);
+    let broker = config.mqtt.broker.clone();
 
     let fixed = FixedFacts {
         name: config.name.clone(),
@@ -76,10 +77,11 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         python: python.as_ref().map(|(_, v)| v.clone()),
         memory_mb: config.memory_mb,
         heartbeat_ms: config.heartbeat.as_millis() as u64,
+        ipfs: "unknown: not checked yet".to_string(),
     };
     let ctx = Arc::new(TaskContext {
         agent: config.name.clone(),
-        ipfs,
+        ipfs: ipfs.clone(),
         work_dir: config.work_dir.clone(),
         python: python.map(|(p, _)| p),
         max_memory_mb: config.memory_mb,
@@ -88,7 +90,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         "agent {} starting: cluster {}, broker {}, IPFS {}, {} slots, Python {}",
         config.name,
         config.cluster,
-        config.broker,
+        broker,
         config.ipfs,
         fixed.slots,
         fixed.python.as_deref().unwrap_or("none")
@@ -106,6 +108,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     };
     let (done_tx, mut done_rx) = mpsc::channel(64);
     state.done_tx = done_tx;
+    let (ipfs_tx, mut ipfs_rx) = mpsc::channel::<Result<(), String>>(4);
+    let mut probing = false;
 
     let mut heartbeat = tokio::time::interval(config.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -117,7 +121,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
             _ = &mut shutdown => break,
             event = eventloop.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    info!("connected to broker {}", config.broker);
+                    info!("connected to broker {broker}");
                     connected = true;
                     backoff = Duration::from_millis(200);
                     if let Err(e) = client.try_subscribe(&tasks_topic, QoS::AtLeastOnce) {
@@ -130,18 +134,54 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    if connected {
-                        warn!("lost the broker {}: {e}; reconnecting", config.broker);
+                    let why = mqtt::describe(&e);
+                    if mqtt::is_auth_error(&e) {
+                        log::error!("broker {broker}: {why}; retrying in {backoff:?}");
+                    } else if connected {
+                        warn!("lost the broker {broker}: {why}; reconnecting");
                     } else {
-                        warn!("cannot reach the broker {}: {e}; retrying in {:?}", config.broker, backoff);
+                        warn!("cannot reach the broker {broker}: {why}; retrying in {backoff:?}");
                     }
                     connected = false;
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    backoff = (backoff * 2).min(Duration::from_secs(if mqtt::is_auth_error(&e) { 30 } else { 10 }));
                 }
             },
             Some((key, result)) = done_rx.recv() => state.on_task_finished(key, result),
-            _ = heartbeat.tick() => if connected { state.publish_status() },
+            Some(health) = ipfs_rx.recv() => {
+                probing = false;
+                let now = match health {
+                    Ok(()) => "ok".to_string(),
+                    Err(e) => format!("unreachable: {e}"),
+                };
+                if now != state.fixed.ipfs {
+                    if now == "ok" {
+                        info!("IPFS API {} answers", config.ipfs);
+                    } else {
+                        warn!("IPFS API {}: {now}; this agent takes no tasks until it answers", config.ipfs);
+                    }
+                    state.fixed.ipfs = now;
+                    if connected {
+                        state.publish_status();
+                    }
+                }
+            }
+            _ = heartbeat.tick() => {
+                if !probing {
+                    probing = true;
+                    let (ipfs, tx) = (ipfs.clone(), ipfs_tx.clone());
+                    tokio::spawn(async move {
+                        let r = tokio::time::timeout(Duration::from_secs(5), ipfs.id()).await;
+                        let r = match r {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err(e)) => Err(e.to_string()),
+                            Err(_) => Err("no answer within 5 s".to_string()),
+                        };
+                        let _ = tx.send(r).await;
+                    });
+                }
+                if connected { state.publish_status() }
+            },
         }
     }
 

@@ -21,9 +21,27 @@ struct Args {
     /// Test the configuration (broker, IPFS API, Python), print a diagnosis and exit.
     #[arg(long)]
     check: bool,
-    /// MQTT broker of the cluster [default: mqtt://127.0.0.1:1883].
+    /// MQTT broker of the cluster, mqtt://HOST:PORT or mqtts://HOST:PORT [default: mqtt://127.0.0.1:1883].
     #[arg(long, env = "IPDC_BROKER")]
     broker: Option<String>,
+    /// User name for the broker.
+    #[arg(long, env = "IPDC_USERNAME")]
+    username: Option<String>,
+    /// Password for the broker (prefer --password-file: flags show in the process list).
+    #[arg(long, env = "IPDC_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// File holding the broker password.
+    #[arg(long, env = "IPDC_PASSWORD_FILE")]
+    password_file: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the broker's TLS certificate.
+    #[arg(long, env = "IPDC_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for brokers that require one.
+    #[arg(long, env = "IPDC_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// Client private key (PEM).
+    #[arg(long, env = "IPDC_TLS_KEY")]
+    tls_key: Option<PathBuf>,
     /// The kubo RPC API of this board's IPFS node [default: http://127.0.0.1:5001].
     #[arg(long, env = "IPDC_IPFS")]
     ipfs: Option<String>,
@@ -54,6 +72,12 @@ impl Args {
     fn settings(&self) -> Settings {
         Settings {
             broker: self.broker.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            password_file: self.password_file.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
             ipfs: self.ipfs.clone(),
             cluster: self.cluster.clone(),
             name: self.name.clone(),

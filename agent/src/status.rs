@@ -58,6 +58,7 @@ impl StatusProbe {
             memory_budget_mb: fixed.memory_mb,
             heartbeat_ms: now_ms(),
             heartbeat_interval_ms: fixed.heartbeat_ms,
+            ipfs: fixed.ipfs.clone(),
         }
     }
 }
@@ -77,4 +78,6 @@ pub struct FixedFacts {
     pub python: Option<String>,
     pub memory_mb: u64,
     pub heartbeat_ms: u64,
+    /// "ok", or why the IPFS API does not answer (changes while running).
+    pub ipfs: String,
 }

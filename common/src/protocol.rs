@@ -85,6 +85,8 @@ pub struct AgentStatus {
     pub heartbeat_ms: u64,
     /// How often it sends a status, so readers know when one is stale.
     pub heartbeat_interval_ms: u64,
+    /// "ok" when its IPFS API answers, else why not; such an agent takes no tasks.
+    pub ipfs: String,
 }
 
 impl AgentStatus {
@@ -108,6 +110,7 @@ impl AgentStatus {
             memory_budget_mb: 0,
             heartbeat_ms: 0,
             heartbeat_interval_ms: 0,
+            ipfs: String::new(),
         }
     }
 }

@@ -28,18 +28,41 @@ pub enum Command {
     Hub(HubArgs),
 }
 
-/// Where the cluster is (shared by `run` and `agents`).
-#[derive(Args, Debug, Clone)]
+/// Where the cluster is (shared by `run` and `agents`). Each setting falls
+/// back to the environment, then to `~/.config/ipdc/submit.toml`, then to
+/// the default.
+#[derive(Args, Debug, Clone, Default)]
 pub struct ClusterArgs {
-    /// MQTT broker of the cluster.
-    #[arg(long, env = "IPDC_BROKER", default_value = "mqtt://127.0.0.1:1883")]
-    pub broker: String,
-    /// kubo RPC API used to upload the input and fetch the result.
-    #[arg(long, env = "IPDC_IPFS", default_value = "http://127.0.0.1:5001")]
-    pub ipfs: String,
-    /// Cluster name: topics live under ipdc/<cluster>/.
-    #[arg(long, env = "IPDC_CLUSTER", default_value = "default")]
-    pub cluster: String,
+    /// Config file with these settings [default: ~/.config/ipdc/submit.toml].
+    #[arg(long, env = "IPDC_SUBMIT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// MQTT broker, mqtt://HOST:PORT or mqtts://HOST:PORT [default: mqtt://127.0.0.1:1883].
+    #[arg(long, env = "IPDC_BROKER")]
+    pub broker: Option<String>,
+    /// kubo RPC API used to upload the input and fetch the result [default: http://127.0.0.1:5001].
+    #[arg(long, env = "IPDC_IPFS")]
+    pub ipfs: Option<String>,
+    /// Cluster name: topics live under ipdc/<cluster>/ [default: default].
+    #[arg(long, env = "IPDC_CLUSTER")]
+    pub cluster: Option<String>,
+    /// User name for the broker.
+    #[arg(long, env = "IPDC_USERNAME")]
+    pub username: Option<String>,
+    /// Password for the broker (prefer --password-file).
+    #[arg(long, env = "IPDC_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// File holding the broker password.
+    #[arg(long, env = "IPDC_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the broker's TLS certificate.
+    #[arg(long, env = "IPDC_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for brokers that require one.
+    #[arg(long, env = "IPDC_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Client private key (PEM).
+    #[arg(long, env = "IPDC_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

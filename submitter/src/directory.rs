@@ -42,6 +42,9 @@ impl Directory {
         if is_stale(s, now_ms) {
             return Some(format!("silent for {} s", now_ms.saturating_sub(s.heartbeat_ms) / 1000));
         }
+        if s.ipfs != "ok" {
+            return Some(format!("IPFS API {}", if s.ipfs.is_empty() { "unknown" } else { &s.ipfs }));
+        }
         if req.needs_python && s.python.is_none() {
             return Some("no Python, and the job names no native fallback".into());
         }
@@ -108,6 +111,7 @@ mod tests {
         s.mem_available_mb = 1000;
         s.heartbeat_ms = now;
         s.heartbeat_interval_ms = 5000;
+        s.ipfs = "ok".into();
         s
     }
 

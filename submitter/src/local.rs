@@ -35,7 +35,7 @@ impl LocalCluster {
             tokio::net::TcpListener::bind(loopback).await.map_err(|e| format!("embedded store: {e}"))?;
         let store_dir = dir.path().join("store");
         let store = store::serve(listener, store_dir).await.map_err(|e| format!("embedded store: {e}"))?;
-        let broker = BrokerAddr { host: mqtt.ip().to_string(), port: mqtt.port() };
+        let broker = BrokerAddr { host: mqtt.ip().to_string(), port: mqtt.port(), tls: false };
         let ipfs = store.url();
         let (stop, stop_rx) = watch::channel(false);
         let mut agents = Vec::new();

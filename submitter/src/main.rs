@@ -12,22 +12,14 @@ mod local;
 mod output;
 mod progress;
 mod run;
+mod settings;
 mod store;
 
 use std::path::PathBuf;
 
 use clap::Parser;
 use cli::{Cli, Command};
-use ipdc_common::mqtt::BrokerAddr;
-
-fn connection(c: &cli::ClusterArgs) -> Result<run::Connection, String> {
-    ipdc_common::protocol::validate_name("cluster name", &c.cluster)?;
-    Ok(run::Connection {
-        broker: BrokerAddr::parse(&c.broker)?,
-        ipfs: c.ipfs.clone(),
-        cluster: c.cluster.clone(),
-    })
-}
+use ipdc_common::mqtt::MqttSettings;
 
 async fn run_command(args: cli::RunArgs) -> Result<(), String> {
     let spec = job::JobSpec::load(args.job.as_deref(), args.overrides(), args.native.clone())?;
@@ -36,15 +28,20 @@ async fn run_command(args: cli::RunArgs) -> Result<(), String> {
     match args.local {
         Some(0) => Err("--local 0: give the number of local agents to start, e.g. --local 4".into()),
         Some(n) => {
-            let cluster = args.cluster.cluster.clone();
+            let cluster = args.cluster.cluster.clone().unwrap_or_else(|| "default".into());
+            ipdc_common::protocol::validate_name("cluster name", &cluster)?;
             let local = local::LocalCluster::start(n, &cluster, Some(PathBuf::from("python3"))).await?;
-            let conn = run::Connection { broker: local.broker.clone(), ipfs: local.ipfs.clone(), cluster };
+            let conn = run::Connection {
+                mqtt: MqttSettings::plain(local.broker.clone()),
+                ipfs: local.ipfs.clone(),
+                cluster,
+            };
             opts.nocopy = true; // the store is in this process: reference the input, do not copy it
             let result = run::run(&spec, &conn, &opts).await;
             local.stop().await;
             result
         }
-        None => run::run(&spec, &connection(&args.cluster)?, &opts).await,
+        None => run::run(&spec, &settings::connection(&args.cluster)?, &opts).await,
     }
 }
 
@@ -54,7 +51,7 @@ async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run_command(*args).await,
-        Command::Agents(a) => match connection(&a.cluster) {
+        Command::Agents(a) => match settings::connection(&a.cluster) {
             Ok(conn) => agents::list(&conn, a.json).await,
             Err(e) => Err(e),
         },

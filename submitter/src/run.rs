@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ipdc_common::exec::ExecStats;
 use ipdc_common::ipfs::IpfsClient;
 use ipdc_common::mapreduce::split::plan_splits;
-use ipdc_common::mqtt::{self, BrokerAddr};
+use ipdc_common::mqtt::{self, BrokerAddr, MqttSettings};
 use ipdc_common::protocol::{
     AgentStatus, CodeSpec, Message, PROTOCOL_VERSION, TaskCommand, TaskEvent, TaskMessage, Topics, now_ms,
 };
@@ -26,7 +26,7 @@ use crate::progress::ProgressView;
 /// Where the cluster is.
 #[derive(Debug, Clone)]
 pub struct Connection {
-    pub broker: BrokerAddr,
+    pub mqtt: MqttSettings,
     pub ipfs: String,
     pub cluster: String,
 }
@@ -84,12 +84,14 @@ pub struct Session {
     outbox: VecDeque<(String, Vec<u8>)>,
     connected: bool,
     broker: BrokerAddr,
+    /// A refusal no retry can fix (bad credentials).
+    fatal: Option<String>,
 }
 
 impl Session {
-    pub fn connect(conn: &Connection, client_id: &str) -> Self {
-        let (client, eventloop) = mqtt::client(mqtt::options(client_id, &conn.broker, None));
-        Session {
+    pub fn connect(conn: &Connection, client_id: &str) -> Result<Self, String> {
+        let (client, eventloop) = mqtt::client(conn.mqtt.options(client_id, None)?);
+        Ok(Session {
             client,
             eventloop,
             topics: Topics::new(&conn.cluster),
@@ -98,8 +100,9 @@ impl Session {
             events: VecDeque::new(),
             outbox: VecDeque::new(),
             connected: false,
-            broker: conn.broker.clone(),
-        }
+            broker: conn.mqtt.broker.clone(),
+            fatal: None,
+        })
     }
 
     pub fn follow_job(&mut self, job: &str) {
@@ -151,12 +154,17 @@ impl Session {
             }
             Ok(_) => {}
             Err(e) => {
+                let why = mqtt::describe(&e);
                 if self.connected {
-                    warn!("lost the broker {}: {e}; reconnecting", self.broker);
+                    warn!("lost the broker {}: {why}; reconnecting", self.broker);
                 }
                 self.connected = false;
+                let msg = format!("cannot reach the MQTT broker {}: {why}", self.broker);
+                if mqtt::is_auth_error(&e) {
+                    self.fatal = Some(msg.clone());
+                }
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                return Err(format!("cannot reach the MQTT broker {}: {e}", self.broker));
+                return Err(msg);
             }
         }
         self.flush();
@@ -180,6 +188,9 @@ impl Session {
         let start = Instant::now();
         let mut last_err = String::new();
         while !self.connected {
+            if let Some(f) = &self.fatal {
+                return Err(f.clone());
+            }
             if start.elapsed() > deadline {
                 return Err(format!("{last_err}; is the broker running? (--broker, IPDC_BROKER)"));
             }
@@ -280,7 +291,7 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
     spec.check_python_syntax()?;
     let job = new_job_id(&spec.name);
     let ipfs = IpfsClient::new(&conn.ipfs).map_err(|e| e.to_string())?;
-    let mut session = Session::connect(conn, &format!("ipdc-submit-{job}"));
+    let mut session = Session::connect(conn, &format!("ipdc-submit-{job}"))?;
     session.connect_and_listen(Duration::from_secs(10)).await?;
     session.follow_job(&job);
     let picked = pick_agents(&mut session, spec, opts.wait).await?;

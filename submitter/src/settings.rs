@@ -1,0 +1,106 @@
+//! The submitter's cluster settings: flags and environment (`ClusterArgs`),
+//! then `~/.config/ipdc/submit.toml`, then defaults — validated once into a
+//! [`Connection`], so a user sets the cluster up once.
+
+use std::path::{Path, PathBuf};
+
+use ipdc_common::mqtt::{BrokerAddr, MqttSettings};
+use ipdc_common::protocol::validate_name;
+use serde::Deserialize;
+
+use crate::cli::ClusterArgs;
+use crate::run::Connection;
+
+/// `submit.toml`: the same keys as the flags, with `_` for `-`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitFile {
+    broker: Option<String>,
+    ipfs: Option<String>,
+    cluster: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+}
+
+/// The default config file, if HOME is known.
+pub fn default_config_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config")))?;
+    Some(base.join("ipdc").join("submit.toml"))
+}
+
+fn load_file(args: &ClusterArgs) -> Result<SubmitFile, String> {
+    let (path, required) = match &args.config {
+        Some(p) => (p.clone(), true),
+        None => match default_config_path() {
+            Some(p) => (p, false),
+            None => return Ok(SubmitFile::default()),
+        },
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(SubmitFile::default()),
+        Err(e) => return Err(format!("cannot read the config file {}: {e}", path.display())),
+    };
+    toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+}
+
+/// Flags/env over the file over defaults.
+pub fn connection(args: &ClusterArgs) -> Result<Connection, String> {
+    let file = load_file(args)?;
+    let cluster = args.cluster.clone().or(file.cluster).unwrap_or_else(|| "default".into());
+    validate_name("cluster name", &cluster)?;
+    let broker = BrokerAddr::parse(
+        args.broker.as_deref().or(file.broker.as_deref()).unwrap_or("mqtt://127.0.0.1:1883"),
+    )?;
+    let password =
+        match (args.password.clone().or(file.password), args.password_file.clone().or(file.password_file)) {
+            (Some(p), _) => Some(p),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(&f)
+                    .map_err(|e| format!("cannot read the password file {}: {e}", f.display()))?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+    let mqtt = MqttSettings {
+        broker,
+        username: args.username.clone().or(file.username),
+        password,
+        tls_ca: args.tls_ca.clone().or(file.tls_ca),
+        tls_cert: args.tls_cert.clone().or(file.tls_cert),
+        tls_key: args.tls_key.clone().or(file.tls_key),
+    };
+    mqtt.options("check", None)?;
+    Ok(Connection {
+        mqtt,
+        ipfs: args.ipfs.clone().or(file.ipfs).unwrap_or_else(|| "http://127.0.0.1:5001".into()),
+        cluster,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("submit.toml");
+        std::fs::write(&path, "broker = \"mqtt://hub:1884\"\ncluster = \"lab\"\nusername = \"alice\"\n")
+            .unwrap();
+        let args =
+            ClusterArgs { config: Some(path.clone()), cluster: Some("other".into()), ..Default::default() };
+        let c = connection(&args).unwrap();
+        assert_eq!((c.mqtt.broker.port, c.cluster.as_str()), (1884, "other"));
+        assert_eq!(c.mqtt.username.as_deref(), Some("alice"));
+        std::fs::write(&path, "borker = 1\n").unwrap();
+        assert!(connection(&args).unwrap_err().contains("borker"));
+    }
+}
