@@ -316,6 +316,26 @@ impl IpfsClient {
         json_str(&v, "Version").ok_or_else(|| ctx.err(ErrorKind::Protocol(format!("no Version in {v}"))))
     }
 
+    /// The length in bytes of the file `cid` (`files/stat`), for inputs added
+    /// by a user with `ipfs add` (any CID version).
+    pub async fn file_size(&self, cid: &str) -> Result<u64, IpfsError> {
+        let ctx = self.ctx("files/stat", Some(cid));
+        let url = self.url("files/stat", &[("arg", format!("/ipfs/{cid}"))]);
+        let v = self.small_json_call(ctx, url).await?;
+        if let Some(t) = json_str(&v, "Type")
+            && t != "file"
+        {
+            return Err(ctx.err(ErrorKind::Protocol(format!("{cid} is a {t}, not a file"))));
+        }
+        // kubo answers a number; be lenient with a string too.
+        let size = match v.get("Size") {
+            Some(serde_json::Value::Number(n)) => n.as_u64(),
+            Some(serde_json::Value::String(s)) => s.parse().ok(),
+            _ => None,
+        };
+        size.ok_or_else(|| ctx.err(ErrorKind::Protocol(format!("no Size in {v}"))))
+    }
+
     /// A call without a body whose answer is one small JSON object; retried.
     async fn small_json_call(&self, ctx: Ctx<'_>, url: Url) -> Result<serde_json::Value, IpfsError> {
         let limit = self.timeouts.request;

@@ -77,6 +77,9 @@ pub struct RunArgs {
     /// Input file (overrides `input` in ipdc.toml).
     #[arg(long)]
     pub input: Option<PathBuf>,
+    /// Run on a file already in IPFS (added with `ipfs add`, any CID version) instead of uploading one.
+    #[arg(long, value_name = "CID", conflicts_with = "input")]
+    pub input_cid: Option<String>,
     /// Mapper file (overrides `map`).
     #[arg(long)]
     pub map: Option<PathBuf>,
@@ -119,6 +122,7 @@ impl RunArgs {
     pub fn overrides(&self) -> crate::job::Overrides {
         crate::job::Overrides {
             input: self.input.clone(),
+            input_cid: self.input_cid.clone(),
             map: self.map.clone(),
             reduce: self.reduce.clone(),
             workers: self.workers.or(self.local),

@@ -10,6 +10,7 @@ use ipdc_common::protocol::{AgentStatus, PROTOCOL_VERSION};
 pub struct Requirements {
     pub needs_python: bool,
     pub min_memory_mb: u64,
+    pub arch: Option<String>,
 }
 
 /// Latest status per agent.
@@ -47,6 +48,11 @@ impl Directory {
         }
         if req.needs_python && s.python.is_none() {
             return Some("no Python, and the job names no native fallback".into());
+        }
+        if let Some(arch) = &req.arch
+            && &s.arch != arch
+        {
+            return Some(format!("arch {}, the job asks for {arch}", s.arch));
         }
         if s.mem_available_mb < req.min_memory_mb {
             return Some(format!("{} MiB free, the job asks for {}", s.mem_available_mb, req.min_memory_mb));
@@ -132,13 +138,15 @@ mod tests {
         d.update(st("nopy", 2, 0.0, false, 100_000));
         d.update(st("old", 2, 0.0, true, 0));
         d.update(st("ok", 2, 0.0, true, 100_000));
-        let req = Requirements { needs_python: true, min_memory_mb: 10 };
+        let req = Requirements { needs_python: true, min_memory_mb: 10, arch: None };
         let names: Vec<_> = d.capable(&req, 100_000).iter().map(|s| s.agent.clone()).collect();
         assert_eq!(names, ["ok"]);
         let skipped = d.skipped(&req, 100_000);
         assert!(skipped.iter().any(|(a, why)| a == "nopy" && why.contains("no Python")));
         assert!(skipped.iter().any(|(a, why)| a == "old" && why.contains("silent")));
-        let big = Requirements { needs_python: false, min_memory_mb: 5000 };
+        let big = Requirements { needs_python: false, min_memory_mb: 5000, arch: None };
         assert!(d.capable(&big, 100_000).is_empty());
+        let arm = Requirements { arch: Some("aarch64".into()), ..Default::default() };
+        assert!(d.skipped(&arm, 100_000).iter().any(|(_, why)| why.contains("the job asks for aarch64")));
     }
 }

@@ -29,6 +29,10 @@ pub struct JobFile {
     pub memory_mb: Option<u64>,
     /// Only agents with at least this much free memory, MiB.
     pub min_memory_mb: Option<u64>,
+    /// Only agents with Python (default: when the job names no native fallback).
+    pub needs_python: Option<bool>,
+    /// Only agents of this architecture (as `uname -m` / Rust names it: x86_64, aarch64, arm).
+    pub arch: Option<String>,
     /// Output folder (default: output, inside the job folder).
     pub output: Option<PathBuf>,
 }
@@ -37,6 +41,7 @@ pub struct JobFile {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub input: Option<PathBuf>,
+    pub input_cid: Option<String>,
     pub map: Option<PathBuf>,
     pub reduce: Option<PathBuf>,
     pub workers: Option<usize>,
@@ -52,6 +57,8 @@ pub struct Overrides {
 pub struct JobSpec {
     pub name: String,
     pub input: PathBuf,
+    /// An input already in IPFS (`--input-cid`): nothing is uploaded.
+    pub input_cid: Option<String>,
     pub map_py: PathBuf,
     pub reduce_py: PathBuf,
     pub workers: Option<usize>,
@@ -63,6 +70,8 @@ pub struct JobSpec {
     pub native_fallback: Option<String>,
     pub memory_mb: u64,
     pub min_memory_mb: u64,
+    pub needs_python: bool,
+    pub arch: Option<String>,
     pub out: PathBuf,
 }
 
@@ -116,9 +125,11 @@ impl JobSpec {
                 ));
             }
         }
+        let needs_python = file.needs_python.unwrap_or(force_native.is_none() && native_fallback.is_none());
         let spec = JobSpec {
             name,
             input,
+            input_cid: o.input_cid,
             map_py,
             reduce_py,
             workers: o.workers.or(file.workers),
@@ -128,15 +139,12 @@ impl JobSpec {
             native_fallback,
             memory_mb: o.memory_mb.or(file.memory_mb).unwrap_or(64),
             min_memory_mb: file.min_memory_mb.unwrap_or(0),
+            needs_python,
+            arch: file.arch,
             out,
         };
         spec.check()?;
         Ok(spec)
-    }
-
-    /// Whether agents must have Python to run this job.
-    pub fn needs_python(&self) -> bool {
-        self.force_native.is_none() && self.native_fallback.is_none()
     }
 
     fn check(&self) -> Result<(), String> {
@@ -149,6 +157,28 @@ impl JobSpec {
         if self.memory_mb == 0 {
             return Err("memory_mb = 0: give the tasks at least 1 MiB".into());
         }
+        if let Some(cid) = &self.input_cid {
+            if cid.is_empty() || !cid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(format!("--input-cid {cid:?} is not a CID: give the CID `ipfs add` printed"));
+            }
+        } else {
+            self.check_input_file()?;
+        }
+        if self.force_native.is_none() {
+            for (what, path) in [("mapper", &self.map_py), ("reducer", &self.reduce_py)] {
+                if !path.is_file() {
+                    return Err(format!(
+                        "{what} {} not found: write it, point to it in ipdc.toml / with --{}, or run with --native wordcount",
+                        path.display(),
+                        if what == "mapper" { "map" } else { "reduce" }
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_input_file(&self) -> Result<(), String> {
         match std::fs::metadata(&self.input) {
             Err(e) => {
                 return Err(format!(
@@ -166,17 +196,6 @@ impl JobSpec {
                 return Err(format!("input file {} is empty: there is nothing to map", self.input.display()));
             }
             Ok(_) => {}
-        }
-        if self.force_native.is_none() {
-            for (what, path) in [("mapper", &self.map_py), ("reducer", &self.reduce_py)] {
-                if !path.is_file() {
-                    return Err(format!(
-                        "{what} {} not found: write it, point to it in ipdc.toml / with --{}, or run with --native wordcount",
-                        path.display(),
-                        if what == "mapper" { "map" } else { "reduce" }
-                    ));
-                }
-            }
         }
         Ok(())
     }

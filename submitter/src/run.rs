@@ -221,7 +221,11 @@ async fn pick_agents(
     spec: &JobSpec,
     wait: Duration,
 ) -> Result<Vec<AgentStatus>, String> {
-    let req = Requirements { needs_python: spec.needs_python(), min_memory_mb: spec.min_memory_mb };
+    let req = Requirements {
+        needs_python: spec.needs_python,
+        min_memory_mb: spec.min_memory_mb,
+        arch: spec.arch.clone(),
+    };
     let start = Instant::now();
     let mut said_waiting = false;
     loop {
@@ -298,8 +302,26 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
 
     // Upload the input and the code while the MQTT connection stays served.
     let upload = async {
-        let input =
-            ipfs.add_path(&spec.input, opts.nocopy).await.map_err(|e| format!("uploading the input: {e}"))?;
+        let input = match &spec.input_cid {
+            Some(cid) => {
+                let size = ipfs.file_size(cid).await.map_err(|e| format!("input {cid}: {e}"))?;
+                Input { cid: cid.clone(), size }
+            }
+            None => {
+                let added = ipfs
+                    .add_path(&spec.input, opts.nocopy)
+                    .await
+                    .map_err(|e| format!("uploading the input: {e}"))?;
+                // The store's `Size` is the DAG's; splits need the file's own length.
+                let size = std::fs::metadata(&spec.input)
+                    .map_err(|e| format!("input file {}: {e}", spec.input.display()))?
+                    .len();
+                Input { cid: added.cid, size }
+            }
+        };
+        if input.size == 0 {
+            return Err(format!("input {} is empty: there is nothing to map", input.cid));
+        }
         let (map_cid, reduce_cid) = if spec.force_native.is_some() {
             (String::new(), String::new())
         } else {
@@ -310,12 +332,9 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
         Ok::<_, String>((input, map_cid, reduce_cid))
     };
     let (input, map_cid, reduce_cid) = session.pump_until(upload).await?;
-    // The store's `Size` is the DAG's; splits need the file's own length.
-    let input_size = std::fs::metadata(&spec.input)
-        .map_err(|e| format!("input file {}: {e}", spec.input.display()))?
-        .len();
+    let input_size = input.size;
     let upload_ms = t0.elapsed().as_millis() as u64;
-    info!("input {} is {} ({} bytes)", spec.input.display(), input.cid, input_size);
+    info!("input is {} ({} bytes)", input.cid, input_size);
 
     let splits = plan_splits(input_size, picked.len());
     let plan = JobPlan {
@@ -434,6 +453,12 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
 
 type Outcome = Option<Result<(), (String, String)>>;
 
+/// The job's input in IPFS.
+struct Input {
+    cid: String,
+    size: u64,
+}
+
 /// Carries out the controller's actions; returns the job's end when one says so.
 fn apply(session: &mut Session, cluster: &str, job: &str, actions: Vec<Action>) -> Outcome {
     let topics = Topics::new(cluster);
@@ -488,7 +513,7 @@ fn build_summary(
     }
     json!({
         "job": job,
-        "input": spec.input.display().to_string(),
+        "input": if spec.input_cid.is_some() { serde_json::Value::Null } else { spec.input.display().to_string().into() },
         "input_cid": input_cid,
         "input_bytes": input_size,
         "reducers": spec.reducers,

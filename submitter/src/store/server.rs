@@ -40,6 +40,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/v0/add", post(add).layer(DefaultBodyLimit::disable()))
         .route("/api/v0/cat", post(cat))
+        .route("/api/v0/files/stat", post(files_stat))
         .route("/api/v0/id", post(id))
         .route("/api/v0/version", post(version))
         .with_state(state)
@@ -154,6 +155,30 @@ async fn add(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Mul
         return error(StatusCode::BAD_REQUEST, "file argument 'path' is required");
     }
     (json_headers(), lines).into_response()
+}
+
+/// `files/stat` of a stored file, as kubo answers it for `/ipfs/<cid>`.
+async fn files_stat(State(state): State<Arc<AppState>>, Query(q): Params) -> Response {
+    let Some(arg) = q.get("arg") else {
+        return error(StatusCode::BAD_REQUEST, "argument \"path\" is required");
+    };
+    let text = arg.strip_prefix("/ipfs/").unwrap_or(arg);
+    let cid = match Cid::parse(text) {
+        Ok(cid) => cid,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("invalid path {arg:?}: {e}")),
+    };
+    let Some(entry) = state.repo.get(&cid) else {
+        let message = format!("block was not found locally (offline): ipld: could not find {cid}");
+        return error(StatusCode::INTERNAL_SERVER_ERROR, message);
+    };
+    let body = serde_json::json!({
+        "Hash": cid.to_string(),
+        "Size": entry.size,
+        "CumulativeSize": entry.size,
+        "Blocks": entry.size.div_ceil(262_144),
+        "Type": "file",
+    });
+    (json_headers(), body.to_string()).into_response()
 }
 
 async fn cat(State(state): State<Arc<AppState>>, Query(q): Params) -> Response {
