@@ -270,3 +270,138 @@ pub fn assert_counts_eq(got: &Counts, want: &Counts, what: &str) {
         diffs.join("\n")
     );
 }
+
+/// A free TCP port on loopback (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Debian's Mosquitto on a free loopback port, with our own config file.
+pub struct Mosquitto {
+    pub proc: Proc,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// `extra` is appended to the config (listeners, auth, TLS). Without a
+    /// `listener` line in it, a plain anonymous listener is used.
+    pub fn start(extra: &str) -> Mosquitto {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut conf = String::from("persistence false\nlog_dest stdout\nper_listener_settings false\n");
+        if extra.contains("listener") {
+            conf += &extra.replace("{PORT}", &port.to_string());
+        } else {
+            conf += &format!("listener {port} 127.0.0.1\nallow_anonymous true\n{extra}");
+        }
+        let path = dir.path().join("mosquitto.conf");
+        std::fs::write(&path, conf).unwrap();
+        let proc = spawn(Path::new("mosquitto"), &["-c", path.to_str().unwrap()], &[]);
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(10), "mosquitto did not start:\n{}", proc.output());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Mosquitto { proc, port, dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+/// The real IPFS implementation of `../shared/ipfs-rpc-peer` (js-ipfs,
+/// answering the kubo RPC API) on a free loopback port, stopped on drop.
+pub struct IpfsPeer {
+    pub api: String,
+    dir: PathBuf,
+}
+
+impl IpfsPeer {
+    pub fn start() -> IpfsPeer {
+        Self::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> IpfsPeer {
+        // One npm install shared by all peers; each peer gets its own repo.
+        let base = repo_root().join("target").join("test-data").join("jsipfs");
+        let script = shared_dir().join("ipfs-rpc-peer").join("start.sh");
+        {
+            static INSTALL: Mutex<()> = Mutex::new(());
+            let _g = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+            if !base.join("node_modules").join(".bin").join("jsipfs").exists() {
+                // start.sh installs on first use; start and stop once to install.
+                let out = Command::new("bash")
+                    .arg(&script)
+                    .arg(&base)
+                    .arg(free_port().to_string())
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "installing js-ipfs failed: {}", text(&out));
+                let _ = Command::new("bash")
+                    .arg(shared_dir().join("ipfs-rpc-peer").join("stop.sh"))
+                    .arg(&base)
+                    .output();
+            }
+        }
+        let dir = tempfile::Builder::new().prefix("jsipfs-").tempdir().unwrap().keep();
+        std::os::unix::fs::symlink(base.join("node_modules"), dir.join("node_modules")).unwrap();
+        for f in ["package.json", "package-lock.json", ".installed-lock.json"] {
+            std::fs::copy(base.join(f), dir.join(f)).unwrap();
+        }
+        let out = Command::new("bash").arg(&script).arg(&dir).arg(port.to_string()).output().unwrap();
+        assert!(out.status.success(), "js-ipfs did not start: {}", text(&out));
+        IpfsPeer { api: format!("http://127.0.0.1:{port}"), dir }
+    }
+
+    /// `ipfs add` of a file with the peer's defaults (CIDv0), as a user would
+    /// with curl; returns the CID.
+    pub fn add_default(&self, file: &Path) -> String {
+        let out = Command::new("curl")
+            .args(["-sS", "-X", "POST", "-F"])
+            .arg(format!("file=@{}", file.display()))
+            .arg(format!("{}/api/v0/add", self.api))
+            .output()
+            .expect("curl runs");
+        assert!(out.status.success(), "{}", text(&out));
+        let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string();
+        let v: serde_json::Value = serde_json::from_str(&last).unwrap_or_else(|e| panic!("{e}: {last}"));
+        v["Hash"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for IpfsPeer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(shared_dir().join("ipfs-rpc-peer").join("stop.sh"))
+            .arg(&self.dir)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An `ipdc-agent` process for any broker and IPFS API.
+pub fn agent(broker: &str, ipfs: &str, name: &str, extra: &[&str]) -> Proc {
+    let mut args = vec!["--broker", broker, "--ipfs", ipfs, "--name", name, "--heartbeat-secs", "1"];
+    args.extend_from_slice(extra);
+    spawn(&bin("ipdc-agent"), &args, &[])
+}
+
+/// `ipdc-submit agents --json` as a list of statuses.
+pub fn agents_json(extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["agents", "--json"];
+    args.extend_from_slice(extra);
+    let o = submit(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap().as_array().unwrap().clone()
+}
+
+/// Waits until `f` holds, polling, or panics with `what`.
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

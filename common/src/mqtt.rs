@@ -171,7 +171,7 @@ pub fn describe(e: &ConnectionError) -> String {
                 "the broker refused the user name or password (check username/password)".into()
             }
             ConnectReturnCode::NotAuthorized => {
-                "the broker refused this client: not authorized (check username/password and the broker's ACL)"
+                "the broker refused the user name or password, or this client is not authorized (check username/password and the broker's ACL)"
                     .into()
             }
             other => format!("the broker refused the connection: {other:?}"),
