@@ -297,7 +297,10 @@ impl Mosquitto {
         }
         let path = dir.path().join("mosquitto.conf");
         std::fs::write(&path, conf).unwrap();
-        let proc = spawn(Path::new("mosquitto"), &["-c", path.to_str().unwrap()], &[]);
+        // Debian puts it in /usr/sbin, which is not on every user's PATH.
+        let program =
+            if Path::new("/usr/sbin/mosquitto").exists() { "/usr/sbin/mosquitto" } else { "mosquitto" };
+        let proc = spawn(Path::new(program), &["-c", path.to_str().unwrap()], &[]);
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(start.elapsed() < Duration::from_secs(10), "mosquitto did not start:\n{}", proc.output());
