@@ -154,6 +154,8 @@ pub struct AgentConfig {
     /// The Python interpreter, or None to run without Python.
     pub python: Option<PathBuf>,
     pub heartbeat: Duration,
+    /// Test hook: every task sleeps this long before it starts (a slow board).
+    pub test_task_delay: Duration,
 }
 
 impl AgentConfig {
@@ -169,6 +171,7 @@ impl AgentConfig {
             work_dir: std::env::temp_dir().join("ipdc-agent").join(name),
             python: Some(PathBuf::from("python3")),
             heartbeat: Duration::from_secs(5),
+            test_task_delay: Duration::ZERO,
         }
     }
 }

@@ -24,8 +24,8 @@ use std::time::Duration;
 use ipdc_common::ipfs::IpfsClient;
 use ipdc_common::mqtt;
 use ipdc_common::protocol::{
-    AgentStatus, EventKind, Message, PROTOCOL_VERSION, Task, TaskCommand, TaskEvent, TaskMessage, Topics,
-    validate_name,
+    AgentStatus, ControllerStatus, EventKind, Message, PROTOCOL_VERSION, Task, TaskCommand, TaskEvent,
+    TaskMessage, Topics, validate_name,
 };
 use log::{debug, info, warn};
 use rumqttc::{AsyncClient, Event, Packet, QoS};
@@ -65,6 +65,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     let topics = Topics::new(&config.cluster);
     let status_topic = topics.agent_status(&config.name);
     let tasks_topic = topics.agent_tasks(&config.name);
+    let controllers_topic = topics.all_job_controllers();
     let will = (status_topic.clone(), AgentStatus::offline(&config.name).encode());
     let options = config.mqtt.options(&format!("ipdc-agent-{}", config.name), Some(will))?;
     let (client, mut eventloop) = mqtt::client(options);
@@ -85,6 +86,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         work_dir: config.work_dir.clone(),
         python: python.map(|(p, _)| p),
         max_memory_mb: config.memory_mb,
+        delay: config.test_task_delay,
     });
     info!(
         "agent {} starting: cluster {}, broker {}, IPFS {}, {} slots, Python {}",
@@ -105,6 +107,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         queue: TaskQueue::default(),
         running: HashMap::new(),
         done_tx: mpsc::channel(64).0,
+        finished: HashMap::new(),
+        finished_order: Default::default(),
     };
     let (done_tx, mut done_rx) = mpsc::channel(64);
     state.done_tx = done_tx;
@@ -124,13 +128,18 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
                     info!("connected to broker {broker}");
                     connected = true;
                     backoff = Duration::from_millis(200);
-                    if let Err(e) = client.try_subscribe(&tasks_topic, QoS::AtLeastOnce) {
-                        warn!("cannot subscribe to {tasks_topic}: {e}");
+                    for t in [&tasks_topic, &controllers_topic] {
+                        if let Err(e) = client.try_subscribe(t, QoS::AtLeastOnce) {
+                            warn!("cannot subscribe to {t}: {e}");
+                        }
                     }
                     state.publish_status();
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == tasks_topic => {
                     state.on_task_message(&p.payload);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic.ends_with("/controller") => {
+                    state.on_controller_status(&p.payload);
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -209,7 +218,14 @@ struct AgentState {
     queue: TaskQueue,
     running: HashMap<AttemptKey, JoinHandle<()>>,
     done_tx: mpsc::Sender<Finished>,
+    /// The final report of recently finished attempts, re-sent when a
+    /// controller asks (its first copy may have been lost).
+    finished: HashMap<AttemptKey, EventKind>,
+    finished_order: std::collections::VecDeque<AttemptKey>,
 }
+
+/// Finished attempts remembered for re-sending.
+const FINISHED_MEMORY: usize = 4096;
 
 impl AgentState {
     fn publish_status(&mut self) {
@@ -272,16 +288,61 @@ impl AgentState {
                     }
                 }
             }
-            TaskCommand::EndJob { job } => {
-                self.queue.end_job(&job);
-                let keys: Vec<_> = self.running.keys().filter(|k| k.0 == job).cloned().collect();
-                for k in keys {
-                    if let Some(h) = self.running.remove(&k) {
-                        h.abort();
-                    }
+            TaskCommand::EndJob { job } => self.end_job(&job),
+            TaskCommand::Query { job } => {
+                let mut live = self.queue.queued_of(&job);
+                live.extend(self.running.keys().filter(|k| k.0 == job).cloned());
+                for (j, t, a) in live {
+                    self.send_event_raw(&j, &t, a, EventKind::Accepted);
                 }
-                self.start_queued();
+                let done: Vec<_> = self
+                    .finished
+                    .iter()
+                    .filter(|(k, _)| k.0 == job)
+                    .map(|(k, e)| (k.clone(), e.clone()))
+                    .collect();
+                for ((j, t, a), kind) in done {
+                    self.send_event_raw(&j, &t, a, kind);
+                }
             }
+        }
+    }
+
+    /// Drops everything of a job: queued and running attempts, remembered
+    /// results and its temporary files.
+    fn end_job(&mut self, job: &str) {
+        self.queue.end_job(job);
+        let keys: Vec<_> = self.running.keys().filter(|k| k.0 == job).cloned().collect();
+        for k in keys {
+            if let Some(h) = self.running.remove(&k) {
+                h.abort();
+            }
+        }
+        self.finished.retain(|k, _| k.0 != job);
+        self.finished_order.retain(|k| k.0 != job);
+        let dir = self.ctx.work_dir.join(job);
+        tokio::spawn(async move {
+            let _ = tokio::fs::remove_dir_all(dir).await;
+        });
+        self.start_queued();
+    }
+
+    /// A controller's retained status: a job whose controller is gone is dropped.
+    fn on_controller_status(&mut self, payload: &[u8]) {
+        if payload.is_empty() {
+            return; // a cleared retained status: the job ended normally
+        }
+        match ControllerStatus::decode(payload) {
+            Ok(s) if s.state == "gone" => {
+                let holds =
+                    self.running.keys().any(|k| k.0 == s.job) || !self.queue.queued_of(&s.job).is_empty();
+                if holds {
+                    warn!("the controller of job {} is gone: dropping its tasks", s.job);
+                }
+                self.end_job(&s.job);
+            }
+            Ok(_) => {}
+            Err(e) => debug!("ignored a controller status: {e}"),
         }
     }
 
@@ -311,19 +372,22 @@ impl AgentState {
             return; // cancelled meanwhile
         }
         let (job, task, attempt) = &key;
-        match result {
+        let kind = match result {
             Ok(output) => {
                 info!("finished {job}/{task} attempt {attempt} in {} ms", output.elapsed_ms);
-                self.send_event_raw(job, task, *attempt, EventKind::Done { output });
+                EventKind::Done { output }
             }
             Err(e) => {
                 warn!("{job}/{task} attempt {attempt} failed: {}", e.error);
-                self.send_event_raw(
-                    job,
-                    task,
-                    *attempt,
-                    EventKind::Failed { error: e.error, detail: e.detail },
-                );
+                EventKind::Failed { error: e.error, detail: e.detail, lost_inputs: e.lost_inputs }
+            }
+        };
+        self.send_event_raw(job, task, *attempt, kind.clone());
+        self.finished.insert(key.clone(), kind);
+        self.finished_order.push_back(key);
+        while self.finished_order.len() > FINISHED_MEMORY {
+            if let Some(old) = self.finished_order.pop_front() {
+                self.finished.remove(&old);
             }
         }
         self.start_queued();

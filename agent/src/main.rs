@@ -66,6 +66,9 @@ struct Args {
     /// Seconds between status reports [default: 5].
     #[arg(long, env = "IPDC_HEARTBEAT_SECS")]
     heartbeat_secs: Option<u64>,
+    /// Test hook: sleep this many milliseconds before every task (simulates a slow board).
+    #[arg(long, hide = true, env = "IPDC_TEST_TASK_DELAY_MS")]
+    test_task_delay_ms: Option<u64>,
 }
 
 impl Args {
@@ -106,6 +109,10 @@ async fn main() {
     let config =
         ConfigFile::load(&args.config, args.config.as_os_str() != ipdc_agent::config::DEFAULT_CONFIG)
             .and_then(|file| args.settings().or(file.settings).into_config());
+    let config = config.map(|mut c| {
+        c.test_task_delay = std::time::Duration::from_millis(args.test_task_delay_ms.unwrap_or(0));
+        c
+    });
     let result = match config {
         Ok(c) if args.check => match ipdc_agent::check::run(&c).await {
             true => Ok(()),

@@ -68,6 +68,11 @@ impl TaskQueue {
         self.seen.retain(|(j, _, _)| j != job);
     }
 
+    /// The queued attempts of a job.
+    pub fn queued_of(&self, job: &str) -> Vec<AttemptKey> {
+        self.jobs.get(job).map(|q| q.iter().map(key).collect()).unwrap_or_default()
+    }
+
     pub fn len(&self) -> usize {
         self.jobs.values().map(|q| q.len()).sum()
     }
@@ -94,6 +99,7 @@ mod tests {
                 combiner: false,
                 force_native: None,
                 native_fallback: None,
+                limits: Default::default(),
             },
             memory_mb: 1,
             kind: TaskKind::Reduce { partition: 0, inputs: vec![] },

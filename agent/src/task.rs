@@ -27,6 +27,8 @@ pub struct TaskContext {
     pub python: Option<PathBuf>,
     /// The most memory one task's buffers may use, whatever the job asks.
     pub max_memory_mb: u64,
+    /// Test hook: a pause before every task (a slow board).
+    pub delay: std::time::Duration,
 }
 
 /// Why an attempt failed: a one-line error and the detail (e.g. a traceback).
@@ -34,11 +36,13 @@ pub struct TaskContext {
 pub struct TaskError {
     pub error: String,
     pub detail: String,
+    /// Reduce inputs that could not be fetched (their maps must run again).
+    pub lost_inputs: Vec<String>,
 }
 
 impl TaskError {
     fn new(error: impl Into<String>) -> Self {
-        TaskError { error: error.into(), detail: String::new() }
+        TaskError { error: error.into(), detail: String::new(), lost_inputs: Vec::new() }
     }
 }
 
@@ -57,7 +61,9 @@ impl From<ipdc_common::ipfs::IpfsError> for TaskError {
 impl From<ExecError> for TaskError {
     fn from(e: ExecError) -> Self {
         match e {
-            ExecError::User { summary, traceback } => TaskError { error: summary, detail: traceback },
+            ExecError::User { summary, traceback } => {
+                TaskError { error: summary, detail: traceback, lost_inputs: Vec::new() }
+            }
             other => TaskError::new(other.to_string()),
         }
     }
@@ -102,6 +108,9 @@ pub fn choose_executor(code: &CodeSpec, python: Option<&Path>) -> Result<Executo
 /// Runs one attempt in its own folder and removes the folder afterwards.
 pub async fn run(ctx: Arc<TaskContext>, task: Task) -> Result<TaskOutput, TaskError> {
     let started = Instant::now();
+    if !ctx.delay.is_zero() {
+        tokio::time::sleep(ctx.delay).await;
+    }
     let dir = ctx.work_dir.join(&task.job).join(format!("{}-a{}", task.task, task.attempt));
     tokio::fs::create_dir_all(&dir)
         .await
@@ -281,7 +290,11 @@ async fn run_reduce(
     let mut bytes_read = 0;
     for (i, cid) in inputs.iter().enumerate() {
         let path = dir.join(format!("in-{i:05}"));
-        bytes_read += ctx.ipfs.cat_to_file(cid, &path).await?;
+        bytes_read += ctx.ipfs.cat_to_file(cid, &path).await.map_err(|e| TaskError {
+            error: format!("cannot fetch map output {cid}: {e}"),
+            detail: String::new(),
+            lost_inputs: vec![cid.clone()],
+        })?;
         paths.push(path);
     }
     let part_path = dir.join("part");
@@ -350,6 +363,7 @@ mod tests {
             combiner: false,
             force_native: force.map(String::from),
             native_fallback: fallback.map(String::from),
+            limits: Default::default(),
         }
     }
 

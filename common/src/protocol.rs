@@ -6,6 +6,7 @@
 //! | `agents/<id>/status` | yes | agent (Last Will: offline) | [`AgentStatus`] |
 //! | `agents/<id>/tasks` | no | controller | [`TaskMessage`] |
 //! | `jobs/<job>/events` | no | agents | [`TaskEvent`] |
+//! | `jobs/<job>/controller` | yes | controller (Last Will: gone) | [`ControllerStatus`] |
 //!
 //! Payloads are JSON with a protocol version `v`. QoS 1 can deliver a message
 //! twice, so every handler must be idempotent: events carry the task id and
@@ -43,6 +44,17 @@ impl Topics {
     }
     pub fn job_events(&self, job: &str) -> String {
         format!("{}/jobs/{job}/events", self.root)
+    }
+    pub fn job_controller(&self, job: &str) -> String {
+        format!("{}/jobs/{job}/controller", self.root)
+    }
+    /// Wildcard matching every job's controller status.
+    pub fn all_job_controllers(&self) -> String {
+        format!("{}/jobs/+/controller", self.root)
+    }
+    /// The job id in a `jobs/<job>/...` topic.
+    pub fn job_of<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        topic.strip_prefix(&self.root)?.strip_prefix("/jobs/")?.split('/').next()
     }
 }
 
@@ -127,6 +139,18 @@ pub struct CodeSpec {
     pub force_native: Option<String>,
     /// Run this native executor on agents that have no Python.
     pub native_fallback: Option<String>,
+    /// Limits on each task's user code (the agent lowers them to its own maximums).
+    #[serde(default)]
+    pub limits: TaskLimits,
+}
+
+/// Limits on a task's user code.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TaskLimits {
+    /// Wall-clock seconds one attempt may run.
+    pub wall_secs: Option<u64>,
+    /// Memory (address space) of the user's code, MiB.
+    pub memory_mb: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -136,6 +160,16 @@ pub enum TaskKind {
     Map { input_cid: String, input_size: u64, split: u32, start: u64, end: u64 },
     /// Reduce partition `partition`: its piece of every map's output.
     Reduce { partition: u32, inputs: Vec<String> },
+}
+
+impl TaskKind {
+    /// The reduce partition (0 for maps).
+    pub fn partition(&self) -> u32 {
+        match self {
+            TaskKind::Reduce { partition, .. } => *partition,
+            TaskKind::Map { .. } => 0,
+        }
+    }
 }
 
 /// One attempt at one task, as the controller hands it to an agent.
@@ -156,6 +190,7 @@ pub struct Task {
 /// What a controller sends on an agent's task topic.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // decoded once per message; boxing buys nothing
 pub enum TaskCommand {
     Assign {
         task: Task,
@@ -167,6 +202,10 @@ pub enum TaskCommand {
     },
     /// The job is over (done or failed): drop its queued and running tasks.
     EndJob {
+        job: String,
+    },
+    /// Say again where every attempt of this job stands (lost events are re-sent).
+    Query {
         job: String,
     },
 }
@@ -205,6 +244,9 @@ pub enum EventKind {
     Failed {
         error: String,
         detail: String,
+        /// Reduce inputs (map output CIDs) that could not be fetched: their maps must run again.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        lost_inputs: Vec<String>,
     },
 }
 
@@ -218,6 +260,16 @@ pub struct TaskEvent {
     pub agent: String,
     #[serde(flatten)]
     pub kind: EventKind,
+}
+
+/// A controller's retained word about its job: agents drop the tasks of a
+/// job whose controller is gone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ControllerStatus {
+    pub v: u32,
+    pub job: String,
+    /// "running", or "gone" (its Last Will).
+    pub state: String,
 }
 
 /// Why a payload was refused.
@@ -273,6 +325,11 @@ impl Message for TaskMessage {
         self.v
     }
 }
+impl Message for ControllerStatus {
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
 impl Message for TaskEvent {
     fn version(&self) -> u32 {
         self.v
@@ -303,6 +360,7 @@ mod tests {
                 combiner: true,
                 force_native: None,
                 native_fallback: Some("wordcount".into()),
+                limits: TaskLimits { wall_secs: Some(60), memory_mb: None },
             },
             memory_mb: 64,
             kind: TaskKind::Map { input_cid: "bafyin".into(), input_size: 100, split: 0, start: 0, end: 100 },
@@ -335,6 +393,9 @@ mod tests {
         assert_eq!(t.all_agent_statuses(), "ipdc/lab/agents/+/status");
         assert_eq!(t.agent_tasks("pi-1"), "ipdc/lab/agents/pi-1/tasks");
         assert_eq!(t.job_events("j1"), "ipdc/lab/jobs/j1/events");
+        assert_eq!(t.job_controller("j1"), "ipdc/lab/jobs/j1/controller");
+        assert_eq!(t.job_of("ipdc/lab/jobs/j1/controller"), Some("j1"));
+        assert_eq!(t.job_of("ipdc/other/jobs/j1/controller"), None);
     }
 
     #[test]

@@ -110,6 +110,15 @@ pub struct RunArgs {
     /// Output folder (overrides `output`; default: <job>/output).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Do not run backup attempts of straggling tasks (overrides `speculative`).
+    #[arg(long)]
+    pub no_speculative: bool,
+    /// Wall-clock limit of each task's user code, seconds (overrides `task_timeout_secs`).
+    #[arg(long, value_name = "SECS")]
+    pub task_timeout: Option<u64>,
+    /// Memory limit of each task's user code, MiB (overrides `task_memory_mb`).
+    #[arg(long, value_name = "MB")]
+    pub task_memory_mb: Option<u64>,
     /// Replace the output folder if it exists (only once the new result is complete).
     #[arg(long)]
     pub overwrite: bool,
@@ -137,6 +146,9 @@ impl RunArgs {
             native: self.native_fallback.clone(),
             memory_mb: self.memory_mb,
             out: self.out.clone(),
+            speculative: self.no_speculative.then_some(false),
+            task_timeout_secs: self.task_timeout,
+            task_memory_mb: self.task_memory_mb,
         }
     }
 }

@@ -1,15 +1,20 @@
 //! The job controller as a pure state machine: task states, assignment to
-//! agent slots, retries and the map→reduce phase change. It takes events and
-//! the current time and returns actions; it does no I/O and reads no clock,
-//! so unit tests drive every race directly. `driver.rs` does the I/O.
+//! agent slots, acknowledgements and re-sends, retries, speculative backup
+//! attempts, lost agents and lost map outputs, and the map→reduce phase
+//! change. It takes events and the current time and returns actions; it does
+//! no I/O and reads no clock, so unit tests drive every race directly.
+//! `run.rs` does the I/O.
 //!
 //! Invariants:
-//! - a task is Pending, Running (one attempt, on one agent) or Done;
-//! - only an event carrying a task's current attempt changes it, so late and
-//!   duplicated events (QoS 1 delivers twice) are ignored;
-//! - a task's result is taken once; reducers start when every map is Done.
+//! - a task is Done once, with the first successful attempt; every other
+//!   attempt of it is then cancelled and its late results are ignored;
+//! - only events naming a running attempt (task, attempt, agent) change it,
+//!   so duplicated and stale events (QoS 1 delivers twice) are ignored;
+//! - reducers are assigned only while every map is Done, with the map outputs
+//!   as they are at that moment (a map re-run after a lost output may change
+//!   its CIDs).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ipdc_common::exec::ExecStats;
 use ipdc_common::protocol::{CodeSpec, EventKind, Task, TaskEvent, TaskKind, TaskOutput};
@@ -24,11 +29,44 @@ pub struct JobPlan {
     pub reducers: u32,
     pub code: CodeSpec,
     pub memory_mb: u64,
-    /// Attempts per task before the job fails (Hadoop's default is 4).
+    /// Failed attempts per task before the job fails (Hadoop's default is 4).
     pub max_attempts: u32,
-    /// An assignment not accepted within this long is given to another agent.
+    /// An assignment not acknowledged within this long goes to another agent.
     pub accept_timeout_ms: u64,
+    /// Unacknowledged assignments are sent again this often.
+    pub resend_ms: u64,
+    /// Agents silent about a running attempt this long are asked where it stands.
+    pub query_ms: u64,
+    /// Run backup attempts of stragglers when slots are idle.
+    pub speculative: bool,
 }
+
+impl JobPlan {
+    /// A plan with the usual timings.
+    pub fn defaults(job: &str, code: CodeSpec) -> JobPlan {
+        JobPlan {
+            job: job.to_string(),
+            input_cid: String::new(),
+            input_size: 0,
+            splits: Vec::new(),
+            reducers: 1,
+            code,
+            memory_mb: 64,
+            max_attempts: 4,
+            accept_timeout_ms: 15_000,
+            resend_ms: 3_000,
+            query_ms: 10_000,
+            speculative: true,
+        }
+    }
+}
+
+/// Failed attempts on one agent after which it gets no more of this job's tasks.
+const AGENT_FAILURE_LIMIT: u32 = 3;
+/// A straggler runs this many times longer than its finished siblings' median...
+const SPECULATE_FACTOR: u64 = 2;
+/// ...and at least this long, before a backup attempt starts.
+const SPECULATE_MIN_MS: u64 = 2_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -39,20 +77,54 @@ pub enum Phase {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum State {
-    Pending,
-    Running { agent: String, attempt: u32, since_ms: u64, accepted: bool },
-    Done { agent: String, attempt: u32, output: TaskOutput },
+struct Attempt {
+    agent: String,
+    attempt: u32,
+    since_ms: u64,
+    accepted: bool,
+    last_sent_ms: u64,
+    last_query_ms: u64,
+    speculative: bool,
+    task: Task,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Done {
+    agent: String,
+    attempt: u32,
+    speculative: bool,
+    elapsed_ms: u64,
+    output: TaskOutput,
 }
 
 #[derive(Debug, Clone)]
 struct TaskEntry {
     id: String,
+    /// For maps: the map kind. Reduces build theirs at assignment.
     kind: TaskKind,
-    attempts: u32,
-    state: State,
+    attempts_made: u32,
+    failures: u32,
+    running: Vec<Attempt>,
+    done: Option<Done>,
     /// Agents on which an attempt failed; tried last.
     failed_on: Vec<String>,
+}
+
+impl TaskEntry {
+    fn new(id: String, kind: TaskKind) -> Self {
+        TaskEntry {
+            id,
+            kind,
+            attempts_made: 0,
+            failures: 0,
+            running: Vec::new(),
+            done: None,
+            failed_on: Vec::new(),
+        }
+    }
+    fn pending(&self) -> bool {
+        self.done.is_none() && self.running.is_empty()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -60,11 +132,13 @@ struct AgentSlots {
     slots: u32,
     running: u32,
     lost: bool,
+    failures: u32,
 }
 
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    /// Send this assignment (again, when its attempt was sent before).
     Assign {
         agent: String,
         task: Task,
@@ -74,7 +148,11 @@ pub enum Action {
         task: String,
         attempt: u32,
     },
-    /// Every reducer is done: fetch these parts (in partition order).
+    /// Ask the agent to re-send where the job's attempts stand.
+    Query {
+        agent: String,
+    },
+    /// Every reducer is done: fetch the parts.
     Finished,
     /// The job cannot finish; the message says what failed and where.
     Failed {
@@ -89,6 +167,10 @@ pub struct TaskRecord {
     pub task: String,
     pub agent: String,
     pub attempt: u32,
+    /// Attempts started for this task (more than 1: retries or a backup).
+    pub attempts: u32,
+    /// The winning attempt was a speculative backup.
+    pub speculative: bool,
     pub executor: String,
     pub elapsed_ms: u64,
     pub bytes_read: u64,
@@ -105,7 +187,11 @@ pub struct Controller {
     agents: BTreeMap<String, AgentSlots>,
     /// Agents in the order they were ranked (best first), for tie-breaks.
     rank: Vec<String>,
+    /// Backup attempts started, for the summary.
+    speculated: u32,
 }
+
+type Actions = Vec<Action>;
 
 impl Controller {
     /// `agents`: the picked agents, best first, with their slot counts.
@@ -114,29 +200,34 @@ impl Controller {
             .splits
             .iter()
             .enumerate()
-            .map(|(i, &(start, end))| TaskEntry {
-                id: format!("m-{i:05}"),
-                kind: TaskKind::Map {
+            .map(|(i, &(start, end))| {
+                let kind = TaskKind::Map {
                     input_cid: plan.input_cid.clone(),
                     input_size: plan.input_size,
                     split: i as u32,
                     start,
                     end,
-                },
-                attempts: 0,
-                state: State::Pending,
-                failed_on: Vec::new(),
+                };
+                TaskEntry::new(format!("m-{i:05}"), kind)
+            })
+            .collect();
+        let reduces = (0..plan.reducers)
+            .map(|p| {
+                TaskEntry::new(format!("r-{p:05}"), TaskKind::Reduce { partition: p, inputs: Vec::new() })
             })
             .collect();
         Controller {
             phase: Phase::Map,
             maps,
-            reduces: Vec::new(),
+            reduces,
             agents: agents
                 .iter()
-                .map(|(a, s)| (a.clone(), AgentSlots { slots: (*s).max(1), running: 0, lost: false }))
+                .map(|(a, s)| {
+                    (a.clone(), AgentSlots { slots: (*s).max(1), running: 0, lost: false, failures: 0 })
+                })
                 .collect(),
             rank: agents.iter().map(|(a, _)| a.clone()).collect(),
+            speculated: 0,
             plan,
         }
     }
@@ -145,133 +236,161 @@ impl Controller {
         self.phase
     }
 
-    /// First assignments. A job with no map tasks (empty input) goes straight to reduce.
-    pub fn start(&mut self, now_ms: u64) -> Vec<Action> {
+    /// Backup attempts started so far.
+    pub fn speculated(&self) -> u32 {
+        self.speculated
+    }
+
+    /// First assignments.
+    pub fn start(&mut self, now_ms: u64) -> Actions {
         let mut actions = Vec::new();
-        if self.maps.is_empty() {
-            self.begin_reduce();
-        }
+        self.update_phase(&mut actions);
         self.schedule(now_ms, &mut actions);
         actions
     }
 
     /// Handles an agent's report about a task attempt.
-    pub fn on_event(&mut self, ev: &TaskEvent, now_ms: u64) -> Vec<Action> {
+    pub fn on_event(&mut self, ev: &TaskEvent, now_ms: u64) -> Actions {
         let mut actions = Vec::new();
-        if ev.job != self.plan.job || matches!(self.phase, Phase::Done | Phase::Failed) {
+        if ev.job != self.plan.job || self.over() {
             return actions;
         }
-        let Some(idx) = self.find(&ev.task) else { return actions };
-        let entry = self.entry_mut(idx);
-        let State::Running { agent, attempt, accepted, .. } = &mut entry.state else {
-            return actions; // Pending or Done: a late or duplicated event
+        let Some((is_map, idx)) = self.find(&ev.task) else { return actions };
+        let entry = if is_map { &mut self.maps[idx] } else { &mut self.reduces[idx] };
+        let Some(pos) = entry.running.iter().position(|a| a.attempt == ev.attempt && a.agent == ev.agent)
+        else {
+            // Not running: a late or duplicated report. A finished loser still gets cancelled.
+            return actions;
         };
-        if *attempt != ev.attempt || *agent != ev.agent {
-            return actions; // an older attempt
-        }
         match &ev.kind {
-            EventKind::Accepted => *accepted = true,
+            EventKind::Accepted => entry.running[pos].accepted = true,
             EventKind::Done { output } => {
-                let (agent, attempt) = (agent.clone(), *attempt);
-                entry.state = State::Done { agent: agent.clone(), attempt, output: output.clone() };
-                self.release(&agent);
-                if self.phase == Phase::Map && self.maps.iter().all(|t| matches!(t.state, State::Done { .. }))
-                {
-                    self.begin_reduce();
-                }
-                if self.phase == Phase::Reduce
-                    && self.reduces.iter().all(|t| matches!(t.state, State::Done { .. }))
-                {
-                    self.phase = Phase::Done;
-                    actions.push(Action::Finished);
-                    return actions;
+                let won = entry.running.remove(pos);
+                entry.done = Some(Done {
+                    agent: won.agent.clone(),
+                    attempt: won.attempt,
+                    speculative: won.speculative,
+                    elapsed_ms: now_ms.saturating_sub(won.since_ms),
+                    output: output.clone(),
+                });
+                // The first result wins; the others are cancelled.
+                let losers: Vec<Attempt> = entry.running.drain(..).collect();
+                let id = entry.id.clone();
+                self.release(&won.agent);
+                for l in losers {
+                    self.release(&l.agent);
+                    actions.push(Action::Cancel { agent: l.agent, task: id.clone(), attempt: l.attempt });
                 }
             }
-            EventKind::Failed { error, detail } => {
-                let agent = agent.clone();
-                entry.failed_on.push(agent.clone());
-                entry.state = State::Pending;
-                let (id, attempts) = (entry.id.clone(), entry.attempts);
+            EventKind::Failed { error, detail, lost_inputs } => {
+                let failed = entry.running.remove(pos);
+                let agent = failed.agent.clone();
                 self.release(&agent);
-                if attempts >= self.plan.max_attempts {
-                    self.phase = Phase::Failed;
-                    actions.push(Action::Failed {
-                        message: format!("task {id} failed {attempts} times; last on agent {agent}: {error}"),
-                        detail: detail.clone(),
-                    });
-                    return actions;
+                if !is_map && !lost_inputs.is_empty() {
+                    // Not the reducer's fault: the maps whose outputs are gone run again.
+                    self.rerun_maps_of(lost_inputs);
+                } else {
+                    let entry = if is_map { &mut self.maps[idx] } else { &mut self.reduces[idx] };
+                    entry.failures += 1;
+                    entry.failed_on.push(agent.clone());
+                    let (id, failures, still_running) =
+                        (entry.id.clone(), entry.failures, !entry.running.is_empty());
+                    if let Some(a) = self.agents.get_mut(&agent) {
+                        a.failures += 1;
+                    }
+                    if failures >= self.plan.max_attempts && !still_running {
+                        return self.fail(
+                            format!("task {id} failed {failures} times; last on agent {agent}: {error}"),
+                            detail.clone(),
+                        );
+                    }
                 }
             }
         }
-        self.schedule(now_ms, &mut actions);
+        self.update_phase(&mut actions);
+        if !self.over() {
+            self.schedule(now_ms, &mut actions);
+        }
         actions
     }
 
-    /// An agent went offline: its running tasks go to others. Its finished map
-    /// outputs stay usable while the store still serves them.
-    pub fn on_agent_lost(&mut self, agent: &str, now_ms: u64) -> Vec<Action> {
+    /// An agent went offline: its running attempts are dropped (not counted
+    /// as failures) and their tasks go to the others.
+    pub fn on_agent_lost(&mut self, agent: &str, now_ms: u64) -> Actions {
         let mut actions = Vec::new();
+        if self.over() {
+            return actions;
+        }
         let Some(slots) = self.agents.get_mut(agent) else { return actions };
-        if slots.lost || matches!(self.phase, Phase::Done | Phase::Failed) {
+        if slots.lost {
             return actions;
         }
         slots.lost = true;
         slots.running = 0;
         for t in self.maps.iter_mut().chain(self.reduces.iter_mut()) {
-            if matches!(&t.state, State::Running { agent: a, .. } if a == agent) {
-                t.state = State::Pending;
-            }
+            t.running.retain(|a| a.agent != agent);
         }
-        if self.agents.values().all(|s| s.lost) {
-            self.phase = Phase::Failed;
-            actions.push(Action::Failed {
-                message: "every agent of this job went offline".into(),
-                detail: String::new(),
-            });
-            return actions;
+        if self.usable_agents() == 0 {
+            return self.fail("every agent of this job went offline".into(), String::new());
         }
         self.schedule(now_ms, &mut actions);
         actions
     }
 
-    /// Time passes: assignments never accepted go to another agent.
-    pub fn tick(&mut self, now_ms: u64) -> Vec<Action> {
+    /// Time passes: re-send unacknowledged assignments, give up on silent
+    /// agents, ask about quiet attempts, start backups for stragglers.
+    pub fn tick(&mut self, now_ms: u64) -> Actions {
         let mut actions = Vec::new();
-        if matches!(self.phase, Phase::Done | Phase::Failed) {
+        if self.over() {
             return actions;
         }
-        let timeout = self.plan.accept_timeout_ms;
-        let mut silent = Vec::new();
+        let p = &self.plan;
+        let mut silent = BTreeSet::new();
+        let mut query = BTreeSet::new();
         for t in self.maps.iter_mut().chain(self.reduces.iter_mut()) {
-            if let State::Running { agent, attempt, since_ms, accepted: false } = &t.state
-                && now_ms.saturating_sub(*since_ms) >= timeout
-            {
-                actions.push(Action::Cancel { agent: agent.clone(), task: t.id.clone(), attempt: *attempt });
-                silent.push(agent.clone());
-                t.failed_on.push(agent.clone());
-                t.state = State::Pending;
+            for a in t.running.iter_mut() {
+                if !a.accepted {
+                    if now_ms.saturating_sub(a.since_ms) >= p.accept_timeout_ms {
+                        silent.insert(a.agent.clone());
+                    } else if now_ms.saturating_sub(a.last_sent_ms) >= p.resend_ms {
+                        a.last_sent_ms = now_ms;
+                        actions.push(Action::Assign { agent: a.agent.clone(), task: a.task.clone() });
+                    }
+                } else if now_ms.saturating_sub(a.last_query_ms.max(a.since_ms)) >= p.query_ms {
+                    a.last_query_ms = now_ms;
+                    query.insert(a.agent.clone());
+                }
             }
         }
+        actions.extend(query.into_iter().map(|agent| Action::Query { agent }));
         for agent in &silent {
-            // An agent that does not answer gets no more work from this job.
-            if let Some(a) = self.agents.get_mut(agent) {
-                a.lost = true;
-                a.running = 0;
+            // An agent that does not acknowledge gets no more work from this job.
+            for t in self.maps.iter().chain(self.reduces.iter()) {
+                for a in t.running.iter().filter(|a| &a.agent == agent) {
+                    actions.push(Action::Cancel {
+                        agent: agent.clone(),
+                        task: t.id.clone(),
+                        attempt: a.attempt,
+                    });
+                }
             }
-        }
-        if !silent.is_empty() && self.agents.values().all(|s| s.lost) {
-            self.phase = Phase::Failed;
-            actions.push(Action::Failed {
-                message: format!(
-                    "no agent answered an assignment within {} s (silent: {}); check that the agents are running and reach the broker",
-                    timeout / 1000,
-                    silent.join(", ")
-                ),
-                detail: String::new(),
-            });
-            return actions;
+            let more = self.on_agent_lost(agent, now_ms);
+            if let Some(Action::Failed { .. }) = more.last() {
+                return vec![Action::Failed {
+                    message: format!(
+                        "no agent acknowledged its assignments within {} s (silent: {}); check that the agents are running and reach the broker",
+                        self.plan.accept_timeout_ms / 1000,
+                        silent.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                    detail: String::new(),
+                }];
+            }
+            actions.extend(more);
         }
         self.schedule(now_ms, &mut actions);
+        if self.plan.speculative {
+            self.speculate(now_ms, &mut actions);
+        }
         actions
     }
 
@@ -279,32 +398,24 @@ impl Controller {
     pub fn part_cids(&self) -> Vec<(String, u64)> {
         self.reduces
             .iter()
-            .filter_map(|t| match &t.state {
-                State::Done { output, .. } => Some((
-                    output.cids.first().cloned().unwrap_or_default(),
-                    output.sizes.first().copied().unwrap_or(0),
-                )),
-                _ => None,
+            .filter_map(|t| {
+                let d = t.done.as_ref()?;
+                Some((
+                    d.output.cids.first().cloned().unwrap_or_default(),
+                    d.output.sizes.first().copied().unwrap_or(0),
+                ))
             })
             .collect()
     }
 
-    /// (maps done, maps total, reduces done, reduces total, input bytes read).
     pub fn progress(&self) -> Progress {
-        let done = |ts: &[TaskEntry]| ts.iter().filter(|t| matches!(t.state, State::Done { .. })).count();
-        let bytes_read = self
-            .maps
-            .iter()
-            .map(|t| match &t.state {
-                State::Done { output, .. } => output.bytes_read,
-                _ => 0,
-            })
-            .sum();
+        let done = |ts: &[TaskEntry]| ts.iter().filter(|t| t.done.is_some()).count();
+        let bytes_read = self.maps.iter().filter_map(|t| t.done.as_ref()).map(|d| d.output.bytes_read).sum();
         Progress {
             maps_done: done(&self.maps),
             maps: self.maps.len(),
             reduces_done: done(&self.reduces),
-            reduces: self.plan.reducers as usize,
+            reduces: self.reduces.len(),
             bytes_read,
         }
     }
@@ -314,32 +425,39 @@ impl Controller {
         self.maps
             .iter()
             .chain(self.reduces.iter())
-            .filter_map(|t| match &t.state {
-                State::Done { agent, attempt, output } => Some(TaskRecord {
+            .filter_map(|t| {
+                let d = t.done.as_ref()?;
+                Some(TaskRecord {
                     task: t.id.clone(),
-                    agent: agent.clone(),
-                    attempt: *attempt,
-                    executor: output.executor.clone(),
-                    elapsed_ms: output.elapsed_ms,
-                    bytes_read: output.bytes_read,
-                    output_bytes: output.sizes.iter().sum(),
-                    spills: output.spills,
-                    stats: output.stats,
-                }),
-                _ => None,
+                    agent: d.agent.clone(),
+                    attempt: d.attempt,
+                    attempts: t.attempts_made,
+                    speculative: d.speculative,
+                    executor: d.output.executor.clone(),
+                    elapsed_ms: d.output.elapsed_ms,
+                    bytes_read: d.output.bytes_read,
+                    output_bytes: d.output.sizes.iter().sum(),
+                    spills: d.output.spills,
+                    stats: d.output.stats,
+                })
             })
             .collect()
     }
 
-    fn find(&self, task: &str) -> Option<usize> {
-        if let Some(i) = self.maps.iter().position(|t| t.id == task) {
-            return Some(i);
-        }
-        self.reduces.iter().position(|t| t.id == task).map(|i| i + self.maps.len())
+    fn over(&self) -> bool {
+        matches!(self.phase, Phase::Done | Phase::Failed)
     }
 
-    fn entry_mut(&mut self, idx: usize) -> &mut TaskEntry {
-        if idx < self.maps.len() { &mut self.maps[idx] } else { &mut self.reduces[idx - self.maps.len()] }
+    fn fail(&mut self, message: String, detail: String) -> Actions {
+        self.phase = Phase::Failed;
+        vec![Action::Failed { message, detail }]
+    }
+
+    fn find(&self, task: &str) -> Option<(bool, usize)> {
+        if let Some(i) = self.maps.iter().position(|t| t.id == task) {
+            return Some((true, i));
+        }
+        self.reduces.iter().position(|t| t.id == task).map(|i| (false, i))
     }
 
     fn release(&mut self, agent: &str) {
@@ -348,76 +466,164 @@ impl Controller {
         }
     }
 
-    fn begin_reduce(&mut self) {
-        self.phase = Phase::Reduce;
-        let r = self.plan.reducers;
-        self.reduces = (0..r)
-            .map(|p| {
-                // Partition p of every map output; empty partitions need no fetch.
-                let inputs = self
-                    .maps
-                    .iter()
-                    .filter_map(|m| match &m.state {
-                        State::Done { output, .. } => {
-                            let size = output.sizes.get(p as usize).copied().unwrap_or(0);
-                            (size > 0).then(|| output.cids[p as usize].clone())
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                TaskEntry {
-                    id: format!("r-{p:05}"),
-                    kind: TaskKind::Reduce { partition: p, inputs },
-                    attempts: 0,
-                    state: State::Pending,
-                    failed_on: Vec::new(),
-                }
-            })
-            .collect();
+    fn usable_agents(&self) -> usize {
+        self.agents.values().filter(|a| !a.lost).count()
     }
 
-    /// Hands pending tasks of the current phase to free slots: the agent with
-    /// the most free slots first (ties: better rank), avoiding agents on which
-    /// the task already failed when another can take it.
-    fn schedule(&mut self, now_ms: u64, actions: &mut Vec<Action>) {
-        let tasks = match self.phase {
-            Phase::Map => &mut self.maps,
-            Phase::Reduce => &mut self.reduces,
+    /// Maps whose outputs include any of `cids` lose their result and run again.
+    fn rerun_maps_of(&mut self, cids: &[String]) {
+        for m in self.maps.iter_mut() {
+            let lost = m.done.as_ref().is_some_and(|d| d.output.cids.iter().any(|c| cids.contains(c)));
+            if lost {
+                m.done = None;
+            }
+        }
+    }
+
+    fn update_phase(&mut self, actions: &mut Actions) {
+        if self.over() {
+            return;
+        }
+        let maps_done = self.maps.iter().all(|t| t.done.is_some());
+        if !maps_done {
+            self.phase = Phase::Map;
+        } else if self.reduces.iter().all(|t| t.done.is_some()) {
+            self.phase = Phase::Done;
+            actions.push(Action::Finished);
+        } else {
+            self.phase = Phase::Reduce;
+        }
+    }
+
+    /// The reduce task for partition `p` with the current map outputs.
+    fn reduce_kind(&self, p: u32) -> TaskKind {
+        let inputs = self
+            .maps
+            .iter()
+            .filter_map(|m| m.done.as_ref())
+            .filter(|d| d.output.sizes.get(p as usize).copied().unwrap_or(0) > 0)
+            .map(|d| d.output.cids[p as usize].clone())
+            .collect();
+        TaskKind::Reduce { partition: p, inputs }
+    }
+
+    fn free(&self, agent: &str) -> u32 {
+        let a = &self.agents[agent];
+        if a.lost { 0 } else { a.slots.saturating_sub(a.running) }
+    }
+
+    /// Whether an agent failed too many of this job's tasks (while others have not).
+    fn banned(&self, agent: &str) -> bool {
+        let a = &self.agents[agent];
+        a.failures >= AGENT_FAILURE_LIMIT
+            && self.agents.values().any(|o| !o.lost && o.failures < AGENT_FAILURE_LIMIT)
+    }
+
+    /// The best agent with a free slot for a task: most free slots, then rank;
+    /// agents the task failed on last; `exclude`d agents never.
+    fn pick_agent(&self, failed_on: &[String], exclude: &[&str]) -> Option<String> {
+        self.rank
+            .iter()
+            .filter(|a| self.free(a) > 0 && !self.banned(a) && !exclude.contains(&a.as_str()))
+            .max_by_key(|a| {
+                let failed = failed_on.iter().filter(|f| f == a).count();
+                let pos = self.rank.iter().position(|r| r == *a).unwrap_or(0);
+                (std::cmp::Reverse(failed), self.free(a), std::cmp::Reverse(pos))
+            })
+            .cloned()
+    }
+
+    fn launch(
+        &mut self,
+        is_map: bool,
+        idx: usize,
+        agent: String,
+        now_ms: u64,
+        speculative: bool,
+        actions: &mut Actions,
+    ) {
+        let kind = if is_map {
+            self.maps[idx].kind.clone()
+        } else {
+            self.reduce_kind(self.reduces[idx].kind.partition())
+        };
+        let entry = if is_map { &mut self.maps[idx] } else { &mut self.reduces[idx] };
+        entry.attempts_made += 1;
+        let task = Task {
+            job: self.plan.job.clone(),
+            task: entry.id.clone(),
+            attempt: entry.attempts_made,
+            reducers: self.plan.reducers,
+            code: self.plan.code.clone(),
+            memory_mb: self.plan.memory_mb,
+            kind,
+        };
+        entry.running.push(Attempt {
+            agent: agent.clone(),
+            attempt: task.attempt,
+            since_ms: now_ms,
+            accepted: false,
+            last_sent_ms: now_ms,
+            last_query_ms: now_ms,
+            speculative,
+            task: task.clone(),
+        });
+        self.agents.get_mut(&agent).expect("ranked agents exist").running += 1;
+        actions.push(Action::Assign { agent, task });
+    }
+
+    /// Hands pending tasks to free slots: maps whenever there are any, reduces
+    /// only while every map is done.
+    fn schedule(&mut self, now_ms: u64, actions: &mut Actions) {
+        let is_map = match self.phase {
+            Phase::Map => true,
+            Phase::Reduce => false,
             _ => return,
         };
-        for t in tasks.iter_mut().filter(|t| t.state == State::Pending) {
-            let free = |a: &AgentSlots| if a.lost { 0 } else { a.slots.saturating_sub(a.running) };
-            let best = self
-                .rank
-                .iter()
-                .filter(|a| free(&self.agents[*a]) > 0)
-                .max_by_key(|a| {
-                    let failed = t.failed_on.iter().filter(|f| f == a).count();
-                    let pos = self.rank.iter().position(|r| r == *a).unwrap_or(0);
-                    (std::cmp::Reverse(failed), free(&self.agents[*a]), std::cmp::Reverse(pos))
-                })
-                .cloned();
-            let Some(agent) = best else { break };
-            self.agents.get_mut(&agent).expect("ranked agents exist").running += 1;
-            t.attempts += 1;
-            t.state = State::Running {
-                agent: agent.clone(),
-                attempt: t.attempts,
-                since_ms: now_ms,
-                accepted: false,
-            };
-            actions.push(Action::Assign {
-                agent,
-                task: Task {
-                    job: self.plan.job.clone(),
-                    task: t.id.clone(),
-                    attempt: t.attempts,
-                    reducers: self.plan.reducers,
-                    code: self.plan.code.clone(),
-                    memory_mb: self.plan.memory_mb,
-                    kind: t.kind.clone(),
-                },
-            });
+        let n = if is_map { self.maps.len() } else { self.reduces.len() };
+        for idx in 0..n {
+            let entry = if is_map { &self.maps[idx] } else { &self.reduces[idx] };
+            if !entry.pending() {
+                continue;
+            }
+            let Some(agent) = self.pick_agent(&entry.failed_on.clone(), &[]) else { break };
+            self.launch(is_map, idx, agent, now_ms, false, actions);
+        }
+    }
+
+    /// With nothing left to hand out and slots idle, a task running much
+    /// longer than its finished siblings gets a backup attempt elsewhere.
+    fn speculate(&mut self, now_ms: u64, actions: &mut Actions) {
+        let is_map = match self.phase {
+            Phase::Map => true,
+            Phase::Reduce => false,
+            _ => return,
+        };
+        let tasks = if is_map { &self.maps } else { &self.reduces };
+        if tasks.iter().any(|t| t.pending()) {
+            return;
+        }
+        let mut times: Vec<u64> =
+            tasks.iter().filter_map(|t| t.done.as_ref()).map(|d| d.elapsed_ms).collect();
+        if times.is_empty() {
+            return;
+        }
+        times.sort_unstable();
+        let median = times[times.len() / 2];
+        let threshold = (median * SPECULATE_FACTOR).max(SPECULATE_MIN_MS);
+        let stragglers: Vec<usize> = tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.done.is_none() && t.running.len() == 1)
+            .filter(|(_, t)| now_ms.saturating_sub(t.running[0].since_ms) > threshold)
+            .map(|(i, _)| i)
+            .collect();
+        for idx in stragglers {
+            let entry = if is_map { &self.maps[idx] } else { &self.reduces[idx] };
+            let busy = entry.running[0].agent.clone();
+            let Some(agent) = self.pick_agent(&entry.failed_on.clone(), &[busy.as_str()]) else { break };
+            self.speculated += 1;
+            self.launch(is_map, idx, agent, now_ms, true, actions);
         }
     }
 }
@@ -438,22 +644,22 @@ mod tests {
     use ipdc_common::protocol::PROTOCOL_VERSION;
 
     fn plan(splits: usize, reducers: u32) -> JobPlan {
+        let code = CodeSpec {
+            map_cid: "m".into(),
+            reduce_cid: "r".into(),
+            combiner: false,
+            force_native: None,
+            native_fallback: None,
+            limits: Default::default(),
+        };
         JobPlan {
-            job: "j".into(),
             input_cid: "in".into(),
             input_size: splits as u64 * 10,
             splits: (0..splits as u64).map(|i| (i * 10, i * 10 + 10)).collect(),
             reducers,
-            code: CodeSpec {
-                map_cid: "m".into(),
-                reduce_cid: "r".into(),
-                combiner: false,
-                force_native: None,
-                native_fallback: None,
-            },
-            memory_mb: 64,
-            max_attempts: 4,
             accept_timeout_ms: 10_000,
+            speculative: false,
+            ..JobPlan::defaults("j", code)
         }
     }
 
@@ -550,7 +756,11 @@ mod tests {
             ev(
                 t,
                 a,
-                EventKind::Failed { error: "map() raised ValueError".into(), detail: "Traceback...".into() },
+                EventKind::Failed {
+                    error: "map() raised ValueError".into(),
+                    detail: "Traceback...".into(),
+                    lost_inputs: vec![],
+                },
             )
         };
         let (a2, t2) = assigns(&c.on_event(&fail(&t1, &a1), 1)).remove(0);
@@ -571,22 +781,29 @@ mod tests {
     }
 
     #[test]
-    fn an_unaccepted_assignment_moves_to_another_agent() {
+    fn an_unacknowledged_assignment_is_resent_then_moves_to_another_agent() {
         let mut c = Controller::new(plan(1, 1), &[("a".into(), 1), ("b".into(), 1)]);
         let (a1, t1) = assigns(&c.start(0)).remove(0);
-        assert!(c.tick(5_000).is_empty());
+        let resent = assigns(&c.tick(3_000));
+        assert_eq!(resent, vec![(a1.clone(), t1.clone())], "the same attempt is sent again");
         let actions = c.tick(10_000);
         assert!(actions.contains(&Action::Cancel { agent: a1.clone(), task: t1.task.clone(), attempt: 1 }));
-        let (a2, _) = assigns(&actions).remove(0);
+        let (a2, t2) = assigns(&actions).remove(0);
         assert_ne!(a1, a2);
+        assert_eq!(t2.attempt, 2);
     }
 
     #[test]
-    fn an_accepted_assignment_does_not_time_out() {
+    fn a_quiet_accepted_attempt_is_queried_not_reassigned() {
         let mut c = Controller::new(plan(1, 1), &[("a".into(), 1)]);
         let (a1, t1) = assigns(&c.start(0)).remove(0);
         c.on_event(&ev(&t1, &a1, EventKind::Accepted), 1);
-        assert!(c.tick(60_000).is_empty());
+        assert!(c.tick(5_000).is_empty());
+        assert_eq!(c.tick(60_000), vec![Action::Query { agent: a1.clone() }]);
+        assert!(c.tick(61_000).is_empty(), "one query per quiet period");
+        // The result re-sent after the query completes the task.
+        c.on_event(&done(&t1, &a1, 1), 61_500);
+        assert_eq!(c.progress().maps_done, 1);
     }
 
     #[test]
@@ -595,8 +812,89 @@ mod tests {
         c.start(0);
         let end = c.tick(10_000);
         assert!(
-            matches!(&end[..], [Action::Cancel { .. }, Action::Failed { message, .. }] if message.contains("no agent answered"))
+            matches!(&end[..], [Action::Failed { message, .. }] if message.contains("no agent acknowledged") && message.contains("silent: a")),
+            "{end:?}"
         );
+    }
+
+    #[test]
+    fn a_straggler_gets_a_backup_attempt_and_the_first_result_wins() {
+        let mut p = plan(3, 1);
+        p.speculative = true;
+        let mut c = Controller::new(p, &[("a".into(), 1), ("b".into(), 1), ("slow".into(), 1)]);
+        let first = assigns(&c.start(0));
+        for (agent, task) in &first {
+            c.on_event(&ev(task, agent, EventKind::Accepted), 10);
+        }
+        let slow = first.iter().find(|(a, _)| a == "slow").unwrap().1.clone();
+        for (agent, task) in first.iter().filter(|(a, _)| a != "slow") {
+            c.on_event(&done(task, agent, 1), 1_000);
+        }
+        assert!(assigns(&c.tick(1_500)).is_empty(), "not yet a straggler");
+        let backup = assigns(&c.tick(2_500));
+        assert_eq!(backup.len(), 1);
+        assert_eq!(backup[0].1.task, slow.task);
+        assert_ne!(backup[0].0, "slow");
+        assert_eq!(c.speculated(), 1);
+        let actions = c.on_event(&done(&backup[0].1, &backup[0].0, 1), 3_000);
+        assert!(actions.contains(&Action::Cancel {
+            agent: "slow".into(),
+            task: slow.task.clone(),
+            attempt: 1
+        }));
+        // The slow attempt's late result is ignored.
+        assert!(c.on_event(&done(&slow, "slow", 1), 9_000).is_empty());
+        let records = c.records();
+        let rec = records.iter().find(|r| r.task == slow.task).unwrap();
+        assert!(rec.speculative && rec.attempts == 2);
+    }
+
+    #[test]
+    fn a_lost_map_output_runs_its_map_again_without_counting_a_failure() {
+        let mut c = Controller::new(plan(2, 1), &[("a".into(), 2)]);
+        let maps = assigns(&c.start(0));
+        c.on_event(&done(&maps[0].1, "a", 1), 1);
+        let r = assigns(&c.on_event(&done(&maps[1].1, "a", 1), 2)).remove(0).1;
+        let lost = ev(
+            &r,
+            "a",
+            EventKind::Failed {
+                error: "cannot fetch".into(),
+                detail: String::new(),
+                lost_inputs: vec!["m-00000-p0".into()],
+            },
+        );
+        let again = assigns(&c.on_event(&lost, 3));
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].1.task, "m-00000");
+        assert_eq!(c.phase(), Phase::Map);
+        let r2 = assigns(&c.on_event(&done(&again[0].1, "a", 1), 4)).remove(0).1;
+        assert_eq!(r2.task, "r-00000");
+        assert_eq!(r2.attempt, 2);
+        assert_eq!(c.reduces[0].failures, 0);
+    }
+
+    #[test]
+    fn an_agent_failing_repeatedly_gets_no_more_of_the_jobs_tasks() {
+        let mut c = Controller::new(plan(4, 1), &[("bad".into(), 1), ("good".into(), 1)]);
+        let mut bad_failures = 0;
+        let mut actions = c.start(0);
+        for now in 1..40 {
+            let mut next = Vec::new();
+            for (agent, task) in assigns(&actions) {
+                let kind = if agent == "bad" {
+                    bad_failures += 1;
+                    EventKind::Failed { error: "boom".into(), detail: String::new(), lost_inputs: vec![] }
+                } else {
+                    let output = TaskOutput { cids: vec!["x".into()], sizes: vec![1], ..Default::default() };
+                    EventKind::Done { output }
+                };
+                next.extend(c.on_event(&ev(&task, &agent, kind), now));
+            }
+            actions = next;
+        }
+        assert_eq!(bad_failures, 3, "no task after the third failure");
+        assert_eq!(c.phase(), Phase::Done);
     }
 
     #[test]

@@ -35,6 +35,12 @@ pub struct JobFile {
     pub arch: Option<String>,
     /// Output folder (default: output, inside the job folder).
     pub output: Option<PathBuf>,
+    /// Run backup attempts of straggling tasks (default: true).
+    pub speculative: Option<bool>,
+    /// Wall-clock limit of one task attempt's user code, seconds (default: 3600).
+    pub task_timeout_secs: Option<u64>,
+    /// Memory limit of one task attempt's user code, MiB (default: 1024).
+    pub task_memory_mb: Option<u64>,
 }
 
 /// Flags of `ipdc-submit run` that override the file.
@@ -50,6 +56,9 @@ pub struct Overrides {
     pub native: Option<String>,
     pub memory_mb: Option<u64>,
     pub out: Option<PathBuf>,
+    pub speculative: Option<bool>,
+    pub task_timeout_secs: Option<u64>,
+    pub task_memory_mb: Option<u64>,
 }
 
 /// A validated job.
@@ -73,6 +82,9 @@ pub struct JobSpec {
     pub needs_python: bool,
     pub arch: Option<String>,
     pub out: PathBuf,
+    pub speculative: bool,
+    pub task_timeout_secs: u64,
+    pub task_memory_mb: u64,
 }
 
 /// Native executors agents have.
@@ -142,6 +154,9 @@ impl JobSpec {
             needs_python,
             arch: file.arch,
             out,
+            speculative: o.speculative.or(file.speculative).unwrap_or(true),
+            task_timeout_secs: o.task_timeout_secs.or(file.task_timeout_secs).unwrap_or(3600),
+            task_memory_mb: o.task_memory_mb.or(file.task_memory_mb).unwrap_or(1024),
         };
         spec.check()?;
         Ok(spec)
@@ -153,6 +168,9 @@ impl JobSpec {
         }
         if self.workers == Some(0) {
             return Err("workers = 0: a job needs at least one agent".into());
+        }
+        if self.task_timeout_secs == 0 || self.task_memory_mb < 16 {
+            return Err("task_timeout_secs must be at least 1 and task_memory_mb at least 16".into());
         }
         if self.memory_mb == 0 {
             return Err("memory_mb = 0: give the tasks at least 1 MiB".into());

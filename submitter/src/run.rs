@@ -11,7 +11,8 @@ use ipdc_common::ipfs::IpfsClient;
 use ipdc_common::mapreduce::split::plan_splits;
 use ipdc_common::mqtt::{self, BrokerAddr, MqttSettings};
 use ipdc_common::protocol::{
-    AgentStatus, CodeSpec, Message, PROTOCOL_VERSION, TaskCommand, TaskEvent, TaskMessage, Topics, now_ms,
+    AgentStatus, CodeSpec, ControllerStatus, Message, PROTOCOL_VERSION, TaskCommand, TaskEvent, TaskLimits,
+    TaskMessage, Topics, now_ms,
 };
 use log::{debug, info, warn};
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
@@ -81,7 +82,7 @@ pub struct Session {
     pub directory: Directory,
     events_topic: Option<String>,
     events: VecDeque<TaskEvent>,
-    outbox: VecDeque<(String, Vec<u8>)>,
+    outbox: VecDeque<(String, Vec<u8>, bool)>,
     connected: bool,
     broker: BrokerAddr,
     /// A refusal no retry can fix (bad credentials).
@@ -89,8 +90,13 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn connect(conn: &Connection, client_id: &str) -> Result<Self, String> {
-        let (client, eventloop) = mqtt::client(conn.mqtt.options(client_id, None)?);
+    /// `will`: what the broker publishes (retained) if this process vanishes.
+    pub fn connect(
+        conn: &Connection,
+        client_id: &str,
+        will: Option<(String, Vec<u8>)>,
+    ) -> Result<Self, String> {
+        let (client, eventloop) = mqtt::client(conn.mqtt.options(client_id, will)?);
         Ok(Session {
             client,
             eventloop,
@@ -114,15 +120,21 @@ impl Session {
     }
 
     pub fn publish(&mut self, topic: String, payload: Vec<u8>) {
-        self.outbox.push_back((topic, payload));
+        self.outbox.push_back((topic, payload, false));
+        self.flush();
+    }
+
+    /// Publishes a retained message (an empty payload clears the topic).
+    pub fn publish_retained(&mut self, topic: String, payload: Vec<u8>) {
+        self.outbox.push_back((topic, payload, true));
         self.flush();
     }
 
     fn flush(&mut self) {
-        while let Some((topic, payload)) = self.outbox.pop_front() {
-            if let Err(e) = self.client.try_publish(&topic, QoS::AtLeastOnce, false, payload.clone()) {
+        while let Some((topic, payload, retain)) = self.outbox.pop_front() {
+            if let Err(e) = self.client.try_publish(&topic, QoS::AtLeastOnce, retain, payload.clone()) {
                 debug!("outgoing queue full ({e}); will retry");
-                self.outbox.push_front((topic, payload));
+                self.outbox.push_front((topic, payload, retain));
                 break;
             }
         }
@@ -295,8 +307,16 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
     spec.check_python_syntax()?;
     let job = new_job_id(&spec.name);
     let ipfs = IpfsClient::new(&conn.ipfs).map_err(|e| e.to_string())?;
-    let mut session = Session::connect(conn, &format!("ipdc-submit-{job}"))?;
+    // Agents drop this job's tasks if this process vanishes (its Last Will).
+    let topics = Topics::new(&conn.cluster);
+    let controller_topic = topics.job_controller(&job);
+    let status = |state: &str| {
+        ControllerStatus { v: PROTOCOL_VERSION, job: job.clone(), state: state.into() }.encode()
+    };
+    let will = (controller_topic.clone(), status("gone"));
+    let mut session = Session::connect(conn, &format!("ipdc-submit-{job}"), Some(will))?;
     session.connect_and_listen(Duration::from_secs(10)).await?;
+    session.publish_retained(controller_topic.clone(), status("running"));
     session.follow_job(&job);
     let picked = pick_agents(&mut session, spec, opts.wait).await?;
 
@@ -337,22 +357,23 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
     info!("input is {} ({} bytes)", input.cid, input_size);
 
     let splits = plan_splits(input_size, picked.len());
+    let code = CodeSpec {
+        map_cid,
+        reduce_cid,
+        combiner: spec.combiner,
+        force_native: spec.force_native.clone(),
+        native_fallback: spec.native_fallback.clone(),
+        limits: TaskLimits { wall_secs: Some(spec.task_timeout_secs), memory_mb: Some(spec.task_memory_mb) },
+    };
     let plan = JobPlan {
-        job: job.clone(),
         input_cid: input.cid.clone(),
         input_size,
         splits: splits.iter().map(|s| (s.start, s.end)).collect(),
         reducers: spec.reducers,
-        code: CodeSpec {
-            map_cid,
-            reduce_cid,
-            combiner: spec.combiner,
-            force_native: spec.force_native.clone(),
-            native_fallback: spec.native_fallback.clone(),
-        },
         memory_mb: spec.memory_mb,
-        max_attempts: 4,
         accept_timeout_ms: opts.accept_timeout.as_millis() as u64,
+        speculative: spec.speculative,
+        ..JobPlan::defaults(&job, code)
     };
     println!(
         "job {job}: {} map task(s) over {}, {} reduce task(s), {} agent(s)",
@@ -405,7 +426,7 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
         v.finish();
     }
     // Tell the agents the job is over, done or not: they drop what is left of it.
-    let topics = Topics::new(&conn.cluster);
+    session.publish_retained(controller_topic.clone(), Vec::new());
     for s in &picked {
         let msg = TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::EndJob { job: job.clone() } };
         session.publish(topics.agent_tasks(&s.agent), msg.encode());
@@ -425,7 +446,7 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
     let t_out = Instant::now();
     let parts = ctl.part_cids();
     let records = ctl.records();
-    let mut summary = build_summary(&job, &input.cid, input_size, spec, &picked, &records);
+    let mut summary = build_summary(&job, &input.cid, input_size, spec, &picked, &records, ctl.speculated());
     summary["times_ms"] = json!({
         "upload": upload_ms,
         "map": map_ms,
@@ -479,6 +500,11 @@ fn apply(session: &mut Session, cluster: &str, job: &str, actions: Vec<Action>) 
                     TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::Cancel { job, task, attempt } };
                 session.publish(topics.agent_tasks(&agent), msg.encode());
             }
+            Action::Query { agent } => {
+                let msg =
+                    TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::Query { job: job.to_string() } };
+                session.publish(topics.agent_tasks(&agent), msg.encode());
+            }
             Action::Finished => end = Some(Ok(())),
             Action::Failed { message, detail } => end = Some(Err((message, detail))),
         }
@@ -493,6 +519,7 @@ fn build_summary(
     spec: &JobSpec,
     picked: &[AgentStatus],
     records: &[crate::controller::TaskRecord],
+    speculated: u32,
 ) -> serde_json::Value {
     let mut map = ExecStats::default();
     let mut reduce = ExecStats::default();
@@ -520,6 +547,8 @@ fn build_summary(
         "combiner": spec.combiner,
         "executor": spec.force_native.as_ref().map(|n| format!("native:{n}")).unwrap_or_else(|| "python".into()),
         "map_tasks": records.iter().filter(|r| r.task.starts_with('m')).count(),
+        "speculative_attempts": speculated,
+        "speculative_wins": records.iter().filter(|r| r.speculative).count(),
         "reduce_tasks": records.iter().filter(|r| r.task.starts_with('r')).count(),
         "counters": {
             "map_input_records": map.input_records,
