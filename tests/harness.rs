@@ -408,3 +408,33 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+impl Proc {
+    /// Waits for the process to exit (panics with its log after `timeout`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if start.elapsed() > timeout {
+                panic!("process still running after {timeout:?}; log:\n{}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no goodbye, no Last Will sent by the process itself.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `ipdc-submit run ...` started in the background (so a test can break
+/// things while it runs).
+pub fn submit_bg(args: &[&str]) -> Proc {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    spawn(&bin("ipdc-submit"), &all, &[])
+}

@@ -116,8 +116,12 @@ pub async fn run(ctx: Arc<TaskContext>, task: Task) -> Result<TaskOutput, TaskEr
         .await
         .map_err(|e| TaskError::new(format!("cannot create work folder {}: {e}", dir.display())))?;
     let result = match &task.kind {
-        TaskKind::Map { input_cid, input_size, start, end, .. } => {
-            run_map(&ctx, &task, &dir, input_cid, *input_size, *start, *end).await
+        TaskKind::Map { input_cid, input_size, start, end, split } => {
+            run_map(&ctx, &task, &dir, input_cid, *input_size, *start, *end).await.map_err(|mut e| {
+                // Name the split, so the user can find the input that broke.
+                e.error = format!("{} [split {split} (bytes {start}..{end} of {input_cid})]", e.error);
+                e
+            })
         }
         TaskKind::Reduce { inputs, .. } => run_reduce(&ctx, &task, &dir, inputs).await,
     };
