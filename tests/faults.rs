@@ -19,10 +19,11 @@ impl Cluster {
     fn start(agents: &[(&str, &[&str])]) -> Cluster {
         let broker = Mosquitto::start("");
         let store = Hub::start();
-        let agents: Vec<Proc> =
+        let names: Vec<String> = agents.iter().map(|(n, _)| n.to_string()).collect();
+        let procs: Vec<Proc> =
             agents.iter().map(|(name, extra)| agent(&broker.url(), &store.ipfs, name, extra)).collect();
-        let c = Cluster { broker, store, agents };
-        c.wait_online(agents_names(&c).as_slice());
+        let c = Cluster { broker, store, agents: procs };
+        c.wait_online(&names);
         c
     }
 
@@ -30,7 +31,9 @@ impl Cluster {
         let url = self.broker.url();
         wait_until(&format!("{names:?} online"), Duration::from_secs(30), || {
             let list = agents_json(&["--broker", &url]);
-            names.iter().all(|n| list.iter().any(|s| s["agent"] == n.as_str() && s["online"] == true && s["ipfs"] == "ok"))
+            names.iter().all(|n| {
+                list.iter().any(|s| s["agent"] == n.as_str() && s["online"] == true && s["ipfs"] == "ok")
+            })
         });
     }
 
@@ -53,21 +56,6 @@ impl Cluster {
     }
 }
 
-fn agents_names(c: &Cluster) -> Vec<String> {
-    c.agents
-        .iter()
-        .map(|p| {
-            let args: Vec<String> = std::fs::read_to_string(format!("/proc/{}/cmdline", p.child.id()))
-                .unwrap_or_default()
-                .split('\0')
-                .map(String::from)
-                .collect();
-            let i = args.iter().position(|a| a == "--name").unwrap();
-            args[i + 1].clone()
-        })
-        .collect()
-}
-
 const SLOWISH: &[&str] = &["--slots", "1", "--test-task-delay-ms", "1200"];
 
 fn kill_an_agent_during(phase_marker: &str) {
@@ -85,7 +73,8 @@ fn kill_an_agent_during(phase_marker: &str) {
     assert_counts_eq(&read_output(&out_dir, 3), &reference_counts(&input), "after an agent was killed");
     // The killed agent's attempt ran again elsewhere.
     let s = summary(&out_dir);
-    let retried = s["tasks"].as_array().unwrap().iter().filter(|t| t["attempts"].as_u64().unwrap() > 1).count();
+    let retried =
+        s["tasks"].as_array().unwrap().iter().filter(|t| t["attempts"].as_u64().unwrap() > 1).count();
     assert!(retried >= 1, "some task needed a second attempt: {s:#}");
 }
 
@@ -114,12 +103,18 @@ fn restarting_the_broker_mid_job_still_gives_the_reference() {
     std::thread::sleep(Duration::from_millis(800));
     let program = if Path::new("/usr/sbin/mosquitto").exists() { "/usr/sbin/mosquitto" } else { "mosquitto" };
     let restarted = spawn(Path::new(program), &["-c", conf.to_str().unwrap()], &[]);
-    wait_until("mosquitto back", Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    wait_until("mosquitto back", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     let status = run.wait_exit(Duration::from_secs(180));
     assert!(status.success(), "{}\n--- broker:\n{}", run.output(), restarted.output());
     assert_counts_eq(&read_output(&out_dir, 2), &reference_counts(&input), "after a broker restart");
     for a in &c.agents {
-        assert!(a.output().contains("reconnecting") || a.output().contains("cannot reach the broker"), "{}", a.output());
+        assert!(
+            a.output().contains("reconnecting") || a.output().contains("cannot reach the broker"),
+            "{}",
+            a.output()
+        );
     }
 }
 
