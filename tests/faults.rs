@@ -169,3 +169,36 @@ fn a_map_that_raises_on_one_line_fails_the_job_after_four_attempts_with_its_trac
     assert!(t.contains("Map.py\", line 3"), "the traceback reaches the user: {t}");
     assert!(!job.join("output").exists(), "no output folder, no _SUCCESS");
 }
+
+#[test]
+fn agents_drop_the_tasks_and_files_of_a_submitter_that_died() {
+    let work = tempfile::tempdir().unwrap();
+    let work_dir = work.path().join("agent-work");
+    let w = work_dir.to_str().unwrap().to_string();
+    let slow: &[&str] = &["--slots", "1", "--test-task-delay-ms", "30000", "--work-dir", &w];
+    let c = Cluster::start(&[("d-1", slow)]);
+    let input = corpus("4M");
+    let out = tempfile::tempdir().unwrap();
+    let out_dir = out.path().join("result");
+    let mut run = c.submit(&input, &out_dir, &["--native", "wordcount"]);
+    c.agents[0].wait_for("/m-", Duration::from_secs(60));
+    wait_until("the task's folder exists", Duration::from_secs(10), || {
+        std::fs::read_dir(&work_dir).map(|d| d.count() > 0).unwrap_or(false)
+    });
+    run.kill9();
+    // The broker publishes the submitter's Last Will; the agent drops the job.
+    c.agents[0].wait_for("is gone: dropping its tasks", Duration::from_secs(30));
+    wait_until("the job's temporary files are removed", Duration::from_secs(10), || {
+        std::fs::read_dir(&work_dir).map(|d| d.count() == 0).unwrap_or(true)
+    });
+    assert!(!out_dir.exists(), "no output from a dead submitter");
+    // Running the same job again works and gives the reference (on a fast agent).
+    let mut c = c;
+    c.agents[0].kill9();
+    let delay_free = agent(&c.broker.url(), &c.store.ipfs, "d-2", &["--slots", "1"]);
+    c.wait_online(&["d-2".to_string()]);
+    let mut again = c.submit(&input, &out_dir, &["--native", "wordcount", "--workers", "1"]);
+    assert!(again.wait_exit(Duration::from_secs(120)).success(), "{}", again.output());
+    assert_counts_eq(&read_output(&out_dir, 2), &reference_counts(&input), "re-run after a submitter crash");
+    drop(delay_free);
+}

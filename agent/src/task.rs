@@ -108,13 +108,14 @@ pub fn choose_executor(code: &CodeSpec, python: Option<&Path>) -> Result<Executo
 /// Runs one attempt in its own folder and removes the folder afterwards.
 pub async fn run(ctx: Arc<TaskContext>, task: Task) -> Result<TaskOutput, TaskError> {
     let started = Instant::now();
-    if !ctx.delay.is_zero() {
-        tokio::time::sleep(ctx.delay).await;
-    }
     let dir = ctx.work_dir.join(&task.job).join(format!("{}-a{}", task.task, task.attempt));
     tokio::fs::create_dir_all(&dir)
         .await
         .map_err(|e| TaskError::new(format!("cannot create work folder {}: {e}", dir.display())))?;
+    if !ctx.delay.is_zero() {
+        // Test hook: a slow board, working in its folder.
+        tokio::time::sleep(ctx.delay).await;
+    }
     let result = match &task.kind {
         TaskKind::Map { input_cid, input_size, start, end, split } => {
             run_map(&ctx, &task, &dir, input_cid, *input_size, *start, *end).await.map_err(|mut e| {
