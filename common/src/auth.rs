@@ -529,3 +529,586 @@ fn hex_lower(bytes: &[u8]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{
+        AgentStatus, CodeSpec, EventKind, Message, PROTOCOL_VERSION, Task, TaskCommand, TaskEvent, TaskKind,
+        TaskMessage, TaskOutput,
+    };
+
+    const NOW: u64 = 1_700_000_000_000;
+    const WINDOW: u64 = 120_000;
+
+    fn key() -> ClusterKey {
+        ClusterKey::generate()
+    }
+
+    fn keyed(k: &ClusterKey) -> (Sealer, Opener) {
+        (Sealer::new(Some(k.clone())), Opener::new(Some(k.clone())))
+    }
+
+    /// Replaces the `i`th header field (0 magic, 1 ts, 2 nonce, 3 mac) of a sealed payload.
+    fn with_field(payload: &[u8], i: usize, value: &[u8]) -> Vec<u8> {
+        let nl = payload.iter().position(|&b| b == b'\n').unwrap();
+        let mut fields: Vec<&[u8]> = payload[..nl].split(|&b| b == b' ').collect();
+        fields[i] = value;
+        let mut out = fields.join(&b' ');
+        out.extend_from_slice(&payload[nl..]);
+        out
+    }
+
+    fn field(payload: &[u8], i: usize) -> Vec<u8> {
+        let nl = payload.iter().position(|&b| b == b'\n').unwrap();
+        payload[..nl].split(|&b| b == b' ').nth(i).unwrap().to_vec()
+    }
+
+    #[test]
+    fn wire_format_matches_an_independent_hmac() {
+        // Expected MAC from Python's hmac module over "IPDC-SIG1 <ts> <nonce>\n" + body.
+        let s = Sealer::new(Some(ClusterKey([0x11; 32])));
+        let p = s.seal_at(br#"{"v":1}"#, NOW, 0x0123_4567_89ab_cdef);
+        let want = "IPDC-SIG1 1700000000000 0123456789abcdef \
+                    198ac2a1b8c9d1222ac4627eacb849ae49f7b7aa23a104025e13fd4f5070a3cc\n{\"v\":1}";
+        assert_eq!(String::from_utf8(p.clone()).unwrap(), want);
+        let mut o = Opener::new(Some(ClusterKey([0x11; 32])));
+        assert_eq!(o.open(&p, NOW).unwrap(), br#"{"v":1}"#);
+        assert_eq!(ClusterKey([0x11; 32]).fingerprint(), "02d449a3");
+    }
+
+    #[test]
+    fn round_trip_with_a_key() {
+        let k = key();
+        let (s, mut o) = keyed(&k);
+        let body = TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::EndJob { job: "j1".into() } };
+        let p = s.seal(&body.encode());
+        assert!(p.starts_with(b"IPDC-SIG1 "));
+        let got = o.open(&p, crate::protocol::now_ms()).unwrap();
+        assert_eq!(TaskMessage::decode(got).unwrap(), body);
+        assert_eq!((o.accepted(), o.rejected()), (1, 0));
+        // An empty body is a body too.
+        let p = s.seal_at(b"", NOW, 7);
+        assert_eq!(o.open(&p, NOW).unwrap(), b"");
+    }
+
+    #[test]
+    fn any_tampering_is_a_bad_mac() {
+        let k = key();
+        let (s, _) = keyed(&k);
+        let p = s.seal_at(br#"{"v":1,"job":"j1"}"#, NOW, 0x00ff_00ff_00ff_00ff);
+        let mut body = p.clone();
+        *body.last_mut().unwrap() ^= 0x01;
+        let mut ts = field(&p, 1);
+        *ts.last_mut().unwrap() = b'1'; // 1700000000001: still canonical
+        let mut nonce = field(&p, 2);
+        nonce[0] = b'1';
+        let mut mac = field(&p, 3);
+        mac[10] = if mac[10] == b'a' { b'b' } else { b'a' };
+        let other_key =
+            Sealer::new(Some(key())).seal_at(br#"{"v":1,"job":"j1"}"#, NOW, 0x00ff_00ff_00ff_00ff);
+        for (what, bad) in [
+            ("body", body),
+            ("ts", with_field(&p, 1, &ts)),
+            ("nonce", with_field(&p, 2, &nonce)),
+            ("mac", with_field(&p, 3, &mac)),
+            ("other key", other_key),
+        ] {
+            let mut o = Opener::new(Some(k.clone()));
+            assert_eq!(o.open(&bad, NOW), Err(Rejected::BadMac), "{what}");
+            assert_eq!(o.rejected_for(Rejected::BadMac), 1);
+        }
+        // The untampered one still opens.
+        assert!(Opener::new(Some(k)).open(&p, NOW).is_ok());
+    }
+
+    #[test]
+    fn a_keyed_opener_wants_a_signature() {
+        let k = key();
+        let mut o = Opener::new(Some(k));
+        let bare = AgentStatus::offline("pi-1").encode();
+        assert_eq!(o.open(&bare, NOW), Err(Rejected::NoSignature));
+        assert_eq!(o.open(b"", NOW), Err(Rejected::NoSignature));
+        assert_eq!(o.rejected_for(Rejected::NoSignature), 2);
+        assert_eq!(o.rejected(), 2);
+        assert!(Rejected::NoSignature.to_string().contains("requires the cluster key"));
+    }
+
+    #[test]
+    fn malformed_headers_are_refused() {
+        let k = key();
+        let (s, mut o) = keyed(&k);
+        let good = s.seal_at(b"{}", NOW, 1);
+        let upper_mac = String::from_utf8(field(&good, 3)).unwrap().to_uppercase();
+        let cases: Vec<Vec<u8>> = vec![
+            b"IPDC-SIG1".to_vec(),
+            b"IPDC-SIG1 \n{}".to_vec(),
+            b"IPDC-SIG2 1 0000000000000000 0000000000000000000000000000000000000000000000000000000000000000\n{}"
+                .to_vec(),
+            good.iter().map(|&b| if b == b'\n' { b' ' } else { b }).collect(), // no newline
+            with_field(&good, 1, b"01700000000000"),
+            with_field(&good, 1, b"+1700000000000"),
+            with_field(&good, 1, b"18446744073709551616"),
+            with_field(&good, 2, b"000000000000001"),
+            with_field(&good, 2, b"000000000000000G"),
+            with_field(&good, 3, upper_mac.as_bytes()),
+            with_field(&good, 3, &field(&good, 3)[1..]),
+            [&b"IPDC-SIG1  "[..], &good[10..]].concat(), // double space
+            [&good[..good.iter().position(|&b| b == b'\n').unwrap()], b"\r\n{}"].concat(),
+            // A first line longer than MAX_HEADER_LINE, newline after it.
+            [&b"IPDC-SIG1 "[..], &[b'1'; 200], b"\n{}"].concat(),
+        ];
+        for (i, c) in cases.iter().enumerate() {
+            assert_eq!(
+                o.open(c, NOW),
+                Err(Rejected::Malformed),
+                "case {i}: {:?}",
+                String::from_utf8_lossy(c)
+            );
+        }
+        assert_eq!(o.open(&good, NOW), Ok(&b"{}"[..]));
+    }
+
+    #[test]
+    fn timestamps_outside_the_window_are_stale() {
+        let k = key();
+        let (s, mut o) = keyed(&k);
+        for ts in [NOW - WINDOW - 1, NOW + WINDOW + 1, 0, u64::MAX] {
+            assert_eq!(o.open(&s.seal_at(b"{}", ts, 5), NOW), Err(Rejected::Stale), "ts {ts}");
+        }
+        for ts in [NOW - WINDOW, NOW + WINDOW, NOW] {
+            assert!(o.open(&s.seal_at(b"{}", ts, 5), NOW).is_ok(), "ts {ts}");
+        }
+        let mut narrow = Opener::new(Some(k)).with_window(Duration::from_secs(1));
+        assert_eq!(narrow.open(&s.seal_at(b"{}", NOW - 1001, 5), NOW), Err(Rejected::Stale));
+        assert_eq!(narrow.rejected_for(Rejected::Stale), 1);
+    }
+
+    #[test]
+    fn replays_are_refused() {
+        let k = key();
+        let (s, mut o) = keyed(&k);
+        let p = s.seal_at(b"{}", NOW, 42);
+        assert!(o.open(&p, NOW).is_ok());
+        assert_eq!(o.open(&p, NOW + 5), Err(Rejected::Replayed));
+        assert_eq!(o.open(&p, NOW + WINDOW), Err(Rejected::Replayed));
+        // Same time, another nonce: a different message.
+        assert!(o.open(&s.seal_at(b"{}", NOW, 43), NOW).is_ok());
+        assert_eq!((o.accepted(), o.rejected_for(Rejected::Replayed)), (2, 2));
+    }
+
+    #[test]
+    fn sealing_twice_gives_two_payloads_that_both_open() {
+        let k = key();
+        let (s, mut o) = keyed(&k);
+        let (a, b) = (s.seal(b"{}"), s.seal(b"{}"));
+        assert_ne!(a, b);
+        let now = crate::protocol::now_ms();
+        assert_eq!(o.open(&a, now), Ok(&b"{}"[..]));
+        assert_eq!(o.open(&b, now), Ok(&b"{}"[..]));
+    }
+
+    #[test]
+    fn an_open_opener_takes_bare_and_signed_payloads() {
+        let mut o = Opener::new(None);
+        assert!(!o.is_keyed());
+        let body = AgentStatus::offline("pi-1").encode();
+        assert_eq!(o.open(&body, NOW), Ok(&body[..]));
+        let signed = Sealer::new(Some(key())).seal(&body);
+        assert_eq!(o.open(&signed, NOW), Ok(&body[..]));
+        // Unchecked: a stale or replayed signed payload opens too, but not a broken header.
+        let old = Sealer::new(Some(key())).seal_at(&body, 0, 1);
+        assert_eq!(o.open(&old, NOW), Ok(&body[..]));
+        assert_eq!(o.open(&old, NOW), Ok(&body[..]));
+        assert_eq!(o.open(b"IPDC-SIG1 x\n{}", NOW), Err(Rejected::Malformed));
+        // And an open sealer sends the bare body.
+        assert_eq!(Sealer::new(None).seal(&body), body);
+    }
+
+    #[test]
+    fn oversize_payloads_are_refused_unread() {
+        let k = key();
+        let big = vec![b' '; MAX_MESSAGE_BYTES + MAX_HEADER_LINE + 2];
+        assert_eq!(Opener::new(Some(k)).open(&big, NOW), Err(Rejected::TooLarge));
+        assert_eq!(Opener::new(None).open(&big, NOW), Err(Rejected::TooLarge));
+    }
+
+    #[test]
+    fn the_replay_cache_forgets_old_entries() {
+        let k = key();
+        let (s, mut o) = keyed(&k);
+        for n in 0..10 {
+            o.open(&s.seal_at(b"{}", NOW, n), NOW).unwrap();
+        }
+        assert_eq!(o.replay_cache_len(), 10);
+        let later = NOW + WINDOW + 1;
+        o.open(&s.seal_at(b"{}", later, 0), later).unwrap();
+        assert_eq!(o.replay_cache_len(), 1);
+        // The forgotten ones are stale now anyway.
+        assert_eq!(o.open(&s.seal_at(b"{}", NOW, 3), later), Err(Rejected::Stale));
+    }
+
+    #[test]
+    fn the_replay_cache_is_capped_and_never_lets_a_replay_through() {
+        let k = key();
+        let (s, _) = keyed(&k);
+        let mut o = Opener::new(Some(k)).with_replay_capacity(3);
+        let sent: Vec<Vec<u8>> = (0..5).map(|i| s.seal_at(b"{}", NOW + i, i)).collect();
+        for p in &sent {
+            o.open(p, NOW).unwrap();
+        }
+        assert_eq!(o.replay_cache_len(), 3);
+        // The two dropped ones are refused, not accepted again.
+        assert_eq!(o.open(&sent[0], NOW), Err(Rejected::BeyondReplayCache));
+        assert_eq!(o.open(&sent[1], NOW), Err(Rejected::BeyondReplayCache));
+        assert_eq!(o.open(&sent[4], NOW), Err(Rejected::Replayed));
+        // A new message older than what the cache remembers is refused; a newer one opens.
+        assert_eq!(o.open(&s.seal_at(b"{}", NOW, 99), NOW), Err(Rejected::BeyondReplayCache));
+        assert!(o.open(&s.seal_at(b"{}", NOW + 10, 99), NOW).is_ok());
+        assert_eq!(o.replay_cache_len(), 3);
+    }
+
+    #[test]
+    fn key_files_round_trip_private_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cluster.key");
+        let k = key();
+        k.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.len(), 65);
+        assert!(text.ends_with('\n'));
+        assert!(text[..64].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert_eq!(ClusterKey::load(&path).unwrap(), k);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let e = key().save(&path).unwrap_err();
+        assert!(e.contains(&path.display().to_string()) && e.contains("already exists"), "{e}");
+        assert_eq!(ClusterKey::load(&path).unwrap(), k, "the old key is intact");
+        // Surrounding whitespace and uppercase are fine.
+        let loose = dir.path().join("loose.key");
+        std::fs::write(&loose, format!("\n  {}\t\r\n\n", text.trim().to_uppercase())).unwrap();
+        assert_eq!(ClusterKey::load(&loose).unwrap(), k);
+    }
+
+    #[test]
+    fn bad_key_files_give_named_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = "0123456789abcdef".repeat(4);
+        let cases = [
+            ("empty", String::new()),
+            ("short", good[..62].to_string()),
+            ("long", format!("{good}00")),
+            ("nonhex", format!("{}zz", &good[..62])),
+            ("inner-space", format!("{} {}", &good[..32], &good[32..])),
+            ("huge", "0".repeat(10_000)),
+        ];
+        for (name, text) in cases {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            let e = ClusterKey::load(&p).unwrap_err();
+            assert!(e.contains(&p.display().to_string()), "{name}: {e}");
+            assert!(e.contains("ipdc-submit keygen FILE"), "{name}: {e}");
+        }
+        std::fs::write(dir.path().join("binary"), [0xff, 0xfe, 0x00]).unwrap();
+        assert!(ClusterKey::load(&dir.path().join("binary")).is_err());
+        let missing = dir.path().join("missing.key");
+        let e = ClusterKey::load(&missing).unwrap_err();
+        assert!(e.contains("missing.key") && e.contains("ipdc-submit keygen FILE"), "{e}");
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let k = ClusterKey([0xab; 32]);
+        let hex = hex_lower(&k.0);
+        for shown in [
+            format!("{k:?}"),
+            format!("{k:#?}"),
+            format!("{:?}", Sealer::new(Some(k.clone()))),
+            format!("{:?}", Opener::new(Some(k.clone()))),
+        ] {
+            assert!(!shown.to_lowercase().contains(&hex[..8]), "{shown}");
+            assert!(!shown.contains("171"), "{shown}"); // 0xab as decimal bytes
+            assert!(shown.contains(&k.fingerprint()), "{shown}");
+        }
+    }
+
+    #[test]
+    fn every_reason_has_its_own_text_and_counter() {
+        let texts: std::collections::HashSet<String> = Rejected::ALL.iter().map(|r| r.to_string()).collect();
+        assert_eq!(texts.len(), Rejected::ALL.len());
+        for (i, r) in Rejected::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // Fuzz-style property test.
+
+    /// xorshift64*: deterministic, no crate.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+        fn byte(&mut self) -> u8 {
+            const SPECIAL: &[u8] = b" \n\r\t0123456789abcdefABCDEF{}\":,-+.\x00\xff";
+            if self.below(2) == 0 { SPECIAL[self.below(SPECIAL.len())] } else { self.next() as u8 }
+        }
+    }
+
+    fn sample_bodies() -> Vec<Vec<u8>> {
+        let task = Task {
+            job: "j1".into(),
+            task: "m-00000".into(),
+            attempt: 1,
+            reducers: 3,
+            code: CodeSpec {
+                map_cid: "bafkmap".into(),
+                reduce_cid: "bafkred".into(),
+                combiner: true,
+                force_native: None,
+                native_fallback: Some("wordcount".into()),
+            },
+            memory_mb: 64,
+            kind: TaskKind::Map { input_cid: "bafyin".into(), input_size: 100, split: 0, start: 0, end: 100 },
+        };
+        let event = |kind| TaskEvent {
+            v: PROTOCOL_VERSION,
+            job: "j1".into(),
+            task: "r-00001".into(),
+            attempt: 2,
+            agent: "pi-1".into(),
+            kind,
+        };
+        let mut status = AgentStatus::offline("pi-2");
+        status.online = true;
+        status.python = Some("3.12".into());
+        status.native = vec!["wordcount".into()];
+        vec![
+            AgentStatus::offline("pi-1").encode(),
+            status.encode(),
+            TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::Assign { task } }.encode(),
+            TaskMessage {
+                v: PROTOCOL_VERSION,
+                command: TaskCommand::Cancel { job: "j1".into(), task: "m-00001".into(), attempt: 1 },
+            }
+            .encode(),
+            TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::EndJob { job: "j1".into() } }.encode(),
+            event(EventKind::Accepted).encode(),
+            event(EventKind::Failed { error: "boom".into(), detail: "x".repeat(300) }).encode(),
+            event(EventKind::Done {
+                output: TaskOutput { cids: vec!["bafyout".into()], sizes: vec![9], ..Default::default() },
+            })
+            .encode(),
+            Vec::new(),
+            b"{}".to_vec(),
+        ]
+    }
+
+    /// Splits a sealed payload into its four header fields and body.
+    fn parts(p: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
+        let nl = p.iter().position(|&b| b == b'\n').unwrap();
+        (p[..nl].split(|&b| b == b' ').map(<[u8]>::to_vec).collect(), p[nl + 1..].to_vec())
+    }
+
+    fn join(fields: &[Vec<u8>], body: &[u8]) -> Vec<u8> {
+        let mut out = fields.join(&b' ');
+        out.push(b'\n');
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn odd_field(rng: &mut Rng) -> Vec<u8> {
+        const ODD: &[&str] = &[
+            "",
+            "0",
+            "00",
+            "01",
+            "-1",
+            "+1",
+            "1.5",
+            "1e12",
+            "0x10",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999",
+            "100000000000000000000",
+            "999999999999999999999999999999999999",
+            "\u{0661}\u{0662}",
+            "\0",
+            "ffffffffffffffff",
+            "FFFFFFFFFFFFFFFF",
+            "fffffffffffffff",
+            "fffffffffffffffff",
+            "IPDC-SIG1",
+        ];
+        match rng.below(4) {
+            0 => ODD[rng.below(ODD.len())].as_bytes().to_vec(),
+            1 => (0..1 + rng.below(40)).map(|_| b'0' + rng.below(10) as u8).collect(),
+            2 => (0..rng.below(70)).map(|_| b"0123456789abcdef"[rng.below(16)]).collect(),
+            _ => (0..rng.below(20)).map(|_| rng.byte()).collect(),
+        }
+    }
+
+    fn mutate(rng: &mut Rng, orig: &[u8], others: &[Vec<u8>]) -> Vec<u8> {
+        let mut m = orig.to_vec();
+        let pos = |rng: &mut Rng, m: &Vec<u8>| rng.below(m.len() + 1);
+        // Without other envelopes `orig` is a bare body: byte-level mutations only.
+        let kind = if others.is_empty() { [0, 1, 2, 3, 7][rng.below(5)] } else { rng.below(11) };
+        match kind {
+            0 => {
+                for _ in 0..1 + rng.below(3) {
+                    if !m.is_empty() {
+                        let i = rng.below(m.len());
+                        m[i] ^= 1 << rng.below(8);
+                    }
+                }
+            }
+            1 => m.truncate(rng.below(m.len() + 1)),
+            2 => {
+                let at = pos(rng, &m);
+                let ins: Vec<u8> = (0..1 + rng.below(8)).map(|_| rng.byte()).collect();
+                m.splice(at..at, ins);
+            }
+            3 => {
+                let a = pos(rng, &m);
+                let b = (a + 1 + rng.below(16)).min(m.len());
+                m.drain(a..b);
+            }
+            4 => {
+                // Swap one field (or the body) with the same one of another valid envelope.
+                let (mut f, mut body) = parts(orig);
+                let (g, other_body) = parts(&others[rng.below(others.len())]);
+                match rng.below(5) {
+                    4 => body = other_body,
+                    i => f[i] = g[i].clone(),
+                }
+                m = join(&f, &body);
+            }
+            5 => {
+                // Swap two fields of the same envelope.
+                let (mut f, body) = parts(orig);
+                let (i, j) = (rng.below(4), rng.below(4));
+                f.swap(i, j);
+                m = join(&f, &body);
+            }
+            6 => {
+                let (mut f, body) = parts(orig);
+                let i = 1 + rng.below(3);
+                f[i] = odd_field(rng);
+                m = join(&f, &body);
+            }
+            7 => {
+                if !m.is_empty() {
+                    let i = rng.below(m.len());
+                    m[i] = rng.byte();
+                }
+            }
+            8 => {
+                // A first line longer than the header limit.
+                let at = (10 + rng.below(100)).min(m.len());
+                let n = 20 + rng.below(300);
+                m.splice(at..at, std::iter::repeat_n(if rng.below(2) == 0 { b'0' } else { b' ' }, n));
+            }
+            9 => {
+                // Random garbage, half of it looking like an envelope.
+                m = if rng.below(2) == 0 { b"IPDC-SIG1 ".to_vec() } else { Vec::new() };
+                m.extend((0..rng.below(300)).map(|_| rng.byte()));
+            }
+            _ => {
+                let (f, body) = parts(orig);
+                m = match rng.below(4) {
+                    0 => [join(&f, b""), orig.to_vec()].concat(), // header twice
+                    1 => f.join(&b' '),                           // header, no newline
+                    2 => [f.join(&b' '), b"\r\n".to_vec(), body].concat(),
+                    _ => join(&f[..3], &body), // no MAC field
+                };
+            }
+        }
+        m
+    }
+
+    fn decode_all(body: &[u8]) {
+        let _ = AgentStatus::decode(body);
+        let _ = TaskMessage::decode(body);
+        let _ = TaskEvent::decode(body);
+    }
+
+    #[test]
+    fn fuzz_nothing_mutated_verifies_and_nothing_panics() {
+        const ORIGINALS: usize = 64;
+        const MUTANTS: usize = 300_000;
+        let mut rng = Rng(0x1d9c_0ffe_e5ee_d001);
+        let k = ClusterKey([0x5a; 32]);
+        let sealer = Sealer::new(Some(k.clone()));
+        let mut keyed = Opener::new(Some(k));
+        let mut open = Opener::new(None);
+        let bodies = sample_bodies();
+
+        let originals: Vec<Vec<u8>> = (0..ORIGINALS)
+            .map(|i| {
+                let ts = NOW - WINDOW + rng.below(2 * WINDOW as usize) as u64;
+                sealer.seal_at(&bodies[i % bodies.len()], ts, rng.next())
+            })
+            .collect();
+        let known: std::collections::HashSet<&[u8]> = originals.iter().map(Vec::as_slice).collect();
+        for (i, p) in originals.iter().enumerate() {
+            assert_eq!(keyed.open(p, NOW), Ok(&bodies[i % bodies.len()][..]));
+        }
+
+        let (mut keyed_ok, mut open_ok) = (0u64, 0u64);
+        for n in 0..MUTANTS {
+            let orig = &originals[rng.below(ORIGINALS)];
+            let m = if n % 8 == 0 {
+                // Mutate a body and seal it properly: a genuine message with garbage inside.
+                let which = rng.below(bodies.len());
+                let body = mutate(&mut rng, &bodies[which], &[]);
+                let p = sealer.seal_at(&body, NOW, rng.next());
+                let got = keyed.open(&p, NOW).expect("a freshly sealed payload opens");
+                assert_eq!(got, &body[..]);
+                decode_all(got);
+                keyed_ok += 1;
+                continue;
+            } else {
+                mutate(&mut rng, orig, &originals)
+            };
+
+            match keyed.open(&m, NOW) {
+                Ok(_) => panic!("a mutant verified: {:?}", String::from_utf8_lossy(&m)),
+                Err(Rejected::NoSignature | Rejected::Malformed | Rejected::BadMac | Rejected::TooLarge) => {}
+                Err(why) => {
+                    // Stale/Replayed/BeyondReplayCache come only after a good MAC.
+                    assert!(known.contains(&m[..]), "mutant passed the MAC ({why}): {:?}", m);
+                }
+            }
+            match open.open(&m, NOW) {
+                Ok(body) => {
+                    let range = m.as_ptr_range();
+                    assert!(body.is_empty() || range.contains(&body.as_ptr()), "body outside the payload");
+                    assert!(m.ends_with(body));
+                    open_ok += 1;
+                    if n % 4 == 1 {
+                        decode_all(body);
+                    }
+                }
+                Err(why) => assert!(matches!(why, Rejected::Malformed | Rejected::TooLarge), "{why}"),
+            }
+        }
+        // The generator really exercised both paths.
+        assert!(keyed_ok > 1000 && open_ok > 10_000, "{keyed_ok} {open_ok}");
+        assert!(keyed.rejected_for(Rejected::BadMac) > 1000);
+        assert!(keyed.rejected_for(Rejected::Malformed) > 1000);
+        assert!(keyed.rejected_for(Rejected::NoSignature) > 100);
+        assert_eq!(keyed.accepted(), ORIGINALS as u64 + keyed_ok);
+    }
+}
