@@ -54,7 +54,7 @@
 //!
 //! Accepted `(ts, nonce)` pairs are kept ordered by timestamp. Pairs older than
 //! the window are dropped (a replay of them is `Stale` anyway), and at most
-//! [`REPLAY_CACHE_CAP`] pairs are kept (about 4 MB at most): past that the
+//! [`REPLAY_CACHE_CAP`] pairs are kept (a few MB at most): past that the
 //! oldest go. The trade-off: rather than forget a pair and accept its replay,
 //! the opener remembers the newest timestamp it ever dropped and refuses
 //! anything at or below it ([`Rejected::BeyondReplayCache`]). So replays are
