@@ -9,6 +9,7 @@
 //! - [`ipfs`]: the kubo RPC API client.
 //! - [`mqtt`]: broker addresses and client options.
 
+pub mod auth;
 pub mod exec;
 pub mod ipfs;
 pub mod mapreduce;
