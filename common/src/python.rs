@@ -17,13 +17,36 @@
 //! [`STDERR_TAIL`] bytes of stderr. Because stdout and stderr are always
 //! drained, writing stdin cannot deadlock, and a runner that exits early just
 //! turns the next write into a broken pipe, which ends the feeding.
+//!
+//! Sandbox limits ([`Limits`]) and cancellation ([`CancelToken`]): the
+//! runner is the leader of its own process group, so it and everything the
+//! user's code starts (subprocesses, `os.system`, ...) can be killed at once
+//! with `kill(-pgid, SIGKILL)`. A watchdog thread does that at the wall-clock
+//! deadline or when the task is cancelled, which closes the pipes and makes
+//! the run return promptly with [`ExecError::TimedOut`] or
+//! [`ExecError::Cancelled`]. The group is also killed when the run ends for
+//! any other reason (success, an error of ours, a panic): nothing the user
+//! started outlives its task. (Code that leaves the group on purpose, with
+//! `setsid()` or `setpgid()`, escapes this; containing it needs cgroups or a
+//! PID namespace.) The group is only ever signalled while the runner is not
+//! yet reaped, so its id cannot have been reused by an unrelated group.
+//!
+//! The memory limit is `RLIMIT_AS` (address space) of the runner, set between
+//! `fork` and `exec` and inherited by its subprocesses (each gets the same
+//! limit, it is not shared). Python then raises `MemoryError`, which the
+//! runner reports with exit status 5 and an `IPDC-ERROR: MemoryError: ...`
+//! line; an allocation that fails where Python cannot raise kills it
+//! (SIGSEGV, or SIGKILL from the kernel's OOM killer), which is also taken as
+//! the memory limit when one is set. See [`MIN_MEMORY_BYTES`] for the floor.
 
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::exec::{ExecStats, RecordSink, RecordSource};
@@ -46,6 +69,106 @@ const MIN_VERSION: (u32, u32) = (3, 7);
 
 /// How long [`detect_version`] waits for the interpreter.
 const DETECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The smallest memory limit applied: a smaller [`Limits::memory_bytes`] is
+/// raised to this. Python 3.11 needs about 24 MiB of address space just to
+/// start and load the runner (below that it cannot even map its shared
+/// libraries, and fails before the user's code runs); 64 MiB leaves room
+/// for small user code. Big libraries (numpy, ...) need far more.
+pub const MIN_MEMORY_BYTES: u64 = 64 << 20;
+
+/// Exit status of the runner when the user's code raised `MemoryError`.
+const EXIT_MEMORY: i32 = 5;
+
+/// How often the watchdog looks at the cancel token.
+const WATCH_POLL: Duration = Duration::from_millis(10);
+
+/// Sandbox limits for one run of the runner. The default has none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time from starting the interpreter; then the runner and
+    /// everything it started are killed ([`ExecError::TimedOut`]).
+    pub wall: Option<Duration>,
+    /// Address space (`RLIMIT_AS`) of the runner and of each process it
+    /// starts, at least [`MIN_MEMORY_BYTES`] ([`ExecError::OutOfMemory`]).
+    pub memory_bytes: Option<u64>,
+}
+
+impl Limits {
+    /// The memory limit actually applied: [`Limits::memory_bytes`] raised to
+    /// [`MIN_MEMORY_BYTES`].
+    pub fn effective_memory_bytes(&self) -> Option<u64> {
+        self.memory_bytes.map(|b| b.max(MIN_MEMORY_BYTES))
+    }
+}
+
+/// Cancels runs from another thread: [`CancelToken::cancel`] kills the
+/// runner (and what it started) of every run using this token or a clone of
+/// it, now and later; they return [`ExecError::Cancelled`] within
+/// milliseconds.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A token that is not cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cancels (for good) the runs using this token.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`CancelToken::cancel`] was called on this token or a clone.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Which user function a run executes, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// `map()` (and `combine()`/`reduce()` as its combiner).
+    Map,
+    /// `reduce()`.
+    Reduce,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Map => "map()",
+            Stage::Reduce => "reduce()",
+        })
+    }
+}
+
+/// `d` for people: `5 s`, `1.5 s`, `200 ms`.
+fn show_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{} s", d.as_secs())
+    } else if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+/// `n` bytes for people: `64 MiB`, `2 GiB`, `1.5 MiB`, `1000 bytes`.
+fn show_bytes(n: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+    if n >= GIB && n % GIB == 0 {
+        format!("{} GiB", n / GIB)
+    } else if n >= MIB && n % MIB == 0 {
+        format!("{} MiB", n / MIB)
+    } else if n >= MIB {
+        format!("{:.1} MiB", n as f64 / MIB as f64)
+    } else {
+        format!("{n} bytes")
+    }
+}
 
 /// The version of `python` (like `"3.11.7"`) if it runs and is at least
 /// 3.7, else `None`. Gives up (and kills it) after 10 seconds.
@@ -99,6 +222,16 @@ pub enum ExecError {
     Runner { status: String, stderr_tail: String },
     /// The runner's output did not follow the protocol.
     Protocol(String),
+    /// The run was killed (with everything it started) at the wall-clock
+    /// limit [`Limits::wall`].
+    TimedOut { stage: Stage, limit: Duration },
+    /// The user's code exceeded the memory limit (the effective one, see
+    /// [`Limits::effective_memory_bytes`]): `cause` is `MemoryError` (raised
+    /// by Python, the runner's report and traceback are in `detail`) or the
+    /// signal that killed the runner (`detail` has its last stderr output).
+    OutOfMemory { stage: Stage, limit_bytes: u64, cause: String, detail: String },
+    /// The run was stopped through its [`CancelToken`].
+    Cancelled { stage: Stage },
 }
 
 impl fmt::Display for ExecError {
@@ -115,6 +248,17 @@ impl fmt::Display for ExecError {
                 Ok(())
             }
             ExecError::Protocol(m) => write!(f, "the Python runner broke the protocol: {m}"),
+            ExecError::TimedOut { stage, limit } => write!(
+                f,
+                "{stage} killed: it ran longer than the task's wall-clock limit of {}",
+                show_duration(*limit)
+            ),
+            ExecError::OutOfMemory { stage, limit_bytes, cause, .. } => write!(
+                f,
+                "{stage} killed: it exceeded the task's memory limit of {} ({cause})",
+                show_bytes(*limit_bytes)
+            ),
+            ExecError::Cancelled { stage } => write!(f, "{stage} stopped: the task was cancelled"),
         }
     }
 }
@@ -149,9 +293,35 @@ pub struct PythonExecutor {
     /// The task's own temporary folder: the runner is written there and it
     /// is the subprocess's working directory.
     pub workdir: PathBuf,
+    /// Wall-clock and memory limits of each run.
+    pub limits: Limits,
+    /// Stops the runs of this executor (and of its clones) when cancelled.
+    pub cancel: CancelToken,
 }
 
 impl PythonExecutor {
+    /// An executor without limits, with a fresh (not cancelled) token.
+    pub fn new(python: impl Into<PathBuf>, workdir: impl Into<PathBuf>) -> Self {
+        PythonExecutor {
+            python: python.into(),
+            workdir: workdir.into(),
+            limits: Limits::default(),
+            cancel: CancelToken::default(),
+        }
+    }
+
+    /// This executor with `limits`.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// This executor stopped by `cancel`.
+    pub fn with_cancel(mut self, cancel: CancelToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
     /// Runs `map(line)` of `map_py` over the lines of `input` (the split's
     /// raw bytes), and with `combine_with` (a `Reduce.py`) its `combine`, or
     /// else its `reduce`, over the grouped map output. Records go to `sink`.
@@ -180,7 +350,7 @@ impl PythonExecutor {
                 }
             }
         };
-        self.run(&args, feed, sink)
+        self.run(Stage::Map, &args, feed, sink)
     }
 
     /// Runs `reduce(key, values)` of `reduce_py` over the records of
@@ -202,22 +372,28 @@ impl PythonExecutor {
             }
             Ok(())
         };
-        self.run(&args, feed, sink)
+        self.run(Stage::Reduce, &args, feed, sink)
     }
 
     /// Starts the runner, feeds it (`feed` fills its buffer with the next
     /// bytes for stdin, leaving it empty at the end) and collects its output.
     fn run(
         &self,
+        stage: Stage,
         args: &[OsString],
         mut feed: impl FnMut(&mut Vec<u8>) -> io::Result<()>,
         sink: &mut dyn RecordSink,
     ) -> Result<ExecStats, ExecError> {
+        if self.cancel.is_cancelled() {
+            return Err(ExecError::Cancelled { stage });
+        }
         let runner = self.workdir.join(RUNNER_FILE_NAME);
         std::fs::write(&runner, RUNNER_PY).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot write the Python runner to {}: {e}", runner.display()))
         })?;
-        let mut child = Command::new(&self.python)
+        let memory = self.limits.effective_memory_bytes();
+        let mut command = Command::new(&self.python);
+        command
             .arg("-B")
             .arg(&runner)
             .args(args)
@@ -225,13 +401,39 @@ impl PythonExecutor {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0);
+        if let Some(bytes) = memory {
+            // SAFETY: the closure runs in the child between fork and exec,
+            // where only async-signal-safe operations are allowed. It only
+            // makes two raw system calls (prlimit64 / getrlimit+setrlimit)
+            // on a copied integer and stack values: no allocation, no lock,
+            // no access to the parent's other threads' state. On failure it
+            // builds an `io::Error` from errno (no allocation) and the spawn
+            // fails with it.
+            unsafe {
+                command.pre_exec(move || limit_address_space(bytes));
+            }
+        }
+        let started = Instant::now();
+        let child = command
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("cannot start {}: {e}", self.python.display())))?;
-        let mut stdin = child.stdin.take();
-        let mut stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
+        // From here on, leaving this function in any way (error, panic)
+        // kills the group and reaps the runner.
+        let mut running = Running::new(child);
+        let pid = running.pid;
+        let mut stdin = running.child.stdin.take();
+        let mut stdout = running.child.stdout.take().expect("piped stdout");
+        let stderr = running.child.stderr.take().expect("piped stderr");
+        let deadline = self.limits.wall.map(|w| started + w);
+        let cancel = &self.cancel;
 
-        let (outcome, tail) = std::thread::scope(|s| {
+        let (outcome, tail, stopped, killed_by_us) = std::thread::scope(|s| {
+            // Kills the group if this closure unwinds, so that the reader
+            // threads end and the scope can be left.
+            let group = KillGroupOnDrop(pid);
+            let (done_tx, done_rx) = mpsc::channel::<()>();
+            let watchdog = s.spawn(move || watch(pid, deadline, cancel, done_rx));
             let (tx, rx) = mpsc::channel::<io::Result<Vec<u8>>>();
             s.spawn(move || {
                 loop {
@@ -284,17 +486,42 @@ impl PythonExecutor {
                 frames.finish()?;
                 Ok((broken, frames.records))
             })();
+            let mut killed_by_us = false;
             if outcome.is_err() {
                 // Stop a runner we no longer listen to (it may be blocked
-                // writing to us); this also ends the reader threads.
-                let _ = child.kill();
+                // writing to us); this also ends the reader threads. Our
+                // error, not a limit, is then the story: stop the watchdog.
+                killed_by_us = !has_exited(pid);
+                kill_group(pid);
+                drop(done_tx);
+            } else {
+                // The runner closed its stdout; the watchdog keeps watching
+                // until it has exited (not reaped: its group id stays ours).
+                wait_exited(pid);
+                drop(done_tx);
             }
             drop(stdin);
+            let stopped = watchdog.join().unwrap_or(None);
+            // Whatever the user's code started and left behind (it may hold
+            // stderr open) goes now.
+            drop(group);
             let tail = tail.join().unwrap_or_default();
-            (outcome, tail)
+            (outcome, tail, stopped, killed_by_us)
         });
-        let status = wait(&mut child)?;
+        let status = running.wait()?;
         let tail = String::from_utf8_lossy(&tail).into_owned();
+        if let (Ok(_), true) = (&outcome, status.success()) {
+            // Done, even if a limit was reached while it was exiting.
+        } else if let Some(stop) = stopped {
+            return Err(match stop {
+                Stop::Cancelled => ExecError::Cancelled { stage },
+                Stop::Deadline => ExecError::TimedOut { stage, limit: self.limits.wall.unwrap_or_default() },
+            });
+        } else if let Some(limit_bytes) = memory
+            && let Some(e) = memory_error(stage, limit_bytes, status, killed_by_us, &tail)
+        {
+            return Err(e);
+        }
         match outcome {
             Err(e) => {
                 // An error of the runner itself explains more than the broken
@@ -325,6 +552,198 @@ impl PythonExecutor {
             }
         }
     }
+}
+
+/// Limits the address space of the calling process (and of what it execs
+/// and forks) to `bytes`, or less if the hard limit is already lower.
+/// Called between fork and exec: raw system calls only.
+fn limit_address_space(bytes: u64) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // prlimit64 directly rather than setrlimit: musl's setrlimit
+        // synchronises all threads (taking a lock), which is not safe after
+        // fork in a multi-threaded process; the system call is.
+        #[repr(C)]
+        struct Rlimit64 {
+            cur: u64,
+            max: u64,
+        }
+        let mut old = Rlimit64 { cur: 0, max: 0 };
+        let none: *const Rlimit64 = std::ptr::null();
+        // SAFETY: prlimit64 on this process with valid pointers to
+        // structures of the kernel's `struct rlimit64` layout.
+        let r = unsafe { libc::syscall(libc::SYS_prlimit64, 0, libc::RLIMIT_AS, none, &mut old) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let max = bytes.min(old.max);
+        let new = Rlimit64 { cur: max, max };
+        let none: *mut Rlimit64 = std::ptr::null_mut();
+        // SAFETY: as above.
+        let r = unsafe { libc::syscall(libc::SYS_prlimit64, 0, libc::RLIMIT_AS, &new, none) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit/setrlimit with valid pointers.
+        if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut old) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let max = (bytes as libc::rlim_t).min(old.rlim_max);
+        let new = libc::rlimit { rlim_cur: max, rlim_max: max };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_AS, &new) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// Why the watchdog killed the runner's group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Deadline,
+    Cancelled,
+}
+
+/// Kills the group `pgid` at `deadline` or when `cancel` is cancelled,
+/// unless `done` (dropped by the run) says first that it is over.
+fn watch(
+    pgid: u32,
+    deadline: Option<Instant>,
+    cancel: &CancelToken,
+    done: mpsc::Receiver<()>,
+) -> Option<Stop> {
+    loop {
+        let now = Instant::now();
+        let stop = if cancel.is_cancelled() {
+            Some(Stop::Cancelled)
+        } else if deadline.is_some_and(|d| now >= d) {
+            Some(Stop::Deadline)
+        } else {
+            None
+        };
+        if let Some(stop) = stop {
+            kill_group(pgid);
+            return Some(stop);
+        }
+        let nap = deadline.map_or(WATCH_POLL, |d| (d - now).min(WATCH_POLL));
+        match done.recv_timeout(nap) {
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// SIGKILL to every process of the group `pgid`. Only called while its
+/// leader (our child) is not reaped, so the id is still this group's.
+fn kill_group(pgid: u32) {
+    // SAFETY: kill() has no memory-safety preconditions.
+    unsafe {
+        libc::kill(-(pgid as libc::pid_t), libc::SIGKILL);
+    }
+}
+
+/// Kills the group when dropped.
+struct KillGroupOnDrop(u32);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        kill_group(self.0);
+    }
+}
+
+/// Whether our child `pid` has exited (without reaping it).
+fn has_exited(pid: u32) -> bool {
+    waitid(pid, libc::WNOHANG).unwrap_or(true)
+}
+
+/// Waits until our child `pid` has exited, without reaping it.
+fn wait_exited(pid: u32) {
+    let _ = waitid(pid, 0);
+}
+
+/// `waitid(P_PID, pid, WEXITED | WNOWAIT | flags)`: whether it has exited.
+fn waitid(pid: u32, flags: libc::c_int) -> io::Result<bool> {
+    loop {
+        // SAFETY: siginfo_t is plain data; all zeroes is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid pointer to `info`; WNOWAIT leaves the child
+        // waitable, so `Child::wait` still reaps it.
+        let r = unsafe {
+            libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT | flags)
+        };
+        if r == 0 {
+            // SAFETY: filled in by waitid (zero if nothing has exited yet).
+            return Ok(unsafe { info.si_pid() } != 0);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// The runner's child process: until it is reaped, dropping this kills its
+/// group and reaps it.
+struct Running {
+    child: Child,
+    pid: u32,
+    reaped: bool,
+}
+
+impl Running {
+    fn new(child: Child) -> Self {
+        let pid = child.id();
+        Running { child, pid, reaped: false }
+    }
+
+    fn wait(&mut self) -> io::Result<ExitStatus> {
+        let status = wait(&mut self.child)?;
+        self.reaped = true;
+        Ok(status)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.reaped {
+            kill_group(self.pid);
+            let _ = wait(&mut self.child);
+        }
+    }
+}
+
+/// The memory-limit error for a runner that ended with `status`, if that
+/// is how it ended: it reported `MemoryError` (exit status 5), or it was
+/// killed by SIGKILL (not ours) or SIGSEGV.
+fn memory_error(
+    stage: Stage,
+    limit_bytes: u64,
+    status: ExitStatus,
+    killed_by_us: bool,
+    tail: &str,
+) -> Option<ExecError> {
+    let cause = if status.code() == Some(EXIT_MEMORY) {
+        "MemoryError".to_string()
+    } else {
+        match status.signal() {
+            Some(libc::SIGKILL) if !killed_by_us => "killed by SIGKILL".to_string(),
+            Some(libc::SIGSEGV) => "killed by SIGSEGV".to_string(),
+            _ => return None,
+        }
+    };
+    let detail = match last_line_with(tail, "IPDC-ERROR: ") {
+        Some((summary, before)) if status.code() == Some(EXIT_MEMORY) => {
+            format!("{}\n{summary}", before.trim())
+        }
+        _ => last_chars(tail.trim(), 4000).to_string(),
+    };
+    Some(ExecError::OutOfMemory { stage, limit_bytes, cause, detail })
 }
 
 /// `path` made absolute (the runner runs in another folder).
@@ -375,10 +794,10 @@ fn last_line_with<'a>(tail: &'a str, prefix: &str) -> Option<(&'a str, &'a str)>
     Some((line.trim_end(), &tail[..start]))
 }
 
-/// The user error the runner reported, if it exited with status 2 or 3 and
-/// an `IPDC-ERROR:` line.
+/// The user error the runner reported, if it exited with status 2, 3 or 5
+/// (`MemoryError` without a memory limit of ours) and an `IPDC-ERROR:` line.
 fn user_error(status: ExitStatus, tail: &str) -> Option<ExecError> {
-    if !matches!(status.code(), Some(2 | 3)) {
+    if !matches!(status.code(), Some(2 | 3 | EXIT_MEMORY)) {
         return None;
     }
     let (summary, before) = last_line_with(tail, "IPDC-ERROR: ")?;
@@ -475,7 +894,7 @@ mod tests {
         }
         let work = dir.path().join("task");
         std::fs::create_dir(&work).unwrap();
-        Job { exec: PythonExecutor { python: "python3".into(), workdir: work }, dir }
+        Job { exec: PythonExecutor::new("python3", work), dir }
     }
 
     impl Job {
