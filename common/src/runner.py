@@ -93,8 +93,9 @@ def _user_traceback(exc):
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def _out_of_memory(exc, what):
-    """The Failure for a MemoryError raised by user code (`what` says where).
+def _out_of_memory(exc, who, where):
+    """The Failure for a MemoryError raised by user code (`who` ran out of
+    memory `where`).
     First frees what the failed call still holds (the locals of its finished
     frames), so that reporting it does not run out of memory too."""
     try:
@@ -105,7 +106,7 @@ def _out_of_memory(exc, what):
         sys.stderr.write(_user_traceback(exc))
     except Exception:
         pass
-    return Failure("IPDC-ERROR: MemoryError: %s ran out of memory" % what, EXIT_MEMORY)
+    return Failure("IPDC-ERROR: MemoryError: %s ran out of memory %s" % (who, where), EXIT_MEMORY)
 
 
 def _raised_in_runner(exc):
@@ -203,7 +204,7 @@ def load(path, function, signature):
         raise Failure("IPDC-ERROR: cannot read %s: %s" % (path, _describe(e)), EXIT_LOAD)
     except Exception as e:
         if isinstance(e, MemoryError):
-            raise _out_of_memory(e, "%s, while being imported," % shown)
+            raise _out_of_memory(e, shown, "while being imported")
         sys.stderr.write(_user_traceback(e))
         line = None
         tb = e.__traceback__
@@ -285,7 +286,7 @@ def run_map(map_fn, combine_fn, combine_name, inp, out):
                 )
             except Exception as e:
                 if isinstance(e, MemoryError):
-                    raise _out_of_memory(e, "%s() for key %s" % (combine_name, _short(key)))
+                    raise _out_of_memory(e, combine_name + "()", "for key " + _short(key))
                 sys.stderr.write(_user_traceback(e))
                 if _raised_in_runner(e):
                     raise Failure(
@@ -351,7 +352,7 @@ def run_map(map_fn, combine_fn, combine_name, inp, out):
         raise Failure("IPDC-ERROR: map() produced %s, on line %d of this split: %s" % (e, lineno, _short(line)), EXIT_USER)
     except Exception as e:
         if isinstance(e, MemoryError):
-            raise _out_of_memory(e, "map() on line %d of this split" % lineno)
+            raise _out_of_memory(e, "map()", "on line %d of this split: %s" % (lineno, _short(line)))
         if isinstance(e, UnicodeEncodeError) and _raised_in_runner(e):
             raise Failure(
                 "IPDC-ERROR: map() produced a key str that is not valid Unicode text (%s), on line %d of this split: %s"
@@ -457,7 +458,7 @@ def run_reduce(reduce_fn, inp, out):
         raise Failure("IPDC-ERROR: reduce() produced %s, for key %s" % (e, _short(key)), EXIT_USER)
     except Exception as e:
         if isinstance(e, MemoryError):
-            raise _out_of_memory(e, "reduce() for key %s" % _short(key))
+            raise _out_of_memory(e, "reduce()", "for key " + _short(key))
         sys.stderr.write(_user_traceback(e))
         if _raised_in_runner(e):
             raise Failure(
