@@ -1323,9 +1323,10 @@ def reduce(key, values):
 
     #[test]
     fn a_timeout_kills_the_users_subprocesses_too() {
-        // The grandchild also holds the runner's stderr open.
+        // The grandchild also holds the runner's stderr open (30 s: a run
+        // that waits for it fails on time instead of hanging).
         let map = format!(
-            "{WRITE_PIDS}\ndef map(line):\n    p = subprocess.Popen(['sleep', '1000'])\n    \
+            "{WRITE_PIDS}\ndef map(line):\n    p = subprocess.Popen(['sleep', '30'])\n    \
              write_pids(p.pid)\n    while True:\n        pass\n"
         );
         let mut j = job(&[("Map.py", &map)]);
@@ -1341,10 +1342,12 @@ def reduce(key, values):
 
     #[test]
     fn subprocesses_left_behind_by_a_successful_run_are_killed() {
-        // No limits: the run must still end (the sleep holds stderr open)
-        // and take the sleep with it.
+        // No limits: the run must still end promptly (the first sleep holds
+        // stderr open) and take both sleeps with it.
         let map = format!(
-            "{WRITE_PIDS}\np = subprocess.Popen(['sleep', '1000'])\nwrite_pids(p.pid)\n\n\
+            "{WRITE_PIDS}\np = subprocess.Popen(['sleep', '30'])\n\
+             q = subprocess.Popen(['sleep', '1000'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
+             write_pids(p.pid, q.pid)\n\n\
              def map(line):\n    yield line, 1\n"
         );
         let j = job(&[("Map.py", &map)]);
@@ -1354,13 +1357,14 @@ def reduce(key, values):
         assert_eq!(stats.output_records, 2);
         assert!(start.elapsed() < Duration::from_secs(10));
         let pids = user_pids(&j);
+        assert_eq!(pids.len(), 3);
         assert_all_gone(pids[0], &pids);
     }
 
     #[test]
     fn a_failing_sink_kills_the_users_subprocesses() {
         let map = format!(
-            "{WRITE_PIDS}\np = subprocess.Popen(['sleep', '1000'])\nwrite_pids(p.pid)\n\n\
+            "{WRITE_PIDS}\np = subprocess.Popen(['sleep', '30'])\nwrite_pids(p.pid)\n\n\
              def map(line):\n    yield line, 1\n"
         );
         let j = job(&[("Map.py", &map)]);
@@ -1482,7 +1486,7 @@ def reduce(key, values):
     #[test]
     fn reduce_honours_the_limits() {
         let endless = format!(
-            "{WRITE_PIDS}\ndef reduce(key, values):\n    p = subprocess.Popen(['sleep', '1000'])\n    \
+            "{WRITE_PIDS}\ndef reduce(key, values):\n    p = subprocess.Popen(['sleep', '30'])\n    \
              write_pids(p.pid)\n    while True:\n        pass\n"
         );
         let hog = format!("def reduce(key, values):\n    {}", HOG.replace('\n', "\n    "));
