@@ -159,9 +159,9 @@ fn show_duration(d: Duration) -> String {
 fn show_bytes(n: u64) -> String {
     const MIB: u64 = 1 << 20;
     const GIB: u64 = 1 << 30;
-    if n >= GIB && n % GIB == 0 {
+    if n >= GIB && n.is_multiple_of(GIB) {
         format!("{} GiB", n / GIB)
-    } else if n >= MIB && n % MIB == 0 {
+    } else if n >= MIB && n.is_multiple_of(MIB) {
         format!("{} MiB", n / MIB)
     } else if n >= MIB {
         format!("{:.1} MiB", n as f64 / MIB as f64)
@@ -1368,8 +1368,10 @@ def reduce(key, values):
              def map(line):\n    yield line, 1\n"
         );
         let j = job(&[("Map.py", &map)]);
+        let start = Instant::now();
         let e = j.exec.run_map(&j.path("Map.py"), None, Lots(1 << 30), &mut FailingSink(0)).unwrap_err();
         assert!(matches!(&e, ExecError::Io(io) if io.to_string() == "disk full"), "{e:?}");
+        assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
         let pids = user_pids(&j);
         assert_all_gone(pids[0], &pids);
     }
