@@ -10,7 +10,8 @@
 //! then one protocol line: `IPDC-STATS {json counters}` on success (exit
 //! status 0), or `IPDC-ERROR: summary` after a traceback on failure (exit
 //! status 2: the user's file cannot be loaded; 3: the user's code failed or
-//! produced something that cannot be stored; 4: runner or protocol problem).
+//! produced something that cannot be stored; 4: runner or protocol problem;
+//! 5: the user's code raised `MemoryError`).
 //!
 //! Threads: the calling thread feeds stdin and hands records to the sink;
 //! one thread drains stdout into a channel, another keeps the last
