@@ -10,20 +10,44 @@
 //! then one protocol line: `IPDC-STATS {json counters}` on success (exit
 //! status 0), or `IPDC-ERROR: summary` after a traceback on failure (exit
 //! status 2: the user's file cannot be loaded; 3: the user's code failed or
-//! produced something that cannot be stored; 4: runner or protocol problem).
+//! produced something that cannot be stored; 4: runner or protocol problem;
+//! 5: the user's code raised `MemoryError`).
 //!
 //! Threads: the calling thread feeds stdin and hands records to the sink;
 //! one thread drains stdout into a channel, another keeps the last
 //! [`STDERR_TAIL`] bytes of stderr. Because stdout and stderr are always
 //! drained, writing stdin cannot deadlock, and a runner that exits early just
 //! turns the next write into a broken pipe, which ends the feeding.
+//!
+//! Sandbox limits ([`Limits`]) and cancellation ([`CancelToken`]): the
+//! runner is the leader of its own process group, so it and everything the
+//! user's code starts (subprocesses, `os.system`, ...) can be killed at once
+//! with `kill(-pgid, SIGKILL)`. A watchdog thread does that at the wall-clock
+//! deadline or when the task is cancelled, which closes the pipes and makes
+//! the run return promptly with [`ExecError::TimedOut`] or
+//! [`ExecError::Cancelled`]. The group is also killed when the run ends for
+//! any other reason (success, an error of ours, a panic): nothing the user
+//! started outlives its task. (Code that leaves the group on purpose, with
+//! `setsid()` or `setpgid()`, escapes this; containing it needs cgroups or a
+//! PID namespace.) The group is only ever signalled while the runner is not
+//! yet reaped, so its id cannot have been reused by an unrelated group.
+//!
+//! The memory limit is `RLIMIT_AS` (address space) of the runner, set between
+//! `fork` and `exec` and inherited by its subprocesses (each gets the same
+//! limit, it is not shared). Python then raises `MemoryError`, which the
+//! runner reports with exit status 5 and an `IPDC-ERROR: MemoryError: ...`
+//! line; an allocation that fails where Python cannot raise kills it
+//! (SIGSEGV, or SIGKILL from the kernel's OOM killer), which is also taken as
+//! the memory limit when one is set. See [`MIN_MEMORY_BYTES`] for the floor.
 
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::exec::{ExecStats, RecordSink, RecordSource};
@@ -46,6 +70,106 @@ const MIN_VERSION: (u32, u32) = (3, 7);
 
 /// How long [`detect_version`] waits for the interpreter.
 const DETECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The smallest memory limit applied: a smaller [`Limits::memory_bytes`] is
+/// raised to this. Python 3.11 needs about 24 MiB of address space just to
+/// start and load the runner (below that it cannot even map its shared
+/// libraries, and fails before the user's code runs); 64 MiB leaves room
+/// for small user code. Big libraries (numpy, ...) need far more.
+pub const MIN_MEMORY_BYTES: u64 = 64 << 20;
+
+/// Exit status of the runner when the user's code raised `MemoryError`.
+const EXIT_MEMORY: i32 = 5;
+
+/// How often the watchdog looks at the cancel token.
+const WATCH_POLL: Duration = Duration::from_millis(10);
+
+/// Sandbox limits for one run of the runner. The default has none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time from starting the interpreter; then the runner and
+    /// everything it started are killed ([`ExecError::TimedOut`]).
+    pub wall: Option<Duration>,
+    /// Address space (`RLIMIT_AS`) of the runner and of each process it
+    /// starts, at least [`MIN_MEMORY_BYTES`] ([`ExecError::OutOfMemory`]).
+    pub memory_bytes: Option<u64>,
+}
+
+impl Limits {
+    /// The memory limit actually applied: [`Limits::memory_bytes`] raised to
+    /// [`MIN_MEMORY_BYTES`].
+    pub fn effective_memory_bytes(&self) -> Option<u64> {
+        self.memory_bytes.map(|b| b.max(MIN_MEMORY_BYTES))
+    }
+}
+
+/// Cancels runs from another thread: [`CancelToken::cancel`] kills the
+/// runner (and what it started) of every run using this token or a clone of
+/// it, now and later; they return [`ExecError::Cancelled`] within
+/// milliseconds.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A token that is not cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cancels (for good) the runs using this token.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`CancelToken::cancel`] was called on this token or a clone.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Which user function a run executes, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// `map()` (and `combine()`/`reduce()` as its combiner).
+    Map,
+    /// `reduce()`.
+    Reduce,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Map => "map()",
+            Stage::Reduce => "reduce()",
+        })
+    }
+}
+
+/// `d` for people: `5 s`, `1.5 s`, `200 ms`.
+fn show_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{} s", d.as_secs())
+    } else if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+/// `n` bytes for people: `64 MiB`, `2 GiB`, `1.5 MiB`, `1000 bytes`.
+fn show_bytes(n: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+    if n >= GIB && n.is_multiple_of(GIB) {
+        format!("{} GiB", n / GIB)
+    } else if n >= MIB && n.is_multiple_of(MIB) {
+        format!("{} MiB", n / MIB)
+    } else if n >= MIB {
+        format!("{:.1} MiB", n as f64 / MIB as f64)
+    } else {
+        format!("{n} bytes")
+    }
+}
 
 /// The version of `python` (like `"3.11.7"`) if it runs and is at least
 /// 3.7, else `None`. Gives up (and kills it) after 10 seconds.
@@ -99,6 +223,16 @@ pub enum ExecError {
     Runner { status: String, stderr_tail: String },
     /// The runner's output did not follow the protocol.
     Protocol(String),
+    /// The run was killed (with everything it started) at the wall-clock
+    /// limit [`Limits::wall`].
+    TimedOut { stage: Stage, limit: Duration },
+    /// The user's code exceeded the memory limit (the effective one, see
+    /// [`Limits::effective_memory_bytes`]): `cause` is `MemoryError` (raised
+    /// by Python, the runner's report and traceback are in `detail`) or the
+    /// signal that killed the runner (`detail` has its last stderr output).
+    OutOfMemory { stage: Stage, limit_bytes: u64, cause: String, detail: String },
+    /// The run was stopped through its [`CancelToken`].
+    Cancelled { stage: Stage },
 }
 
 impl fmt::Display for ExecError {
@@ -115,6 +249,17 @@ impl fmt::Display for ExecError {
                 Ok(())
             }
             ExecError::Protocol(m) => write!(f, "the Python runner broke the protocol: {m}"),
+            ExecError::TimedOut { stage, limit } => write!(
+                f,
+                "{stage} killed: it ran longer than the task's wall-clock limit of {}",
+                show_duration(*limit)
+            ),
+            ExecError::OutOfMemory { stage, limit_bytes, cause, .. } => write!(
+                f,
+                "{stage} killed: it exceeded the task's memory limit of {} ({cause})",
+                show_bytes(*limit_bytes)
+            ),
+            ExecError::Cancelled { stage } => write!(f, "{stage} stopped: the task was cancelled"),
         }
     }
 }
@@ -149,9 +294,35 @@ pub struct PythonExecutor {
     /// The task's own temporary folder: the runner is written there and it
     /// is the subprocess's working directory.
     pub workdir: PathBuf,
+    /// Wall-clock and memory limits of each run.
+    pub limits: Limits,
+    /// Stops the runs of this executor (and of its clones) when cancelled.
+    pub cancel: CancelToken,
 }
 
 impl PythonExecutor {
+    /// An executor without limits, with a fresh (not cancelled) token.
+    pub fn new(python: impl Into<PathBuf>, workdir: impl Into<PathBuf>) -> Self {
+        PythonExecutor {
+            python: python.into(),
+            workdir: workdir.into(),
+            limits: Limits::default(),
+            cancel: CancelToken::default(),
+        }
+    }
+
+    /// This executor with `limits`.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// This executor stopped by `cancel`.
+    pub fn with_cancel(mut self, cancel: CancelToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
     /// Runs `map(line)` of `map_py` over the lines of `input` (the split's
     /// raw bytes), and with `combine_with` (a `Reduce.py`) its `combine`, or
     /// else its `reduce`, over the grouped map output. Records go to `sink`.
@@ -180,7 +351,7 @@ impl PythonExecutor {
                 }
             }
         };
-        self.run(&args, feed, sink)
+        self.run(Stage::Map, &args, feed, sink)
     }
 
     /// Runs `reduce(key, values)` of `reduce_py` over the records of
@@ -202,22 +373,28 @@ impl PythonExecutor {
             }
             Ok(())
         };
-        self.run(&args, feed, sink)
+        self.run(Stage::Reduce, &args, feed, sink)
     }
 
     /// Starts the runner, feeds it (`feed` fills its buffer with the next
     /// bytes for stdin, leaving it empty at the end) and collects its output.
     fn run(
         &self,
+        stage: Stage,
         args: &[OsString],
         mut feed: impl FnMut(&mut Vec<u8>) -> io::Result<()>,
         sink: &mut dyn RecordSink,
     ) -> Result<ExecStats, ExecError> {
+        if self.cancel.is_cancelled() {
+            return Err(ExecError::Cancelled { stage });
+        }
         let runner = self.workdir.join(RUNNER_FILE_NAME);
         std::fs::write(&runner, RUNNER_PY).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot write the Python runner to {}: {e}", runner.display()))
         })?;
-        let mut child = Command::new(&self.python)
+        let memory = self.limits.effective_memory_bytes();
+        let mut command = Command::new(&self.python);
+        command
             .arg("-B")
             .arg(&runner)
             .args(args)
@@ -225,13 +402,39 @@ impl PythonExecutor {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0);
+        if let Some(bytes) = memory {
+            // SAFETY: the closure runs in the child between fork and exec,
+            // where only async-signal-safe operations are allowed. It only
+            // makes two raw system calls (prlimit64 / getrlimit+setrlimit)
+            // on a copied integer and stack values: no allocation, no lock,
+            // no access to the parent's other threads' state. On failure it
+            // builds an `io::Error` from errno (no allocation) and the spawn
+            // fails with it.
+            unsafe {
+                command.pre_exec(move || limit_address_space(bytes));
+            }
+        }
+        let started = Instant::now();
+        let child = command
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("cannot start {}: {e}", self.python.display())))?;
-        let mut stdin = child.stdin.take();
-        let mut stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
+        // From here on, leaving this function in any way (error, panic)
+        // kills the group and reaps the runner.
+        let mut running = Running::new(child);
+        let pid = running.pid;
+        let mut stdin = running.child.stdin.take();
+        let mut stdout = running.child.stdout.take().expect("piped stdout");
+        let stderr = running.child.stderr.take().expect("piped stderr");
+        let deadline = self.limits.wall.map(|w| started + w);
+        let cancel = &self.cancel;
 
-        let (outcome, tail) = std::thread::scope(|s| {
+        let (outcome, tail, stopped, killed_by_us) = std::thread::scope(|s| {
+            // Kills the group if this closure unwinds, so that the reader
+            // threads end and the scope can be left.
+            let group = KillGroupOnDrop(pid);
+            let (done_tx, done_rx) = mpsc::channel::<()>();
+            let watchdog = s.spawn(move || watch(pid, deadline, cancel, done_rx));
             let (tx, rx) = mpsc::channel::<io::Result<Vec<u8>>>();
             s.spawn(move || {
                 loop {
@@ -284,17 +487,42 @@ impl PythonExecutor {
                 frames.finish()?;
                 Ok((broken, frames.records))
             })();
+            let mut killed_by_us = false;
             if outcome.is_err() {
                 // Stop a runner we no longer listen to (it may be blocked
-                // writing to us); this also ends the reader threads.
-                let _ = child.kill();
+                // writing to us); this also ends the reader threads. Our
+                // error, not a limit, is then the story: stop the watchdog.
+                killed_by_us = !has_exited(pid);
+                kill_group(pid);
+                drop(done_tx);
+            } else {
+                // The runner closed its stdout; the watchdog keeps watching
+                // until it has exited (not reaped: its group id stays ours).
+                wait_exited(pid);
+                drop(done_tx);
             }
             drop(stdin);
+            let stopped = watchdog.join().unwrap_or(None);
+            // Whatever the user's code started and left behind (it may hold
+            // stderr open) goes now.
+            drop(group);
             let tail = tail.join().unwrap_or_default();
-            (outcome, tail)
+            (outcome, tail, stopped, killed_by_us)
         });
-        let status = wait(&mut child)?;
+        let status = running.wait()?;
         let tail = String::from_utf8_lossy(&tail).into_owned();
+        if let (Ok(_), true) = (&outcome, status.success()) {
+            // Done, even if a limit was reached while it was exiting.
+        } else if let Some(stop) = stopped {
+            return Err(match stop {
+                Stop::Cancelled => ExecError::Cancelled { stage },
+                Stop::Deadline => ExecError::TimedOut { stage, limit: self.limits.wall.unwrap_or_default() },
+            });
+        } else if let Some(limit_bytes) = memory
+            && let Some(e) = memory_error(stage, limit_bytes, status, killed_by_us, &tail)
+        {
+            return Err(e);
+        }
         match outcome {
             Err(e) => {
                 // An error of the runner itself explains more than the broken
@@ -325,6 +553,198 @@ impl PythonExecutor {
             }
         }
     }
+}
+
+/// Limits the address space of the calling process (and of what it execs
+/// and forks) to `bytes`, or less if the hard limit is already lower.
+/// Called between fork and exec: raw system calls only.
+fn limit_address_space(bytes: u64) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // prlimit64 directly rather than setrlimit: musl's setrlimit
+        // synchronises all threads (taking a lock), which is not safe after
+        // fork in a multi-threaded process; the system call is.
+        #[repr(C)]
+        struct Rlimit64 {
+            cur: u64,
+            max: u64,
+        }
+        let mut old = Rlimit64 { cur: 0, max: 0 };
+        let none: *const Rlimit64 = std::ptr::null();
+        // SAFETY: prlimit64 on this process with valid pointers to
+        // structures of the kernel's `struct rlimit64` layout.
+        let r = unsafe { libc::syscall(libc::SYS_prlimit64, 0, libc::RLIMIT_AS, none, &mut old) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let max = bytes.min(old.max);
+        let new = Rlimit64 { cur: max, max };
+        let none: *mut Rlimit64 = std::ptr::null_mut();
+        // SAFETY: as above.
+        let r = unsafe { libc::syscall(libc::SYS_prlimit64, 0, libc::RLIMIT_AS, &new, none) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit/setrlimit with valid pointers.
+        if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut old) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let max = (bytes as libc::rlim_t).min(old.rlim_max);
+        let new = libc::rlimit { rlim_cur: max, rlim_max: max };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_AS, &new) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// Why the watchdog killed the runner's group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Deadline,
+    Cancelled,
+}
+
+/// Kills the group `pgid` at `deadline` or when `cancel` is cancelled,
+/// unless `done` (dropped by the run) says first that it is over.
+fn watch(
+    pgid: u32,
+    deadline: Option<Instant>,
+    cancel: &CancelToken,
+    done: mpsc::Receiver<()>,
+) -> Option<Stop> {
+    loop {
+        let now = Instant::now();
+        let stop = if cancel.is_cancelled() {
+            Some(Stop::Cancelled)
+        } else if deadline.is_some_and(|d| now >= d) {
+            Some(Stop::Deadline)
+        } else {
+            None
+        };
+        if let Some(stop) = stop {
+            kill_group(pgid);
+            return Some(stop);
+        }
+        let nap = deadline.map_or(WATCH_POLL, |d| (d - now).min(WATCH_POLL));
+        match done.recv_timeout(nap) {
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// SIGKILL to every process of the group `pgid`. Only called while its
+/// leader (our child) is not reaped, so the id is still this group's.
+fn kill_group(pgid: u32) {
+    // SAFETY: kill() has no memory-safety preconditions.
+    unsafe {
+        libc::kill(-(pgid as libc::pid_t), libc::SIGKILL);
+    }
+}
+
+/// Kills the group when dropped.
+struct KillGroupOnDrop(u32);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        kill_group(self.0);
+    }
+}
+
+/// Whether our child `pid` has exited (without reaping it).
+fn has_exited(pid: u32) -> bool {
+    waitid(pid, libc::WNOHANG).unwrap_or(true)
+}
+
+/// Waits until our child `pid` has exited, without reaping it.
+fn wait_exited(pid: u32) {
+    let _ = waitid(pid, 0);
+}
+
+/// `waitid(P_PID, pid, WEXITED | WNOWAIT | flags)`: whether it has exited.
+fn waitid(pid: u32, flags: libc::c_int) -> io::Result<bool> {
+    loop {
+        // SAFETY: siginfo_t is plain data; all zeroes is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid pointer to `info`; WNOWAIT leaves the child
+        // waitable, so `Child::wait` still reaps it.
+        let r = unsafe {
+            libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT | flags)
+        };
+        if r == 0 {
+            // SAFETY: filled in by waitid (zero if nothing has exited yet).
+            return Ok(unsafe { info.si_pid() } != 0);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// The runner's child process: until it is reaped, dropping this kills its
+/// group and reaps it.
+struct Running {
+    child: Child,
+    pid: u32,
+    reaped: bool,
+}
+
+impl Running {
+    fn new(child: Child) -> Self {
+        let pid = child.id();
+        Running { child, pid, reaped: false }
+    }
+
+    fn wait(&mut self) -> io::Result<ExitStatus> {
+        let status = wait(&mut self.child)?;
+        self.reaped = true;
+        Ok(status)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.reaped {
+            kill_group(self.pid);
+            let _ = wait(&mut self.child);
+        }
+    }
+}
+
+/// The memory-limit error for a runner that ended with `status`, if that
+/// is how it ended: it reported `MemoryError` (exit status 5), or it was
+/// killed by SIGKILL (not ours) or SIGSEGV.
+fn memory_error(
+    stage: Stage,
+    limit_bytes: u64,
+    status: ExitStatus,
+    killed_by_us: bool,
+    tail: &str,
+) -> Option<ExecError> {
+    let cause = if status.code() == Some(EXIT_MEMORY) {
+        "MemoryError".to_string()
+    } else {
+        match status.signal() {
+            Some(libc::SIGKILL) if !killed_by_us => "killed by SIGKILL".to_string(),
+            Some(libc::SIGSEGV) => "killed by SIGSEGV".to_string(),
+            _ => return None,
+        }
+    };
+    let detail = match last_line_with(tail, "IPDC-ERROR: ") {
+        Some((summary, before)) if status.code() == Some(EXIT_MEMORY) => {
+            format!("{}\n{summary}", before.trim())
+        }
+        _ => last_chars(tail.trim(), 4000).to_string(),
+    };
+    Some(ExecError::OutOfMemory { stage, limit_bytes, cause, detail })
 }
 
 /// `path` made absolute (the runner runs in another folder).
@@ -375,10 +795,10 @@ fn last_line_with<'a>(tail: &'a str, prefix: &str) -> Option<(&'a str, &'a str)>
     Some((line.trim_end(), &tail[..start]))
 }
 
-/// The user error the runner reported, if it exited with status 2 or 3 and
-/// an `IPDC-ERROR:` line.
+/// The user error the runner reported, if it exited with status 2, 3 or 5
+/// (`MemoryError` without a memory limit of ours) and an `IPDC-ERROR:` line.
 fn user_error(status: ExitStatus, tail: &str) -> Option<ExecError> {
-    if !matches!(status.code(), Some(2 | 3)) {
+    if !matches!(status.code(), Some(2 | 3 | EXIT_MEMORY)) {
         return None;
     }
     let (summary, before) = last_line_with(tail, "IPDC-ERROR: ")?;
@@ -475,7 +895,7 @@ mod tests {
         }
         let work = dir.path().join("task");
         std::fs::create_dir(&work).unwrap();
-        Job { exec: PythonExecutor { python: "python3".into(), workdir: work }, dir }
+        Job { exec: PythonExecutor::new("python3", work), dir }
     }
 
     impl Job {
@@ -815,6 +1235,319 @@ def reduce(key, values):
         let mut f = Frames::default();
         f.push(&framed[..framed.len() - 1], &mut Vec::new()).unwrap();
         assert!(matches!(f.finish(), Err(ExecError::Protocol(_))));
+    }
+
+    // ------------------------------------------------------------ limits
+
+    /// Whether process `pid` exists and is not a zombie.
+    fn alive(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => {
+                let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+                !matches!(state, None | Some("Z" | "X"))
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The live (not zombie) processes of the group `pgid`.
+    fn group_members(pgid: i32) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            if fields.get(2) == Some(&pgid.to_string().as_str()) && !matches!(fields[0], "Z" | "X") {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// Asserts that none of `pids` and no process of the group `pgid` is
+    /// alive (allowing a moment for SIGKILL to land).
+    fn assert_all_gone(pgid: i32, pids: &[i32]) {
+        let start = Instant::now();
+        loop {
+            let left: Vec<i32> =
+                pids.iter().copied().filter(|&p| alive(p)).chain(group_members(pgid)).collect();
+            if left.is_empty() {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(1), "processes left behind: {left:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The pids the user code wrote to `pids` in the task folder: its own
+    /// (= its process group), then those of its subprocesses.
+    fn user_pids(j: &Job) -> Vec<i32> {
+        let text =
+            std::fs::read_to_string(j.exec.workdir.join("pids")).expect("the user code wrote its pids");
+        text.split_whitespace().map(|p| p.parse().unwrap()).collect()
+    }
+
+    /// Writes the runner's pid, its group and `extra` pids to `pids`.
+    const WRITE_PIDS: &str = "import os, subprocess\n\
+        def write_pids(*extra):\n    \
+            assert os.getpgid(0) == os.getpid()\n    \
+            with open('pids', 'w') as f:\n        \
+                f.write(' '.join(str(p) for p in (os.getpid(),) + extra))\n";
+
+    fn limited(j: &mut Job, wall: Option<u64>, memory_mib: Option<u64>) {
+        j.exec.limits =
+            Limits { wall: wall.map(Duration::from_secs), memory_bytes: memory_mib.map(|m| m << 20) };
+    }
+
+    #[test]
+    fn an_endless_map_times_out_and_its_group_is_gone() {
+        let map = format!("{WRITE_PIDS}\ndef map(line):\n    write_pids()\n    while True:\n        pass\n");
+        let mut j = job(&[("Map.py", &map)]);
+        limited(&mut j, Some(2), None);
+        let start = Instant::now();
+        let e = j.exec.run_map(&j.path("Map.py"), None, &b"a\nb\n"[..], &mut Vec::new()).unwrap_err();
+        let took = start.elapsed();
+        assert!(
+            matches!(e, ExecError::TimedOut { stage: Stage::Map, limit } if limit == Duration::from_secs(2))
+        );
+        assert_eq!(e.to_string(), "map() killed: it ran longer than the task's wall-clock limit of 2 s");
+        assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(3), "{took:?}");
+        let pids = user_pids(&j);
+        // SAFETY: kill with signal 0 only checks.
+        let r = unsafe { libc::kill(-pids[0], 0) };
+        assert_eq!((r, io::Error::last_os_error().raw_os_error()), (-1, Some(libc::ESRCH)));
+        assert_all_gone(pids[0], &pids);
+    }
+
+    #[test]
+    fn a_timeout_kills_the_users_subprocesses_too() {
+        // The grandchild also holds the runner's stderr open (30 s: a run
+        // that waits for it fails on time instead of hanging).
+        let map = format!(
+            "{WRITE_PIDS}\ndef map(line):\n    p = subprocess.Popen(['sleep', '30'])\n    \
+             write_pids(p.pid)\n    while True:\n        pass\n"
+        );
+        let mut j = job(&[("Map.py", &map)]);
+        limited(&mut j, Some(2), Some(1024));
+        let start = Instant::now();
+        let e = j.exec.run_map(&j.path("Map.py"), None, Lots(1 << 30), &mut Vec::new()).unwrap_err();
+        assert!(matches!(e, ExecError::TimedOut { .. }), "{e:?}");
+        assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+        let pids = user_pids(&j);
+        assert_eq!(pids.len(), 2);
+        assert_all_gone(pids[0], &pids);
+    }
+
+    #[test]
+    fn subprocesses_left_behind_by_a_successful_run_are_killed() {
+        // No limits: the run must still end promptly (the first sleep holds
+        // stderr open) and take both sleeps with it.
+        let map = format!(
+            "{WRITE_PIDS}\np = subprocess.Popen(['sleep', '30'])\n\
+             q = subprocess.Popen(['sleep', '1000'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
+             write_pids(p.pid, q.pid)\n\n\
+             def map(line):\n    yield line, 1\n"
+        );
+        let j = job(&[("Map.py", &map)]);
+        let start = Instant::now();
+        let mut out = Vec::new();
+        let stats = j.exec.run_map(&j.path("Map.py"), None, &b"a\nb\n"[..], &mut out).unwrap();
+        assert_eq!(stats.output_records, 2);
+        assert!(start.elapsed() < Duration::from_secs(10));
+        let pids = user_pids(&j);
+        assert_eq!(pids.len(), 3);
+        assert_all_gone(pids[0], &pids);
+    }
+
+    #[test]
+    fn a_failing_sink_kills_the_users_subprocesses() {
+        let map = format!(
+            "{WRITE_PIDS}\np = subprocess.Popen(['sleep', '30'])\nwrite_pids(p.pid)\n\n\
+             def map(line):\n    yield line, 1\n"
+        );
+        let j = job(&[("Map.py", &map)]);
+        let start = Instant::now();
+        let e = j.exec.run_map(&j.path("Map.py"), None, Lots(1 << 30), &mut FailingSink(0)).unwrap_err();
+        assert!(matches!(&e, ExecError::Io(io) if io.to_string() == "disk full"), "{e:?}");
+        assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
+        let pids = user_pids(&j);
+        assert_all_gone(pids[0], &pids);
+    }
+
+    const HOG: &str = "hog = []\nwhile True:\n    hog.append(bytes(10 << 20))\n";
+
+    #[test]
+    fn a_map_that_allocates_without_bound_hits_the_memory_limit() {
+        let map = format!("def map(line):\n    yield line, 1\n    {}", HOG.replace('\n', "\n    "));
+        let mut j = job(&[("Map.py", &map), ("Reduce.py", WC_REDUCE)]);
+        limited(&mut j, Some(60), Some(200));
+        for combine in [None, Some(j.path("Reduce.py"))] {
+            let start = Instant::now();
+            let e = j.exec.run_map(&j.path("Map.py"), combine.as_deref(), &b"a\nb\n"[..], &mut Vec::new());
+            let e = e.unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "map() killed: it exceeded the task's memory limit of 200 MiB (MemoryError)"
+            );
+            let ExecError::OutOfMemory { stage: Stage::Map, limit_bytes, detail, .. } = e else {
+                unreachable!()
+            };
+            assert_eq!(limit_bytes, 200 << 20);
+            assert!(detail.contains("MemoryError: map() ran out of memory on line 1"), "{detail}");
+            assert!(detail.contains("Map.py\", line 5, in map"), "{detail}");
+            assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
+        }
+        // The same code without a limit would run the machine out of
+        // memory; a MemoryError without our limit is the user's error.
+        let j = job(&[("Map.py", "def map(line):\n    raise MemoryError('big')\n")]);
+        let (summary, _) =
+            user_error(j.exec.run_map(&j.path("Map.py"), None, &b"a\n"[..], &mut Vec::new()).unwrap_err());
+        assert_eq!(summary, "MemoryError: map() ran out of memory on line 1 of this split: 'a'");
+    }
+
+    #[test]
+    fn a_crash_under_a_memory_limit_is_taken_as_the_memory_limit() {
+        let map = "import os, signal\ndef map(line):\n    os.kill(os.getpid(), signal.SIGSEGV)\n";
+        let mut j = job(&[("Map.py", map)]);
+        let e = j.exec.run_map(&j.path("Map.py"), None, &b"a\n"[..], &mut Vec::new()).unwrap_err();
+        assert!(matches!(e, ExecError::Runner { .. }), "{e:?}");
+        limited(&mut j, None, Some(300));
+        let e = j.exec.run_map(&j.path("Map.py"), None, &b"a\n"[..], &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "map() killed: it exceeded the task's memory limit of 300 MiB (killed by SIGSEGV)"
+        );
+    }
+
+    #[test]
+    fn a_tiny_memory_limit_is_raised_to_the_floor() {
+        // 1 MiB of address space would not even let Python start.
+        let mut j = job(&[("Map.py", WC_MAP)]);
+        limited(&mut j, None, None);
+        j.exec.limits.memory_bytes = Some(1 << 20);
+        assert_eq!(j.exec.limits.effective_memory_bytes(), Some(MIN_MEMORY_BYTES));
+        let mut out = Vec::new();
+        j.exec.run_map(&j.path("Map.py"), None, &b"a b\n"[..], &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn cancel_stops_a_long_map_promptly() {
+        let map = format!("{WRITE_PIDS}\ndef map(line):\n    write_pids()\n    while True:\n        pass\n");
+        let mut j = job(&[("Map.py", &map)]);
+        limited(&mut j, Some(600), None);
+        let token = j.exec.cancel.clone();
+        let start = Instant::now();
+        let canceller = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            token.cancel();
+            Instant::now()
+        });
+        let e = j.exec.run_map(&j.path("Map.py"), None, Lots(1 << 30), &mut Vec::new()).unwrap_err();
+        let returned = Instant::now();
+        let cancelled_at = canceller.join().unwrap();
+        assert!(matches!(e, ExecError::Cancelled { stage: Stage::Map }), "{e:?}");
+        assert_eq!(e.to_string(), "map() stopped: the task was cancelled");
+        assert!(returned >= cancelled_at && returned - cancelled_at < Duration::from_millis(500));
+        assert!(start.elapsed() < Duration::from_secs(5));
+        let pids = user_pids(&j);
+        assert_all_gone(pids[0], &pids);
+        // A cancelled token stops later runs before they start.
+        let e = j.exec.run_map(&j.path("Map.py"), None, &b"a\n"[..], &mut Vec::new()).unwrap_err();
+        assert!(matches!(e, ExecError::Cancelled { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn wordcount_under_generous_limits_is_unchanged() {
+        let mut j = job(&[("Map.py", WC_MAP), ("Reduce.py", WC_REDUCE)]);
+        limited(&mut j, Some(120), Some(2048));
+        let text = tricky_text();
+        let mut native = Vec::new();
+        crate::wordcount::map(&text[..], &mut native, 1 << 30).unwrap();
+        let mut plain = Vec::new();
+        j.exec.run_map(&j.path("Map.py"), None, &text[..], &mut plain).unwrap();
+        assert_eq!(counts(&plain), counts(&native));
+        let mut combined = Vec::new();
+        j.exec.run_map(&j.path("Map.py"), Some(&j.path("Reduce.py")), &text[..], &mut combined).unwrap();
+        assert_eq!(counts(&combined), counts(&native));
+        combined.sort();
+        let mut py = Vec::new();
+        j.exec.run_reduce(&j.path("Reduce.py"), &mut Sorted(combined.clone(), 0), &mut py).unwrap();
+        let mut nat = Vec::new();
+        crate::wordcount::reduce(&mut Sorted(combined, 0), &mut nat).unwrap();
+        assert_eq!(py, nat);
+    }
+
+    /// Many sorted records for a reduce.
+    fn many_records() -> Sorted {
+        Sorted((0..100_000).map(|i| (format!("sk{i:06}").into_bytes(), b"j1".to_vec())).collect(), 0)
+    }
+
+    #[test]
+    fn reduce_honours_the_limits() {
+        let endless = format!(
+            "{WRITE_PIDS}\ndef reduce(key, values):\n    p = subprocess.Popen(['sleep', '30'])\n    \
+             write_pids(p.pid)\n    while True:\n        pass\n"
+        );
+        let hog = format!("def reduce(key, values):\n    {}", HOG.replace('\n', "\n    "));
+        let mut j = job(&[("Endless.py", &endless), ("Hog.py", &hog)]);
+        limited(&mut j, Some(2), Some(200));
+
+        let start = Instant::now();
+        let e = j.exec.run_reduce(&j.path("Endless.py"), &mut many_records(), &mut Vec::new()).unwrap_err();
+        assert_eq!(e.to_string(), "reduce() killed: it ran longer than the task's wall-clock limit of 2 s");
+        assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+        let pids = user_pids(&j);
+        assert_all_gone(pids[0], &pids);
+
+        let start = Instant::now();
+        let e = j.exec.run_reduce(&j.path("Hog.py"), &mut many_records(), &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "reduce() killed: it exceeded the task's memory limit of 200 MiB (MemoryError)"
+        );
+        assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
+
+        std::fs::remove_file(j.exec.workdir.join("pids")).unwrap();
+        j.exec.limits.wall = None;
+        let token = j.exec.cancel.clone();
+        let canceller = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            token.cancel();
+        });
+        let start = Instant::now();
+        let e = j.exec.run_reduce(&j.path("Endless.py"), &mut many_records(), &mut Vec::new()).unwrap_err();
+        canceller.join().unwrap();
+        assert!(matches!(e, ExecError::Cancelled { stage: Stage::Reduce }), "{e:?}");
+        assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+        let pids = user_pids(&j);
+        assert_all_gone(pids[0], &pids);
+    }
+
+    #[test]
+    fn limits_are_shown_with_their_values() {
+        assert_eq!(show_duration(Duration::from_secs(5)), "5 s");
+        assert_eq!(show_duration(Duration::from_millis(1500)), "1.5 s");
+        assert_eq!(show_duration(Duration::from_millis(250)), "250 ms");
+        assert_eq!(show_bytes(64 << 20), "64 MiB");
+        assert_eq!(show_bytes(2 << 30), "2 GiB");
+        assert_eq!(show_bytes(3 << 19), "1.5 MiB");
+        assert_eq!(show_bytes(1000), "1000 bytes");
+        let e = ExecError::OutOfMemory {
+            stage: Stage::Map,
+            limit_bytes: 64 << 20,
+            cause: "MemoryError".into(),
+            detail: String::new(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "map() killed: it exceeded the task's memory limit of 64 MiB (MemoryError)"
+        );
+        let e = ExecError::TimedOut { stage: Stage::Map, limit: Duration::from_secs(5) };
+        assert_eq!(e.to_string(), "map() killed: it ran longer than the task's wall-clock limit of 5 s");
     }
 
     /// Python map+combine speed on the benchmark corpus:

@@ -21,7 +21,9 @@ stderr ends with exactly one protocol line:
                 "output_records":..}                       exit status 0
     IPDC-ERROR: <one-line summary>   after the traceback   exit status 2
                 (user file cannot be loaded), 3 (user code failed or produced
-                a value that cannot be stored), 4 (runner/protocol problem)
+                a value that cannot be stored), 4 (runner/protocol problem),
+                5 (user code raised MemoryError, e.g. under the agent's
+                RLIMIT_AS memory limit: the summary starts "MemoryError: ")
 """
 
 import importlib.util
@@ -34,6 +36,7 @@ import traceback
 EXIT_LOAD = 2
 EXIT_USER = 3
 EXIT_INTERNAL = 4
+EXIT_MEMORY = 5
 
 # Flush the output buffer past this many bytes.
 OUT_CHUNK = 1 << 20
@@ -88,6 +91,22 @@ def _user_traceback(exc):
     if tb is None:
         tb = exc.__traceback__
     return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _out_of_memory(exc, who, where):
+    """The Failure for a MemoryError raised by user code (`who` ran out of
+    memory `where`).
+    First frees what the failed call still holds (the locals of its finished
+    frames), so that reporting it does not run out of memory too."""
+    try:
+        traceback.clear_frames(exc.__traceback__)
+    except Exception:
+        pass
+    try:
+        sys.stderr.write(_user_traceback(exc))
+    except Exception:
+        pass
+    return Failure("IPDC-ERROR: MemoryError: %s ran out of memory %s" % (who, where), EXIT_MEMORY)
 
 
 def _raised_in_runner(exc):
@@ -184,6 +203,8 @@ def load(path, function, signature):
     except OSError as e:
         raise Failure("IPDC-ERROR: cannot read %s: %s" % (path, _describe(e)), EXIT_LOAD)
     except Exception as e:
+        if isinstance(e, MemoryError):
+            raise _out_of_memory(e, shown, "while being imported")
         sys.stderr.write(_user_traceback(e))
         line = None
         tb = e.__traceback__
@@ -264,6 +285,8 @@ def run_map(map_fn, combine_fn, combine_name, inp, out):
                     "IPDC-ERROR: %s() produced %s, for key %s" % (combine_name, e, _short(key)), EXIT_USER
                 )
             except Exception as e:
+                if isinstance(e, MemoryError):
+                    raise _out_of_memory(e, combine_name + "()", "for key " + _short(key))
                 sys.stderr.write(_user_traceback(e))
                 if _raised_in_runner(e):
                     raise Failure(
@@ -328,6 +351,8 @@ def run_map(map_fn, combine_fn, combine_name, inp, out):
     except EncodeError as e:
         raise Failure("IPDC-ERROR: map() produced %s, on line %d of this split: %s" % (e, lineno, _short(line)), EXIT_USER)
     except Exception as e:
+        if isinstance(e, MemoryError):
+            raise _out_of_memory(e, "map()", "on line %d of this split: %s" % (lineno, _short(line)))
         if isinstance(e, UnicodeEncodeError) and _raised_in_runner(e):
             raise Failure(
                 "IPDC-ERROR: map() produced a key str that is not valid Unicode text (%s), on line %d of this split: %s"
@@ -432,6 +457,8 @@ def run_reduce(reduce_fn, inp, out):
     except EncodeError as e:
         raise Failure("IPDC-ERROR: reduce() produced %s, for key %s" % (e, _short(key)), EXIT_USER)
     except Exception as e:
+        if isinstance(e, MemoryError):
+            raise _out_of_memory(e, "reduce()", "for key " + _short(key))
         sys.stderr.write(_user_traceback(e))
         if _raised_in_runner(e):
             raise Failure(
@@ -489,6 +516,8 @@ def entry():
         status, summary = f.status, f.summary
     except BrokenPipeError:
         status, summary = EXIT_INTERNAL, "IPDC-ERROR: the agent stopped reading the runner's output"
+    except MemoryError:
+        status, summary = EXIT_MEMORY, "IPDC-ERROR: MemoryError: the runner ran out of memory"
     except Exception as e:
         sys.stderr.write(traceback.format_exc())
         status, summary = EXIT_INTERNAL, "IPDC-ERROR: internal runner error: " + _describe(e)
