@@ -31,6 +31,9 @@ pub struct Settings {
     pub work_dir: Option<PathBuf>,
     pub python: Option<String>,
     pub heartbeat_secs: Option<u64>,
+    pub max_task_secs: Option<u64>,
+    pub max_task_memory_mb: Option<u64>,
+    pub cluster_key: Option<PathBuf>,
 }
 
 /// The config file: the same keys as the flags.
@@ -71,6 +74,9 @@ impl Settings {
             work_dir: self.work_dir.or(other.work_dir),
             python: self.python.or(other.python),
             heartbeat_secs: self.heartbeat_secs.or(other.heartbeat_secs),
+            max_task_secs: self.max_task_secs.or(other.max_task_secs),
+            max_task_memory_mb: self.max_task_memory_mb.or(other.max_task_memory_mb),
+            cluster_key: self.cluster_key.or(other.cluster_key),
         }
     }
 
@@ -117,6 +123,15 @@ impl Settings {
         if let Some(h) = self.heartbeat_secs {
             c.heartbeat = Duration::from_secs(h.max(1));
         }
+        if let Some(secs) = self.max_task_secs {
+            c.max_task_secs = secs.max(1);
+        }
+        if let Some(mb) = self.max_task_memory_mb {
+            c.max_task_memory_mb = mb.max(64);
+        }
+        if let Some(path) = self.cluster_key {
+            c.cluster_key = Some(ipdc_common::auth::ClusterKey::load(&path)?);
+        }
         Ok(c)
     }
 }
@@ -156,6 +171,12 @@ pub struct AgentConfig {
     pub heartbeat: Duration,
     /// Test hook: every task sleeps this long before it starts (a slow board).
     pub test_task_delay: Duration,
+    /// The most a job may set as a task's wall-clock limit, seconds.
+    pub max_task_secs: u64,
+    /// The most a job may set as a task's memory limit, MiB.
+    pub max_task_memory_mb: u64,
+    /// The cluster key: without it the cluster is open to anyone on the broker.
+    pub cluster_key: Option<ipdc_common::auth::ClusterKey>,
 }
 
 impl AgentConfig {
@@ -172,6 +193,9 @@ impl AgentConfig {
             python: Some(PathBuf::from("python3")),
             heartbeat: Duration::from_secs(5),
             test_task_delay: Duration::ZERO,
+            max_task_secs: 6 * 3600,
+            max_task_memory_mb: 2048,
+            cluster_key: None,
         }
     }
 }

@@ -21,12 +21,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipdc_common::auth::{self, Opener, Sealer};
 use ipdc_common::ipfs::IpfsClient;
 use ipdc_common::mqtt;
 use ipdc_common::protocol::{
     AgentStatus, ControllerStatus, EventKind, Message, PROTOCOL_VERSION, Task, TaskCommand, TaskEvent,
     TaskMessage, Topics, validate_name,
 };
+use ipdc_common::python::CancelToken;
 use log::{debug, info, warn};
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tokio::sync::mpsc;
@@ -66,7 +68,13 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     let status_topic = topics.agent_status(&config.name);
     let tasks_topic = topics.agent_tasks(&config.name);
     let controllers_topic = topics.all_job_controllers();
-    let will = (status_topic.clone(), AgentStatus::offline(&config.name).encode());
+    let sealer = Sealer::new(config.cluster_key.clone());
+    if config.cluster_key.is_none() {
+        warn!(
+            "no cluster key: this cluster is open, anyone who can publish to the broker can make this agent run code (set cluster_key; see `ipdc-submit keygen`)"
+        );
+    }
+    let will = (status_topic.clone(), sealer.seal(&AgentStatus::offline(&config.name).encode()));
     let options = config.mqtt.options(&format!("ipdc-agent-{}", config.name), Some(will))?;
     let (client, mut eventloop) = mqtt::client(options);
     let broker = config.mqtt.broker.clone();
@@ -87,6 +95,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         python: python.map(|(p, _)| p),
         max_memory_mb: config.memory_mb,
         delay: config.test_task_delay,
+        max_task_secs: config.max_task_secs,
+        max_task_memory_mb: config.max_task_memory_mb,
     });
     info!(
         "agent {} starting: cluster {}, broker {}, IPFS {}, {} slots, Python {}",
@@ -109,6 +119,10 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         done_tx: mpsc::channel(64).0,
         finished: HashMap::new(),
         finished_order: Default::default(),
+        sealer,
+        opener: Opener::new(config.cluster_key.clone()),
+        // Retained messages (a Last Will) may be old: their MAC still counts.
+        retained_opener: Opener::new(config.cluster_key.clone()).with_window(RETAINED_WINDOW),
     };
     let (done_tx, mut done_rx) = mpsc::channel(64);
     state.done_tx = done_tx;
@@ -195,11 +209,12 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     }
 
     info!("agent {} stopping", config.name);
-    for (_, handle) in state.running.drain() {
+    for (_, (handle, cancel)) in state.running.drain() {
+        cancel.cancel();
         handle.abort();
     }
     // Say goodbye ourselves: a clean disconnect does not fire the Last Will.
-    let offline = AgentStatus::offline(&config.name).encode();
+    let offline = state.sealer.seal(&AgentStatus::offline(&config.name).encode());
     let _ = client.try_publish(&status_topic, QoS::AtLeastOnce, true, offline);
     let _ = client.try_disconnect();
     let _ =
@@ -216,22 +231,33 @@ struct AgentState {
     fixed: FixedFacts,
     probe: StatusProbe,
     queue: TaskQueue,
-    running: HashMap<AttemptKey, JoinHandle<()>>,
+    running: HashMap<AttemptKey, (JoinHandle<()>, CancelToken)>,
     done_tx: mpsc::Sender<Finished>,
     /// The final report of recently finished attempts, re-sent when a
     /// controller asks (its first copy may have been lost).
     finished: HashMap<AttemptKey, EventKind>,
     finished_order: std::collections::VecDeque<AttemptKey>,
+    sealer: Sealer,
+    /// Task commands: signed, fresh and never replayed (in a keyed cluster).
+    opener: Opener,
+    retained_opener: Opener,
 }
 
 /// Finished attempts remembered for re-sending.
 const FINISHED_MEMORY: usize = 4096;
 
+/// How old a signed retained message (a controller's Last Will) may be.
+const RETAINED_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
+
 impl AgentState {
     fn publish_status(&mut self) {
-        let status = self.probe.status(&self.fixed, self.running.len() as u32);
+        let mut status = self.probe.status(&self.fixed, self.running.len() as u32);
+        status.rejected_messages = self.opener.rejected() + self.retained_opener.rejected();
+        status.keyed = self.opener.is_keyed();
         let topic = self.topics.agent_status(&self.fixed.name);
-        if let Err(e) = self.client.try_publish(topic, QoS::AtLeastOnce, true, status.encode()) {
+        if let Err(e) =
+            self.client.try_publish(topic, QoS::AtLeastOnce, true, self.sealer.seal(&status.encode()))
+        {
             debug!("status not sent: {e}");
         }
     }
@@ -249,14 +275,22 @@ impl AgentState {
             agent: self.fixed.name.clone(),
             kind,
         };
-        if let Err(e) =
-            self.client.try_publish(self.topics.job_events(job), QoS::AtLeastOnce, false, event.encode())
+        let payload = self.sealer.seal(&event.encode());
+        if let Err(e) = self.client.try_publish(self.topics.job_events(job), QoS::AtLeastOnce, false, payload)
         {
             warn!("event for {job}/{task} not sent: {e}");
         }
     }
 
     fn on_task_message(&mut self, payload: &[u8]) {
+        let payload = match self.opener.open(payload, ipdc_common::protocol::now_ms()) {
+            Ok(body) => body,
+            Err(why) => {
+                warn!("rejected a task message ({} rejected so far): {why}", self.opener.rejected());
+                self.publish_status();
+                return;
+            }
+        };
         let msg = match TaskMessage::decode(payload) {
             Ok(m) => m,
             Err(e) => {
@@ -281,7 +315,8 @@ impl AgentState {
             TaskCommand::Cancel { job, task, attempt } => {
                 if !self.queue.cancel(&job, &task, attempt) {
                     let key = (job, task, attempt);
-                    if let Some(h) = self.running.remove(&key) {
+                    if let Some((h, cancel)) = self.running.remove(&key) {
+                        cancel.cancel();
                         h.abort();
                         info!("cancelled {}/{} attempt {}", key.0, key.1, key.2);
                         self.start_queued();
@@ -314,7 +349,8 @@ impl AgentState {
         self.queue.end_job(job);
         let keys: Vec<_> = self.running.keys().filter(|k| k.0 == job).cloned().collect();
         for k in keys {
-            if let Some(h) = self.running.remove(&k) {
+            if let Some((h, cancel)) = self.running.remove(&k) {
+                cancel.cancel();
                 h.abort();
             }
         }
@@ -332,6 +368,14 @@ impl AgentState {
         if payload.is_empty() {
             return; // a cleared retained status: the job ended normally
         }
+        let payload = match self.retained_opener.open(payload, ipdc_common::protocol::now_ms()) {
+            Ok(body) => body,
+            Err(auth::Rejected::Replayed) => return, // a retained message seen before
+            Err(why) => {
+                warn!("rejected a controller status: {why}");
+                return;
+            }
+        };
         match ControllerStatus::decode(payload) {
             Ok(s) if s.state == "gone" => {
                 let holds =
@@ -354,11 +398,13 @@ impl AgentState {
             let tx = self.done_tx.clone();
             let k = key.clone();
             info!("running {}/{} attempt {}", task.job, task.task, task.attempt);
+            let cancel = CancelToken::new();
+            let token = cancel.clone();
             let handle = tokio::spawn(async move {
-                let result = task::run(ctx, task).await;
+                let result = task::run(ctx, task, token).await;
                 let _ = tx.send((k, result)).await;
             });
-            self.running.insert(key, handle);
+            self.running.insert(key, (handle, cancel));
         }
         self.publish_status();
     }

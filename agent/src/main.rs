@@ -66,6 +66,15 @@ struct Args {
     /// Seconds between status reports [default: 5].
     #[arg(long, env = "IPDC_HEARTBEAT_SECS")]
     heartbeat_secs: Option<u64>,
+    /// The most wall-clock seconds a job may give one task [default: 21600].
+    #[arg(long, env = "IPDC_MAX_TASK_SECS")]
+    max_task_secs: Option<u64>,
+    /// The most memory a job may give one task's user code, MiB [default: 2048].
+    #[arg(long, env = "IPDC_MAX_TASK_MEMORY_MB")]
+    max_task_memory_mb: Option<u64>,
+    /// Cluster key file (`ipdc-submit keygen FILE`): only messages signed with it are obeyed.
+    #[arg(long, env = "IPDC_CLUSTER_KEY")]
+    cluster_key: Option<PathBuf>,
     /// Test hook: sleep this many milliseconds before every task (simulates a slow board).
     #[arg(long, hide = true, env = "IPDC_TEST_TASK_DELAY_MS")]
     test_task_delay_ms: Option<u64>,
@@ -89,6 +98,9 @@ impl Args {
             work_dir: self.work_dir.clone(),
             python: self.python.clone(),
             heartbeat_secs: self.heartbeat_secs,
+            max_task_secs: self.max_task_secs,
+            max_task_memory_mb: self.max_task_memory_mb,
+            cluster_key: self.cluster_key.clone(),
         }
     }
 }

@@ -59,6 +59,8 @@ impl StatusProbe {
             heartbeat_ms: now_ms(),
             heartbeat_interval_ms: fixed.heartbeat_ms,
             ipfs: fixed.ipfs.clone(),
+            rejected_messages: 0,
+            keyed: false,
         }
     }
 }

@@ -14,7 +14,7 @@ use ipdc_common::mapreduce::merge::KWayMerge;
 use ipdc_common::mapreduce::sorter::MapOutput;
 use ipdc_common::mapreduce::split::LineOwner;
 use ipdc_common::protocol::{CodeSpec, Task, TaskKind, TaskOutput};
-use ipdc_common::python::{ExecError, PythonExecutor};
+use ipdc_common::python::{CancelToken, ExecError, Limits, PythonExecutor};
 use ipdc_common::{record, wordcount};
 use tokio::sync::mpsc;
 
@@ -29,6 +29,19 @@ pub struct TaskContext {
     pub max_memory_mb: u64,
     /// Test hook: a pause before every task (a slow board).
     pub delay: std::time::Duration,
+    /// The most a job may set as a task's wall-clock and memory limits.
+    pub max_task_secs: u64,
+    pub max_task_memory_mb: u64,
+}
+
+impl TaskContext {
+    /// The job's limits, lowered to this agent's maximums.
+    pub fn limits(&self, task: &Task) -> Limits {
+        let l = &task.code.limits;
+        let secs = l.wall_secs.unwrap_or(self.max_task_secs).min(self.max_task_secs).max(1);
+        let mb = l.memory_mb.unwrap_or(self.max_task_memory_mb).min(self.max_task_memory_mb);
+        Limits { wall: Some(std::time::Duration::from_secs(secs)), memory_bytes: Some(mb << 20) }
+    }
 }
 
 /// Why an attempt failed: a one-line error and the detail (e.g. a traceback).
@@ -63,6 +76,10 @@ impl From<ExecError> for TaskError {
         match e {
             ExecError::User { summary, traceback } => {
                 TaskError { error: summary, detail: traceback, lost_inputs: Vec::new() }
+            }
+            ExecError::OutOfMemory { ref detail, .. } => {
+                let detail = detail.clone();
+                TaskError { error: e.to_string(), detail, lost_inputs: Vec::new() }
             }
             other => TaskError::new(other.to_string()),
         }
@@ -106,8 +123,38 @@ pub fn choose_executor(code: &CodeSpec, python: Option<&Path>) -> Result<Executo
 }
 
 /// Runs one attempt in its own folder and removes the folder afterwards.
-pub async fn run(ctx: Arc<TaskContext>, task: Task) -> Result<TaskOutput, TaskError> {
+/// `cancel` stops the attempt's user code (its whole process group).
+pub async fn run(ctx: Arc<TaskContext>, task: Task, cancel: CancelToken) -> Result<TaskOutput, TaskError> {
     let started = Instant::now();
+    let limits = ctx.limits(&task);
+    let wall = limits.wall.unwrap_or(std::time::Duration::MAX);
+    // The Python executor enforces the limit itself (killing its process
+    // group); this bound also covers fetching, native executors and uploads.
+    let grace = std::time::Duration::from_secs(5);
+    match tokio::time::timeout(wall.saturating_add(grace), run_attempt(&ctx, &task, limits, &cancel)).await {
+        Ok(result) => result.map(|mut out| {
+            out.elapsed_ms = started.elapsed().as_millis() as u64;
+            out
+        }),
+        Err(_) => {
+            cancel.cancel();
+            let dir = ctx.work_dir.join(&task.job).join(format!("{}-a{}", task.task, task.attempt));
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            Err(TaskError::new(format!(
+                "task killed: it ran longer than the task's wall-clock limit of {} s",
+                wall.as_secs()
+            )))
+        }
+    }
+}
+
+async fn run_attempt(
+    ctx: &Arc<TaskContext>,
+    task: &Task,
+    limits: Limits,
+    cancel: &CancelToken,
+) -> Result<TaskOutput, TaskError> {
+    let (ctx, task) = (ctx.clone(), task.clone());
     let dir = ctx.work_dir.join(&task.job).join(format!("{}-a{}", task.task, task.attempt));
     tokio::fs::create_dir_all(&dir)
         .await
@@ -118,21 +165,21 @@ pub async fn run(ctx: Arc<TaskContext>, task: Task) -> Result<TaskOutput, TaskEr
     }
     let result = match &task.kind {
         TaskKind::Map { input_cid, input_size, start, end, split } => {
-            run_map(&ctx, &task, &dir, input_cid, *input_size, *start, *end).await.map_err(|mut e| {
+            let py = (limits, cancel.clone());
+            run_map(&ctx, &task, &dir, input_cid, *input_size, *start, *end, py).await.map_err(|mut e| {
                 // Name the split, so the user can find the input that broke.
                 e.error = format!("{} [split {split} (bytes {start}..{end} of {input_cid})]", e.error);
                 e
             })
         }
-        TaskKind::Reduce { inputs, .. } => run_reduce(&ctx, &task, &dir, inputs).await,
+        TaskKind::Reduce { inputs, .. } => {
+            run_reduce(&ctx, &task, &dir, inputs, (limits, cancel.clone())).await
+        }
     };
     let _ = tokio::fs::remove_dir_all(&dir).await;
     let job_dir = ctx.work_dir.join(&task.job);
     let _ = tokio::fs::remove_dir(&job_dir).await; // only succeeds once the job's last task is gone
-    result.map(|mut out| {
-        out.elapsed_ms = started.elapsed().as_millis() as u64;
-        out
-    })
+    result
 }
 
 fn budget_bytes(ctx: &TaskContext, task: &Task) -> usize {
@@ -156,6 +203,7 @@ async fn run_map(
     input_size: u64,
     start: u64,
     end: u64,
+    (limits, cancel): (Limits, CancelToken),
 ) -> Result<TaskOutput, TaskError> {
     let exec = choose_executor(&task.code, ctx.python.as_deref())?;
     let mut combine_with = None;
@@ -180,12 +228,13 @@ async fn run_map(
         let input = ChannelReader::new(rx);
         // Half the budget for the executor's own table, half for the sort buffer.
         let mut out = MapOutput::new(reducers, budget / 2, &spill_dir)?;
-        let stats =
-            match &executor {
-                Executor::NativeWordCount => wordcount::map(input, &mut out, budget / 2)?,
-                Executor::Python(python) => PythonExecutor { python: python.clone(), workdir: work }
-                    .run_map(&map_py, combine_with.as_deref(), input, &mut out)?,
-            };
+        let stats = match &executor {
+            Executor::NativeWordCount => wordcount::map(input, &mut out, budget / 2)?,
+            Executor::Python(python) => PythonExecutor::new(python.clone(), work)
+                .with_limits(limits)
+                .with_cancel(cancel)
+                .run_map(&map_py, combine_with.as_deref(), input, &mut out)?,
+        };
         let spills = out.spills();
         let parts = out.finish()?;
         Ok((stats, parts, spills))
@@ -285,6 +334,7 @@ async fn run_reduce(
     task: &Task,
     dir: &Path,
     inputs: &[String],
+    (limits, cancel): (Limits, CancelToken),
 ) -> Result<TaskOutput, TaskError> {
     let exec = choose_executor(&task.code, ctx.python.as_deref())?;
     let reduce_py = match exec {
@@ -309,12 +359,13 @@ async fn run_reduce(
     let stats = tokio::task::spawn_blocking(move || -> Result<ExecStats, TaskError> {
         let mut source = KWayMerge::open(&paths)?;
         let mut sink = PartWriter::create(&part)?;
-        let stats =
-            match &executor {
-                Executor::NativeWordCount => wordcount::reduce(&mut source, &mut sink)?,
-                Executor::Python(python) => PythonExecutor { python: python.clone(), workdir: work }
-                    .run_reduce(&reduce_py, &mut source, &mut sink)?,
-            };
+        let stats = match &executor {
+            Executor::NativeWordCount => wordcount::reduce(&mut source, &mut sink)?,
+            Executor::Python(python) => PythonExecutor::new(python.clone(), work)
+                .with_limits(limits)
+                .with_cancel(cancel)
+                .run_reduce(&reduce_py, &mut source, &mut sink)?,
+        };
         sink.finish()?;
         Ok(stats)
     })

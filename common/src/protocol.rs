@@ -99,6 +99,12 @@ pub struct AgentStatus {
     pub heartbeat_interval_ms: u64,
     /// "ok" when its IPFS API answers, else why not; such an agent takes no tasks.
     pub ipfs: String,
+    /// Control messages it refused (bad or missing signature, stale, replayed).
+    #[serde(default)]
+    pub rejected_messages: u64,
+    /// It obeys only messages signed with the cluster key.
+    #[serde(default)]
+    pub keyed: bool,
 }
 
 impl AgentStatus {
@@ -123,6 +129,8 @@ impl AgentStatus {
             heartbeat_ms: 0,
             heartbeat_interval_ms: 0,
             ipfs: String::new(),
+            rejected_messages: 0,
+            keyed: false,
         }
     }
 }

@@ -38,7 +38,7 @@ fn table(dir: &Directory, now: u64) -> String {
         .map(String::from),
     ];
     for s in dir.all() {
-        let state = match Directory::unfit(s, &Requirements::default(), now) {
+        let state = match Directory::unfit(s, &Requirements { have_key: true, ..Default::default() }, now) {
             None => "online".to_string(),
             Some(why) => why,
         };

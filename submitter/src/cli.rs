@@ -26,6 +26,11 @@ pub enum Command {
     Agents(AgentsArgs),
     /// Run the embedded MQTT broker and IPFS content store as a service.
     Hub(HubArgs),
+    /// Make a new cluster key file (32 random bytes) for `cluster_key`.
+    Keygen {
+        /// Where to write it (refuses to overwrite).
+        file: PathBuf,
+    },
 }
 
 /// Where the cluster is (shared by `run` and `agents`). Each setting falls
@@ -63,6 +68,9 @@ pub struct ClusterArgs {
     /// Client private key (PEM).
     #[arg(long, env = "IPDC_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Cluster key file: control messages are signed with it (see `keygen`).
+    #[arg(long, env = "IPDC_CLUSTER_KEY")]
+    pub cluster_key: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -11,6 +11,8 @@ pub struct Requirements {
     pub needs_python: bool,
     pub min_memory_mb: u64,
     pub arch: Option<String>,
+    /// This submitter signs with the cluster key.
+    pub have_key: bool,
 }
 
 /// Latest status per agent.
@@ -42,6 +44,9 @@ impl Directory {
         }
         if is_stale(s, now_ms) {
             return Some(format!("silent for {} s", now_ms.saturating_sub(s.heartbeat_ms) / 1000));
+        }
+        if s.keyed && !req.have_key {
+            return Some("requires the cluster key (give --cluster-key)".into());
         }
         if s.ipfs != "ok" {
             return Some(format!("IPFS API {}", if s.ipfs.is_empty() { "unknown" } else { &s.ipfs }));
@@ -138,13 +143,13 @@ mod tests {
         d.update(st("nopy", 2, 0.0, false, 100_000));
         d.update(st("old", 2, 0.0, true, 0));
         d.update(st("ok", 2, 0.0, true, 100_000));
-        let req = Requirements { needs_python: true, min_memory_mb: 10, arch: None };
+        let req = Requirements { needs_python: true, min_memory_mb: 10, arch: None, have_key: false };
         let names: Vec<_> = d.capable(&req, 100_000).iter().map(|s| s.agent.clone()).collect();
         assert_eq!(names, ["ok"]);
         let skipped = d.skipped(&req, 100_000);
         assert!(skipped.iter().any(|(a, why)| a == "nopy" && why.contains("no Python")));
         assert!(skipped.iter().any(|(a, why)| a == "old" && why.contains("silent")));
-        let big = Requirements { needs_python: false, min_memory_mb: 5000, arch: None };
+        let big = Requirements { needs_python: false, min_memory_mb: 5000, arch: None, have_key: false };
         assert!(d.capable(&big, 100_000).is_empty());
         let arm = Requirements { arch: Some("aarch64".into()), ..Default::default() };
         assert!(d.skipped(&arm, 100_000).iter().any(|(_, why)| why.contains("the job asks for aarch64")));

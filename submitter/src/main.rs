@@ -32,6 +32,7 @@ async fn run_command(args: cli::RunArgs) -> Result<(), String> {
             ipdc_common::protocol::validate_name("cluster name", &cluster)?;
             let local = local::LocalCluster::start(n, &cluster, Some(PathBuf::from("python3"))).await?;
             let conn = run::Connection {
+                key: None, // in-process agents on loopback
                 mqtt: MqttSettings::plain(local.broker.clone()),
                 ipfs: local.ipfs.clone(),
                 cluster,
@@ -55,6 +56,13 @@ async fn main() {
             Ok(conn) => agents::list(&conn, a.json).await,
             Err(e) => Err(e),
         },
+        Command::Keygen { file } => {
+            let key = ipdc_common::auth::ClusterKey::generate();
+            key.save(&file).map(|()| {
+                println!("wrote cluster key {} (fingerprint {})", file.display(), key.fingerprint());
+                println!("copy it to every agent (cluster_key = \"/etc/ipdc/cluster.key\") and submitter");
+            })
+        }
         Command::Hub(h) => {
             let data = h
                 .data

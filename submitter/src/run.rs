@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use ipdc_common::auth::{ClusterKey, Opener, Rejected, Sealer};
 use ipdc_common::exec::ExecStats;
 use ipdc_common::ipfs::IpfsClient;
 use ipdc_common::mapreduce::split::plan_splits;
@@ -28,6 +29,9 @@ use crate::progress::ProgressView;
 #[derive(Debug, Clone)]
 pub struct Connection {
     pub mqtt: MqttSettings,
+    /// The cluster key: control messages are signed with it and agents'
+    /// messages must carry it. None: an open cluster.
+    pub key: Option<ClusterKey>,
     pub ipfs: String,
     pub cluster: String,
 }
@@ -87,7 +91,15 @@ pub struct Session {
     broker: BrokerAddr,
     /// A refusal no retry can fix (bad credentials).
     fatal: Option<String>,
+    sealer: Sealer,
+    /// Events: signed, fresh, never replayed (in a keyed cluster).
+    events_opener: Opener,
+    /// Retained statuses may be old; their MAC still counts.
+    status_opener: Opener,
 }
+
+/// How old a signed retained status may be.
+const RETAINED_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl Session {
     /// `will`: what the broker publishes (retained) if this process vanishes.
@@ -96,6 +108,8 @@ impl Session {
         client_id: &str,
         will: Option<(String, Vec<u8>)>,
     ) -> Result<Self, String> {
+        let sealer = Sealer::new(conn.key.clone());
+        let will = will.map(|(topic, body)| (topic, sealer.seal(&body)));
         let (client, eventloop) = mqtt::client(conn.mqtt.options(client_id, will)?);
         Ok(Session {
             client,
@@ -108,6 +122,9 @@ impl Session {
             connected: false,
             broker: conn.mqtt.broker.clone(),
             fatal: None,
+            sealer,
+            events_opener: Opener::new(conn.key.clone()),
+            status_opener: Opener::new(conn.key.clone()).with_window(RETAINED_WINDOW),
         })
     }
 
@@ -131,10 +148,12 @@ impl Session {
     }
 
     fn flush(&mut self) {
-        while let Some((topic, payload, retain)) = self.outbox.pop_front() {
+        while let Some((topic, body, retain)) = self.outbox.pop_front() {
+            // An empty retained payload clears a topic; it is not a message.
+            let payload = if body.is_empty() { body.clone() } else { self.sealer.seal(&body) };
             if let Err(e) = self.client.try_publish(&topic, QoS::AtLeastOnce, retain, payload.clone()) {
                 debug!("outgoing queue full ({e}); will retry");
-                self.outbox.push_front((topic, payload, retain));
+                self.outbox.push_front((topic, body, retain));
                 break;
             }
         }
@@ -153,14 +172,17 @@ impl Session {
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if Some(&p.topic) == self.events_topic.as_ref() {
-                    match TaskEvent::decode(&p.payload) {
-                        Ok(ev) => self.events.push_back(ev),
-                        Err(e) => warn!("ignored an event on {}: {e}", p.topic),
+                    match self.events_opener.open(&p.payload, now_ms()).map(TaskEvent::decode) {
+                        Ok(Ok(ev)) => self.events.push_back(ev),
+                        Ok(Err(e)) => warn!("ignored an event on {}: {e}", p.topic),
+                        Err(why) => warn!("rejected an event on {}: {why}", p.topic),
                     }
                 } else if p.topic.ends_with("/status") {
-                    match AgentStatus::decode(&p.payload) {
-                        Ok(s) => self.directory.update(s),
-                        Err(e) => debug!("ignored a status on {}: {e}", p.topic),
+                    match self.status_opener.open(&p.payload, now_ms()).map(AgentStatus::decode) {
+                        Ok(Ok(s)) => self.directory.update(s),
+                        Ok(Err(e)) => debug!("ignored a status on {}: {e}", p.topic),
+                        Err(Rejected::Replayed) => {}
+                        Err(why) => debug!("rejected a status on {}: {why}", p.topic),
                     }
                 }
             }
@@ -237,6 +259,7 @@ async fn pick_agents(
         needs_python: spec.needs_python,
         min_memory_mb: spec.min_memory_mb,
         arch: spec.arch.clone(),
+        have_key: session.sealer.is_keyed(),
     };
     let start = Instant::now();
     let mut said_waiting = false;

@@ -24,6 +24,7 @@ struct SubmitFile {
     tls_ca: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    cluster_key: Option<PathBuf>,
 }
 
 /// The default config file, if HOME is known.
@@ -78,8 +79,18 @@ pub fn connection(args: &ClusterArgs) -> Result<Connection, String> {
         tls_key: args.tls_key.clone().or(file.tls_key),
     };
     mqtt.options("check", None)?;
+    let key = match args.cluster_key.clone().or(file.cluster_key) {
+        Some(path) => Some(ipdc_common::auth::ClusterKey::load(&path)?),
+        None => {
+            eprintln!(
+                "warning: no cluster key: this cluster is open, anyone who can publish to the broker can run code on its agents (see `ipdc-submit keygen`)"
+            );
+            None
+        }
+    };
     Ok(Connection {
         mqtt,
+        key,
         ipfs: args.ipfs.clone().or(file.ipfs).unwrap_or_else(|| "http://127.0.0.1:5001".into()),
         cluster,
     })
