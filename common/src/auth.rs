@@ -878,6 +878,7 @@ mod tests {
                 combiner: true,
                 force_native: None,
                 native_fallback: Some("wordcount".into()),
+                limits: Default::default(),
             },
             memory_mb: 64,
             kind: TaskKind::Map { input_cid: "bafyin".into(), input_size: 100, split: 0, start: 0, end: 100 },
@@ -905,7 +906,12 @@ mod tests {
             .encode(),
             TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::EndJob { job: "j1".into() } }.encode(),
             event(EventKind::Accepted).encode(),
-            event(EventKind::Failed { error: "boom".into(), detail: "x".repeat(300) }).encode(),
+            event(EventKind::Failed {
+                error: "boom".into(),
+                detail: "x".repeat(300),
+                lost_inputs: vec!["bafkx".into()],
+            })
+            .encode(),
             event(EventKind::Done {
                 output: TaskOutput { cids: vec!["bafyout".into()], sizes: vec![9], ..Default::default() },
             })
