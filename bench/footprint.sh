@@ -53,15 +53,15 @@ fi
 row "submitter size, $(basename "$SUBMIT")" "$(mb_bytes "$(stat -c %s "$SUBMIT")")"
 
 # --- hub ---------------------------------------------------------------------
-mkfifo "$WORK/hub.out"
 RUST_LOG=warn,rumqttd=off "$SUBMIT" hub --mqtt 127.0.0.1:0 --ipfs 127.0.0.1:0 --data "$WORK/hub-data" >"$WORK/hub.out" 2>"$WORK/hub.err" &
 PIDS+=($!)
 MQTT= IPFS=
-while read -r line; do
-  case $line in MQTT=*) MQTT=${line#MQTT=} ;; IPFS=*) IPFS=${line#IPFS=} ;; esac
+for _ in $(seq 100); do
+  MQTT=$(sed -n 's/^MQTT=//p' "$WORK/hub.out") IPFS=$(sed -n 's/^IPFS=//p' "$WORK/hub.out")
   [ -n "$MQTT" ] && [ -n "$IPFS" ] && break
-done <"$WORK/hub.out"
-cat "$WORK/hub.out" >/dev/null &
+  sleep 0.1
+done
+[ -n "$MQTT" ] && [ -n "$IPFS" ] || { echo "the hub did not start:" >&2; cat "$WORK/hub.err" >&2; exit 1; }
 echo "hub: $MQTT $IPFS" >&2
 
 AGENT_PID=

@@ -28,7 +28,7 @@ agent_arm64=$(one "$DIST/ipdc-agent_*_arm64.deb")
 submit_amd64=$(one "$DIST/ipdc-submit_*_amd64.deb")
 
 # Where the README says things land.
-UNIT=lib/systemd/system/ipdc-agent.service
+UNIT=usr/lib/systemd/system/ipdc-agent.service
 agent_paths=(usr/bin/ipdc-agent etc/ipdc/agent.toml "$UNIT" usr/share/doc/ipdc-agent/README.md)
 
 contents() { dpkg-deb -c "$1" | awk '{ print $NF }' | sed 's|^\./||'; }

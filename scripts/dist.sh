@@ -58,7 +58,7 @@ setup_aarch64() {
 }
 
 setup() {
-  apt_install gcc gcc-aarch64-linux-gnu dpkg-dev
+  apt_install gcc binutils gcc-aarch64-linux-gnu dpkg-dev file
   rust_targets x86_64-unknown-linux-musl aarch64-unknown-linux-musl
   if ! cargo deb --version >/dev/null 2>&1; then
     log "cargo install cargo-deb --locked"
@@ -91,7 +91,7 @@ all() {
 
   cp "$TARGET_DIR/x86_64-unknown-linux-musl/dist/ipdc-agent" "$DIST/ipdc-agent-x86_64-linux-musl"
   cp "$TARGET_DIR/aarch64-unknown-linux-musl/dist/ipdc-agent" "$DIST/ipdc-agent-aarch64-linux-musl"
-  cp "$TARGET_DIR/release/ipdc-submit" "$DIST/ipdc-submit-x86_64-linux-gnu"
+  strip -o "$DIST/ipdc-submit-x86_64-linux-gnu" "$TARGET_DIR/release/ipdc-submit"
 
   # The binaries are built above; cargo-deb only packs them (--no-build).
   log "packages (cargo-deb)"
@@ -99,11 +99,9 @@ all() {
   cargo deb --no-build --no-strip -p ipdc-agent --profile dist --target aarch64-unknown-linux-musl -o "$DIST/"
   cargo deb --no-build -p ipdc-submit -o "$DIST/"
 
+  # A static binary is what lets one .deb serve every Debian/Raspberry Pi OS release.
   for f in "$DIST"/ipdc-agent-*-musl; do
-    file "$f" 2>/dev/null | grep -q 'statically linked' || {
-      # `file` may be missing; ldd says "not a dynamic executable" for static ones.
-      command -v file >/dev/null && { echo "$f is not statically linked" >&2; exit 1; }
-    }
+    file -b "$f" | grep -Eq 'statically linked|static-pie linked' || { echo "$f is not static: $(file -b "$f")" >&2; exit 1; }
   done
   echo "NOTE: armv7-unknown-linux-musleabihf is configured (cross.toml) but not built:" \
     "its rustup target cannot be downloaded on this machine (404)." >&2

@@ -16,7 +16,9 @@ use ipdc_tests::*;
 
 fn aarch64_agent() -> Option<(PathBuf, PathBuf)> {
     let Some(agent) = std::env::var_os("IPDC_AARCH64_AGENT") else {
-        println!("SKIPPED: set IPDC_AARCH64_AGENT to the aarch64 ipdc-agent (scripts/dist.sh agent-aarch64) to run this test");
+        println!(
+            "SKIPPED: set IPDC_AARCH64_AGENT to the aarch64 ipdc-agent (scripts/dist.sh agent-aarch64) to run this test"
+        );
         return None;
     };
     let qemu = std::env::var_os("IPDC_QEMU_AARCH64").unwrap_or_else(|| "qemu-aarch64-static".into());
@@ -68,9 +70,13 @@ fn an_aarch64_agent_under_qemu_runs_map_and_reduce_tasks_beside_an_x86_64_agent(
         std::thread::sleep(Duration::from_millis(250));
     }
     let find = |name: &str| {
-        listed.as_array().unwrap().iter().find(|s| s["agent"] == name).cloned().unwrap_or_else(|| {
-            panic!("{name} not listed: {listed:#}\narm-1 log:\n{}", arm.output())
-        })
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["agent"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not listed: {listed:#}\narm-1 log:\n{}", arm.output()))
     };
     assert_eq!(find("arm-1")["arch"], "aarch64", "{listed:#}");
     assert_eq!(find("x86-1")["arch"], "x86_64", "{listed:#}");
