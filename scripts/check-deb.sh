@@ -69,6 +69,8 @@ R=$(mktemp -d)
 L=$(mktemp -d) # logs, outside the root
 trap 'rm -rf "$R" "$L"' EXIT
 mkdir -p "$R"/var/lib/dpkg/{info,updates,triggers} "$R/etc" "$R/var/log"
+# As on any systemd machine (deb-systemd-helper keeps its state there).
+mkdir -p "$R/etc/systemd/system" "$R/var/lib/systemd"
 touch "$R/var/lib/dpkg/status" "$R/var/lib/dpkg/available"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$R/etc/passwd"
 printf 'root:x:0:\n' >"$R/etc/group"
