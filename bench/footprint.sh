@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Footprint of the shipped agent (run on demand; not part of CI, takes ~5-10 min):
+# Footprint of the shipped agent (run on demand; not part of CI, takes ~3 min plus corpus generation):
 #   - stripped agent size per target (dist/, made by scripts/dist.sh)
 #   - idle RSS of an agent connected to a hub, after IDLE_SECS (default 60)
 #   - peak RSS (VmHWM) of the agent process over a WordCount job on a
