@@ -1,0 +1,49 @@
+//! What a user checks on an installed agent: `ipdc-agent --version` names the
+//! build (version, commit, target, profile), and the packaged default config
+//! (packaging/agent.toml, installed as /etc/ipdc/agent.toml) is accepted by
+//! `ipdc-agent --check`.
+
+use std::process::Command;
+
+use ipdc_tests::*;
+
+#[test]
+fn agent_version_names_version_commit_target_and_profile() {
+    let o = Command::new(bin("ipdc-agent")).arg("--version").output().unwrap();
+    let v = text(&o);
+    assert!(o.status.success(), "{v}");
+    assert!(v.starts_with(&format!("ipdc-agent {} (", env!("CARGO_PKG_VERSION"))), "{v}");
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short=10", "HEAD"])
+        .current_dir(repo_root())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    assert!(v.contains(&format!("commit {commit},")), "want commit {commit}: {v}");
+    let target = format!("{}-unknown-{}", std::env::consts::ARCH, std::env::consts::OS);
+    assert!(v.contains(&target), "want target {target}: {v}");
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    assert!(v.trim_end().ends_with(&format!("{profile})")), "want profile {profile}: {v}");
+}
+
+#[test]
+fn the_packaged_config_passes_check_against_a_live_hub() {
+    let hub = Hub::start();
+    let work = tempfile::tempdir().unwrap();
+    let config = repo_root().join("packaging/agent.toml");
+    // Flags override the file's broker, IPFS and work dir (which point at a
+    // board's own services and /var/lib); everything else comes from the file.
+    let o = Command::new(bin("ipdc-agent"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--check", "--broker", &hub.mqtt, "--ipfs", &hub.ipfs, "--name", "pkg-check", "--work-dir"])
+        .arg(work.path())
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("all checks passed"), "{t}");
+    assert!(t.contains("in cluster default") && t.contains("256 MiB per task"), "{t}");
+}
