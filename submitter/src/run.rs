@@ -98,6 +98,10 @@ pub struct Session {
     status_opener: Opener,
 }
 
+/// Map tasks per job at most: a reduce assignment carries one CID per map
+/// and must stay under the message size limit.
+const MAX_MAP_TASKS: usize = 10_000;
+
 /// How old a signed retained status may be.
 const RETAINED_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -380,6 +384,13 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
     info!("input is {} ({} bytes)", input.cid, input_size);
 
     let splits = plan_splits(input_size, picked.len());
+    if splits.len() > MAX_MAP_TASKS {
+        return Err(format!(
+            "input of {} needs {} map tasks, more than the limit of {MAX_MAP_TASKS} (a reduce assignment lists every map's output): split the input into several jobs",
+            human_bytes(input_size),
+            splits.len()
+        ));
+    }
     let code = CodeSpec {
         map_cid,
         reduce_cid,
