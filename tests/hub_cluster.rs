@@ -92,3 +92,13 @@ fn asking_for_more_workers_than_are_online_says_so() {
     let t = text(&o);
     assert!(t.contains("asks for 3 workers but only 1 capable agent(s) are online (only-1)"), "{t}");
 }
+
+#[test]
+fn the_scheduler_simulation_dispatches_every_task_through_a_real_broker() {
+    // The benchmark's test-only mode, smaller: simulated agents answer at once.
+    let o = submit(&["sim-scheduler", "--agents", "50", "--tasks", "2000"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("50 agents, 2000 map tasks + 1 reduce"), "{t}");
+    assert!(t.contains("tasks/s dispatched and completed"), "{t}");
+}

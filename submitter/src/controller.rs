@@ -525,13 +525,13 @@ impl Controller {
     fn pick_agent(&self, failed_on: &[String], exclude: &[&str]) -> Option<String> {
         self.rank
             .iter()
-            .filter(|a| self.free(a) > 0 && !self.banned(a) && !exclude.contains(&a.as_str()))
-            .max_by_key(|a| {
+            .enumerate()
+            .filter(|(_, a)| self.free(a) > 0 && !self.banned(a) && !exclude.contains(&a.as_str()))
+            .max_by_key(|(pos, a)| {
                 let failed = failed_on.iter().filter(|f| f == a).count();
-                let pos = self.rank.iter().position(|r| r == *a).unwrap_or(0);
-                (std::cmp::Reverse(failed), self.free(a), std::cmp::Reverse(pos))
+                (std::cmp::Reverse(failed), self.free(a), std::cmp::Reverse(*pos))
             })
-            .cloned()
+            .map(|(_, a)| a.clone())
     }
 
     fn launch(

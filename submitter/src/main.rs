@@ -13,6 +13,7 @@ mod output;
 mod progress;
 mod run;
 mod settings;
+mod sim;
 mod store;
 
 use std::path::PathBuf;
@@ -20,6 +21,9 @@ use std::path::PathBuf;
 use clap::Parser;
 use cli::{Cli, Command};
 use ipdc_common::mqtt::MqttSettings;
+
+/// This program's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 async fn run_command(args: cli::RunArgs) -> Result<(), String> {
     let spec = job::JobSpec::load(args.job.as_deref(), args.overrides(), args.native.clone())?;
@@ -56,6 +60,7 @@ async fn main() {
             Ok(conn) => agents::list(&conn, a.json).await,
             Err(e) => Err(e),
         },
+        Command::SimScheduler { agents, tasks, broker } => sim::run(agents, tasks, broker).await.map(|_| ()),
         Command::Keygen { file } => {
             let key = ipdc_common::auth::ClusterKey::generate();
             key.save(&file).map(|()| {

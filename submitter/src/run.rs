@@ -420,41 +420,7 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
     let mut ctl = Controller::new(plan, &agent_slots);
     let mut view = opts.show_progress.then(ProgressView::new);
     let t_map = Instant::now();
-    let mut map_ms = None;
-
-    let actions = ctl.start(now_ms());
-    let mut outcome = apply(&mut session, &conn.cluster, &job, actions);
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    while outcome.is_none() {
-        tokio::select! {
-            r = session.poll_once() => if let Err(e) = r { debug!("{e}") },
-            _ = tick.tick() => {
-                let now = now_ms();
-                let mut actions = ctl.tick(now);
-                for s in &picked {
-                    let lost = match session.directory.get(&s.agent) {
-                        Some(cur) => !cur.online || directory::is_stale(cur, now),
-                        None => false,
-                    };
-                    if lost {
-                        actions.extend(ctl.on_agent_lost(&s.agent, now));
-                    }
-                }
-                outcome = apply(&mut session, &conn.cluster, &job, actions);
-                if let Some(v) = view.as_mut() {
-                    v.update(ctl.progress());
-                }
-            }
-        }
-        while outcome.is_none() {
-            let Some(ev) = session.events.pop_front() else { break };
-            let actions = ctl.on_event(&ev, now_ms());
-            outcome = apply(&mut session, &conn.cluster, &job, actions);
-        }
-        if map_ms.is_none() && ctl.phase() != Phase::Map {
-            map_ms = Some(t_map.elapsed().as_millis() as u64);
-        }
-    }
+    let (outcome, map_ms) = drive(&mut session, &mut ctl, &picked, &conn.cluster, &job, view.as_mut()).await;
     if let Some(v) = view.as_mut() {
         v.update(ctl.progress());
         v.finish();
@@ -465,9 +431,8 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
         let msg = TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::EndJob { job: job.clone() } };
         session.publish(topics.agent_tasks(&s.agent), msg.encode());
     }
-    let map_ms = map_ms.unwrap_or_else(|| t_map.elapsed().as_millis() as u64);
     let reduce_ms = (t_map.elapsed().as_millis() as u64).saturating_sub(map_ms);
-    if let Some(Err((message, detail))) = outcome {
+    if let Err((message, detail)) = outcome {
         session.disconnect().await;
         let mut msg = format!("job {job} failed: {message}");
         if !detail.trim().is_empty() {
@@ -507,6 +472,56 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
 }
 
 type Outcome = Option<Result<(), (String, String)>>;
+
+/// The job's event loop: MQTT events and timer ticks into the controller,
+/// its actions onto the wire, until the job is done or failed. Returns the
+/// outcome and how long the map phase took, in ms.
+pub async fn drive(
+    session: &mut Session,
+    ctl: &mut Controller,
+    picked: &[AgentStatus],
+    cluster: &str,
+    job: &str,
+    mut view: Option<&mut ProgressView>,
+) -> (Result<(), (String, String)>, u64) {
+    let t_map = Instant::now();
+    let mut map_ms = None;
+    let actions = ctl.start(now_ms());
+    let mut outcome = apply(session, cluster, job, actions);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    while outcome.is_none() {
+        tokio::select! {
+            r = session.poll_once() => if let Err(e) = r { debug!("{e}") },
+            _ = tick.tick() => {
+                let now = now_ms();
+                let mut actions = ctl.tick(now);
+                for s in picked {
+                    let lost = match session.directory.get(&s.agent) {
+                        Some(cur) => !cur.online || directory::is_stale(cur, now),
+                        None => false,
+                    };
+                    if lost {
+                        actions.extend(ctl.on_agent_lost(&s.agent, now));
+                    }
+                }
+                outcome = apply(session, cluster, job, actions);
+                if let Some(v) = view.as_deref_mut() {
+                    v.update(ctl.progress());
+                }
+            }
+        }
+        while outcome.is_none() {
+            let Some(ev) = session.events.pop_front() else { break };
+            let actions = ctl.on_event(&ev, now_ms());
+            outcome = apply(session, cluster, job, actions);
+        }
+        if map_ms.is_none() && ctl.phase() != Phase::Map {
+            map_ms = Some(t_map.elapsed().as_millis() as u64);
+        }
+    }
+    let map_ms = map_ms.unwrap_or_else(|| t_map.elapsed().as_millis() as u64);
+    (outcome.expect("the loop ends with an outcome"), map_ms)
+}
 
 /// The job's input in IPFS.
 struct Input {

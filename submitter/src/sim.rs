@@ -1,0 +1,138 @@
+//! `ipdc-submit sim-scheduler` (a test-only mode, hidden from `--help`): the
+//! scheduler's own cost. Simulated agents — real MQTT clients on a real
+//! broker that answer every assignment at once with a made-up result, no
+//! IPFS, no executor — and the real controller and driver (`run::drive`)
+//! dispatching a job of many tiny map tasks. It reports tasks dispatched per
+//! second, end to end through the broker.
+
+use std::time::{Duration, Instant};
+
+use ipdc_common::mqtt::{self, BrokerAddr, MqttSettings};
+use ipdc_common::protocol::{
+    AgentStatus, CodeSpec, EventKind, Message, PROTOCOL_VERSION, TaskCommand, TaskEvent, TaskMessage,
+    TaskOutput, Topics, now_ms,
+};
+use rumqttc::{Event, Packet, QoS};
+
+use crate::controller::{Controller, JobPlan};
+use crate::directory::Requirements;
+use crate::run::{self, Connection, Session};
+
+/// Runs the simulation; returns the line it printed.
+pub async fn run(agents: usize, tasks: usize, broker: Option<String>) -> Result<String, String> {
+    let broker = match broker {
+        Some(url) => BrokerAddr::parse(&url)?,
+        None => {
+            let addr = crate::broker::start("127.0.0.1:0".parse().expect("valid"))
+                .map_err(|e| format!("embedded broker: {e}"))?;
+            BrokerAddr { host: addr.ip().to_string(), port: addr.port(), tls: false }
+        }
+    };
+    let cluster = format!("sim{}", std::process::id());
+    let conn = Connection { mqtt: MqttSettings::plain(broker), key: None, ipfs: String::new(), cluster };
+    for i in 0..agents {
+        let conn = conn.clone();
+        tokio::spawn(async move { sim_agent(format!("sim-{i:04}"), conn).await });
+    }
+    let job = run::new_job_id("sim");
+    let mut session = Session::connect(&conn, &format!("ipdc-sim-{job}"), None)?;
+    session.connect_and_listen(Duration::from_secs(10)).await?;
+    session.follow_job(&job);
+    let req = Requirements { needs_python: false, min_memory_mb: 0, arch: None, have_key: false };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while session.directory.capable(&req, now_ms()).len() < agents {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "only {} of {agents} simulated agents came online",
+                session.directory.capable(&req, now_ms()).len()
+            ));
+        }
+        session.pump_until(tokio::time::sleep(Duration::from_millis(100))).await;
+    }
+    let picked: Vec<AgentStatus> = session.directory.capable(&req, now_ms()).into_iter().cloned().collect();
+    let code = CodeSpec {
+        map_cid: String::new(),
+        reduce_cid: String::new(),
+        combiner: false,
+        force_native: Some("wordcount".into()),
+        native_fallback: None,
+        limits: Default::default(),
+    };
+    let plan = JobPlan {
+        input_cid: "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku".into(),
+        input_size: tasks as u64,
+        splits: (0..tasks as u64).map(|i| (i, i + 1)).collect(),
+        speculative: false,
+        ..JobPlan::defaults(&job, code)
+    };
+    let slots: Vec<(String, u32)> = picked.iter().map(|s| (s.agent.clone(), s.slots)).collect();
+    let mut ctl = Controller::new(plan, &slots);
+    let started = Instant::now();
+    let (outcome, map_ms) = run::drive(&mut session, &mut ctl, &picked, &conn.cluster, &job, None).await;
+    let elapsed = started.elapsed();
+    session.disconnect().await;
+    outcome.map_err(|(m, _)| m)?;
+    let done = ctl.records();
+    let per_agent = done.iter().filter(|r| r.task.starts_with('m')).count();
+    let line = format!(
+        "sim-scheduler: {agents} agents, {per_agent} map tasks + 1 reduce in {:.2} s (map phase {:.2} s): {:.0} tasks/s dispatched and completed",
+        elapsed.as_secs_f64(),
+        map_ms as f64 / 1000.0,
+        (tasks + 1) as f64 / elapsed.as_secs_f64()
+    );
+    println!("{line}");
+    Ok(line)
+}
+
+/// A simulated agent: reports itself and answers every assignment with Done.
+async fn sim_agent(name: String, conn: Connection) {
+    let topics = Topics::new(&conn.cluster);
+    let Ok(options) = conn.mqtt.options(&format!("ipdc-{name}"), None) else { return };
+    let (client, mut eventloop) = mqtt::client(options);
+    let tasks_topic = topics.agent_tasks(&name);
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                let _ = client.try_subscribe(&tasks_topic, QoS::AtLeastOnce);
+                let mut s = AgentStatus::offline(&name);
+                s.online = true;
+                s.version = crate::VERSION.to_string();
+                s.arch = std::env::consts::ARCH.into();
+                s.cores = 4;
+                s.slots = 4;
+                s.mem_available_mb = 1024;
+                s.mem_total_mb = 1024;
+                s.native = vec!["wordcount".into()];
+                s.ipfs = "ok".into();
+                s.heartbeat_ms = now_ms();
+                s.heartbeat_interval_ms = 600_000;
+                let _ = client.try_publish(topics.agent_status(&name), QoS::AtLeastOnce, true, s.encode());
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == tasks_topic => {
+                let Ok(TaskMessage { command: TaskCommand::Assign { task }, .. }) =
+                    TaskMessage::decode(&p.payload)
+                else {
+                    continue;
+                };
+                let output = TaskOutput {
+                    cids: (0..task.reducers).map(|r| format!("bafksim{}{r}", task.task)).collect(),
+                    sizes: vec![1; task.reducers as usize],
+                    executor: "sim".into(),
+                    ..Default::default()
+                };
+                let ev = TaskEvent {
+                    v: PROTOCOL_VERSION,
+                    job: task.job.clone(),
+                    task: task.task.clone(),
+                    attempt: task.attempt,
+                    agent: name.clone(),
+                    kind: EventKind::Done { output },
+                };
+                let _ =
+                    client.publish(topics.job_events(&task.job), QoS::AtLeastOnce, false, ev.encode()).await;
+            }
+            Ok(_) => {}
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
