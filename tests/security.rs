@@ -31,44 +31,31 @@ fn cluster(agent_args: &[&str]) -> (Mosquitto, Hub, Proc) {
     (broker, store, a)
 }
 
-#[test]
-fn an_endless_map_is_killed_at_the_wall_clock_limit() {
+/// Runs a one-line job whose Map.py is `map_py` with `limit` flags; the job
+/// must fail, write nothing, and its message is returned.
+fn failing_run(map_py: &str, limit: &[&str]) -> String {
     let (broker, store, _a) = cluster(&[]);
     let tmp = tempfile::tempdir().unwrap();
-    job(tmp.path(), "def map(line):\n    while True:\n        pass\n");
-    let o = submit(&[
-        "run",
-        tmp.path().to_str().unwrap(),
-        "--broker",
-        &broker.url(),
-        "--ipfs",
-        &store.ipfs,
-        "--task-timeout",
-        "2",
-    ]);
+    job(tmp.path(), map_py);
+    let (dir, url) = (tmp.path().to_str().unwrap().to_string(), broker.url());
+    let mut args = vec!["run", &dir, "--broker", &url, "--ipfs", &store.ipfs];
+    args.extend_from_slice(limit);
+    let o = submit(&args);
     assert!(!o.status.success());
-    let t = text(&o);
-    assert!(t.contains("killed: it ran longer than the task's wall-clock limit of 2 s"), "{t}");
     assert!(!tmp.path().join("output").exists());
+    text(&o)
+}
+
+#[test]
+fn an_endless_map_is_killed_at_the_wall_clock_limit() {
+    let t = failing_run("def map(line):\n    while True:\n        pass\n", &["--task-timeout", "2"]);
+    assert!(t.contains("killed: it ran longer than the task's wall-clock limit of 2 s"), "{t}");
 }
 
 #[test]
 fn an_unbounded_allocation_is_killed_at_the_memory_limit() {
-    let (broker, store, _a) = cluster(&[]);
-    let tmp = tempfile::tempdir().unwrap();
-    job(tmp.path(), "hog = []\ndef map(line):\n    while True:\n        hog.append(b'x' * 10_000_000)\n");
-    let o = submit(&[
-        "run",
-        tmp.path().to_str().unwrap(),
-        "--broker",
-        &broker.url(),
-        "--ipfs",
-        &store.ipfs,
-        "--task-memory-mb",
-        "200",
-    ]);
-    assert!(!o.status.success());
-    let t = text(&o);
+    let hog = "hog = []\ndef map(line):\n    while True:\n        hog.append(b'x' * 10_000_000)\n";
+    let t = failing_run(hog, &["--task-memory-mb", "200"]);
     assert!(t.contains("exceeded the task's memory limit of 200 MiB"), "{t}");
 }
 
