@@ -54,8 +54,13 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     let python = match config.python.clone() {
         Some(p) => {
             let probe = p.clone();
-            match tokio::task::spawn_blocking(move || ipdc_common::python::detect_version(&probe)).await {
-                Ok(Some(v)) => Some((p, v)),
+            match tokio::task::spawn_blocking(move || ipdc_common::python::detect(&probe)).await {
+                Ok(Some((exe, v))) => {
+                    if exe != p {
+                        info!("Python {} is {} {v}", p.display(), exe.display());
+                    }
+                    Some((exe, v))
+                }
                 _ => {
                     warn!("no usable Python at {} (needs 3.7+): running without Python", p.display());
                     None

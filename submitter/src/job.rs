@@ -224,21 +224,24 @@ impl JobSpec {
         if self.force_native.is_some() {
             return Ok(());
         }
-        const CHECK: &str = "import sys\nsrc = open(sys.argv[1], 'rb').read()\ntry:\n    compile(src, sys.argv[1], 'exec')\nexcept SyntaxError as e:\n    print('%s, line %s: %s' % (e.filename, e.lineno, e.msg))\n    if e.text: print('    ' + e.text.rstrip())\n    sys.exit(1)\n";
-        for path in [&self.map_py, &self.reduce_py] {
-            let out = match std::process::Command::new("python3").arg("-c").arg(CHECK).arg(path).output() {
-                Ok(out) => out,
-                Err(_) => return Ok(()), // no local Python: the agents will report it
-            };
-            if !out.status.success() {
-                return Err(format!(
-                    "syntax error in {}\n{}fix the file and run again",
-                    path.display(),
-                    String::from_utf8_lossy(&out.stdout)
-                ));
-            }
+        // One interpreter start for both files: it prints the first error.
+        const CHECK: &str = "import sys\nfor path in sys.argv[1:]:\n    try:\n        compile(open(path, 'rb').read(), path, 'exec')\n    except SyntaxError as e:\n        print(path)\n        print('%s, line %s: %s' % (e.filename, e.lineno, e.msg))\n        if e.text: print('    ' + e.text.rstrip())\n        sys.exit(1)\n";
+        let out = match std::process::Command::new("python3")
+            .arg("-c")
+            .arg(CHECK)
+            .arg(&self.map_py)
+            .arg(&self.reduce_py)
+            .output()
+        {
+            Ok(out) => out,
+            Err(_) => return Ok(()), // no local Python: the agents will report it
+        };
+        if out.status.success() {
+            return Ok(());
         }
-        Ok(())
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (path, detail) = text.split_once('\n').unwrap_or((&text, ""));
+        Err(format!("syntax error in {path}\n{detail}fix the file and run again"))
     }
 }
 

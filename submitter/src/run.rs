@@ -88,6 +88,8 @@ pub struct Session {
     events: VecDeque<TaskEvent>,
     outbox: VecDeque<(String, Vec<u8>, bool)>,
     connected: bool,
+    /// The broker acknowledged a subscription (retained statuses follow it).
+    subscribed: bool,
     broker: BrokerAddr,
     /// A refusal no retry can fix (bad credentials).
     fatal: Option<String>,
@@ -124,6 +126,7 @@ impl Session {
             events: VecDeque::new(),
             outbox: VecDeque::new(),
             connected: false,
+            subscribed: false,
             broker: conn.mqtt.broker.clone(),
             fatal: None,
             sealer,
@@ -167,6 +170,7 @@ impl Session {
     /// retried; the first connection failing for `connect_deadline` is fatal.
     async fn poll_once(&mut self) -> Result<(), String> {
         match self.eventloop.poll().await {
+            Ok(Event::Incoming(Packet::SubAck(_))) => self.subscribed = true,
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 self.connected = true;
                 let _ = self.client.try_subscribe(self.topics.all_agent_statuses(), QoS::AtLeastOnce);
@@ -225,7 +229,7 @@ impl Session {
     pub async fn connect_and_listen(&mut self, deadline: Duration) -> Result<(), String> {
         let start = Instant::now();
         let mut last_err = String::new();
-        while !self.connected {
+        while !self.connected || !self.subscribed {
             if let Some(f) = &self.fatal {
                 return Err(f.clone());
             }
@@ -238,8 +242,8 @@ impl Session {
                 last_err = e;
             }
         }
-        // Retained statuses follow the subscription at once.
-        self.pump_until(tokio::time::sleep(Duration::from_millis(700))).await;
+        // Retained statuses follow the subscription's acknowledgement at once.
+        self.pump_until(tokio::time::sleep(Duration::from_millis(150))).await;
         Ok(())
     }
 
@@ -323,7 +327,7 @@ async fn pick_agents(
             );
             said_waiting = true;
         }
-        session.pump_until(tokio::time::sleep(Duration::from_millis(200))).await;
+        session.pump_until(tokio::time::sleep(Duration::from_millis(20))).await;
     }
 }
 
@@ -331,7 +335,11 @@ async fn pick_agents(
 pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result<(), String> {
     let t0 = Instant::now();
     output::check_target(&spec.out, opts.overwrite)?;
-    spec.check_python_syntax()?;
+    // Check the Python files while connecting (an interpreter start is slow).
+    let syntax = {
+        let spec = spec.clone();
+        tokio::task::spawn_blocking(move || spec.check_python_syntax())
+    };
     let job = new_job_id(&spec.name);
     let ipfs = IpfsClient::new(&conn.ipfs).map_err(|e| e.to_string())?;
     // Agents drop this job's tasks if this process vanishes (its Last Will).
@@ -345,6 +353,7 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
     session.connect_and_listen(Duration::from_secs(10)).await?;
     session.publish_retained(controller_topic.clone(), status("running"));
     session.follow_job(&job);
+    session.pump_until(syntax).await.map_err(|e| format!("syntax check crashed: {e}"))??;
     let picked = pick_agents(&mut session, spec, opts.wait).await?;
 
     // Upload the input and the code while the MQTT connection stays served.
