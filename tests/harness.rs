@@ -27,7 +27,9 @@ pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--bins", "-p", "ipdc-agent", "-p", "ipdc-submit"]).current_dir(repo_root());
+        // The same targets and features as `cargo test --workspace`, so the
+        // two never rebuild each other's binaries.
+        cmd.args(["build", "--workspace", "--bins", "--tests"]).current_dir(repo_root());
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
         }
