@@ -60,6 +60,11 @@ impl LocalCluster {
         Ok(LocalCluster { broker, ipfs, store: Some(store), stop, agents, _dir: dir })
     }
 
+    /// The in-process side of the embedded store.
+    pub fn store(&self) -> store::LocalStore {
+        self.store.as_ref().expect("running").local()
+    }
+
     /// Stops the agents and the store (the broker thread ends with the process).
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);

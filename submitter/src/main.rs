@@ -41,7 +41,7 @@ async fn run_command(args: cli::RunArgs) -> Result<(), String> {
                 ipfs: local.ipfs.clone(),
                 cluster,
             };
-            opts.nocopy = true; // the store is in this process: reference the input, do not copy it
+            opts.local_store = Some(local.store()); // reference the input, do not send or copy it
             let result = run::run(&spec, &conn, &opts).await;
             local.stop().await;
             result

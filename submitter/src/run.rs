@@ -41,9 +41,9 @@ pub struct RunOptions {
     pub overwrite: bool,
     /// How long to wait for enough capable agents.
     pub wait: Duration,
-    /// Ask the store to reference the input file instead of copying it (the
-    /// embedded store on this machine).
-    pub nocopy: bool,
+    /// The embedded store of this process (`--local`): the input is added by
+    /// reference, hashed once from disk, instead of being sent over HTTP.
+    pub local_store: Option<crate::store::LocalStore>,
     /// An assignment not acknowledged within this long goes to another agent.
     pub accept_timeout: Duration,
     pub show_progress: bool,
@@ -54,7 +54,7 @@ impl Default for RunOptions {
         RunOptions {
             overwrite: false,
             wait: Duration::from_secs(10),
-            nocopy: false,
+            local_store: None,
             accept_timeout: Duration::from_secs(15),
             show_progress: true,
         }
@@ -363,17 +363,23 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
                 let size = ipfs.file_size(cid).await.map_err(|e| format!("input {cid}: {e}"))?;
                 Input { cid: cid.clone(), size }
             }
-            None => {
-                let added = ipfs
-                    .add_path(&spec.input, opts.nocopy)
-                    .await
-                    .map_err(|e| format!("uploading the input: {e}"))?;
-                // The store's `Size` is the DAG's; splits need the file's own length.
-                let size = std::fs::metadata(&spec.input)
-                    .map_err(|e| format!("input file {}: {e}", spec.input.display()))?
-                    .len();
-                Input { cid: added.cid, size }
-            }
+            None => match &opts.local_store {
+                Some(store) => {
+                    let (cid, size) = store.add_file(&spec.input).await?;
+                    Input { cid, size }
+                }
+                None => {
+                    let added = ipfs
+                        .add_path(&spec.input, false)
+                        .await
+                        .map_err(|e| format!("uploading the input: {e}"))?;
+                    // The store's `Size` is the DAG's; splits need the file's own length.
+                    let size = std::fs::metadata(&spec.input)
+                        .map_err(|e| format!("input file {}: {e}", spec.input.display()))?
+                        .len();
+                    Input { cid: added.cid, size }
+                }
+            },
         };
         if input.size == 0 {
             return Err(format!("input {} is empty: there is nothing to map", input.cid));

@@ -35,6 +35,7 @@ use tokio::task::JoinHandle;
 /// runtime ends; [`StoreHandle::shutdown`] stops it.
 pub struct StoreHandle {
     addr: SocketAddr,
+    state: Arc<server::AppState>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -43,6 +44,11 @@ impl StoreHandle {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The in-process side of this store, for a submitter in the same process.
+    pub fn local(&self) -> LocalStore {
+        LocalStore(self.state.clone())
     }
 
     /// The API URL to give an IPFS client, e.g. `http://127.0.0.1:5001`.
@@ -67,6 +73,7 @@ pub async fn serve(listener: tokio::net::TcpListener, data_dir: PathBuf) -> std:
     let addr = listener.local_addr()?;
     let repo = repo::Repo::open(&data_dir).await?;
     let state = Arc::new(server::AppState { repo, peer_id: peer_id_for(&data_dir) });
+    let state_for_handle = state.clone();
     let app = server::router(state);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -76,7 +83,27 @@ pub async fn serve(listener: tokio::net::TcpListener, data_dir: PathBuf) -> std:
             })
             .await
     });
-    Ok(StoreHandle { addr, stop, task })
+    Ok(StoreHandle { addr, state: state_for_handle, stop, task })
+}
+
+/// A store in this process: adds files of this machine by reference,
+/// without sending them over HTTP (`--local`).
+#[derive(Clone)]
+pub struct LocalStore(Arc<server::AppState>);
+
+impl LocalStore {
+    /// Adds `path` by reference; returns its CID and length.
+    pub async fn add_file(&self, path: &Path) -> Result<(String, u64), String> {
+        let imported =
+            self.0.repo.add_reference(path).await.map_err(|e| format!("adding {}: {e}", path.display()))?;
+        Ok((imported.cid.to_string(), imported.file_size))
+    }
+}
+
+impl std::fmt::Debug for LocalStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalStore")
+    }
 }
 
 /// A stable peer-ID-like string for the store at `data_dir`: the base58btc

@@ -163,6 +163,24 @@ impl Upload<'_> {
     }
 }
 
+impl Repo {
+    /// Adds a file of this machine by reference (filestore style), hashing
+    /// it once from disk: the in-process fast path of `--local`, where the
+    /// submitter and the store share a disk. Not reachable over HTTP.
+    pub async fn add_reference(&self, path: &Path) -> io::Result<Imported> {
+        let path = std::path::absolute(path)?;
+        let modified = tokio::fs::metadata(&path).await?.modified().ok();
+        let imported = import_file(&path).await?;
+        let after = tokio::fs::metadata(&path).await?;
+        if after.len() != imported.file_size || after.modified().ok() != modified {
+            return Err(io::Error::other(format!("{} changed while it was being added", path.display())));
+        }
+        let entry = Entry { path, size: imported.file_size, copied: false, modified };
+        self.index.lock().expect("index").entry(imported.cid.to_string()).or_insert(entry);
+        Ok(imported)
+    }
+}
+
 /// The CID of the file at `path`, read from disk.
 async fn import_file(path: &Path) -> io::Result<Imported> {
     let mut file = tokio::fs::File::open(path).await?;
