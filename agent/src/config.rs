@@ -177,6 +177,9 @@ pub struct AgentConfig {
     pub max_task_memory_mb: u64,
     /// The cluster key: without it the cluster is open to anyone on the broker.
     pub cluster_key: Option<ipdc_common::auth::ClusterKey>,
+    /// Warn at start when there is no cluster key (not for `--local`'s
+    /// in-process agents on a loopback broker).
+    pub warn_if_open: bool,
 }
 
 impl AgentConfig {
@@ -196,6 +199,7 @@ impl AgentConfig {
             max_task_secs: 6 * 3600,
             max_task_memory_mb: 2048,
             cluster_key: None,
+            warn_if_open: true,
         }
     }
 }

@@ -74,7 +74,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     let tasks_topic = topics.agent_tasks(&config.name);
     let controllers_topic = topics.all_job_controllers();
     let sealer = Sealer::new(config.cluster_key.clone());
-    if config.cluster_key.is_none() {
+    if config.cluster_key.is_none() && config.warn_if_open {
         warn!(
             "no cluster key: this cluster is open, anyone who can publish to the broker can make this agent run code (set cluster_key; see `ipdc-submit keygen`)"
         );

@@ -47,6 +47,7 @@ impl LocalCluster {
             config.work_dir = dir.path().join("agents").join(&name);
             config.python = python.clone();
             config.heartbeat = Duration::from_secs(2);
+            config.warn_if_open = false; // in-process, on a loopback broker of its own
             let mut rx = stop_rx.clone();
             agents.push(tokio::spawn(async move {
                 let shutdown = async move {
