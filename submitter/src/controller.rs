@@ -61,6 +61,8 @@ impl JobPlan {
     }
 }
 
+/// Unanswered queries after which an accepted attempt is taken as forgotten.
+const QUERY_LIMIT: u32 = 3;
 /// Failed attempts on one agent after which it gets no more of this job's tasks.
 const AGENT_FAILURE_LIMIT: u32 = 3;
 /// A straggler runs this many times longer than its finished siblings' median...
@@ -84,6 +86,9 @@ struct Attempt {
     accepted: bool,
     last_sent_ms: u64,
     last_query_ms: u64,
+    /// Queries about this attempt that got no answer; at the limit the agent
+    /// has forgotten it (e.g. it restarted) and the task runs again.
+    unanswered: u32,
     speculative: bool,
     task: Task,
 }
@@ -264,7 +269,10 @@ impl Controller {
             return actions;
         };
         match &ev.kind {
-            EventKind::Accepted => entry.running[pos].accepted = true,
+            EventKind::Accepted => {
+                entry.running[pos].accepted = true;
+                entry.running[pos].unanswered = 0;
+            }
             EventKind::Done { output } => {
                 let won = entry.running.remove(pos);
                 entry.done = Some(Done {
@@ -348,6 +356,7 @@ impl Controller {
         let p = &self.plan;
         let mut silent = BTreeSet::new();
         let mut query = BTreeSet::new();
+        let mut forgotten = Vec::new();
         for t in self.maps.iter_mut().chain(self.reduces.iter_mut()) {
             for a in t.running.iter_mut() {
                 if !a.accepted {
@@ -358,12 +367,26 @@ impl Controller {
                         actions.push(Action::Assign { agent: a.agent.clone(), task: a.task.clone() });
                     }
                 } else if now_ms.saturating_sub(a.last_query_ms.max(a.since_ms)) >= p.query_ms {
+                    if a.unanswered >= QUERY_LIMIT {
+                        forgotten.push((t.id.clone(), a.agent.clone(), a.attempt));
+                        continue;
+                    }
                     a.last_query_ms = now_ms;
+                    a.unanswered += 1;
                     query.insert(a.agent.clone());
                 }
             }
         }
         actions.extend(query.into_iter().map(|agent| Action::Query { agent }));
+        for (task, agent, attempt) in forgotten {
+            // Its agent no longer knows it (restarted, or lost its answers): run it again.
+            if let Some((is_map, idx)) = self.find(&task) {
+                let entry = if is_map { &mut self.maps[idx] } else { &mut self.reduces[idx] };
+                entry.running.retain(|a| a.attempt != attempt);
+                self.release(&agent);
+                actions.push(Action::Cancel { agent, task, attempt });
+            }
+        }
         for agent in &silent {
             // An agent that does not acknowledge gets no more work from this job.
             for t in self.maps.iter().chain(self.reduces.iter()) {
@@ -566,6 +589,7 @@ impl Controller {
             accepted: false,
             last_sent_ms: now_ms,
             last_query_ms: now_ms,
+            unanswered: 0,
             speculative,
             task: task.clone(),
         });
@@ -805,6 +829,23 @@ mod tests {
         // The result re-sent after the query completes the task.
         c.on_event(&done(&t1, &a1, 1), 61_500);
         assert_eq!(c.progress().maps_done, 1);
+    }
+
+    #[test]
+    fn an_attempt_its_agent_no_longer_knows_runs_again() {
+        let mut c = Controller::new(plan(1, 1), &[("a".into(), 1)]);
+        let (a1, t1) = assigns(&c.start(0)).remove(0);
+        c.on_event(&ev(&t1, &a1, EventKind::Accepted), 1);
+        // The agent restarts and never answers the queries.
+        for n in 1..=3 {
+            assert_eq!(c.tick(n * 10_000), vec![Action::Query { agent: a1.clone() }]);
+        }
+        let actions = c.tick(40_000);
+        assert!(actions.contains(&Action::Cancel { agent: a1.clone(), task: t1.task.clone(), attempt: 1 }));
+        let again = assigns(&actions);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].1.attempt, 2);
+        assert_eq!(c.reduces[0].failures + c.maps[0].failures, 0, "not counted as a failure");
     }
 
     #[test]
