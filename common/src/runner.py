@@ -32,6 +32,9 @@ import os
 import struct
 import sys
 import traceback
+from collections import Counter, deque
+from itertools import chain, repeat
+from operator import itemgetter
 
 EXIT_LOAD = 2
 EXIT_USER = 3
@@ -233,103 +236,268 @@ def _missing(shown, function, signature):
 
 
 # ---------------------------------------------------------------- map
+#
+# The map side works a batch of lines at a time. Calling the user's map()
+# and combine() is Python (per line, per key); everything per word runs in
+# C: the pairs of a batch are gathered with list/chain, grouped with
+# dict.setdefault + list.append driven by map(), counted with Counter when
+# every value is the int 1 (WordCount's case), and framed with join. When a
+# batch has anything else (pairs that are not tuples or lists of two, keys
+# that are not str, values that are not int or str, text that cannot be
+# encoded) that batch goes through the plain per-pair loop instead, which
+# gives the exact error with its line number. Both paths produce the same
+# records in the same order; map() is called exactly once per line, in order.
+
+# Bytes of input per batch of lines: small enough that the passes over a
+# batch's pairs stay in the CPU cache (measured: 8 KiB is 2x faster than 512 KiB).
+READ_CHUNK = 1 << 13
+# Keys per call of combine_batch (for the same reason).
+COMBINE_BATCH = 1024
+_PAIR_TYPES = {tuple, list}
+_STR = {str}
+_INT = {int}
+_INT_STR = {int, str}
+_TWO = {2}
+# CPython has one int 1 object: `v is 1` holds for the int 1 and nothing else.
+_ID_ONE = {id(1)}
+_first = itemgetter(0)
+_second = itemgetter(1)
+_S = b"s".__add__
+_J = b"j".__add__
 
 
-def run_map(map_fn, combine_fn, combine_name, inp, out):
-    stats = {
-        "input_records": 0,
-        "map_output_records": 0,
-        "combine_output_records": 0,
-        "reduce_input_groups": 0,
-        "output_records": 0,
-    }
-    buf = bytearray()
-    pack = _pack
-    lineno = 0
-    nout = 0
-    line = None
-    groups = {}
-    grouped_at = 0
+def line_batches(inp):
+    """Yields the input's lines as lists of str (without their line endings),
+    about READ_CHUNK bytes at a time. A line is what ends with b"\\n"; its
+    b"\\r\\n" or b"\\n" is dropped; bytes that are not UTF-8 survive as
+    surrogates (surrogateescape)."""
+    pending = []  # pieces of a line longer than READ_CHUNK
+    rest = b""
+    while True:
+        chunk = inp.read(READ_CHUNK)
+        if not chunk:
+            if pending or rest:
+                yield [(b"".join(pending) + rest).decode("utf-8", "surrogateescape")]
+            return
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            if rest:
+                pending.append(rest)
+            rest = chunk
+            continue
+        if pending:
+            pending.append(rest)
+            rest = b"".join(pending)
+            pending = []
+        # Decoding whole lines at once equals decoding line by line: b"\n"
+        # never occurs inside a UTF-8 sequence.
+        text = (rest + chunk[: end + 1] if rest else chunk[: end + 1]).decode("utf-8", "surrogateescape")
+        rest = chunk[end + 1 :]
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")
+        lines = text.split("\n")
+        lines.pop()  # the empty string after the last b"\n"
+        yield lines
 
-    def flush_groups():
-        """Runs the combiner over `groups` and writes its output."""
-        ncomb = 0
-        for gk, vals in groups.items():
-            if type(gk) is str:
-                key = gk
-                try:
-                    kb = b"s" + gk.encode("utf-8", "surrogateescape")
-                except UnicodeEncodeError as e:
-                    raise Failure(
-                        "IPDC-ERROR: map() yielded a key str that is not valid Unicode text (%s): %s"
-                        % (e, _short(gk)),
-                        EXIT_USER,
-                    )
-            else:
-                kb = gk
-                key = decode(gk)
-            try:
-                res = combine_fn(key, iter(vals))
-                if res is None:
-                    continue
-                for k2, v2 in res:
-                    kb2 = kb if k2 is key else encode(k2, "key")
-                    vb2 = encode(v2, "value")
-                    buf.extend(pack(len(kb2)))
-                    buf.extend(kb2)
-                    buf.extend(pack(len(vb2)))
-                    buf.extend(vb2)
-                    ncomb += 1
-            except EncodeError as e:
-                raise Failure(
-                    "IPDC-ERROR: %s() produced %s, for key %s" % (combine_name, e, _short(key)), EXIT_USER
-                )
-            except Exception as e:
-                if isinstance(e, MemoryError):
-                    raise _out_of_memory(e, combine_name + "()", "for key " + _short(key))
-                sys.stderr.write(_user_traceback(e))
-                if _raised_in_runner(e):
-                    raise Failure(
-                        "IPDC-ERROR: %s() must yield (key, value) pairs or return an iterable of them "
-                        "(or None); for key %s it gave something else: %s"
-                        % (combine_name, _short(key), _describe(e)),
-                        EXIT_USER,
-                    )
-                raise Failure(
-                    "IPDC-ERROR: %s() raised %s for key %s" % (combine_name, _describe(e), _short(key)),
-                    EXIT_USER,
-                )
-            if len(buf) > OUT_CHUNK:
-                out.write(buf)
-                del buf[:]
-        groups.clear()
-        stats["combine_output_records"] += ncomb
-        stats["output_records"] += ncomb
 
+def _value_datum(v):
+    return b"j" + str(v).encode("ascii") if type(v) is int else b"s" + v.encode("utf-8", "surrogateescape")
+
+
+def frame_all(keys, vals):
+    """The framed records of str `keys` with int or str `vals`, built without
+    a Python loop; None when something needs the careful path (another type,
+    a str that is not valid Unicode, an int too long to print)."""
+    if set(map(type, keys)) != _STR:
+        return None
+    vt = set(map(type, vals))
     try:
-        for raw in inp:
-            lineno += 1
-            if raw[-1:] == b"\n":
-                raw = raw[:-2] if raw[-2:] == b"\r\n" else raw[:-1]
-            line = raw.decode("utf-8", "surrogateescape")
-            res = map_fn(line)
-            if res is None:
-                continue
-            if combine_fn is None:
-                for k, v in res:
-                    kb = b"s" + k.encode("utf-8", "surrogateescape") if type(k) is str else encode(k, "key")
-                    vb = b"j" + str(v).encode("ascii") if type(v) is int else encode(v, "value")
-                    buf.extend(pack(len(kb)))
-                    buf.extend(kb)
-                    buf.extend(pack(len(vb)))
-                    buf.extend(vb)
-                    nout += 1
-                if len(buf) > OUT_CHUNK:
-                    out.write(buf)
-                    del buf[:]
+        kd = map(_S, map(str.encode, keys, repeat("utf-8"), repeat("surrogateescape")))
+        if vt == _INT:
+            vd = map(_J, map(str.encode, map(int.__repr__, vals)))
+        elif vt == _STR:
+            vd = map(_S, map(str.encode, vals, repeat("utf-8"), repeat("surrogateescape")))
+        elif vt == _INT_STR:
+            vd = map(_value_datum, vals)
+        else:
+            return None
+        datums = list(chain.from_iterable(zip(kd, vd)))
+    except (UnicodeEncodeError, ValueError):
+        return None
+    return b"".join(chain.from_iterable(zip(map(_pack, map(len, datums)), datums)))
+
+
+def _frame_one(buf, kb, vb):
+    buf += _pack(len(kb))
+    buf += kb
+    buf += _pack(len(vb))
+    buf += vb
+
+
+def _is_pairs(items):
+    """True when every item is a tuple or list of two (checked in C)."""
+    return set(map(type, items)) <= _PAIR_TYPES and set(map(len, items)) == _TWO
+
+
+def _map_failure(e, lineno, line):
+    """The Failure for exception `e` raised while mapping line `lineno`."""
+    if isinstance(e, Failure):
+        return e
+    if isinstance(e, EncodeError):
+        return Failure("IPDC-ERROR: map() produced %s, on line %d of this split: %s" % (e, lineno, _short(line)), EXIT_USER)
+    if isinstance(e, MemoryError):
+        return _out_of_memory(e, "map()", "on line %d of this split: %s" % (lineno, _short(line)))
+    if isinstance(e, UnicodeEncodeError) and _raised_in_runner(e):
+        return Failure(
+            "IPDC-ERROR: map() produced a key str that is not valid Unicode text (%s), on line %d of this split: %s"
+            % (e, lineno, _short(line)),
+            EXIT_USER,
+        )
+    sys.stderr.write(_user_traceback(e))
+    if _raised_in_runner(e):
+        return Failure(
+            "IPDC-ERROR: map() must yield (key, value) pairs or return an iterable of them (or None); "
+            "on line %d of this split it gave something else (%s): %s" % (lineno, _describe(e), _short(line)),
+            EXIT_USER,
+        )
+    return Failure(
+        "IPDC-ERROR: map() raised %s on line %d of this split: %s" % (_describe(e), lineno, _short(line)), EXIT_USER
+    )
+
+
+def _combine_failure(e, name, key):
+    """The Failure for exception `e` raised while combining `key`."""
+    if isinstance(e, Failure):
+        return e
+    if isinstance(e, EncodeError):
+        return Failure("IPDC-ERROR: %s() produced %s, for key %s" % (name, e, _short(key)), EXIT_USER)
+    if isinstance(e, MemoryError):
+        return _out_of_memory(e, name + "()", "for key " + _short(key))
+    sys.stderr.write(_user_traceback(e))
+    if _raised_in_runner(e):
+        return Failure(
+            "IPDC-ERROR: %s() must yield (key, value) pairs or return an iterable of them (or None); "
+            "for key %s it gave something else: %s" % (name, _short(key), _describe(e)),
+            EXIT_USER,
+        )
+    return Failure("IPDC-ERROR: %s() raised %s for key %s" % (name, _describe(e), _short(key)), EXIT_USER)
+
+
+def _results_of(fn):
+    """fn wrapped to return the list of what it yields ([] for None)."""
+
+    def results(arg):
+        res = fn(arg)
+        return [] if res is None else list(res)
+
+    return results
+
+
+def _results_of2(fn):
+    def results(arg1, arg2):
+        res = fn(arg1, arg2)
+        return [] if res is None else list(res)
+
+    return results
+
+
+def _call_all(fn, args_lists, on_error):
+    """The list of what fn(*args) yields, for each args in turn (in C: no
+    Python loop around the calls); `on_error(e, index)` makes the Failure
+    when call number `index` raised `e`."""
+    its = [iter(a) for a in args_lists]
+    wrapped = _results_of(fn) if len(its) == 1 else _results_of2(fn)
+    try:
+        return list(map(wrapped, *its))
+    except Exception as e:
+        raise on_error(e, len(args_lists[0]) - its[0].__length_hint__() - 1)
+
+
+class Mapper:
+    """Runs map() over batches of lines, optionally combining, into `out`."""
+
+    def __init__(self, map_fn, combine_fn, combine_name, out):
+        self.map_fn = map_fn
+        self.combine_fn = combine_fn
+        self.combine_name = combine_name
+        self.out = out
+        self.buf = bytearray()
+        self.lines_done = 0  # lines of the batches before this one
+        self.nout = 0  # map() output pairs
+        self.ncomb = 0  # combine() output records
+        # Grouped map output waiting for combine(): `counts` holds keys whose
+        # values so far are all the int 1 (just how many), `groups` lists of
+        # values. Only one of them is in use at a time, so the values of a key
+        # reach combine() in the order map() produced them.
+        self.counts = Counter()
+        self.groups = {}
+        self.grouped_values = 0
+
+    def write(self, data):
+        buf = self.buf
+        buf += data
+        if len(buf) > OUT_CHUNK:
+            self.out.write(buf)
+            del buf[:]
+
+    def batch(self, lines):
+        base = self.lines_done
+        per_line = _call_all(self.map_fn, [lines], lambda e, i: _map_failure(e, base + i + 1, lines[i]))
+        pairs = list(chain.from_iterable(per_line))
+        self.lines_done += len(lines)
+        if not pairs:
+            return
+        self.nout += len(pairs)
+        keys = None
+        if set(map(type, pairs)) <= _PAIR_TYPES and set(map(len, pairs)) == _TWO:
+            keys = list(map(_first, pairs))
+            if set(map(type, keys)) != _STR:
+                keys = None
+        if keys is None:
+            self.careful(lines, per_line)
+        elif self.combine_fn is None:
+            data = frame_all(keys, list(map(_second, pairs)))
+            if data is None:
+                self.careful(lines, per_line)
             else:
+                self.write(data)
+        elif not self.groups and set(map(id, map(_second, pairs))) == _ID_ONE:
+            # Every value is the int 1 (it is the one int 1 object, unlike
+            # True or 1.0): counting them keeps all there is to know.
+            self.counts.update(keys)
+            if len(self.counts) > COMBINE_MAX_KEYS:
+                self.flush_counts()
+        else:
+            vals = list(map(_second, pairs))
+            if set(map(type, vals)) <= _INT_STR:
+                self.flush_counts()
+                deque(map(list.append, map(self.groups.setdefault, keys, iter(list, None)), vals), 0)
+                self.grouped_values += len(vals)
+            else:
+                self.careful(lines, per_line)
+        if len(self.groups) > COMBINE_MAX_KEYS or self.grouped_values > COMBINE_MAX_VALUES:
+            self.flush_groups()
+
+    def careful(self, lines, per_line):
+        """The plain per-pair loop over one batch's map() output."""
+        combine = self.combine_fn is not None
+        if combine:
+            self.flush_counts()
+        groups = self.groups
+        pack = _pack
+        buf = self.buf
+        i = -1
+        try:
+            for i, res in enumerate(per_line):
                 for k, v in res:
-                    nout += 1
+                    if not combine:
+                        kb = b"s" + k.encode("utf-8", "surrogateescape") if type(k) is str else encode(k, "key")
+                        vb = b"j" + str(v).encode("ascii") if type(v) is int else encode(v, "value")
+                        buf += pack(len(kb))
+                        buf += kb
+                        buf += pack(len(vb))
+                        buf += vb
+                        continue
                     if type(k) is not str:
                         k = encode(k, "key")
                     t = type(v)
@@ -340,43 +508,96 @@ def run_map(map_fn, combine_fn, combine_name, inp, out):
                         groups[k] = [v]
                     else:
                         vals.append(v)
-                if len(groups) > COMBINE_MAX_KEYS or nout - grouped_at > COMBINE_MAX_VALUES:
-                    flush_groups()
-                    grouped_at = nout
-        if combine_fn is not None:
-            line = None
-            flush_groups()
-    except Failure:
-        raise
-    except EncodeError as e:
-        raise Failure("IPDC-ERROR: map() produced %s, on line %d of this split: %s" % (e, lineno, _short(line)), EXIT_USER)
-    except Exception as e:
-        if isinstance(e, MemoryError):
-            raise _out_of_memory(e, "map()", "on line %d of this split: %s" % (lineno, _short(line)))
-        if isinstance(e, UnicodeEncodeError) and _raised_in_runner(e):
-            raise Failure(
-                "IPDC-ERROR: map() produced a key str that is not valid Unicode text (%s), on line %d of this split: %s"
-                % (e, lineno, _short(line)),
-                EXIT_USER,
-            )
-        sys.stderr.write(_user_traceback(e))
-        if _raised_in_runner(e):
-            raise Failure(
-                "IPDC-ERROR: map() must yield (key, value) pairs or return an iterable of them (or None); "
-                "on line %d of this split it gave something else (%s): %s" % (lineno, _describe(e), _short(line)),
-                EXIT_USER,
-            )
-        raise Failure(
-            "IPDC-ERROR: map() raised %s on line %d of this split: %s" % (_describe(e), lineno, _short(line)),
-            EXIT_USER,
-        )
-    if buf:
-        out.write(buf)
-    stats["input_records"] = lineno
-    stats["map_output_records"] = nout
-    if combine_fn is None:
-        stats["output_records"] = nout
-    return stats
+                    self.grouped_values += 1
+        except Exception as e:
+            raise _map_failure(e, self.lines_done - len(lines) + i + 1, lines[i])
+        if len(buf) > OUT_CHUNK:
+            self.out.write(buf)
+            del buf[:]
+
+    def combine_all(self, keys, value_iters, datums=None):
+        """Runs combine() on each key with its values and writes the output.
+        `datums`: the keys' datums where map() gave keys that are not str."""
+        for at in range(0, len(keys), COMBINE_BATCH):
+            end = at + COMBINE_BATCH
+            self.combine_batch(keys[at:end], value_iters[at:end], datums[at:end] if datums else None)
+
+    def combine_batch(self, keys, value_iters, datums):
+        name = self.combine_name
+        results = _call_all(self.combine_fn, [keys, value_iters], lambda e, i: _combine_failure(e, name, keys[i]))
+        out = list(chain.from_iterable(results))
+        if not out:
+            return
+        data = None
+        if _is_pairs(out):
+            data = frame_all(list(map(_first, out)), list(map(_second, out)))
+        if data is None:
+            self.combine_careful(datums or keys, keys, results)
+        else:
+            self.write(data)
+        self.ncomb += len(out)
+
+    def combine_careful(self, grouped, keys, results):
+        """The plain per-record loop over combine()'s output (`grouped`: the
+        keys as grouped, a str or the datum of another key)."""
+        buf = self.buf
+        for gk, key, res in zip(grouped, keys, results):
+            try:
+                if type(gk) is str:
+                    try:
+                        kb = b"s" + gk.encode("utf-8", "surrogateescape")
+                    except UnicodeEncodeError as e:
+                        raise Failure(
+                            "IPDC-ERROR: map() yielded a key str that is not valid Unicode text (%s): %s"
+                            % (e, _short(gk)),
+                            EXIT_USER,
+                        )
+                else:
+                    kb = gk
+                for k2, v2 in res:
+                    _frame_one(buf, kb if k2 is key else encode(k2, "key"), encode(v2, "value"))
+            except Exception as e:
+                raise _combine_failure(e, self.combine_name, key)
+
+    def flush_counts(self):
+        if self.counts:
+            counts = self.counts
+            self.counts = Counter()
+            self.combine_all(list(counts), list(map(repeat, repeat(1), counts.values())))
+
+    def flush_groups(self):
+        if self.groups:
+            groups = self.groups
+            self.groups = {}
+            self.grouped_values = 0
+            grouped = list(groups)
+            if set(map(type, grouped)) == _STR:
+                self.combine_all(grouped, list(map(iter, groups.values())))
+            else:
+                keys = [k if type(k) is str else decode(k) for k in grouped]
+                self.combine_all(keys, list(map(iter, groups.values())), grouped)
+
+    def finish(self):
+        self.flush_counts()
+        self.flush_groups()
+        if self.buf:
+            self.out.write(self.buf)
+            del self.buf[:]
+
+
+def run_map(map_fn, combine_fn, combine_name, inp, out):
+    m = Mapper(map_fn, combine_fn, combine_name, out)
+    for lines in line_batches(inp):
+        m.batch(lines)
+    m.finish()
+    combined = combine_fn is not None
+    return {
+        "input_records": m.lines_done,
+        "map_output_records": m.nout,
+        "combine_output_records": m.ncomb,
+        "reduce_input_groups": 0,
+        "output_records": m.ncomb if combined else m.nout,
+    }
 
 
 # ---------------------------------------------------------------- reduce

@@ -1,0 +1,282 @@
+"""Checks the runner's batched map path against a plain reference loop.
+
+runner.py maps a batch of lines at a time and groups, counts and frames in C
+when it can, falling back to a per-pair loop otherwise. This script feeds
+both it and the reference below (the straightforward one-pair-at-a-time
+semantics) the same inputs and many shapes of map() output, and checks that
+they give the same records, statistics and error messages.
+
+    python3 runner_paths.py PATH/TO/runner.py      exit status 0 when all agree
+"""
+
+import io
+import random
+import sys
+import types
+
+spec_path = sys.argv[1]
+runner = types.ModuleType("runner")
+runner.__file__ = spec_path
+exec(compile(open(spec_path).read(), spec_path, "exec"), runner.__dict__)
+
+
+# ------------------------------------------------------------- reference
+
+
+def reference_lines(data):
+    """The lines of `data` as the runner must see them."""
+    out = []
+    for raw in io.BytesIO(data):
+        if raw.endswith(b"\r\n"):
+            raw = raw[:-2]
+        elif raw.endswith(b"\n"):
+            raw = raw[:-1]
+        out.append(raw.decode("utf-8", "surrogateescape"))
+    return out
+
+
+def frame(kb, vb):
+    return runner._pack(len(kb)) + kb + runner._pack(len(vb)) + vb
+
+
+def reference_map(map_fn, combine_fn, data):
+    """(records bytes, stats) of the plain loop; combine over all groups at
+    the end, in first-seen key order."""
+    out = bytearray()
+    groups = {}
+    nout = ncomb = 0
+    lines = reference_lines(data)
+    for line in lines:
+        res = map_fn(line)
+        if res is None:
+            continue
+        for k, v in res:
+            nout += 1
+            if combine_fn is None:
+                out += frame(runner.encode(k, "key"), runner.encode(v, "value"))
+            else:
+                gk = k if type(k) is str else runner.encode(k, "key")
+                groups.setdefault(gk, []).append(runner._normalise(v))
+    for gk, vals in groups.items():
+        key = gk if type(gk) is str else runner.decode(gk)
+        kb = runner.encode(gk, "key") if type(gk) is str else gk
+        res = combine_fn(key, iter(vals))
+        for k2, v2 in res or ():
+            out += frame(kb if k2 is key else runner.encode(k2, "key"), runner.encode(v2, "value"))
+            ncomb += 1
+    return bytes(out), (len(lines), nout, ncomb)
+
+
+def batched_map(map_fn, combine_fn, data):
+    out = io.BytesIO()
+    stats = runner.run_map(map_fn, combine_fn, "combine", io.BufferedReader(io.BytesIO(data)), out)
+    return out.getvalue(), (stats["input_records"], stats["map_output_records"], stats["combine_output_records"])
+
+
+def failure_of(fn, *args):
+    try:
+        fn(*args)
+    except runner.Failure as f:
+        return f.summary
+    except Exception as e:  # the reference raises the user's exception itself
+        return type(e).__name__
+    return None
+
+
+# ------------------------------------------------------------- map shapes
+
+
+def words_ones(line):
+    for w in line.split():
+        yield w, 1
+
+
+def words_list_ones(line):
+    return [[w, 1] for w in line.split()]
+
+
+def words_lengths(line):
+    for w in line.split():
+        yield w, len(w)
+
+
+def words_text(line):
+    for w in line.split():
+        yield w, w.upper()
+
+
+def mixed_values(line):
+    # 1, True and 1.0 are equal and hash alike; the reducer must still see
+    # exactly what map() gave.
+    for i, w in enumerate(line.split()):
+        yield w, (1, True, 1.0, 1, 2, "1", None)[(len(w) + i) % 7]
+
+
+def sometimes_true(line):
+    for w in line.split():
+        yield w, True if w.startswith("a") else 1
+
+
+def int_keys(line):
+    for w in line.split():
+        yield len(w), 1
+
+
+def mixed_keys(line):
+    for w in line.split():
+        yield (w if len(w) % 3 else (len(w), w[:1])), 1
+
+
+class Tag(str):
+    pass
+
+
+def str_subclass_keys(line):
+    for w in line.split():
+        yield (Tag(w) if len(w) % 2 else w), 1
+
+
+def none_on_blank(line):
+    if not line.strip():
+        return None
+    return [(line[:3], 1)]
+
+
+def surrogates(line):
+    for w in line.split():
+        yield w, 1
+        yield "x", w
+
+
+MAPS = [
+    words_ones,
+    words_list_ones,
+    words_lengths,
+    words_text,
+    mixed_values,
+    sometimes_true,
+    int_keys,
+    mixed_keys,
+    str_subclass_keys,
+    none_on_blank,
+    surrogates,
+]
+
+
+def sum_combine(key, values):
+    yield key, sum(values)
+
+
+def list_combine(key, values):
+    yield key, [type(v).__name__ + ":" + repr(v) for v in values]
+
+
+def rekey_combine(key, values):
+    n = 0
+    for _ in values:
+        n += 1
+    yield ("k", key) if n % 2 else key, n
+
+
+def none_combine(key, values):
+    return None
+
+
+COMBINES = [None, list_combine, rekey_combine, none_combine]
+
+
+def corpus(rng, nbytes):
+    vocab = ["a", "ab", "abc", "the", "Été", "naïve", "x" * 40, "q", "1", "tab\there"]
+    parts = []
+    size = 0
+    while size < nbytes:
+        n = rng.randrange(0, 12)
+        line = " ".join(rng.choice(vocab) for _ in range(n)).encode("utf-8", "surrogateescape")
+        if rng.random() < 0.05:
+            line += b"\xff\xfe caf\xc3"  # not UTF-8
+        ending = rng.choice([b"\n", b"\n", b"\n", b"\r\n", b"\r\r\n"])
+        parts.append(line + ending)
+        size += len(line) + len(ending)
+    data = b"".join(parts)
+    if rng.random() < 0.5:
+        data = data.rstrip(b"\n")  # a last line without its newline
+    return data
+
+
+def main():
+    rng = random.Random(7)
+    checked = 0
+    # One batch (every record must match exactly, in order).
+    for size in (0, 1, 100, 5000):
+        data = corpus(rng, size)
+        for m in MAPS:
+            for c in COMBINES:
+                want = failure_of(reference_map, m, c, data) or reference_map(m, c, data)
+                got = failure_of(batched_map, m, c, data) or batched_map(m, c, data)
+                if isinstance(want, str) or isinstance(got, str):
+                    assert isinstance(got, str), (m.__name__, c and c.__name__, size, got)
+                    checked += 1
+                    continue
+                assert got == want, (m.__name__, c and c.__name__, size, got[1], want[1])
+                checked += 1
+    # Many batches: without a combiner the records are the same; with one,
+    # the sums per key are (combine may run on any part of a key's values).
+    data = corpus(rng, 300000) + b"one long line " * 20000 + b"\n" + corpus(rng, 100000)
+    for m in MAPS:
+        want, wstats = reference_map(m, None, data)
+        got, gstats = batched_map(m, None, data)
+        assert (got, gstats) == (want, wstats), m.__name__
+        checked += 1
+    for m in (words_ones, words_lengths, sometimes_true, int_keys, mixed_keys, str_subclass_keys):
+        ref = {}
+        for k, v in records(reference_map(m, sum_combine, data)[0]):
+            ref[k] = ref.get(k, 0) + v
+        got = {}
+        for k, v in records(batched_map(m, sum_combine, data)[0]):
+            got[k] = got.get(k, 0) + v
+        assert got == ref, m.__name__
+        checked += 1
+    # Errors name the right line, also past the first batch.
+    lines = [b"w%d ok" % i for i in range(20000)]
+    lines[15000] = b"boom here"
+
+    def raises_on_boom(line):
+        if line.startswith("boom"):
+            raise ValueError("bad value")
+        yield line, 1
+
+    def bad_pair_on_boom(line):
+        yield (line, 1, 2) if line.startswith("boom") else (line, 1)
+
+    def bad_value_on_boom(line):
+        yield line, {1, 2} if line.startswith("boom") else 1
+
+    data = b"\n".join(lines) + b"\n"
+    for fn, c, want in [
+        (raises_on_boom, None, "map() raised ValueError: bad value on line 15001 of this split: 'boom here'"),
+        (raises_on_boom, sum_combine, "map() raised ValueError: bad value on line 15001 of this split: 'boom here'"),
+        (bad_pair_on_boom, None, "map() must yield (key, value) pairs"),
+        (bad_pair_on_boom, sum_combine, "on line 15001 of this split"),
+        (bad_value_on_boom, sum_combine, "a value of type set"),
+        (bad_value_on_boom, None, "on line 15001 of this split: 'boom here'"),
+    ]:
+        got = failure_of(batched_map, fn, c, data)
+        assert got is not None and want in got, (fn.__name__, got)
+        checked += 1
+    print("runner paths agree: %d cases" % checked)
+
+
+def records(data):
+    out = []
+    for k, v in runner.read_records(io.BytesIO(data), [0]):
+        out.append((runner.decode(k), runner.decode(v)))
+    return [(k if isinstance(k, str) else repr(k), v) for k, v in out]
+
+
+if __name__ == "__main__":
+    sys.stderr = io.StringIO()  # the runner writes tracebacks there
+    try:
+        main()
+    except AssertionError:
+        sys.stderr = sys.__stderr__
+        raise
