@@ -8,7 +8,7 @@ runs it with the system Python (3.7 or newer), one process per task:
         stdout: framed records: map() output, or with --combine the output of
                 combine() (or reduce() when Reduce.py has no combine())
     python3 runner.py reduce REDUCE_PY
-        stdin:  framed records sorted by key
+        stdin:  records sorted by key, in blocks (see read_blocks)
         stdout: framed records: reduce() output
 
 A record is `u32 LE len, key datum, u32 LE len, value datum`; a datum is
@@ -32,9 +32,10 @@ import os
 import struct
 import sys
 import traceback
+from array import array
 from collections import Counter, deque
-from itertools import chain, repeat
-from operator import itemgetter
+from itertools import accumulate, chain, compress, repeat
+from operator import itemgetter, ne
 
 EXIT_LOAD = 2
 EXIT_USER = 3
@@ -603,100 +604,194 @@ def run_map(map_fn, combine_fn, combine_name, inp, out):
 # ---------------------------------------------------------------- reduce
 
 
-def read_records(inp, counter):
-    """Yields (key datum, value datum) from framed records on `inp`."""
-    buf = b""
-    pos = 0
-    unpack_from = _unpack_from
+# The reduce input comes in blocks: u32 LE n, then 2n u32 LE lengths (key,
+# value, key, value, ...), then those 2n datums back to back. So a block is
+# cut into datums, its groups found and its values decoded in C; reduce() is
+# called once per group. A group that goes on into the next block is handed
+# to reduce() with values streamed across blocks.
+
+_S_TAG = ord("s")
+_J_TAG = ord("j")
+_tail = itemgetter(slice(1, None))
+_NATIVE_LE = sys.byteorder == "little"
+
+
+def read_blocks(inp, counter):
+    """Yields (key datums, value datums) lists, one block at a time."""
     while True:
-        chunk = inp.read(OUT_CHUNK)
-        if not chunk:
-            if pos != len(buf):
-                raise Failure("IPDC-ERROR: the runner's input ends in the middle of a record", EXIT_INTERNAL)
+        head = inp.read(4)
+        if not head:
             return
-        buf = buf[pos:] + chunk if pos < len(buf) else chunk
-        pos = 0
-        n = len(buf)
-        while pos + 4 <= n:
-            ks = pos + 4
-            ke = ks + unpack_from(buf, pos)[0]
-            if ke + 4 > n:
-                break
-            vs = ke + 4
-            ve = vs + unpack_from(buf, ke)[0]
-            if ve > n:
-                break
-            counter[0] += 1
-            yield buf[ks:ke], buf[vs:ve]
-            pos = ve
+        if len(head) < 4:
+            raise Failure("IPDC-ERROR: the runner's input ends in the middle of a block", EXIT_INTERNAL)
+        n = _unpack_from(head)[0]
+        if n == 0:
+            continue
+        lens = array("I")
+        if lens.itemsize != 4:
+            lens = array("L")
+        raw = inp.read(8 * n)
+        lens.frombytes(raw)
+        if not _NATIVE_LE:
+            lens.byteswap()
+        data = inp.read(sum(lens))
+        if len(raw) != 8 * n or len(data) != sum(lens):
+            raise Failure("IPDC-ERROR: the runner's input ends in the middle of a block", EXIT_INTERNAL)
+        ends = list(accumulate(lens))
+        datums = list(map(data.__getitem__, map(slice, chain((0,), ends), ends)))
+        counter[0] += n
+        yield datums[0::2], datums[1::2]
+
+
+def decode_all(datums, tags):
+    """The values of `datums` whose tag bytes are the set `tags`."""
+    if tags == {_J_TAG}:
+        try:
+            return list(map(int, map(_tail, datums)))
+        except ValueError:
+            pass
+    elif tags == {_S_TAG}:
+        return list(map(bytes.decode, map(_tail, datums), repeat("utf-8"), repeat("surrogateescape")))
+    return list(map(decode, datums))
+
+
+class Reducer:
+    """Runs reduce() over the blocks of sorted records on `inp` into `out`."""
+
+    def __init__(self, reduce_fn, out):
+        self.reduce_fn = reduce_fn
+        self.out = out
+        self.buf = bytearray()
+        self.counter = [0]
+        self.groups = 0
+        self.nout = 0
+
+    def run(self, inp):
+        blocks = read_blocks(inp, self.counter)
+        block = next(blocks, None)
+        while block is not None:
+            keys, vals = block
+            n = len(keys)
+            # Where each group starts: 0 and every i whose key differs from key i-1.
+            starts = [0]
+            starts += compress(range(1, n), map(ne, keys[1:], keys[:-1]))
+            after = next(blocks, None)
+            if after is not None and after[0][0] == keys[-1]:
+                # The last group goes on in the next block.
+                self.groups_of(keys, vals, starts[:-1], starts[1:])
+                block = self.streamed_group(keys[-1], vals[starts[-1] :], after, blocks)
+            else:
+                self.groups_of(keys, vals, starts, starts[1:] + [n])
+                block = after
+        if self.buf:
+            self.out.write(self.buf)
+        return {
+            "input_records": self.counter[0],
+            "map_output_records": 0,
+            "combine_output_records": 0,
+            "reduce_input_groups": self.groups,
+            "output_records": self.nout,
+        }
+
+    def groups_of(self, keys, vals, starts, ends):
+        """Reduces the groups [starts[i], ends[i]) of one block."""
+        if not starts:
+            return
+        gkeys = list(map(keys.__getitem__, starts))
+        values = decode_all(vals, set(map(_first, vals)))
+        names = decode_all(gkeys, set(map(_first, gkeys)))
+        value_iters = list(map(iter, map(values.__getitem__, map(slice, starts, ends))))
+        self.groups += len(starts)
+        results = _call_all(self.reduce_fn, [names, value_iters], lambda e, i: _reduce_failure(e, names[i]))
+        out = list(chain.from_iterable(results))
+        if not out:
+            return
+        data = None
+        if _is_pairs(out):
+            data = frame_all(list(map(_first, out)), list(map(_second, out)))
+        if data is None:
+            for kb, key, res in zip(gkeys, names, results):
+                self.careful(kb, key, res)
+        else:
+            self.write(data)
+        self.nout += len(out)
+
+    def streamed_group(self, kb, first_vals, after, blocks):
+        """Reduces the group of key datum `kb` that starts with `first_vals`
+        and goes on in block `after` (and maybe further): its values are
+        decoded as reduce() reads them. Returns the block that follows the
+        group (the rest of the block where it ends), or None at the end."""
+        rest = [None]
+
+        def more():
+            block = after
+            while block is not None:
+                keys, vals = block
+                if keys[0] != kb:
+                    rest[0] = block
+                    return
+                n = len(keys)
+                end = next(compress(range(n), map(ne, keys, repeat(kb))), n)
+                yield from map(decode, vals[:end])
+                if end < n:
+                    rest[0] = (keys[end:], vals[end:])
+                    return
+                block = next(blocks, None)
+
+        key = decode(kb)
+        values = more()
+        self.groups += 1
+        try:
+            res = self.reduce_fn(key, chain(map(decode, first_vals), values))
+            res = [] if res is None else list(res)
+        except Exception as e:
+            raise _reduce_failure(e, key)
+        for _ in values:  # the values reduce() did not read
+            pass
+        self.careful(kb, key, res)
+        self.nout += len(res)
+        return rest[0]
+
+    def careful(self, kb, key, res):
+        """Frames one group's reduce() output record by record."""
+        buf = self.buf
+        try:
+            for k, v in res:
+                _frame_one(buf, kb if k is key else encode(k, "key"), encode(v, "value"))
+        except Exception as e:
+            raise _reduce_failure(e, key)
+        if len(buf) > OUT_CHUNK:
+            self.out.write(buf)
+            del buf[:]
+
+    def write(self, data):
+        buf = self.buf
+        buf += data
+        if len(buf) > OUT_CHUNK:
+            self.out.write(buf)
+            del buf[:]
+
+
+def _reduce_failure(e, key):
+    """The Failure for exception `e` raised while reducing `key`."""
+    if isinstance(e, Failure):
+        return e
+    if isinstance(e, EncodeError):
+        return Failure("IPDC-ERROR: reduce() produced %s, for key %s" % (e, _short(key)), EXIT_USER)
+    if isinstance(e, MemoryError):
+        return _out_of_memory(e, "reduce()", "for key " + _short(key))
+    sys.stderr.write(_user_traceback(e))
+    if _raised_in_runner(e):
+        return Failure(
+            "IPDC-ERROR: reduce() must yield (key, value) pairs or return an iterable of them "
+            "(or None); for key %s it gave something else: %s" % (_short(key), _describe(e)),
+            EXIT_USER,
+        )
+    return Failure("IPDC-ERROR: reduce() raised %s for key %s" % (_describe(e), _short(key)), EXIT_USER)
 
 
 def run_reduce(reduce_fn, inp, out):
-    counter = [0]
-    recs = read_records(inp, counter)
-    lookahead = [next(recs, None)]
-    groups = 0
-    nout = 0
-    buf = bytearray()
-    pack = _pack
-    key = None
-
-    def values(kb, first):
-        yield decode(first)
-        for k, v in recs:
-            if k != kb:
-                lookahead[0] = (k, v)
-                return
-            yield decode(v)
-        lookahead[0] = None
-
-    try:
-        while lookahead[0] is not None:
-            kb, first = lookahead[0]
-            lookahead[0] = None
-            groups += 1
-            key = decode(kb)
-            vals = values(kb, first)
-            res = reduce_fn(key, vals)
-            if res is not None:
-                for k, v in res:
-                    kb2 = kb if k is key else encode(k, "key")
-                    vb = b"j" + str(v).encode("ascii") if type(v) is int else encode(v, "value")
-                    buf.extend(pack(len(kb2)))
-                    buf.extend(kb2)
-                    buf.extend(pack(len(vb)))
-                    buf.extend(vb)
-                    nout += 1
-            # Skip the values reduce() did not read.
-            for _ in vals:
-                pass
-            if len(buf) > OUT_CHUNK:
-                out.write(buf)
-                del buf[:]
-    except Failure:
-        raise
-    except EncodeError as e:
-        raise Failure("IPDC-ERROR: reduce() produced %s, for key %s" % (e, _short(key)), EXIT_USER)
-    except Exception as e:
-        if isinstance(e, MemoryError):
-            raise _out_of_memory(e, "reduce()", "for key " + _short(key))
-        sys.stderr.write(_user_traceback(e))
-        if _raised_in_runner(e):
-            raise Failure(
-                "IPDC-ERROR: reduce() must yield (key, value) pairs or return an iterable of them "
-                "(or None); for key %s it gave something else: %s" % (_short(key), _describe(e)),
-                EXIT_USER,
-            )
-        raise Failure("IPDC-ERROR: reduce() raised %s for key %s" % (_describe(e), _short(key)), EXIT_USER)
-    if buf:
-        out.write(buf)
-    return {
-        "input_records": counter[0],
-        "map_output_records": 0,
-        "combine_output_records": 0,
-        "reduce_input_groups": groups,
-        "output_records": nout,
-    }
+    return Reducer(reduce_fn, out).run(inp)
 
 
 # ---------------------------------------------------------------- main

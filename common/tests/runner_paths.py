@@ -267,10 +267,16 @@ def main():
 
 
 def records(data):
+    """The (key, value) pairs of framed records, keys that are not str as repr."""
     out = []
-    for k, v in runner.read_records(io.BytesIO(data), [0]):
-        out.append((runner.decode(k), runner.decode(v)))
-    return [(k if isinstance(k, str) else repr(k), v) for k, v in out]
+    pos = 0
+    while pos < len(data):
+        ke = pos + 4 + runner._unpack_from(data, pos)[0]
+        ve = ke + 4 + runner._unpack_from(data, ke)[0]
+        k, v = runner.decode(data[pos + 4 : ke]), runner.decode(data[ke + 4 : ve])
+        out.append((k if isinstance(k, str) else repr(k), v))
+        pos = ve
+    return out
 
 
 if __name__ == "__main__":
