@@ -259,8 +259,6 @@ _STR = {str}
 _INT = {int}
 _INT_STR = {int, str}
 _TWO = {2}
-# CPython has one int 1 object: `v is 1` holds for the int 1 and nothing else.
-_ID_ONE = {id(1)}
 _first = itemgetter(0)
 _second = itemgetter(1)
 _S = b"s".__add__
@@ -462,15 +460,15 @@ class Mapper:
                 self.careful(lines, per_line)
             else:
                 self.write(data)
-        elif not self.groups and set(map(id, map(_second, pairs))) == _ID_ONE:
-            # Every value is the int 1 (it is the one int 1 object, unlike
-            # True or 1.0): counting them keeps all there is to know.
-            self.counts.update(keys)
-            if len(self.counts) > COMBINE_MAX_KEYS:
-                self.flush_counts()
         else:
             vals = list(map(_second, pairs))
-            if set(map(type, vals)) <= _INT_STR:
+            vt = set(map(type, vals))
+            if vt == _INT and not self.groups and vals.count(1) == len(vals):
+                # Every value is the int 1: counting them keeps all there is to know.
+                self.counts.update(keys)
+                if len(self.counts) > COMBINE_MAX_KEYS:
+                    self.flush_counts()
+            elif vt <= _INT_STR:
                 self.flush_counts()
                 deque(map(list.append, map(self.groups.setdefault, keys, iter(list, None)), vals), 0)
                 self.grouped_values += len(vals)
