@@ -293,6 +293,7 @@ def line_batches(inp):
         text = (rest + chunk[: end + 1] if rest else chunk[: end + 1]).decode("utf-8", "surrogateescape")
         rest = chunk[end + 1 :]
         if "\r" in text:
+            # Every "\r\n" here is a line ending (the line's last "\r").
             text = text.replace("\r\n", "\n")
         lines = text.split("\n")
         lines.pop()  # the empty string after the last b"\n"
