@@ -68,11 +68,26 @@ impl StoreHandle {
     }
 }
 
+/// How much a store's copies must survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Each copy is synced to disk before it is indexed: the store is
+    /// reopened on its data after a crash or power loss (`hub`).
+    Durable,
+    /// Copies are not synced: the data folder is removed when the process
+    /// ends (`--local`), so a crash loses it anyway.
+    Temporary,
+}
+
 /// Serves the store on an already-bound `listener`, keeping its data under
 /// `data_dir` (created if needed). Returns once listening.
-pub async fn serve(listener: tokio::net::TcpListener, data_dir: PathBuf) -> std::io::Result<StoreHandle> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    data_dir: PathBuf,
+    durability: Durability,
+) -> std::io::Result<StoreHandle> {
     let addr = listener.local_addr()?;
-    let repo = repo::Repo::open(&data_dir).await?;
+    let repo = repo::Repo::open(&data_dir, durability == Durability::Durable).await?;
     let state = Arc::new(server::AppState { repo, peer_id: peer_id_for(&data_dir) });
     let state_for_handle = state.clone();
     let app = server::router(state);

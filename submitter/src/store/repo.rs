@@ -43,12 +43,15 @@ pub struct Repo {
     /// Keys are CIDs in their normal form ([`Cid`]'s base32 text).
     index: Mutex<HashMap<String, Entry>>,
     seq: AtomicU64,
+    /// Sync each copy to disk before indexing it (see `Durability`).
+    sync: bool,
 }
 
 impl Repo {
     /// Opens (creating if needed) the store under `data_dir` and indexes the
-    /// copies already there.
-    pub async fn open(data_dir: &Path) -> io::Result<Repo> {
+    /// copies already there. `sync`: sync each new copy to disk before it is
+    /// renamed into `blobs/` and indexed.
+    pub async fn open(data_dir: &Path, sync: bool) -> io::Result<Repo> {
         let blobs = data_dir.join("blobs");
         let tmp = data_dir.join("tmp");
         tokio::fs::create_dir_all(&blobs).await?;
@@ -71,7 +74,7 @@ impl Repo {
                 index.insert(name, entry);
             }
         }
-        Ok(Repo { blobs, tmp, index: Mutex::new(index), seq: AtomicU64::new(0) })
+        Ok(Repo { blobs, tmp, index: Mutex::new(index), seq: AtomicU64::new(0), sync })
     }
 
     pub fn get(&self, cid: &Cid) -> Option<Entry> {
@@ -147,7 +150,9 @@ impl Upload<'_> {
             }
             Sink::Copy { path, mut file } => {
                 file.flush().await?;
-                file.sync_all().await?;
+                if self.repo.sync {
+                    file.sync_all().await?;
+                }
                 drop(file);
                 let present = self.repo.get(&imported.cid).is_some_and(|e| e.copied);
                 if present {

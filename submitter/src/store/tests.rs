@@ -18,7 +18,7 @@ const CHUNK: u64 = 262_144;
 
 async fn start(data_dir: &Path) -> (StoreHandle, IpfsClient) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let store = super::serve(listener, data_dir.to_path_buf()).await.unwrap();
+    let store = super::serve(listener, data_dir.to_path_buf(), super::Durability::Durable).await.unwrap();
     let client = IpfsClient::new(&store.url()).unwrap();
     (store, client)
 }
