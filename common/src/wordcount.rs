@@ -229,6 +229,8 @@ impl Counts {
 
     /// Emits every count as `("s"+word, "j"+count)` and clears the map.
     fn flush(&mut self, sink: &mut dyn RecordSink, stats: &mut ExecStats) -> io::Result<()> {
+        // Tags, and counts of a few digits.
+        sink.reserve(self.map.len(), self.key_bytes + self.map.len() * 4);
         let mut key = Vec::new();
         let mut value = Vec::with_capacity(24);
         for (word, count) in self.map.drain() {
@@ -237,7 +239,7 @@ impl Counts {
             key.extend_from_slice(&word);
             value.clear();
             value.push(TAG_JSON);
-            value.extend_from_slice(count.to_string().as_bytes());
+            push_decimal(&mut value, count);
             sink.emit(&key, &value)?;
             stats.combine_output_records += 1;
             stats.output_records += 1;
@@ -297,6 +299,21 @@ pub fn map(mut input: impl Read, sink: &mut dyn RecordSink, budget_bytes: usize)
     }
     counts.flush(sink, &mut stats)?;
     Ok(stats)
+}
+
+/// Appends `n` in decimal (as `n.to_string()` would, without allocating).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// The number of `\n` bytes in `b` (the map's input line count), eight
@@ -402,6 +419,15 @@ mod tests {
     use std::collections::BTreeMap;
     use std::io::Write;
     use std::process::Command;
+
+    #[test]
+    fn decimals_are_written_like_to_string() {
+        for n in [0, 1, 9, 10, 99, 100, 12345, u64::from(u32::MAX), u64::MAX - 1, u64::MAX] {
+            let mut out = b"j".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("j{n}").into_bytes());
+        }
+    }
 
     #[test]
     fn newlines_are_counted_exactly_at_any_length_and_alignment() {
