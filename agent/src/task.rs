@@ -190,7 +190,7 @@ fn budget_bytes(ctx: &TaskContext, task: &Task) -> usize {
 /// Fetches a code file (Map.py / Reduce.py) into the attempt's folder.
 async fn fetch_code(ctx: &TaskContext, cid: &str, dir: &Path, name: &str) -> Result<PathBuf, TaskError> {
     let path = dir.join(name);
-    ctx.ipfs.cat_to_file(cid, &path).await?;
+    ctx.ipfs.cat_to_scratch_file(cid, &path).await?;
     Ok(path)
 }
 
@@ -345,7 +345,7 @@ async fn run_reduce(
     let mut bytes_read = 0;
     for (i, cid) in inputs.iter().enumerate() {
         let path = dir.join(format!("in-{i:05}"));
-        bytes_read += ctx.ipfs.cat_to_file(cid, &path).await.map_err(|e| TaskError {
+        bytes_read += ctx.ipfs.cat_to_scratch_file(cid, &path).await.map_err(|e| TaskError {
             error: format!("cannot fetch map output {cid}: {e}"),
             detail: String::new(),
             lost_inputs: vec![cid.clone()],
@@ -393,9 +393,10 @@ impl PartWriter {
         Ok(PartWriter { out: io::BufWriter::with_capacity(256 << 10, std::fs::File::create(path)?) })
     }
 
+    /// Flushes the part. Not synced to disk: it is added to IPFS and removed
+    /// with the task's folder right after.
     fn finish(mut self) -> io::Result<()> {
-        self.out.flush()?;
-        self.out.get_ref().sync_all()
+        self.out.flush()
     }
 }
 

@@ -8,6 +8,13 @@ use std::io;
 /// spills; the reduce side's sink writes the part file.
 pub trait RecordSink {
     fn emit(&mut self, key: &[u8], value: &[u8]) -> io::Result<()>;
+
+    /// A hint: about `records` records holding `bytes` key and value bytes
+    /// in all are about to be emitted, so buffers can grow once instead of
+    /// step by step. Changes nothing else.
+    fn reserve(&mut self, records: usize, bytes: usize) {
+        let _ = (records, bytes);
+    }
 }
 
 /// Gives records sorted by key bytes (the k-way merge of map outputs).

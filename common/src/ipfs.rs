@@ -519,8 +519,20 @@ impl IpfsClient {
     }
 
     /// Writes the whole object `cid` to `path` (through a temporary name in
-    /// the same directory, renamed when complete); returns the bytes written.
+    /// the same directory, synced to disk and renamed when complete); returns
+    /// the bytes written.
     pub async fn cat_to_file(&self, cid: &str, path: &Path) -> Result<u64, IpfsError> {
+        self.cat_to_path(cid, path, true).await
+    }
+
+    /// [`cat_to_file`](Self::cat_to_file) for a scratch file (a task's input,
+    /// removed with its work folder): not synced to disk, which costs
+    /// milliseconds per file and protects nothing here.
+    pub async fn cat_to_scratch_file(&self, cid: &str, path: &Path) -> Result<u64, IpfsError> {
+        self.cat_to_path(cid, path, false).await
+    }
+
+    async fn cat_to_path(&self, cid: &str, path: &Path, sync: bool) -> Result<u64, IpfsError> {
         let ctx = self.ctx("cat", Some(cid));
         let local = |e: std::io::Error, p: &Path| ctx.err(ErrorKind::Local(with_path(e, p)));
         let mut stream = self.cat_range(cid, 0, None).await?;
@@ -534,7 +546,11 @@ impl IpfsClient {
                 file.write_all(&chunk).await.map_err(|e| local(e, &tmp))?;
                 written += chunk.len() as u64;
             }
-            file.sync_all().await.map_err(|e| local(e, &tmp))?;
+            if sync {
+                file.sync_all().await.map_err(|e| local(e, &tmp))?;
+            } else {
+                file.flush().await.map_err(|e| local(e, &tmp))?;
+            }
             drop(file);
             tokio::fs::rename(&tmp, path).await.map_err(|e| local(e, path))?;
             Ok(written)

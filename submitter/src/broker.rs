@@ -57,5 +57,44 @@ pub fn start(addr: SocketAddr) -> std::io::Result<SocketAddr> {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    if !set_nodelay_on_listener(addr) {
+        log::debug!("could not set TCP_NODELAY on the embedded broker's connections");
+    }
     Ok(addr)
+}
+
+/// rumqttd does not set TCP_NODELAY on its connections, so a small packet
+/// it sends while an earlier one to the same client is not yet acknowledged
+/// waits for that ACK (Nagle), which the client may delay by up to 40 ms:
+/// two task events close together reached the submitter ~40 ms apart. On
+/// Linux an accepted socket inherits TCP_NODELAY from its listening socket,
+/// so it is set there: on the broker's listening socket, found among this
+/// process's file descriptors by its address. Returns whether it was set.
+#[cfg(target_os = "linux")]
+fn set_nodelay_on_listener(addr: SocketAddr) -> bool {
+    use std::os::fd::FromRawFd;
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return false };
+    let mut set = false;
+    for entry in fds.flatten() {
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let is_socket = std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.as_os_str().as_encoded_bytes().starts_with(b"socket:"));
+        if !is_socket {
+            continue;
+        }
+        // SAFETY: the descriptor is only borrowed (ManuallyDrop: never
+        // closed here) for getsockname/getpeername/setsockopt, which fail
+        // harmlessly if it was closed or reused meanwhile.
+        let sock = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
+        // A listening socket has our address and no peer.
+        if sock.local_addr().is_ok_and(|a| a == addr) && sock.peer_addr().is_err() {
+            set |= sock.set_nodelay(true).is_ok();
+        }
+    }
+    set
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_nodelay_on_listener(_addr: SocketAddr) -> bool {
+    false
 }

@@ -14,7 +14,9 @@ pub async fn run(mqtt: SocketAddr, ipfs: SocketAddr, data: PathBuf) -> Result<()
     let listener = tokio::net::TcpListener::bind(ipfs)
         .await
         .map_err(|e| format!("IPFS API on {ipfs}: {e} (is another IPFS daemon using that port?)"))?;
-    let store = store::serve(listener, data.clone()).await.map_err(|e| format!("store: {e}"))?;
+    let store = store::serve(listener, data.clone(), store::Durability::Durable)
+        .await
+        .map_err(|e| format!("store: {e}"))?;
     // These two lines are what a user (or a test) reads to connect.
     println!("MQTT=mqtt://{mqtt}");
     println!("IPFS={}", store.url());

@@ -34,7 +34,10 @@ impl LocalCluster {
         let listener =
             tokio::net::TcpListener::bind(loopback).await.map_err(|e| format!("embedded store: {e}"))?;
         let store_dir = dir.path().join("store");
-        let store = store::serve(listener, store_dir).await.map_err(|e| format!("embedded store: {e}"))?;
+        // Its folder goes with the process: no copy needs syncing to disk.
+        let store = store::serve(listener, store_dir, store::Durability::Temporary)
+            .await
+            .map_err(|e| format!("embedded store: {e}"))?;
         let broker = BrokerAddr { host: mqtt.ip().to_string(), port: mqtt.port(), tls: false };
         let ipfs = store.url();
         let (stop, stop_rx) = watch::channel(false);

@@ -42,6 +42,7 @@ async fn run_command(args: cli::RunArgs) -> Result<(), String> {
                 cluster,
             };
             opts.local_store = Some(local.store()); // reference the input, do not send or copy it
+            opts.local_agents = Some(n);
             let result = run::run(&spec, &conn, &opts).await;
             local.stop().await;
             result

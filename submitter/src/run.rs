@@ -44,6 +44,11 @@ pub struct RunOptions {
     /// The embedded store of this process (`--local`): the input is added by
     /// reference, hashed once from disk, instead of being sent over HTTP.
     pub local_store: Option<crate::store::LocalStore>,
+    /// `--local N`: the cluster is exactly these N in-process agents on a
+    /// broker of this process, so the job picks its agents as soon as all N
+    /// have announced themselves instead of waiting for other agents'
+    /// retained statuses.
+    pub local_agents: Option<usize>,
     /// An assignment not acknowledged within this long goes to another agent.
     pub accept_timeout: Duration,
     pub show_progress: bool,
@@ -55,6 +60,7 @@ impl Default for RunOptions {
             overwrite: false,
             wait: Duration::from_secs(10),
             local_store: None,
+            local_agents: None,
             accept_timeout: Duration::from_secs(15),
             show_progress: true,
         }
@@ -88,8 +94,9 @@ pub struct Session {
     events: VecDeque<TaskEvent>,
     outbox: VecDeque<(String, Vec<u8>, bool)>,
     connected: bool,
-    /// The broker acknowledged a subscription (retained statuses follow it).
-    subscribed: bool,
+    /// When the broker first acknowledged a subscription (retained statuses
+    /// follow it).
+    subscribed: Option<Instant>,
     broker: BrokerAddr,
     /// A refusal no retry can fix (bad credentials).
     fatal: Option<String>,
@@ -103,6 +110,11 @@ pub struct Session {
 /// Map tasks per job at most: a reduce assignment carries one CID per map
 /// and must stay under the message size limit.
 const MAX_MAP_TASKS: usize = 10_000;
+
+/// How long after the broker acknowledged the status subscription its
+/// retained statuses are taken to have arrived (they follow the
+/// acknowledgement at once).
+const STATUS_SETTLE: Duration = Duration::from_millis(150);
 
 /// How old a signed retained status may be.
 const RETAINED_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -126,7 +138,7 @@ impl Session {
             events: VecDeque::new(),
             outbox: VecDeque::new(),
             connected: false,
-            subscribed: false,
+            subscribed: None,
             broker: conn.mqtt.broker.clone(),
             fatal: None,
             sealer,
@@ -170,7 +182,9 @@ impl Session {
     /// retried; the first connection failing for `connect_deadline` is fatal.
     async fn poll_once(&mut self) -> Result<(), String> {
         match self.eventloop.poll().await {
-            Ok(Event::Incoming(Packet::SubAck(_))) => self.subscribed = true,
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                self.subscribed.get_or_insert_with(Instant::now);
+            }
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 self.connected = true;
                 let _ = self.client.try_subscribe(self.topics.all_agent_statuses(), QoS::AtLeastOnce);
@@ -227,9 +241,19 @@ impl Session {
     /// Connects and reads the retained agent statuses. Fails after `deadline`
     /// without a connection.
     pub async fn connect_and_listen(&mut self, deadline: Duration) -> Result<(), String> {
+        self.connect_and_subscribe(deadline).await?;
+        // Retained statuses follow the subscription's acknowledgement at once.
+        self.pump_until(tokio::time::sleep(STATUS_SETTLE)).await;
+        Ok(())
+    }
+
+    /// Connects and waits for the broker to acknowledge the status
+    /// subscription; the retained statuses are still on their way. Fails
+    /// after `deadline` without a connection.
+    pub async fn connect_and_subscribe(&mut self, deadline: Duration) -> Result<(), String> {
         let start = Instant::now();
         let mut last_err = String::new();
-        while !self.connected || !self.subscribed {
+        while !self.connected || self.subscribed.is_none() {
             if let Some(f) = &self.fatal {
                 return Err(f.clone());
             }
@@ -242,8 +266,6 @@ impl Session {
                 last_err = e;
             }
         }
-        // Retained statuses follow the subscription's acknowledgement at once.
-        self.pump_until(tokio::time::sleep(Duration::from_millis(150))).await;
         Ok(())
     }
 
@@ -257,11 +279,17 @@ impl Session {
     }
 }
 
-/// Picks K capable agents, waiting up to `wait` for enough of them.
+/// Picks K capable agents, waiting up to `wait` for enough of them. Called
+/// right after the status subscription was acknowledged: it picks only once
+/// the retained statuses had [`STATUS_SETTLE`] to arrive (so the best K of
+/// all agents are ranked, not the first K heard of), or, with
+/// `local_agents = Some(n)` (a cluster of exactly n agents of this process),
+/// as soon as all n have announced themselves.
 async fn pick_agents(
     session: &mut Session,
     spec: &JobSpec,
     wait: Duration,
+    local_agents: Option<usize>,
 ) -> Result<Vec<AgentStatus>, String> {
     let req = Requirements {
         needs_python: spec.needs_python,
@@ -278,7 +306,9 @@ async fn pick_agents(
             Some(k) => capable.len() >= k,
             None => !capable.is_empty(),
         };
-        if enough {
+        let settled = session.subscribed.is_some_and(|t| t.elapsed() >= STATUS_SETTLE)
+            || local_agents.is_some_and(|n| session.directory.all().count() >= n);
+        if enough && settled {
             let k = spec.workers.unwrap_or(capable.len());
             let picked: Vec<AgentStatus> = capable.into_iter().take(k).cloned().collect();
             println!("picked {} agent(s):", picked.len());
@@ -327,7 +357,10 @@ async fn pick_agents(
             );
             said_waiting = true;
         }
-        session.pump_until(tokio::time::sleep(Duration::from_millis(20))).await;
+        // Look again after each message (a status may be what was missing).
+        if let Ok(Err(e)) = tokio::time::timeout(Duration::from_millis(20), session.poll_once()).await {
+            debug!("{e}");
+        }
     }
 }
 
@@ -350,11 +383,11 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
     };
     let will = (controller_topic.clone(), status("gone"));
     let mut session = Session::connect(conn, &format!("ipdc-submit-{job}"), Some(will))?;
-    session.connect_and_listen(Duration::from_secs(10)).await?;
+    session.connect_and_subscribe(Duration::from_secs(10)).await?;
     session.publish_retained(controller_topic.clone(), status("running"));
     session.follow_job(&job);
     session.pump_until(syntax).await.map_err(|e| format!("syntax check crashed: {e}"))??;
-    let picked = pick_agents(&mut session, spec, opts.wait).await?;
+    let picked = pick_agents(&mut session, spec, opts.wait, opts.local_agents).await?;
 
     // Upload the input and the code while the MQTT connection stays served.
     let upload = async {

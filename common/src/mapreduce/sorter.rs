@@ -356,6 +356,15 @@ fn reserve_capped<T>(v: &mut Vec<T>, additional: usize, cap: usize) {
 }
 
 impl RecordSink for MapOutput {
+    /// Grows the buffers for what is coming, within the memory budget.
+    fn reserve(&mut self, records: usize, bytes: usize) {
+        let free = self.budget.saturating_sub(self.buffered_bytes());
+        let records = records.min(free / ENTRY_BYTES);
+        let bytes = bytes.min(free.saturating_sub(records * ENTRY_BYTES));
+        self.arena.reserve(bytes);
+        self.index.reserve(records);
+    }
+
     fn emit(&mut self, key: &[u8], value: &[u8]) -> io::Result<()> {
         for d in [key, value] {
             if d.is_empty() || d.len() > MAX_DATUM_LEN {

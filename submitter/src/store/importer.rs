@@ -81,6 +81,19 @@ impl Importer {
         }
     }
 
+    /// Adds a whole leaf of `len` bytes whose sha2-256 `digest` was computed
+    /// elsewhere (leaves are independent, so they can be hashed in parallel
+    /// and fed here in file order). Only between whole chunks: every leaf but
+    /// the file's last must be [`CHUNK_SIZE`] bytes, as [`Importer::update`]
+    /// would have cut it.
+    pub fn push_leaf(&mut self, digest: &[u8], len: usize) {
+        assert!(self.chunk.is_empty(), "push_leaf after a partial update");
+        assert!(len <= CHUNK_SIZE, "a leaf holds at most one chunk");
+        self.total += len as u64;
+        let n = len as u64;
+        self.push(0, Link { cid: Cid::v1_sha256(RAW, digest), tsize: n, file_size: n });
+    }
+
     fn emit_leaf(&mut self) {
         let cid = Cid::v1_sha256(RAW, &Sha256::digest(&self.chunk));
         let n = self.chunk.len() as u64;
@@ -235,6 +248,29 @@ mod tests {
     fn fifty_megabytes_give_kubos_two_level_dag() {
         let out = import_mod251(50_000_000, &[999_983, 262_144, 13]);
         assert_eq!(out.cid.to_string(), MOD251_50M);
+    }
+
+    /// The same bytes fed as precomputed leaf digests.
+    fn import_mod251_by_leaves(len: u64) -> Imported {
+        let mut imp = Importer::new();
+        let mut at = 0;
+        while at < len {
+            let n = (CHUNK_SIZE as u64).min(len - at);
+            let leaf: Vec<u8> = (at..at + n).map(|i| (i % 251) as u8).collect();
+            imp.push_leaf(&Sha256::digest(&leaf), n as usize);
+            at += n;
+        }
+        imp.finish()
+    }
+
+    #[test]
+    fn leaves_hashed_elsewhere_give_the_same_cids() {
+        assert_eq!(import_mod251_by_leaves(0).cid.to_string(), EMPTY);
+        assert_eq!(import_mod251_by_leaves(3_000_000).cid.to_string(), MOD251_3M);
+        assert_eq!(import_mod251_by_leaves(50_000_000).cid.to_string(), MOD251_50M);
+        for len in [1, CHUNK_SIZE as u64, CHUNK_SIZE as u64 + 1, 174 * CHUNK_SIZE as u64 + 7] {
+            assert_eq!(import_mod251_by_leaves(len), import_mod251(len, &[4096]), "{len}");
+        }
     }
 
     #[test]

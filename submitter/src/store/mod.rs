@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -67,15 +68,36 @@ impl StoreHandle {
     }
 }
 
+/// How much a store's copies must survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Each copy is synced to disk before it is indexed: the store is
+    /// reopened on its data after a crash or power loss (`hub`).
+    Durable,
+    /// Copies are not synced: the data folder is removed when the process
+    /// ends (`--local`), so a crash loses it anyway.
+    Temporary,
+}
+
 /// Serves the store on an already-bound `listener`, keeping its data under
 /// `data_dir` (created if needed). Returns once listening.
-pub async fn serve(listener: tokio::net::TcpListener, data_dir: PathBuf) -> std::io::Result<StoreHandle> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    data_dir: PathBuf,
+    durability: Durability,
+) -> std::io::Result<StoreHandle> {
     let addr = listener.local_addr()?;
-    let repo = repo::Repo::open(&data_dir).await?;
+    let repo = repo::Repo::open(&data_dir, durability == Durability::Durable).await?;
     let state = Arc::new(server::AppState { repo, peer_id: peer_id_for(&data_dir) });
     let state_for_handle = state.clone();
     let app = server::router(state);
     let (stop, stopped) = oneshot::channel::<()>();
+    // Without TCP_NODELAY the last small write of a response (the end of a
+    // chunked `cat` body) waits for the ACK of the previous one, which the
+    // client may delay by 40 ms: every small `cat` took 40 ms more.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {

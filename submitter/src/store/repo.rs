@@ -18,10 +18,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
 
 use super::cid::Cid;
-use super::importer::{Imported, Importer};
+use super::importer::{CHUNK_SIZE, Imported, Importer};
 
 /// Where an object's bytes are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,12 +43,15 @@ pub struct Repo {
     /// Keys are CIDs in their normal form ([`Cid`]'s base32 text).
     index: Mutex<HashMap<String, Entry>>,
     seq: AtomicU64,
+    /// Sync each copy to disk before indexing it (see `Durability`).
+    sync: bool,
 }
 
 impl Repo {
     /// Opens (creating if needed) the store under `data_dir` and indexes the
-    /// copies already there.
-    pub async fn open(data_dir: &Path) -> io::Result<Repo> {
+    /// copies already there. `sync`: sync each new copy to disk before it is
+    /// renamed into `blobs/` and indexed.
+    pub async fn open(data_dir: &Path, sync: bool) -> io::Result<Repo> {
         let blobs = data_dir.join("blobs");
         let tmp = data_dir.join("tmp");
         tokio::fs::create_dir_all(&blobs).await?;
@@ -70,7 +74,7 @@ impl Repo {
                 index.insert(name, entry);
             }
         }
-        Ok(Repo { blobs, tmp, index: Mutex::new(index), seq: AtomicU64::new(0) })
+        Ok(Repo { blobs, tmp, index: Mutex::new(index), seq: AtomicU64::new(0), sync })
     }
 
     pub fn get(&self, cid: &Cid) -> Option<Entry> {
@@ -146,7 +150,9 @@ impl Upload<'_> {
             }
             Sink::Copy { path, mut file } => {
                 file.flush().await?;
-                file.sync_all().await?;
+                if self.repo.sync {
+                    file.sync_all().await?;
+                }
                 drop(file);
                 let present = self.repo.get(&imported.cid).is_some_and(|e| e.copied);
                 if present {
@@ -181,18 +187,79 @@ impl Repo {
     }
 }
 
-/// The CID of the file at `path`, read from disk.
+/// The CID of the file at `path`, read from disk (see [`hash_file`]).
 async fn import_file(path: &Path) -> io::Result<Imported> {
-    let mut file = tokio::fs::File::open(path).await?;
-    let mut importer = Importer::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(importer.finish());
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || hash_file(&path, hashing_threads()))
+        .await
+        .map_err(|e| io::Error::other(format!("hashing crashed: {e}")))?
+}
+
+/// Threads [`import_file`] hashes with: one per core.
+fn hashing_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Leaves one hashing thread takes at least (4 MiB): smaller files are not
+/// worth a thread.
+const MIN_LEAVES_PER_THREAD: usize = 16;
+
+/// Leaves read from disk at a time by one hashing thread (1 MiB).
+const READ_LEAVES: usize = 4;
+
+/// The CID of the file at `path`: its leaves are independent sha2-256
+/// digests, computed by up to `threads` threads over consecutive ranges of
+/// leaves, then fed in file order to the [`Importer`], which builds the same
+/// tree as when the bytes are streamed through it.
+pub fn hash_file(path: &Path, threads: usize) -> io::Result<Imported> {
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let leaves = usize::try_from(len.div_ceil(CHUNK_SIZE as u64)).map_err(io::Error::other)?;
+    let threads = threads.min(leaves.div_ceil(MIN_LEAVES_PER_THREAD)).max(1);
+    let per_thread = leaves.div_ceil(threads).max(1);
+    let mut digests = vec![[0u8; 32]; leaves];
+    std::thread::scope(|s| {
+        let workers: Vec<_> = digests
+            .chunks_mut(per_thread)
+            .enumerate()
+            .map(|(i, out)| {
+                let file = &file;
+                s.spawn(move || hash_leaves(file, len, i * per_thread, out))
+            })
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked"))))
+    })
+    .map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => {
+            io::Error::other(format!("{} became shorter while it was being hashed", path.display()))
         }
-        importer.update(&buf[..n]);
+        _ => e,
+    })?;
+    let mut importer = Importer::new();
+    for (i, digest) in digests.iter().enumerate() {
+        let at = i as u64 * CHUNK_SIZE as u64;
+        importer.push_leaf(digest, (len - at).min(CHUNK_SIZE as u64) as usize);
     }
+    Ok(importer.finish())
+}
+
+/// sha2-256 of leaves `first..first + out.len()` of `file` (`len` bytes) into `out`.
+fn hash_leaves(file: &std::fs::File, len: u64, first: usize, out: &mut [[u8; 32]]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; READ_LEAVES * CHUNK_SIZE];
+    let mut done = 0;
+    while done < out.len() {
+        let at = (first + done) as u64 * CHUNK_SIZE as u64;
+        let n = ((out.len() - done) * CHUNK_SIZE).min(buf.len()).min((len - at) as usize);
+        file.read_exact_at(&mut buf[..n], at)?;
+        for leaf in buf[..n].chunks(CHUNK_SIZE) {
+            out[done] = Sha256::digest(leaf).into();
+            done += 1;
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Upload<'_> {

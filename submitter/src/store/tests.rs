@@ -18,7 +18,7 @@ const CHUNK: u64 = 262_144;
 
 async fn start(data_dir: &Path) -> (StoreHandle, IpfsClient) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let store = super::serve(listener, data_dir.to_path_buf()).await.unwrap();
+    let store = super::serve(listener, data_dir.to_path_buf(), super::Durability::Durable).await.unwrap();
     let client = IpfsClient::new(&store.url()).unwrap();
     (store, client)
 }
@@ -257,4 +257,28 @@ async fn get_requests_and_other_cid_versions_are_refused_like_kubo() {
         .unwrap();
     assert_eq!(resp.status(), 500);
     store.shutdown().await;
+}
+
+#[tokio::test]
+async fn files_hashed_on_several_threads_give_kubos_cids() {
+    let files = tempfile::tempdir().unwrap();
+    let known = [(0, EMPTY), (3_000_000, MOD251_3M), (50_000_000, MOD251_50M)];
+    for (len, want) in known {
+        let path = files.path().join(format!("mod251-{len}"));
+        write_mod251(&path, len).await;
+        for threads in [1, 2, 3, 8] {
+            let got = super::repo::hash_file(&path, threads).unwrap();
+            assert_eq!(got.cid.to_string(), want, "{len} bytes on {threads} thread(s)");
+            assert_eq!(got.file_size, len);
+        }
+    }
+    // Lengths around leaf and thread-range boundaries agree with the streaming importer.
+    for len in [1, CHUNK - 1, CHUNK, CHUNK + 1, 16 * CHUNK, 33 * CHUNK + 5, 175 * CHUNK] {
+        let path = files.path().join(format!("mod251-{len}"));
+        write_mod251(&path, len).await;
+        let streamed = super::importer::cid_of(&mod251(0..len));
+        for threads in [1, 2, 3] {
+            assert_eq!(super::repo::hash_file(&path, threads).unwrap(), streamed, "{len} bytes, {threads}");
+        }
+    }
 }
