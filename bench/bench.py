@@ -20,6 +20,7 @@ import glob
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -235,6 +236,7 @@ def main():
     ap.add_argument("--long", type=float, default=150, help="a system whose first run takes longer gets only that one run at this size")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
     ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--scheduler-only", action="store_true", help="only measure the scheduler; add it to the existing results.json and redo the report")
     ap.add_argument("--out", default=os.path.join(BENCH, "results"))
     a = ap.parse_args()
     sizes = [s for s in a.sizes.split(",") if s]
@@ -260,6 +262,12 @@ def main():
     }
     results = []  # one dict per (system, size)
     skipped_from = {}  # system -> reason, once it failed or went over the cap
+    if a.scheduler_only:
+        with open(os.path.join(a.out, "results.json")) as f:
+            old = json.load(f)
+        old["meta"]["scheduler"] = scheduler(a.runs)
+        report(old["meta"], old["results"], old["latency"], sizes, names, a.out)
+        return
 
     def run_size(size, inp, ref, runs):
         rows = {n: {"system": n, "size": size, "bytes": os.path.getsize(inp), "runs_s": [], "rss": [], "loadavg": [], "status": "ok", "check": None} for n in names}
@@ -321,11 +329,29 @@ def main():
         inp = corpus(size)
         ref = reference(size, inp)
         results += run_size(size, inp, ref, a.runs)
+    meta["scheduler"] = scheduler(a.runs)
     meta["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     meta["loadavg_end"] = os.getloadavg()
     meta["duration_s"] = (datetime.datetime.now().astimezone() - started).total_seconds()
 
     report(meta, results, latency, sizes, names, a.out)
+
+
+def scheduler(runs, agents=200, tasks=10000):
+    """The scheduler alone: `ipdc-submit sim-scheduler` (simulated agents on
+    the embedded broker, driven by the real controller); tasks/s per run."""
+    print("== scheduler: %d simulated agents, %d map tasks" % (agents, tasks), flush=True)
+    rates = []
+    for r in range(runs):
+        p = subprocess.run([SUBMIT, "sim-scheduler", "--agents", str(agents), "--tasks", str(tasks)], capture_output=True, text=True, timeout=300)
+        m = re.search(r"([0-9.]+) tasks/s", p.stdout + p.stderr)
+        if p.returncode != 0 or not m:
+            print("  run %d FAILED: %s" % (r + 1, (p.stdout + p.stderr).strip()[-300:]), flush=True)
+            continue
+        rates.append(float(m.group(1)))
+        print("  run %d: %.0f tasks/s" % (r + 1, rates[-1]), flush=True)
+    return {"agents": agents, "tasks": tasks, "tasks_per_s": rates, "measured": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "median_tasks_per_s": statistics.median(rates) if rates else None}
 
 
 def report(meta, results, latency, sizes, names, out):
@@ -378,6 +404,13 @@ def report(meta, results, latency, sizes, names, out):
                 s = r1["median_s"] / r2["median_s"]
                 scaling.append({"executor": ex, "size": size, "k1_s": r1["median_s"], "k2_s": r2["median_s"], "speedup": s})
                 lines.append("| %s | %s | %.2f s | %.2f s | %.2fx |" % (ex, size, r1["median_s"], r2["median_s"], s))
+    sched = meta.get("scheduler")
+    if sched:
+        lines.append("")
+        lines.append("Scheduler alone (`ipdc-submit sim-scheduler`, %d simulated agents on the embedded broker, %d map tasks, measured %s): %s tasks/s dispatched and completed (runs: %s)." % (
+            sched["agents"], sched["tasks"], sched["measured"],
+            "%.0f" % sched["median_tasks_per_s"] if sched["median_tasks_per_s"] else "FAILED",
+            ", ".join("%.0f" % t for t in sched["tasks_per_s"])))
     lines.append("")
     lines.append("Targets (issue 6):")
     lines.append("")
@@ -396,6 +429,9 @@ def report(meta, results, latency, sizes, names, out):
     for s in scaling:
         if s["size"] == "256M":
             lines.append("- K=1 -> K=2 speed-up >= 1.7x at 256M (%s): %.2fx -> %s" % (s["executor"], s["speedup"], "met" if s["speedup"] >= 1.7 else "NOT met"))
+    if sched:
+        t = sched["median_tasks_per_s"]
+        lines.append("- scheduler >= 2000 tasks/s (%d agents, %d tasks): %s" % (sched["agents"], sched["tasks"], "%.0f tasks/s -> %s" % (t, "met" if t >= 2000 else "NOT met") if t else "FAILED"))
     text = "\n".join(lines) + "\n"
     print()
     print(text)
