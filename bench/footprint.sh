@@ -21,10 +21,9 @@ DIST=$ROOT/dist
 
 AGENT=$DIST/ipdc-agent-x86_64-linux-musl
 SUBMIT=$DIST/ipdc-submit-x86_64-linux-gnu
-if [ ! -x "$AGENT" ] || [ ! -x "$SUBMIT" ] || [ ! -x "$DIST/ipdc-agent-aarch64-linux-musl" ]; then
-  echo "dist/ is incomplete: running scripts/dist.sh" >&2
-  scripts/dist.sh
-fi
+# Always through dist.sh (incremental when nothing changed): binaries left in
+# dist/ by an older checkout would measure old code.
+scripts/dist.sh
 
 WORK=$(mktemp -d)
 PIDS=()
