@@ -34,7 +34,7 @@ import sys
 import traceback
 from array import array
 from collections import Counter, deque
-from itertools import accumulate, chain, compress, repeat
+from itertools import accumulate, chain, compress, islice, repeat
 from operator import itemgetter, ne
 
 EXIT_LOAD = 2
@@ -238,23 +238,31 @@ def _missing(shown, function, signature):
 
 # ---------------------------------------------------------------- map
 #
-# The map side works a batch of lines at a time. Calling the user's map()
-# and combine() is Python (per line, per key); everything per word runs in
-# C: the pairs of a batch are gathered with list/chain, grouped with
-# dict.setdefault + list.append driven by map(), counted with Counter when
-# every value is the int 1 (WordCount's case), and framed with join. When a
-# batch has anything else (pairs that are not tuples or lists of two, keys
-# that are not str, values that are not int or str, text that cannot be
-# encoded) that batch goes through the plain per-pair loop instead, which
-# gives the exact error with its line number. Both paths produce the same
-# records in the same order; map() is called exactly once per line, in order.
+# Both sides first try a batch the fast way: the user's function is called
+# for every line (map) or key (combine, reduce) of the batch with no Python
+# loop around the calls, what it yields is gathered into lists, checked,
+# grouped or counted, and framed, all in C. The fast way is kept only when
+# everything gathered is immutable and plain: tuples of two, str keys, int or
+# str values (so nothing can have changed after it was yielded), within
+# FAST_PAIRS pairs, and no call raised (StopIteration included). Otherwise
+# the batch's output is thrown away and the batch runs again the careful
+# way: one call, one pair at a time, each pair encoded the moment it is
+# yielded, which gives the exact records, errors and line numbers. So a
+# user's function may be called twice on the lines or keys of one batch
+# (the MapReduce contract already assumes map() and reduce() can be re-run:
+# tasks are retried and backed up); a task whose map() output is not plain
+# stops trying the fast way after its first such batch.
 
 # Bytes of input per batch of lines: small enough that the passes over a
-# batch's pairs stay in the CPU cache (measured: 8 KiB is 2x faster than 512 KiB).
+# batch's pairs stay in the CPU cache (measured: 8 KiB batches run 2x faster
+# than 512 KiB ones).
 READ_CHUNK = 1 << 13
-# Keys per call of combine_batch (for the same reason).
+# Keys per combine() batch (for the same reason).
 COMBINE_BATCH = 1024
-_PAIR_TYPES = {tuple, list}
+# Pairs a batch may gather the fast way; past this it runs the careful way,
+# whose memory does not grow with the output.
+FAST_PAIRS = 1 << 16
+_TUPLE = {tuple}
 _STR = {str}
 _INT = {int}
 _INT_STR = {int, str}
@@ -300,27 +308,79 @@ def line_batches(inp):
         yield lines
 
 
+class _GiveUp(Exception):
+    """The fast way cannot take this batch."""
+
+
+def gather(fn, args_lists):
+    """For each args in turn, the list of what fn(*args) yields ([] for
+    None), the calls driven in C; None when a call raised or the batch would
+    pass FAST_PAIRS pairs (the careful way then runs the batch again)."""
+    left = [FAST_PAIRS]
+
+    def one(arg):
+        try:
+            res = fn(arg)
+            out = [] if res is None else list(islice(res, left[0] + 1))
+        except Exception:
+            raise _GiveUp
+        left[0] -= len(out)
+        if left[0] < 0:
+            raise _GiveUp
+        return out
+
+    def two(arg1, arg2):
+        try:
+            res = fn(arg1, arg2)
+            out = [] if res is None else list(islice(res, left[0] + 1))
+        except Exception:
+            raise _GiveUp
+        left[0] -= len(out)
+        if left[0] < 0:
+            raise _GiveUp
+        return out
+
+    try:
+        return list(map(one if len(args_lists) == 1 else two, *args_lists))
+    except _GiveUp:
+        return None
+
+
+def plain_pairs(results):
+    """(keys, values, the set of the values' types) of the pairs in
+    `results` (lists of what each call yielded) when every pair is a tuple
+    of a str and an int or str; else None."""
+    pairs = list(chain.from_iterable(results))
+    if not pairs:
+        return [], [], set()
+    if set(map(type, pairs)) != _TUPLE or set(map(len, pairs)) != _TWO:
+        return None
+    keys = list(map(_first, pairs))
+    if set(map(type, keys)) != _STR:
+        return None
+    vals = list(map(_second, pairs))
+    vt = set(map(type, vals))
+    if not vt <= _INT_STR:
+        return None
+    return keys, vals, vt
+
+
 def _value_datum(v):
     return b"j" + str(v).encode("ascii") if type(v) is int else b"s" + v.encode("utf-8", "surrogateescape")
 
 
-def frame_all(keys, vals):
-    """The framed records of str `keys` with int or str `vals`, built without
-    a Python loop; None when something needs the careful path (another type,
-    a str that is not valid Unicode, an int too long to print)."""
-    if set(map(type, keys)) != _STR:
-        return None
-    vt = set(map(type, vals))
+def frame_all(keys, vals, vt):
+    """The framed records of str `keys` with int or str `vals` (whose types
+    are the set `vt`), built without a Python loop; None when a str is not
+    valid Unicode or an int is too long to print."""
     try:
         kd = map(_S, map(str.encode, keys, repeat("utf-8"), repeat("surrogateescape")))
-        if vt == _INT:
+        if vt <= _INT:
             vd = map(_J, map(str.encode, map(int.__repr__, vals)))
         elif vt == _STR:
             vd = map(_S, map(str.encode, vals, repeat("utf-8"), repeat("surrogateescape")))
-        elif vt == _INT_STR:
-            vd = map(_value_datum, vals)
         else:
-            return None
+            vd = map(_value_datum, vals)
         datums = list(chain.from_iterable(zip(kd, vd)))
     except (UnicodeEncodeError, ValueError):
         return None
@@ -334,9 +394,13 @@ def _frame_one(buf, kb, vb):
     buf += vb
 
 
-def _is_pairs(items):
-    """True when every item is a tuple or list of two (checked in C)."""
-    return set(map(type, items)) <= _PAIR_TYPES and set(map(len, items)) == _TWO
+def _encodable(keys):
+    """True when every str of `keys` can be encoded (checked in C)."""
+    try:
+        deque(map(str.encode, keys, repeat("utf-8"), repeat("surrogateescape")), 0)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _map_failure(e, lineno, line):
@@ -365,8 +429,9 @@ def _map_failure(e, lineno, line):
     )
 
 
-def _combine_failure(e, name, key):
-    """The Failure for exception `e` raised while combining `key`."""
+def _group_failure(e, name, key):
+    """The Failure for exception `e` raised while `name` (combine or reduce)
+    worked on `key`."""
     if isinstance(e, Failure):
         return e
     if isinstance(e, EncodeError):
@@ -383,34 +448,43 @@ def _combine_failure(e, name, key):
     return Failure("IPDC-ERROR: %s() raised %s for key %s" % (name, _describe(e), _short(key)), EXIT_USER)
 
 
-def _results_of(fn):
-    """fn wrapped to return the list of what it yields ([] for None)."""
+class Output:
+    """The runner's framed output, written in chunks of OUT_CHUNK."""
 
-    def results(arg):
-        res = fn(arg)
-        return [] if res is None else list(res)
+    def __init__(self, out):
+        self.out = out
+        self.buf = bytearray()
 
-    return results
+    def write(self, data):
+        buf = self.buf
+        buf += data
+        if len(buf) > OUT_CHUNK:
+            self.out.write(buf)
+            del buf[:]
 
+    def group(self, fn, name, kb, key, values):
+        """Runs fn(key, values) the careful way, framing each pair as it is
+        yielded (`kb`: the datum of `key`, reused when fn yields `key`
+        itself). Returns how many records it wrote."""
+        buf = self.buf
+        n = 0
+        try:
+            res = fn(key, values)
+            if res is not None:
+                for k, v in res:
+                    _frame_one(buf, kb if k is key else encode(k, "key"), encode(v, "value"))
+                    n += 1
+        except Exception as e:
+            raise _group_failure(e, name, key)
+        if len(buf) > OUT_CHUNK:
+            self.out.write(buf)
+            del buf[:]
+        return n
 
-def _results_of2(fn):
-    def results(arg1, arg2):
-        res = fn(arg1, arg2)
-        return [] if res is None else list(res)
-
-    return results
-
-
-def _call_all(fn, args_lists, on_error):
-    """The list of what fn(*args) yields, for each args in turn (in C: no
-    Python loop around the calls); `on_error(e, index)` makes the Failure
-    when call number `index` raised `e`."""
-    its = [iter(a) for a in args_lists]
-    wrapped = _results_of(fn) if len(its) == 1 else _results_of2(fn)
-    try:
-        return list(map(wrapped, *its))
-    except Exception as e:
-        raise on_error(e, len(args_lists[0]) - its[0].__length_hint__() - 1)
+    def flush(self):
+        if self.buf:
+            self.out.write(self.buf)
+            del self.buf[:]
 
 
 class Mapper:
@@ -420,8 +494,10 @@ class Mapper:
         self.map_fn = map_fn
         self.combine_fn = combine_fn
         self.combine_name = combine_name
-        self.out = out
-        self.buf = bytearray()
+        self.out = Output(out)
+        # Whether to try the fast way: None until a batch (mapped the careful
+        # way) showed map()'s output; False once it was not plain.
+        self.fast = None
         self.lines_done = 0  # lines of the batches before this one
         self.nout = 0  # map() output pairs
         self.ncomb = 0  # combine() output records
@@ -432,64 +508,72 @@ class Mapper:
         self.counts = Counter()
         self.groups = {}
         self.grouped_values = 0
-
-    def write(self, data):
-        buf = self.buf
-        buf += data
-        if len(buf) > OUT_CHUNK:
-            self.out.write(buf)
-            del buf[:]
+        self.groups_plain = True  # every key of `groups` a str, every value an int or str
+        self.groups_ones = True  # every value of `groups` the int 1
 
     def batch(self, lines):
-        base = self.lines_done
-        per_line = _call_all(self.map_fn, [lines], lambda e, i: _map_failure(e, base + i + 1, lines[i]))
-        pairs = list(chain.from_iterable(per_line))
+        if not (self.fast and self.fast_batch(lines)):
+            plain = self.careful(lines)
+            if self.fast is None and plain is not None:
+                self.fast = plain
         self.lines_done += len(lines)
-        if not pairs:
-            return
-        self.nout += len(pairs)
-        keys = None
-        if set(map(type, pairs)) <= _PAIR_TYPES and set(map(len, pairs)) == _TWO:
-            keys = list(map(_first, pairs))
-            if set(map(type, keys)) != _STR:
-                keys = None
-        if keys is None:
-            self.careful(lines, per_line)
-        elif self.combine_fn is None:
-            data = frame_all(keys, list(map(_second, pairs)))
-            if data is None:
-                self.careful(lines, per_line)
-            else:
-                self.write(data)
-        else:
-            vals = list(map(_second, pairs))
-            vt = set(map(type, vals))
-            if vt == _INT and not self.groups and vals.count(1) == len(vals):
-                # Every value is the int 1: counting them keeps all there is to know.
-                self.counts.update(keys)
-                if len(self.counts) > COMBINE_MAX_KEYS:
-                    self.flush_counts()
-            elif vt <= _INT_STR:
-                self.flush_counts()
-                deque(map(list.append, map(self.groups.setdefault, keys, iter(list, None)), vals), 0)
-                self.grouped_values += len(vals)
-            else:
-                self.careful(lines, per_line)
+        if len(self.counts) > COMBINE_MAX_KEYS:
+            self.flush_counts()
         if len(self.groups) > COMBINE_MAX_KEYS or self.grouped_values > COMBINE_MAX_VALUES:
             self.flush_groups()
 
-    def careful(self, lines, per_line):
-        """The plain per-pair loop over one batch's map() output."""
+    def fast_batch(self, lines):
+        """Maps `lines` the fast way; False when the careful way must."""
+        results = gather(self.map_fn, [lines])
+        if results is None:
+            self.fast = False
+            return False
+        plain = plain_pairs(results)
+        if plain is None:
+            self.fast = False
+            return False
+        keys, vals, vt = plain
+        if self.combine_fn is None:
+            data = frame_all(keys, vals, vt)
+            if data is None:
+                return False
+            self.out.write(data)
+        elif vt == _INT and vals.count(1) == len(vals) and self.groups_to_counts():
+            # Every value is the int 1: counting them keeps all there is to know.
+            self.counts.update(keys)
+        else:
+            self.counts_to_groups()
+            deque(map(list.append, map(self.groups.setdefault, keys, iter(list, None)), vals), 0)
+            self.grouped_values += len(vals)
+            if self.groups_ones and not (vt == _INT and vals.count(1) == len(vals)):
+                self.groups_ones = False
+        self.nout += len(keys)
+        return True
+
+    def careful(self, lines):
+        """Maps `lines` one pair at a time, each encoded (or with a combiner,
+        normalised and grouped) as soon as map() yields it. Returns whether
+        every pair was plain (None: there was none)."""
+        plain = None
         combine = self.combine_fn is not None
         if combine:
-            self.flush_counts()
+            self.counts_to_groups()
         groups = self.groups
+        buf = self.out.buf
         pack = _pack
-        buf = self.buf
-        i = -1
+        line = None
+        lineno = self.lines_done
         try:
-            for i, res in enumerate(per_line):
-                for k, v in res:
+            for line in lines:
+                lineno += 1
+                res = self.map_fn(line)
+                if res is None:
+                    continue
+                for pair in res:
+                    k, v = pair
+                    self.nout += 1
+                    if plain is not False:
+                        plain = type(pair) is tuple and type(k) is str and (type(v) is int or type(v) is str)
                     if not combine:
                         kb = b"s" + k.encode("utf-8", "surrogateescape") if type(k) is str else encode(k, "key")
                         vb = b"j" + str(v).encode("ascii") if type(v) is int else encode(v, "value")
@@ -500,89 +584,124 @@ class Mapper:
                         continue
                     if type(k) is not str:
                         k = encode(k, "key")
+                        self.groups_plain = False
                     t = type(v)
                     if t is not int and t is not str:
                         v = _normalise(v)
+                        self.groups_plain = False
+                    if t is not int or v != 1:
+                        self.groups_ones = False
                     vals = groups.get(k)
                     if vals is None:
                         groups[k] = [v]
                     else:
                         vals.append(v)
                     self.grouped_values += 1
+                if combine:
+                    if len(groups) > COMBINE_MAX_KEYS or self.grouped_values > COMBINE_MAX_VALUES:
+                        self.flush_groups()
+                        groups = self.groups
+                elif len(buf) > OUT_CHUNK:
+                    self.out.write(b"")
         except Exception as e:
-            raise _map_failure(e, self.lines_done - len(lines) + i + 1, lines[i])
-        if len(buf) > OUT_CHUNK:
-            self.out.write(buf)
-            del buf[:]
+            raise _map_failure(e, lineno, line)
+        self.out.write(b"")
+        return plain
 
-    def combine_all(self, keys, value_iters, datums=None):
-        """Runs combine() on each key with its values and writes the output.
-        `datums`: the keys' datums where map() gave keys that are not str."""
-        for at in range(0, len(keys), COMBINE_BATCH):
-            end = at + COMBINE_BATCH
-            self.combine_batch(keys[at:end], value_iters[at:end], datums[at:end] if datums else None)
+    def groups_to_counts(self):
+        """Moves `groups` into the counts when all its values are the int 1
+        (e.g. after a batch mapped the careful way); False when they are not."""
+        groups = self.groups
+        if groups:
+            if not (self.groups_ones and self.groups_plain):
+                return False
+            self.counts.update(dict(zip(groups, map(len, groups.values()))))
+            self.groups = {}
+            self.grouped_values = 0
+            self.groups_plain = True
+        return True
 
-    def combine_batch(self, keys, value_iters, datums):
-        name = self.combine_name
-        results = _call_all(self.combine_fn, [keys, value_iters], lambda e, i: _combine_failure(e, name, keys[i]))
-        out = list(chain.from_iterable(results))
-        if not out:
-            return
-        data = None
-        if _is_pairs(out):
-            data = frame_all(list(map(_first, out)), list(map(_second, out)))
-        if data is None:
-            self.combine_careful(datums or keys, keys, results)
-        else:
-            self.write(data)
-        self.ncomb += len(out)
-
-    def combine_careful(self, grouped, keys, results):
-        """The plain per-record loop over combine()'s output (`grouped`: the
-        keys as grouped, a str or the datum of another key)."""
-        buf = self.buf
-        for gk, key, res in zip(grouped, keys, results):
-            try:
-                if type(gk) is str:
-                    try:
-                        kb = b"s" + gk.encode("utf-8", "surrogateescape")
-                    except UnicodeEncodeError as e:
-                        raise Failure(
-                            "IPDC-ERROR: map() yielded a key str that is not valid Unicode text (%s): %s"
-                            % (e, _short(gk)),
-                            EXIT_USER,
-                        )
-                else:
-                    kb = gk
-                for k2, v2 in res:
-                    _frame_one(buf, kb if k2 is key else encode(k2, "key"), encode(v2, "value"))
-            except Exception as e:
-                raise _combine_failure(e, self.combine_name, key)
+    def counts_to_groups(self):
+        """Moves the counted keys into `groups` (as lists of 1s) before other
+        values join them, or combines them first when that would pass
+        COMBINE_MAX_VALUES."""
+        if self.counts:
+            total = sum(self.counts.values())
+            if total > COMBINE_MAX_VALUES:
+                self.flush_counts()
+                return
+            for k, n in self.counts.items():
+                self.groups[k] = [1] * n
+            self.grouped_values += total
+            self.counts = Counter()
 
     def flush_counts(self):
         if self.counts:
             counts = self.counts
             self.counts = Counter()
-            self.combine_all(list(counts), list(map(repeat, repeat(1), counts.values())))
+            self.combine_all(list(counts), None, list(counts.values()), lambda ns: list(map(repeat, repeat(1), ns)))
 
     def flush_groups(self):
         if self.groups:
             groups = self.groups
+            plain = self.groups_plain
             self.groups = {}
             self.grouped_values = 0
+            self.groups_plain = True
+            self.groups_ones = True
             grouped = list(groups)
-            if set(map(type, grouped)) == _STR:
-                self.combine_all(grouped, list(map(iter, groups.values())))
-            else:
-                keys = [k if type(k) is str else decode(k) for k in grouped]
-                self.combine_all(keys, list(map(iter, groups.values())), grouped)
+            keys = grouped if plain else [k if type(k) is str else decode(k) for k in grouped]
+            self.combine_all(keys, None if plain else grouped, list(groups.values()), lambda vs: list(map(iter, vs)), plain)
+
+    def combine_all(self, keys, datums, sources, values_of, plain=True):
+        """Runs combine() on each key with the values `values_of(sources)`
+        gives, a batch of keys at a time. `datums`: the keys as grouped
+        (None when all are str)."""
+        for at in range(0, len(keys), COMBINE_BATCH):
+            end = at + COMBINE_BATCH
+            ks, srcs = keys[at:end], sources[at:end]
+            if not (plain and self.fast_combine(ks, values_of(srcs))):
+                gks = datums[at:end] if datums else ks
+                for gk, key, vals in zip(gks, ks, values_of(srcs)):
+                    self.combine_careful(gk, key, vals)
+
+    def fast_combine(self, keys, value_iters):
+        if not _encodable(keys):
+            return False
+        results = gather2(self.combine_fn, keys, value_iters)
+        if results is None:
+            return False
+        plain = plain_pairs(results)
+        if plain is None:
+            return False
+        data = frame_all(*plain)
+        if data is None:
+            return False
+        self.out.write(data)
+        self.ncomb += len(plain[0])
+        return True
+
+    def combine_careful(self, gk, key, values):
+        if type(gk) is str:
+            try:
+                kb = b"s" + gk.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError as e:
+                raise Failure(
+                    "IPDC-ERROR: map() yielded a key str that is not valid Unicode text (%s): %s" % (e, _short(gk)),
+                    EXIT_USER,
+                )
+        else:
+            kb = gk
+        self.ncomb += self.out.group(self.combine_fn, self.combine_name, kb, key, values)
 
     def finish(self):
         self.flush_counts()
         self.flush_groups()
-        if self.buf:
-            self.out.write(self.buf)
-            del self.buf[:]
+        self.out.flush()
+
+
+def gather2(fn, keys, value_iters):
+    return gather(fn, [keys, value_iters])
 
 
 def run_map(map_fn, combine_fn, combine_name, inp, out):
@@ -601,18 +720,23 @@ def run_map(map_fn, combine_fn, combine_name, inp, out):
 
 
 # ---------------------------------------------------------------- reduce
-
-
+#
 # The reduce input comes in blocks: u32 LE n, then 2n u32 LE lengths (key,
-# value, key, value, ...), then those 2n datums back to back. So a block is
-# cut into datums, its groups found and its values decoded in C; reduce() is
-# called once per group. A group that goes on into the next block is handed
-# to reduce() with values streamed across blocks.
+# value, key, value, ...), then those 2n datums back to back. A block is cut
+# into datums, its groups found and its values decoded in C, and reduce() is
+# tried the fast way on the block's groups (see the map side). A group that
+# goes on into the next block is reduced the careful way, its values decoded
+# as reduce() reads them, across blocks.
 
 _S_TAG = ord("s")
 _J_TAG = ord("j")
+_TAG_S = {_S_TAG}
 _tail = itemgetter(slice(1, None))
 _NATIVE_LE = sys.byteorder == "little"
+
+
+def _short_input():
+    return Failure("IPDC-ERROR: the runner's input ends in the middle of a block", EXIT_INTERNAL)
 
 
 def read_blocks(inp, counter):
@@ -622,34 +746,38 @@ def read_blocks(inp, counter):
         if not head:
             return
         if len(head) < 4:
-            raise Failure("IPDC-ERROR: the runner's input ends in the middle of a block", EXIT_INTERNAL)
+            raise _short_input()
         n = _unpack_from(head)[0]
         if n == 0:
             continue
+        raw = inp.read(8 * n)
+        if len(raw) != 8 * n:
+            raise _short_input()
         lens = array("I")
         if lens.itemsize != 4:
             lens = array("L")
-        raw = inp.read(8 * n)
         lens.frombytes(raw)
         if not _NATIVE_LE:
             lens.byteswap()
-        data = inp.read(sum(lens))
-        if len(raw) != 8 * n or len(data) != sum(lens):
-            raise Failure("IPDC-ERROR: the runner's input ends in the middle of a block", EXIT_INTERNAL)
+        size = sum(lens)
+        data = inp.read(size)
+        if len(data) != size:
+            raise _short_input()
         ends = list(accumulate(lens))
         datums = list(map(data.__getitem__, map(slice, chain((0,), ends), ends)))
         counter[0] += n
         yield datums[0::2], datums[1::2]
 
 
-def decode_all(datums, tags):
-    """The values of `datums` whose tag bytes are the set `tags`."""
+def decode_all(datums):
+    """The values of `datums`, decoded in C when they are all str or all int."""
+    tags = set(map(_first, datums))
     if tags == {_J_TAG}:
         try:
             return list(map(int, map(_tail, datums)))
         except ValueError:
             pass
-    elif tags == {_S_TAG}:
+    elif tags == _TAG_S:
         return list(map(bytes.decode, map(_tail, datums), repeat("utf-8"), repeat("surrogateescape")))
     return list(map(decode, datums))
 
@@ -659,8 +787,7 @@ class Reducer:
 
     def __init__(self, reduce_fn, out):
         self.reduce_fn = reduce_fn
-        self.out = out
-        self.buf = bytearray()
+        self.out = Output(out)
         self.counter = [0]
         self.groups = 0
         self.nout = 0
@@ -682,8 +809,7 @@ class Reducer:
             else:
                 self.groups_of(keys, vals, starts, starts[1:] + [n])
                 block = after
-        if self.buf:
-            self.out.write(self.buf)
+        self.out.flush()
         return {
             "input_records": self.counter[0],
             "map_output_records": 0,
@@ -696,24 +822,20 @@ class Reducer:
         """Reduces the groups [starts[i], ends[i]) of one block."""
         if not starts:
             return
-        gkeys = list(map(keys.__getitem__, starts))
-        values = decode_all(vals, set(map(_first, vals)))
-        names = decode_all(gkeys, set(map(_first, gkeys)))
-        value_iters = list(map(iter, map(values.__getitem__, map(slice, starts, ends))))
         self.groups += len(starts)
-        results = _call_all(self.reduce_fn, [names, value_iters], lambda e, i: _reduce_failure(e, names[i]))
-        out = list(chain.from_iterable(results))
-        if not out:
-            return
-        data = None
-        if _is_pairs(out):
-            data = frame_all(list(map(_first, out)), list(map(_second, out)))
-        if data is None:
-            for kb, key, res in zip(gkeys, names, results):
-                self.careful(kb, key, res)
-        else:
-            self.write(data)
-        self.nout += len(out)
+        gkeys = list(map(keys.__getitem__, starts))
+        if set(map(_first, gkeys)) == _TAG_S:
+            names = decode_all(gkeys)
+            values = decode_all(vals)
+            results = gather2(self.reduce_fn, names, list(map(iter, map(values.__getitem__, map(slice, starts, ends)))))
+            plain = None if results is None else plain_pairs(results)
+            data = None if plain is None else frame_all(*plain)
+            if data is not None:
+                self.out.write(data)
+                self.nout += len(plain[0])
+                return
+        for kb, a, b in zip(gkeys, starts, ends):
+            self.nout += self.out.group(self.reduce_fn, "reduce", kb, decode(kb), map(decode, vals[a:b]))
 
     def streamed_group(self, kb, first_vals, after, blocks):
         """Reduces the group of key datum `kb` that starts with `first_vals`
@@ -737,56 +859,12 @@ class Reducer:
                     return
                 block = next(blocks, None)
 
-        key = decode(kb)
         values = more()
         self.groups += 1
-        try:
-            res = self.reduce_fn(key, chain(map(decode, first_vals), values))
-            res = [] if res is None else list(res)
-        except Exception as e:
-            raise _reduce_failure(e, key)
+        self.nout += self.out.group(self.reduce_fn, "reduce", kb, decode(kb), chain(map(decode, first_vals), values))
         for _ in values:  # the values reduce() did not read
             pass
-        self.careful(kb, key, res)
-        self.nout += len(res)
         return rest[0]
-
-    def careful(self, kb, key, res):
-        """Frames one group's reduce() output record by record."""
-        buf = self.buf
-        try:
-            for k, v in res:
-                _frame_one(buf, kb if k is key else encode(k, "key"), encode(v, "value"))
-        except Exception as e:
-            raise _reduce_failure(e, key)
-        if len(buf) > OUT_CHUNK:
-            self.out.write(buf)
-            del buf[:]
-
-    def write(self, data):
-        buf = self.buf
-        buf += data
-        if len(buf) > OUT_CHUNK:
-            self.out.write(buf)
-            del buf[:]
-
-
-def _reduce_failure(e, key):
-    """The Failure for exception `e` raised while reducing `key`."""
-    if isinstance(e, Failure):
-        return e
-    if isinstance(e, EncodeError):
-        return Failure("IPDC-ERROR: reduce() produced %s, for key %s" % (e, _short(key)), EXIT_USER)
-    if isinstance(e, MemoryError):
-        return _out_of_memory(e, "reduce()", "for key " + _short(key))
-    sys.stderr.write(_user_traceback(e))
-    if _raised_in_runner(e):
-        return Failure(
-            "IPDC-ERROR: reduce() must yield (key, value) pairs or return an iterable of them "
-            "(or None); for key %s it gave something else: %s" % (_short(key), _describe(e)),
-            EXIT_USER,
-        )
-    return Failure("IPDC-ERROR: reduce() raised %s for key %s" % (_describe(e), _short(key)), EXIT_USER)
 
 
 def run_reduce(reduce_fn, inp, out):

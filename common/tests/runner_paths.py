@@ -263,7 +263,150 @@ def main():
         got = failure_of(batched_map, fn, c, data)
         assert got is not None and want in got, (fn.__name__, got)
         checked += 1
+    checked += contract_cases()
     print("runner paths agree: %d cases" % checked)
+
+
+def reduce_blocks(recs, block=3):
+    """The reduce input the agent writes: blocks of `block` records."""
+    out = b""
+    for i in range(0, len(recs), block):
+        b = recs[i : i + block]
+        out += runner._pack(len(b)) + b"".join(runner._pack(len(k)) + runner._pack(len(v)) for k, v in b)
+        out += b"".join(k + v for k, v in b)
+    return out
+
+
+def run_reduce(fn, recs, block=3):
+    out = io.BytesIO()
+    try:
+        stats = runner.run_reduce(fn, io.BufferedReader(io.BytesIO(reduce_blocks(recs, block))), out)
+    except runner.Failure as f:
+        return f.summary
+    return out.getvalue(), stats["reduce_input_groups"], stats["output_records"]
+
+
+def framed(*pairs):
+    return b"".join(frame(k, v) for k, v in pairs)
+
+
+def contract_cases():
+    """What user code sees and gets: one call per line, values as they were
+    when yielded, errors in the order the plain loop meets them."""
+    n = 0
+    ones = ("\n".join("w%d" % (i % 50) for i in range(5000)) + "\n").encode()
+
+    # A StopIteration out of user code is an error, not the end of the batch.
+    def stop_map(line):
+        return [(next(iter(line.split())), 1)]
+
+    for c in (None, sum_combine):
+        got = failure_of(batched_map, stop_map, c, b"a\n\nb\n")
+        assert got == "IPDC-ERROR: map() raised StopIteration on line 2 of this split: ''", got
+        n += 1
+
+    def stop_combine(key, values):
+        return [(key, next(values) + next(values))]
+
+    got = failure_of(batched_map, words_ones, stop_combine, ones + b"single\n")
+    assert got == "IPDC-ERROR: combine() raised StopIteration for key 'single'", got
+
+    def stop_reduce(key, values):
+        return [(key, next(values) + next(values))]
+
+    recs = [(b"sa", b"j1"), (b"sa", b"j2"), (b"sb", b"j1"), (b"sc", b"j1"), (b"sc", b"j5")]
+    assert run_reduce(stop_reduce, recs) == "IPDC-ERROR: reduce() raised StopIteration for key 'b'", run_reduce(stop_reduce, recs)
+    n += 2
+
+    # Values are taken as they are when yielded, even if user code changes
+    # them afterwards (within one call, or across lines and keys).
+    def growing(line):
+        acc = []
+        for w in line.split():
+            acc.append(w)
+            yield w, acc
+
+    shared = {}
+
+    def reused(line):
+        shared["n"] = len(line)
+        yield line, shared
+
+    data = ones[:200] + b"a b c\n" + ones[200:]
+    want, _ = reference_map(growing, None, data)
+    assert batched_map(growing, None, data)[0] == want
+    shared.clear()
+    want, _ = reference_map(reused, None, data)
+    shared.clear()
+    assert batched_map(reused, None, data)[0] == want
+    out = {}
+
+    def reused_reduce(key, values):
+        out["total"] = sum(values)
+        yield key, out
+
+    assert run_reduce(reused_reduce, recs)[0] == framed(
+        (b"sa", b'j{"total":3}'), (b"sb", b'j{"total":1}'), (b"sc", b'j{"total":6}')
+    )
+    n += 3
+
+    # map() runs once per line, in order, also for a map() with state.
+    calls = []
+
+    def counting(line):
+        calls.append(line)
+        yield "k", {"n": len(calls)}
+
+    batched_map(counting, None, data)
+    assert calls == reference_lines(data), len(calls)
+    n += 1
+
+    # Errors come in the plain loop's order: a value that cannot be stored
+    # on line 1 before an exception on line 2.
+    def bad_then_raise(line):
+        if line == "w1":
+            raise ValueError("x")
+        yield line, {1}
+
+    for c in (None, sum_combine):
+        got = failure_of(batched_map, bad_then_raise, c, ones)
+        assert "a value of type set" in got and "on line 1 " in got, got
+        n += 1
+
+    def raise_b_bad_c(key, values):
+        if key == "b":
+            raise ValueError("x")
+        yield key, {1}
+
+    assert "for key 'a'" in run_reduce(raise_b_bad_c, recs)
+    n += 1
+
+    # A key str that cannot be encoded is an error even when combine() drops it.
+    def bad_key(line):
+        yield "\ud800", 1
+
+    assert "not valid Unicode" in failure_of(batched_map, bad_key, none_combine, ones)
+    n += 1
+
+    # Keys keep their datum: a str subclass is a JSON datum, in and out of combine() and reduce().
+    def tagged(line):
+        yield Tag("a"), 1
+
+    assert batched_map(tagged, sum_combine, ones)[0] == frame(b'j"a"', b"j5000")
+    recs = [(b'j"a"', b"j1"), (b'j"a"', b"j2"), (b"sz", b"j1.5")]
+    assert run_reduce(sum_combine, recs, 2048)[0] == framed((b'j"a"', b"j3"), (b"sz", b"j1.5"))
+    assert run_reduce(sum_combine, recs[:2], 2048)[0] == framed((b'j"a"', b"j3"))
+    n += 3
+
+    # A group across several blocks, and a reduce() reading part of its values.
+    recs = [(b"sa", b"j1")] + [(b"sb", b"j%d" % i) for i in range(10)] + [(b"sc", b"j1")]
+
+    def first(key, values):
+        yield key, next(values)
+
+    assert run_reduce(first, recs) == (framed((b"sa", b"j1"), (b"sb", b"j0"), (b"sc", b"j1")), 3, 3)
+    n += 1
+    return n
 
 
 def records(data):
