@@ -70,6 +70,7 @@ SYSTEMS = collections.OrderedDict(
         ("ipdc-native-k1", ("IPDC --local 1 --native wordcount", ipdc(1, True), "part-*", "tsv")),
         ("ipdc-python-k1", ("IPDC --local 1, Map.py/Reduce.py, combiner", ipdc(1, False), "part-*", "tsv")),
         ("native-2t", ("native single pass, 2 threads (Rust, std only)", lambda i, o: [NATIVE_WC, i, o + "/counts.tsv", "2"], "counts.tsv", "tsv")),
+        ("native-1t", ("native single pass, 1 thread (the machine's own 1 -> 2 core speed-up)", lambda i, o: [NATIVE_WC, i, o + "/counts.tsv", "1"], "counts.tsv", "tsv")),
         ("py-counter", ("Python Counter, 1 process (reference)", py("py_counter.py"), "counts.tsv", "tsv")),
         ("py-mp", ("Python multiprocessing, 2 processes", py("py_mp.py", "2"), "counts.tsv", "tsv")),
         ("spark-rdd", ("PySpark local[2], RDD", py("spark_rdd.py"), "part-*", "tsv")),
@@ -404,6 +405,14 @@ def report(meta, results, latency, sizes, names, out):
                 s = r1["median_s"] / r2["median_s"]
                 scaling.append({"executor": ex, "size": size, "k1_s": r1["median_s"], "k2_s": r2["median_s"], "speedup": s})
                 lines.append("| %s | %s | %.2f s | %.2f s | %.2fx |" % (ex, size, r1["median_s"], r2["median_s"], s))
+    # What the machine itself gains from a second core on this job: the
+    # ceiling for IPDC's K=1 -> K=2 speed-up here.
+    for size in sizes:
+        r1, r2 = by.get(("native-1t", size)), by.get(("native-2t", size))
+        if r1 and r2 and r1.get("median_s") and r2.get("median_s"):
+            s = r1["median_s"] / r2["median_s"]
+            scaling.append({"executor": "machine", "size": size, "k1_s": r1["median_s"], "k2_s": r2["median_s"], "speedup": s})
+            lines.append("| machine (native pass, 1 -> 2 threads) | %s | %.2f s | %.2f s | %.2fx |" % (size, r1["median_s"], r2["median_s"], s))
     sched = meta.get("scheduler")
     if sched:
         lines.append("")
@@ -427,8 +436,11 @@ def report(meta, results, latency, sizes, names, out):
         if r["system"] == "ipdc-python" and r.get("median_s"):
             lines.append("- 1 KB job (python executor) < 0.5 s: %.2f s -> %s" % (r["median_s"], "met" if r["median_s"] < 0.5 else "NOT met"))
     for s in scaling:
-        if s["size"] == "256M":
-            lines.append("- K=1 -> K=2 speed-up >= 1.7x at 256M (%s): %.2fx -> %s" % (s["executor"], s["speedup"], "met" if s["speedup"] >= 1.7 else "NOT met"))
+        if s["size"] == "256M" and s["executor"] != "machine":
+            machine = [m["speedup"] for m in scaling if m["executor"] == "machine" and m["size"] == "256M"]
+            lines.append("- K=1 -> K=2 speed-up >= 1.7x at 256M (%s): %.2fx -> %s%s" % (
+                s["executor"], s["speedup"], "met" if s["speedup"] >= 1.7 else "NOT met",
+                " (the native pass itself gains %.2fx from a second thread here)" % machine[0] if machine else ""))
     if sched:
         t = sched["median_tasks_per_s"]
         lines.append("- scheduler >= 2000 tasks/s (%d agents, %d tasks): %s" % (sched["agents"], sched["tasks"], "%.0f tasks/s -> %s" % (t, "met" if t >= 2000 else "NOT met") if t else "FAILED"))
@@ -459,7 +471,7 @@ def chart(results, sizes, names, meta, path):
     for n in names:
         pts = [(r["bytes"] / (1 << 20), r["median_s"]) for r in results if r["system"] == n and r.get("median_s")]
         if pts:
-            style = "-o" if n.startswith("ipdc") else "--s" if n in ("native-2t", "py-mp", "py-counter") else ":^"
+            style = "-o" if n.startswith("ipdc") else "--s" if n in ("native-2t", "native-1t", "py-mp", "py-counter") else ":^"
             ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=n, linewidth=2.5 if n in ("ipdc-native", "ipdc-python") else 1.2)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")

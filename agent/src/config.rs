@@ -180,6 +180,9 @@ pub struct AgentConfig {
     /// Warn at start when there is no cluster key (not for `--local`'s
     /// in-process agents on a loopback broker).
     pub warn_if_open: bool,
+    /// The IPFS node's files when it runs in this process (`--local`): map
+    /// tasks read their splits from them directly. Never set from a file.
+    pub local_files: Option<std::sync::Arc<dyn ipdc_common::ipfs::LocalFiles>>,
 }
 
 impl AgentConfig {
@@ -200,6 +203,7 @@ impl AgentConfig {
             max_task_memory_mb: 2048,
             cluster_key: None,
             warn_if_open: true,
+            local_files: None,
         }
     }
 }

@@ -102,6 +102,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         delay: config.test_task_delay,
         max_task_secs: config.max_task_secs,
         max_task_memory_mb: config.max_task_memory_mb,
+        local_files: config.local_files.clone(),
     });
     info!(
         "agent {} starting: cluster {}, broker {}, IPFS {}, {} slots, Python {}",

@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ipdc_common::exec::{ExecStats, RecordSink};
-use ipdc_common::ipfs::IpfsClient;
+use ipdc_common::ipfs::{IpfsClient, LocalFiles};
 use ipdc_common::mapreduce::merge::KWayMerge;
 use ipdc_common::mapreduce::sorter::MapOutput;
-use ipdc_common::mapreduce::split::LineOwner;
+use ipdc_common::mapreduce::split::{LineOwner, SplitFileReader};
 use ipdc_common::protocol::{CodeSpec, Task, TaskKind, TaskOutput};
 use ipdc_common::python::{CancelToken, ExecError, Limits, PythonExecutor};
 use ipdc_common::{record, wordcount};
@@ -32,6 +32,8 @@ pub struct TaskContext {
     /// The most a job may set as a task's wall-clock and memory limits.
     pub max_task_secs: u64,
     pub max_task_memory_mb: u64,
+    /// The IPFS node's files, when the node runs in this process.
+    pub local_files: Option<Arc<dyn LocalFiles>>,
 }
 
 impl TaskContext {
@@ -215,9 +217,7 @@ async fn run_map(
         }
     }
     let budget = budget_bytes(ctx, task);
-    let (tx, rx) = mpsc::channel(16);
-    let fetch =
-        tokio::spawn(fetch_split(ctx.ipfs.clone(), input_cid.to_string(), input_size, start, end, tx));
+    let input = open_split(ctx, input_cid, input_size, start, end)?;
 
     let reducers = task.reducers;
     let spill_dir = dir.join("spill");
@@ -225,28 +225,31 @@ async fn run_map(
     let executor = exec.clone();
     let mapped = tokio::task::spawn_blocking(move || -> Result<_, TaskError> {
         std::fs::create_dir_all(&spill_dir)?;
-        let input = ChannelReader::new(rx);
+        let mut input = input.reader;
         // Half the budget for the executor's own table, half for the sort buffer.
         let mut out = MapOutput::new(reducers, budget / 2, &spill_dir)?;
         let stats = match &executor {
-            Executor::NativeWordCount => wordcount::map(input, &mut out, budget / 2)?,
+            Executor::NativeWordCount => wordcount::map(&mut input, &mut out, budget / 2)?,
             Executor::Python(python) => PythonExecutor::new(python.clone(), work)
                 .with_limits(limits)
                 .with_cancel(cancel)
-                .run_map(&map_py, combine_with.as_deref(), input, &mut out)?,
+                .run_map(&map_py, combine_with.as_deref(), &mut input, &mut out)?,
         };
         let spills = out.spills();
         let parts = out.finish()?;
-        Ok((stats, parts, spills))
+        Ok((stats, parts, spills, input.bytes_read()))
     });
     let mapped = mapped.await.map_err(|e| TaskError::new(format!("map task crashed: {e}")))?;
     // A fetch error explains a short input better than the executor's view of it.
-    let bytes_read = match fetch.await {
-        Ok(Ok(n)) => n,
-        Ok(Err(e)) => return Err(e.into()),
-        Err(e) => return Err(TaskError::new(format!("input fetch crashed: {e}"))),
+    let bytes_read = match input.fetch {
+        None => mapped.as_ref().map_or(0, |m| m.3),
+        Some(fetch) => match fetch.await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(e) => return Err(TaskError::new(format!("input fetch crashed: {e}"))),
+        },
     };
-    let (stats, parts, spills) = mapped?;
+    let (stats, parts, spills, _) = mapped?;
     let mut output =
         TaskOutput { stats, bytes_read, executor: exec.name(), spills: spills as u32, ..Default::default() };
     for part in &parts {
@@ -255,6 +258,64 @@ async fn run_map(
         output.sizes.push(part.bytes);
     }
     Ok(output)
+}
+
+/// Where a map task reads its split from.
+struct SplitInput {
+    reader: SplitReader,
+    /// The task streaming the split from IPFS (for [`SplitReader::Fetched`]).
+    fetch: Option<tokio::task::JoinHandle<Result<u64, ipdc_common::ipfs::IpfsError>>>,
+}
+
+/// The split's owned lines, as the executor reads them.
+enum SplitReader {
+    /// Straight from the file of an IPFS node in this process.
+    File(SplitFileReader),
+    /// Streamed with `cat` from the IPFS node's API.
+    Fetched(ChannelReader),
+}
+
+impl SplitReader {
+    /// Bytes read from the file (a fetch counts its own).
+    fn bytes_read(&self) -> u64 {
+        match self {
+            SplitReader::File(r) => r.bytes_read(),
+            SplitReader::Fetched(_) => 0,
+        }
+    }
+}
+
+impl Read for SplitReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            SplitReader::File(r) => r.read(buf),
+            SplitReader::Fetched(r) => r.read(buf),
+        }
+    }
+}
+
+/// Opens the split from the node's file when the node runs in this process
+/// and holds the input as a file; else starts streaming it with `cat`.
+fn open_split(
+    ctx: &TaskContext,
+    cid: &str,
+    size: u64,
+    start: u64,
+    end: u64,
+) -> Result<SplitInput, TaskError> {
+    if let Some(opened) = ctx.local_files.as_ref().and_then(|files| files.open(cid)) {
+        let (file, held) = opened?;
+        if held != size {
+            return Err(TaskError::new(format!(
+                "the IPFS node holds {cid} as {held} bytes, the job says {size}"
+            )));
+        }
+        let reader = SplitReader::File(SplitFileReader::new(file, size, start, end));
+        return Ok(SplitInput { reader, fetch: None });
+    }
+    let (tx, rx) = mpsc::channel(16);
+    let fetch = tokio::spawn(fetch_split(ctx.ipfs.clone(), cid.to_string(), size, start, end, tx));
+    Ok(SplitInput { reader: SplitReader::Fetched(ChannelReader::new(rx)), fetch: Some(fetch) })
 }
 
 /// Streams the lines a split owns from IPFS into `tx`, reading past the

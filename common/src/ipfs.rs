@@ -62,6 +62,17 @@ const UPLOAD_PIECE: usize = 256 * 1024;
 /// The part of an error body kept in a message.
 const ERROR_BODY_MAX: usize = 4096;
 
+/// The files of an IPFS node running in this same process (the submitter's
+/// embedded store, under `--local`). A map task whose input the node holds
+/// as a whole file reads its split from that file with positioned reads,
+/// as the node itself would to answer `cat`, skipping the HTTP copies.
+pub trait LocalFiles: Send + Sync + fmt::Debug {
+    /// The file holding exactly the bytes of `cid`, opened after checking it
+    /// is unchanged since it was added, and the object's length. `None` when
+    /// the node does not hold `cid` as a file (then `cat` it).
+    fn open(&self, cid: &str) -> Option<std::io::Result<(std::fs::File, u64)>>;
+}
+
 /// A handle on one IPFS node's RPC API. Cheap to clone (one shared pool).
 #[derive(Clone)]
 pub struct IpfsClient {

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipdc_agent::AgentConfig;
@@ -51,6 +52,7 @@ impl LocalCluster {
             config.python = python.clone();
             config.heartbeat = Duration::from_secs(2);
             config.warn_if_open = false; // in-process, on a loopback broker of its own
+            config.local_files = Some(Arc::new(store.local()));
             let mut rx = stop_rx.clone();
             agents.push(tokio::spawn(async move {
                 let shutdown = async move {

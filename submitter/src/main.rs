@@ -34,7 +34,9 @@ async fn run_command(args: cli::RunArgs) -> Result<(), String> {
         Some(n) => {
             let cluster = args.cluster.cluster.clone().unwrap_or_else(|| "default".into());
             ipdc_common::protocol::validate_name("cluster name", &cluster)?;
-            let local = local::LocalCluster::start(n, &cluster, Some(PathBuf::from("python3"))).await?;
+            // A native job needs no Python: its agents skip finding one.
+            let python = spec.force_native.is_none().then(|| PathBuf::from("python3"));
+            let local = local::LocalCluster::start(n, &cluster, python).await?;
             let conn = run::Connection {
                 key: None, // in-process agents on loopback
                 mqtt: MqttSettings::plain(local.broker.clone()),

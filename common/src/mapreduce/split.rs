@@ -13,7 +13,9 @@
 //! [`LineOwner`] is the zero-copy state machine the agent drives while
 //! streaming a split's bytes from IPFS.
 
+use std::io::{self, Read};
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 
 /// One input split: the byte range `[start, end)` of the input file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -188,6 +190,68 @@ impl LineOwner {
         self.pos += i as u64;
         let s = owned_start.unwrap_or(i);
         Push { owned: s..i, done: self.phase == Phase::Done }
+    }
+}
+
+/// Bytes read at a time past a split's end while finishing its last line.
+const TAIL_READ: usize = 64 << 10;
+
+/// Reads the lines a split owns straight from a file holding the whole
+/// input (an IPFS node's filestore copy in this same process), with
+/// positioned reads: no stream, no copy besides the read itself.
+pub struct SplitFileReader {
+    file: std::fs::File,
+    /// The input's length as it was added; a shorter file is an error.
+    size: u64,
+    owner: LineOwner,
+    /// Absolute offset of the next read.
+    offset: u64,
+    /// Bytes read from the file so far (owned or not).
+    read: u64,
+}
+
+impl SplitFileReader {
+    /// `file` holds the whole input of `size` bytes; the split is
+    /// `[start, end)`.
+    pub fn new(file: std::fs::File, size: u64, start: u64, end: u64) -> Self {
+        let owner = LineOwner::new(start, end);
+        let offset = owner.fetch_offset();
+        SplitFileReader { file, size, owner, offset, read: 0 }
+    }
+
+    /// Bytes read from the file so far, including those around the owned
+    /// lines (as `bytes_read` counts a fetch).
+    pub fn bytes_read(&self) -> u64 {
+        self.read
+    }
+}
+
+impl Read for SplitFileReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while !buf.is_empty() && !self.owner.is_done() && self.offset < self.size {
+            let mut want = buf.len().min((self.size - self.offset) as usize);
+            if self.offset >= self.owner.end {
+                want = want.min(TAIL_READ);
+            }
+            let n = self.file.read_at(&mut buf[..want], self.offset)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the input file ends at byte {} but was {} bytes when it was added",
+                        self.offset, self.size
+                    ),
+                ));
+            }
+            self.offset += n as u64;
+            self.read += n as u64;
+            let owned = self.owner.push(&buf[..n]).owned;
+            if !owned.is_empty() {
+                buf.copy_within(owned.clone(), 0);
+                return Ok(owned.len());
+            }
+        }
+        Ok(0)
     }
 }
 
@@ -460,5 +524,79 @@ mod tests {
                 assert_eq!(all, text, "size {size}");
             }
         }
+    }
+
+    /// Reads a split through [`SplitFileReader`] with reads of `read_size`.
+    fn read_file_split(file: &std::fs::File, size: u64, start: u64, end: u64, read_size: usize) -> Vec<u8> {
+        let mut r = SplitFileReader::new(file.try_clone().unwrap(), size, start, end);
+        let (mut out, mut buf) = (Vec::new(), vec![0u8; read_size]);
+        loop {
+            let n = r.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    }
+
+    #[test]
+    fn file_reader_owns_the_same_lines_as_the_stream() {
+        let mut rng = Rng(0x0dd_ba11);
+        let alphabet = b"abc\n\n\r";
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..60 {
+            let len = rng.below(300);
+            let text: Vec<u8> = (0..len).map(|_| alphabet[rng.below(alphabet.len())]).collect();
+            let path = dir.path().join(format!("in-{round}"));
+            std::fs::write(&path, &text).unwrap();
+            let file = std::fs::File::open(&path).unwrap();
+            for size in [1usize, 2, 7, 64, 1000] {
+                let read_size = 1 + rng.below(20);
+                let mut all = Vec::new();
+                let mut start = 0usize;
+                while start < len {
+                    let end = (start + size).min(len);
+                    let got = read_file_split(&file, len as u64, start as u64, end as u64, read_size);
+                    assert_eq!(got, reference(&text, start as u64, end as u64), "split [{start}, {end})");
+                    all.extend(got);
+                    start = end;
+                }
+                assert_eq!(all, text, "size {size}, reads of {read_size}");
+            }
+        }
+    }
+
+    #[test]
+    fn file_reader_counts_what_it_read_and_stops_at_the_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in");
+        let mut text = b"aaaa\nbb".to_vec();
+        text.extend(std::iter::repeat_n(b'c', 200 << 10));
+        text.extend_from_slice(b"\nnext line\n");
+        std::fs::write(&path, &text).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        // Split [0, 6) owns "aaaa\n" and the long line starting at 5.
+        let mut r = SplitFileReader::new(file, text.len() as u64, 0, 6);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        let long_end = text.len() - b"next line\n".len();
+        assert_eq!(out, &text[..long_end]);
+        // It read at most one tail read past the line's end.
+        assert!(r.bytes_read() >= long_end as u64 && r.bytes_read() <= (long_end + TAIL_READ) as u64);
+    }
+
+    #[test]
+    fn file_reader_refuses_a_file_shorter_than_the_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in");
+        std::fs::write(&path, b"one\ntwo\nthree\n").unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        // Added as 100 bytes, now 14: the split's bytes are gone.
+        let mut r = SplitFileReader::new(file, 100, 0, 100);
+        let mut out = Vec::new();
+        let e = r.read_to_end(&mut out).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(e.to_string().contains("ends at byte 14 but was 100 bytes"), "{e}");
     }
 }

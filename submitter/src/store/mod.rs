@@ -122,6 +122,14 @@ impl LocalStore {
     }
 }
 
+impl ipdc_common::ipfs::LocalFiles for LocalStore {
+    fn open(&self, cid: &str) -> Option<std::io::Result<(std::fs::File, u64)>> {
+        let cid = cid::Cid::parse(cid).ok()?;
+        let entry = self.0.repo.get(&cid)?;
+        Some(entry.open_unchanged(&cid).map(|file| (file, entry.size)))
+    }
+}
+
 impl std::fmt::Debug for LocalStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LocalStore")

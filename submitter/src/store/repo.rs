@@ -103,6 +103,21 @@ impl Repo {
     }
 }
 
+impl Entry {
+    /// Opens the entry's file, refusing one changed since it was indexed (a
+    /// referenced file can be edited by its owner; a copy can be cut short).
+    pub fn open_unchanged(&self, cid: &Cid) -> io::Result<std::fs::File> {
+        let file = std::fs::File::open(&self.path).map_err(|e| {
+            io::Error::new(e.kind(), format!("reading {cid} from {}: {e}", self.path.display()))
+        })?;
+        let meta = file.metadata()?;
+        if meta.len() != self.size || (!self.copied && meta.modified().ok() != self.modified) {
+            return Err(io::Error::other(format!("{} changed since {cid} was added", self.path.display())));
+        }
+        Ok(file)
+    }
+}
+
 enum Sink {
     Copy { path: PathBuf, file: tokio::fs::File },
     Reference(PathBuf),

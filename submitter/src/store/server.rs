@@ -212,24 +212,15 @@ async fn cat(State(state): State<Arc<AppState>>, Query(q): Params) -> Response {
     };
     let start = offset.min(entry.size);
     let end = length.map_or(entry.size, |n| start.saturating_add(n).min(entry.size));
-    let mut file = match tokio::fs::File::open(&entry.path).await {
-        Ok(f) => f,
-        Err(e) => {
-            let message = format!("reading {cid} from {}: {e}", entry.path.display());
-            return error(StatusCode::INTERNAL_SERVER_ERROR, message);
-        }
+    let opened = {
+        let entry = entry.clone();
+        tokio::task::spawn_blocking(move || entry.open_unchanged(&cid)).await
     };
-    // A referenced file may have been changed since it was hashed.
-    let unchanged = |m: &std::fs::Metadata| {
-        m.len() == entry.size && (entry.copied || m.modified().ok() == entry.modified)
+    let mut file = match opened {
+        Ok(Ok(f)) => tokio::fs::File::from_std(f),
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("opening {arg}: {e}")),
     };
-    match file.metadata().await {
-        Ok(m) if unchanged(&m) => {}
-        _ => {
-            let message = format!("{} changed since {cid} was added", entry.path.display());
-            return error(StatusCode::INTERNAL_SERVER_ERROR, message);
-        }
-    }
     if start < end
         && let Err(e) = file.seek(SeekFrom::Start(start)).await
     {

@@ -185,6 +185,43 @@ async fn nocopy_add_references_the_file_instead_of_copying_it() {
 }
 
 #[tokio::test]
+async fn in_process_readers_get_the_referenced_file_and_refuse_a_changed_one() {
+    use ipdc_common::ipfs::LocalFiles;
+    use std::os::unix::fs::FileExt;
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let (store, client) = start(data.path()).await;
+    let local = store.local();
+    let path = files.path().join("input");
+    write_mod251(&path, 3_000_000).await;
+    let (cid, size) = local.add_file(&path).await.unwrap();
+    assert_eq!((cid.as_str(), size), (MOD251_3M, 3_000_000));
+
+    // The same bytes `cat` serves, from the file itself.
+    let (file, held) = local.open(MOD251_3M).unwrap().unwrap();
+    assert_eq!(held, 3_000_000);
+    let mut got = vec![0u8; (CHUNK + 6) as usize];
+    file.read_exact_at(&mut got, CHUNK - 3).unwrap();
+    assert!(got == cat(&client, MOD251_3M, CHUNK - 3, Some(CHUNK + 6)).await);
+    // Objects it does not hold (or not a CID at all) are for `cat`.
+    assert!(local.open(A1000).is_none());
+    assert!(local.open("not-a-cid").is_none());
+
+    // Rewritten in place (same length): refused, as `cat` refuses it.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = local.open(MOD251_3M).unwrap().unwrap_err();
+    assert!(err.to_string().contains("changed since"), "{err}");
+    // Cut short: refused too.
+    std::fs::write(&path, &bytes[..1000]).unwrap();
+    let err = local.open(MOD251_3M).unwrap().unwrap_err();
+    assert!(err.to_string().contains("changed since"), "{err}");
+    store.shutdown().await;
+}
+
+#[tokio::test]
 async fn nocopy_add_whose_abspath_is_another_file_is_refused() {
     let data = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
