@@ -22,8 +22,6 @@
 //! sequences below, and every word is a plain slice of the input bytes. The
 //! tests check this against a real `python3` on thousands of tricky inputs.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, Read};
 
 use crate::exec::{ExecStats, RecordSink, RecordSource};
@@ -141,110 +139,139 @@ pub fn for_each_word(bytes: &[u8], mut f: impl FnMut(&[u8])) {
     }
 }
 
-/// An Fx-style hasher (as in rustc): fast, not collision resistant, which is
-/// fine for counting words of one task.
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher {
-    hash: u64,
-}
-
 const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
+/// An Fx-style hash (as in rustc) of a word: fast, not collision resistant,
+/// which is fine for counting the words of one task.
+#[inline]
+fn fx_hash(mut bytes: &[u8]) -> u64 {
+    let mut h = 0u64;
+    let mut add = |w: u64| h = (h.rotate_left(5) ^ w).wrapping_mul(FX_SEED);
+    while bytes.len() >= 8 {
+        add(u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")));
+        bytes = &bytes[8..];
     }
+    if bytes.len() >= 4 {
+        add(u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as u64);
+        bytes = &bytes[4..];
+    }
+    for &b in bytes {
+        add(b as u64);
+    }
+    h
 }
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, mut bytes: &[u8]) {
-        while bytes.len() >= 8 {
-            self.add(u64::from_le_bytes(bytes[..8].try_into().unwrap()));
-            bytes = &bytes[8..];
-        }
-        if bytes.len() >= 4 {
-            self.add(u32::from_le_bytes(bytes[..4].try_into().unwrap()) as u64);
-            bytes = &bytes[4..];
-        }
-        for &b in bytes {
-            self.add(b as u64);
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(i as u64);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        // The multiply leaves the best bits at the top; hashbrown picks
-        // buckets with the low bits, so bring them down.
-        self.hash.rotate_left(26)
-    }
-}
-
-/// A `HashMap` using [`FxHasher`].
-pub type FxHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// Bytes read from the input at a time.
 const CHUNK: usize = 1 << 20;
 
-/// Rough bytes of memory one distinct word costs in the map besides its own
-/// bytes: the table slot (`Vec` + count + control byte) and the allocation's
-/// overhead.
-const ENTRY_OVERHEAD: usize = 24 + 8 + 1 + 16;
+/// One distinct word in [`Counts`]: its full hash, where its bytes are in
+/// the arena, and its count. `len == 0` marks a free slot (words are never
+/// empty).
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    hash: u64,
+    off: u32,
+    len: u32,
+    count: u64,
+}
 
-/// Word counts of one map task.
+/// Slots of a new table (a power of two).
+const FIRST_SLOTS: usize = 1 << 12;
+
+/// Word counts of one map task: an open-addressing table (linear probing,
+/// at most 3/4 full) whose slots point into one arena holding each distinct
+/// word once. Compared with a `HashMap<Vec<u8>, u64>` (what it replaced):
+/// no allocation per word, a full stored hash so bytes are compared only on
+/// a real match, and the words in one block of memory, the frequent ones
+/// (met early) close together, so the comparison rarely misses the cache.
 struct Counts {
-    map: FxHashMap<Vec<u8>, u64>,
-    key_bytes: usize,
+    slots: Vec<Slot>,
+    /// Slots in use.
+    used: usize,
+    /// Every distinct word's bytes, in the order first met. Offsets are
+    /// `u32`: [`has_room`](Self::has_room) keeps the arena under 4 GiB.
+    arena: Vec<u8>,
 }
 
 impl Counts {
     fn new() -> Self {
-        Counts { map: FxHashMap::default(), key_bytes: 0 }
+        Counts { slots: vec![Slot::default(); FIRST_SLOTS], used: 0, arena: Vec::new() }
+    }
+
+    /// Whether words from `bytes` more input bytes fit the arena's offsets.
+    fn has_room(&self, bytes: usize) -> bool {
+        self.arena.len() + bytes < u32::MAX as usize
     }
 
     #[inline]
     fn add(&mut self, word: &[u8]) {
-        if let Some(c) = self.map.get_mut(word) {
-            *c += 1;
-        } else {
-            self.key_bytes += word.len();
-            self.map.insert(word.to_vec(), 1);
+        let hash = fx_hash(word);
+        let mask = self.slots.len() - 1;
+        // The multiply leaves the best-mixed bits at the top.
+        let mut i = (hash >> 32) as usize & mask;
+        loop {
+            let slot = &mut self.slots[i];
+            if slot.len == 0 {
+                break;
+            }
+            if slot.hash == hash {
+                let at = slot.off as usize;
+                if self.arena.get(at..at + slot.len as usize) == Some(word) {
+                    slot.count += 1;
+                    return;
+                }
+            }
+            i = (i + 1) & mask;
+        }
+        let off = self.arena.len() as u32;
+        self.arena.extend_from_slice(word);
+        self.slots[i] = Slot { hash, off, len: word.len() as u32, count: 1 };
+        self.used += 1;
+        if self.used * 4 > self.slots.len() * 3 {
+            self.grow();
+        }
+    }
+
+    /// Doubles the table (the stored hashes place every word again).
+    fn grow(&mut self) {
+        let bigger = vec![Slot::default(); self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, bigger);
+        let mask = self.slots.len() - 1;
+        for slot in old.into_iter().filter(|s| s.len != 0) {
+            let mut i = (slot.hash >> 32) as usize & mask;
+            while self.slots[i].len != 0 {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = slot;
         }
     }
 
     fn memory(&self) -> usize {
-        self.key_bytes + self.map.capacity() * ENTRY_OVERHEAD
+        self.arena.capacity() + self.slots.len() * std::mem::size_of::<Slot>()
     }
 
-    /// Emits every count as `("s"+word, "j"+count)` and clears the map.
+    /// Emits every count as `("s"+word, "j"+count)` and empties the table
+    /// (keeping its memory).
     fn flush(&mut self, sink: &mut dyn RecordSink, stats: &mut ExecStats) -> io::Result<()> {
         // Tags, and counts of a few digits.
-        sink.reserve(self.map.len(), self.key_bytes + self.map.len() * 4);
+        sink.reserve(self.used, self.arena.len() + self.used * 4);
         let mut key = Vec::new();
         let mut value = Vec::with_capacity(24);
-        for (word, count) in self.map.drain() {
+        for slot in self.slots.iter_mut().filter(|s| s.len != 0) {
+            let at = slot.off as usize;
             key.clear();
             key.push(TAG_STR);
-            key.extend_from_slice(&word);
+            key.extend_from_slice(&self.arena[at..at + slot.len as usize]);
             value.clear();
             value.push(TAG_JSON);
-            push_decimal(&mut value, count);
+            push_decimal(&mut value, slot.count);
             sink.emit(&key, &value)?;
             stats.combine_output_records += 1;
             stats.output_records += 1;
+            *slot = Slot::default();
         }
-        self.key_bytes = 0;
+        self.used = 0;
+        self.arena.clear();
         Ok(())
     }
 }
@@ -278,6 +305,9 @@ pub fn map(mut input: impl Read, sink: &mut dyn RecordSink, budget_bytes: usize)
         let fresh = &buf[carried..filled];
         stats.input_records += count_newlines(fresh);
         last_byte = fresh[n - 1];
+        if !counts.has_room(filled) {
+            counts.flush(sink, &mut stats)?;
+        }
         let mut words = 0u64;
         let rest = scan_words(&buf[..filled], &mut |w| {
             words += 1;

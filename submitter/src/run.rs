@@ -373,6 +373,15 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
         let spec = spec.clone();
         tokio::task::spawn_blocking(move || spec.check_python_syntax())
     };
+    // With --local, hash the input (for its CID) while connecting and picking
+    // agents: nothing leaves this machine, so there is nothing to waste.
+    let local_add = match (&opts.local_store, &spec.input_cid) {
+        (Some(store), None) => {
+            let (store, path) = (store.clone(), spec.input.clone());
+            Some(tokio::spawn(async move { store.add_file(&path).await }))
+        }
+        _ => None,
+    };
     let job = new_job_id(&spec.name);
     let ipfs = IpfsClient::new(&conn.ipfs).map_err(|e| e.to_string())?;
     // Agents drop this job's tasks if this process vanishes (its Last Will).
@@ -396,9 +405,10 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
                 let size = ipfs.file_size(cid).await.map_err(|e| format!("input {cid}: {e}"))?;
                 Input { cid: cid.clone(), size }
             }
-            None => match &opts.local_store {
-                Some(store) => {
-                    let (cid, size) = store.add_file(&spec.input).await?;
+            None => match local_add {
+                Some(adding) => {
+                    let (cid, size) =
+                        adding.await.map_err(|e| format!("adding the input crashed: {e}"))??;
                     Input { cid, size }
                 }
                 None => {

@@ -8,43 +8,89 @@
 //!
 //!     native_wc INPUT OUT_FILE [THREADS]
 
-use std::collections::HashMap;
 use std::fs::File;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 
-#[derive(Default, Clone, Copy)]
-struct Fx(u64);
-
-impl Hasher for Fx {
-    #[inline]
-    fn write(&mut self, mut b: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut h = self.0;
-        while b.len() >= 8 {
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(b[..8].try_into().unwrap())).wrapping_mul(K);
-            b = &b[8..];
-        }
-        if b.len() >= 4 {
-            h = (h.rotate_left(5) ^ u32::from_le_bytes(b[..4].try_into().unwrap()) as u64).wrapping_mul(K);
-            b = &b[4..];
-        }
-        for &x in b {
-            h = (h.rotate_left(5) ^ x as u64).wrapping_mul(K);
-        }
-        self.0 = h;
+/// Fx hash of a word (as in rustc).
+#[inline]
+fn fx(mut b: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = 0u64;
+    while b.len() >= 8 {
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(b[..8].try_into().unwrap())).wrapping_mul(K);
+        b = &b[8..];
     }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.0 = (self.0.rotate_left(5) ^ i as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
+    if b.len() >= 4 {
+        h = (h.rotate_left(5) ^ u32::from_le_bytes(b[..4].try_into().unwrap()) as u64).wrapping_mul(K);
+        b = &b[4..];
     }
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0.rotate_left(26)
+    for &x in b {
+        h = (h.rotate_left(5) ^ x as u64).wrapping_mul(K);
     }
+    h
 }
 
-type Map = HashMap<Vec<u8>, u64, BuildHasherDefault<Fx>>;
+/// Counts: open addressing (linear probing, <= 3/4 full) over slots
+/// pointing into one arena of distinct words. Faster than a
+/// `HashMap<Vec<u8>, u64>` (no allocation per word, the frequent words
+/// close together), so the pass stays the machine's limit for IPDC, whose
+/// native map counts the same way.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    hash: u64,
+    off: usize,
+    len: usize,
+    count: u64,
+}
+
+struct Map {
+    slots: Vec<Slot>,
+    used: usize,
+    arena: Vec<u8>,
+}
+
+impl Map {
+    fn new() -> Self {
+        Map { slots: vec![Slot::default(); 1 << 12], used: 0, arena: Vec::new() }
+    }
+
+    #[inline]
+    fn add(&mut self, w: &[u8], n: u64) {
+        let hash = fx(w);
+        let mask = self.slots.len() - 1;
+        let mut i = (hash >> 32) as usize & mask;
+        loop {
+            let s = &mut self.slots[i];
+            if s.len == 0 {
+                break;
+            }
+            if s.hash == hash && &self.arena[s.off..s.off + s.len] == w {
+                s.count += n;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = Slot { hash, off: self.arena.len(), len: w.len(), count: n };
+        self.arena.extend_from_slice(w);
+        self.used += 1;
+        if self.used * 4 > self.slots.len() * 3 {
+            let bigger = vec![Slot::default(); self.slots.len() * 2];
+            let old = std::mem::replace(&mut self.slots, bigger);
+            let mask = self.slots.len() - 1;
+            for s in old.into_iter().filter(|s| s.len != 0) {
+                let mut i = (s.hash >> 32) as usize & mask;
+                while self.slots[i].len != 0 {
+                    i = (i + 1) & mask;
+                }
+                self.slots[i] = s;
+            }
+        }
+    }
+
+    fn words(&self) -> impl Iterator<Item = (&[u8], u64)> {
+        self.slots.iter().filter(|s| s.len != 0).map(|s| (&self.arena[s.off..s.off + s.len], s.count))
+    }
+}
 
 /// 0: word byte; 1: ASCII whitespace; 2..: lead byte of a possible
 /// multi-byte whitespace character.
@@ -121,11 +167,7 @@ fn scan(b: &[u8], m: &mut Map) -> usize {
 
 #[inline]
 fn add(m: &mut Map, w: &[u8]) {
-    if let Some(c) = m.get_mut(w) {
-        *c += 1;
-    } else {
-        m.insert(w.to_vec(), 1);
-    }
+    m.add(w, 1);
 }
 
 /// Counts the words of `path[from..to]`.
@@ -134,7 +176,7 @@ fn count_range(path: &str, from: u64, to: u64) -> Map {
     let mut f = File::open(path).expect("open input");
     f.seek(SeekFrom::Start(from)).expect("seek");
     let mut left = (to - from) as usize;
-    let mut m = Map::default();
+    let mut m = Map::new();
     let mut buf = vec![0u8; CHUNK];
     let mut carried = 0;
     while left > 0 {
@@ -203,17 +245,17 @@ fn main() {
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let mut maps = maps.into_iter();
-    let mut total = maps.next().unwrap_or_default();
+    let mut total = maps.next().unwrap_or_else(Map::new);
     for m in maps {
-        for (w, c) in m {
-            *total.entry(w).or_insert(0) += c;
+        for (w, c) in m.words() {
+            total.add(w, c);
         }
     }
-    let mut words: Vec<(Vec<u8>, u64)> = total.into_iter().collect();
+    let mut words: Vec<(&[u8], u64)> = total.words().collect();
     words.sort_unstable();
     let mut out = BufWriter::with_capacity(1 << 20, File::create(output).expect("create output"));
     for (w, c) in words {
-        out.write_all(&w).unwrap();
+        out.write_all(w).unwrap();
         writeln!(out, "\t{c}").unwrap();
     }
     out.flush().unwrap();
