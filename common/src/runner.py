@@ -312,45 +312,63 @@ class _GiveUp(Exception):
     """The fast way cannot take this batch."""
 
 
+_CO_GENERATOR = 0x20
+
+
+def is_generator_function(fn):
+    """True when calling fn only creates a generator: no user code runs
+    until it is iterated."""
+    return bool(getattr(getattr(fn, "__code__", None), "co_flags", 0) & _CO_GENERATOR)
+
+
 def gather(fn, args_lists):
-    """For each args in turn, the list of what fn(*args) yields ([] for
-    None), the calls driven in C; None when a call raised or the batch would
-    pass FAST_PAIRS pairs (the careful way then runs the batch again)."""
+    """Everything fn(*args) yields for each args in turn, flattened in order
+    (a call returning None yields nothing), driven in C; None when a call
+    raised, StopIteration from a call ended the calls early, or the batch
+    would pass FAST_PAIRS pairs (the careful way then runs the batch again).
+
+    For a generator function all generators are made first and then drained
+    one after the other: each body still runs whole and in order, as in the
+    careful way. Any other function is drained right after its call, as it
+    may return a view of state that its next call changes."""
+    if is_generator_function(fn):
+        try:
+            gens = list(map(fn, *args_lists))
+            pairs = list(islice(chain.from_iterable(gens), FAST_PAIRS + 1))
+        except Exception:
+            return None
+        return pairs if len(pairs) <= FAST_PAIRS else None
     left = [FAST_PAIRS]
+
+    def drained(res):
+        out = [] if res is None else list(islice(res, left[0] + 1))
+        left[0] -= len(out)
+        if left[0] < 0:
+            raise _GiveUp
+        return out
 
     def one(arg):
         try:
-            res = fn(arg)
-            out = [] if res is None else list(islice(res, left[0] + 1))
+            return drained(fn(arg))
         except Exception:
             raise _GiveUp
-        left[0] -= len(out)
-        if left[0] < 0:
-            raise _GiveUp
-        return out
 
     def two(arg1, arg2):
         try:
-            res = fn(arg1, arg2)
-            out = [] if res is None else list(islice(res, left[0] + 1))
+            return drained(fn(arg1, arg2))
         except Exception:
             raise _GiveUp
-        left[0] -= len(out)
-        if left[0] < 0:
-            raise _GiveUp
-        return out
 
     try:
-        return list(map(one if len(args_lists) == 1 else two, *args_lists))
+        results = list(map(one if len(args_lists) == 1 else two, *args_lists))
     except _GiveUp:
         return None
+    return list(chain.from_iterable(results))
 
 
-def plain_pairs(results):
-    """(keys, values, the set of the values' types) of the pairs in
-    `results` (lists of what each call yielded) when every pair is a tuple
-    of a str and an int or str; else None."""
-    pairs = list(chain.from_iterable(results))
+def plain_pairs(pairs):
+    """(keys, values, the set of the values' types) of `pairs` when every
+    pair is a tuple of a str and an int or str; else None."""
     if not pairs:
         return [], [], set()
     if set(map(type, pairs)) != _TUPLE or set(map(len, pairs)) != _TWO:
@@ -524,11 +542,11 @@ class Mapper:
 
     def fast_batch(self, lines):
         """Maps `lines` the fast way; False when the careful way must."""
-        results = gather(self.map_fn, [lines])
-        if results is None:
+        pairs = gather(self.map_fn, [lines])
+        if pairs is None:
             self.fast = False
             return False
-        plain = plain_pairs(results)
+        plain = plain_pairs(pairs)
         if plain is None:
             self.fast = False
             return False
@@ -668,10 +686,10 @@ class Mapper:
     def fast_combine(self, keys, value_iters):
         if not _encodable(keys):
             return False
-        results = gather2(self.combine_fn, keys, value_iters)
-        if results is None:
+        pairs = gather2(self.combine_fn, keys, value_iters)
+        if pairs is None:
             return False
-        plain = plain_pairs(results)
+        plain = plain_pairs(pairs)
         if plain is None:
             return False
         data = frame_all(*plain)
@@ -827,8 +845,8 @@ class Reducer:
         if set(map(_first, gkeys)) == _TAG_S:
             names = decode_all(gkeys)
             values = decode_all(vals)
-            results = gather2(self.reduce_fn, names, list(map(iter, map(values.__getitem__, map(slice, starts, ends)))))
-            plain = None if results is None else plain_pairs(results)
+            pairs = gather2(self.reduce_fn, names, list(map(iter, map(values.__getitem__, map(slice, starts, ends)))))
+            plain = None if pairs is None else plain_pairs(pairs)
             data = None if plain is None else frame_all(*plain)
             if data is not None:
                 self.out.write(data)

@@ -361,6 +361,21 @@ def contract_cases():
     assert calls == reference_lines(data), len(calls)
     n += 1
 
+    # A map() that is not a generator may return a view of state its next
+    # call changes: each call's output is taken before the next call.
+    buf = []
+
+    def shared_list(line):
+        buf.clear()
+        buf.extend((w, 1) for w in line.split())
+        return iter(buf)
+
+    mixed = b"a b\nc\n" + ones + b"d e f\n"
+    for c in (None, sum_combine):
+        want = reference_map(shared_list, c, mixed)
+        assert batched_map(shared_list, c, mixed) == want, c
+        n += 1
+
     # Errors come in the plain loop's order: a value that cannot be stored
     # on line 1 before an exception on line 2.
     def bad_then_raise(line):
