@@ -26,6 +26,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -136,26 +137,35 @@ def measure(cmd, env, cap, log):
         cmd = ["/usr/bin/time", "-f", "%M", "-o", tfile] + cmd
         t0 = time.perf_counter()
         p = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf, start_new_session=True, cwd=WORK)
+        # A thread blocks on the exit, so the wall time is exact; sampling
+        # the memory every 20-100 ms must not round it up to its interval.
+        ended = {}
+        exited = threading.Event()
+
+        def wait_exit():
+            status = os.wait4(p.pid, 0)[1]
+            ended["wall"] = time.perf_counter() - t0
+            ended["status"] = status
+            exited.set()
+
+        threading.Thread(target=wait_exit, daemon=True).start()
         peak = 0
         interval = 0.02
-        while True:
-            r = os.wait4(p.pid, os.WNOHANG)
-            if r[0] == p.pid:
-                wall = time.perf_counter() - t0
-                p.returncode = os.waitstatus_to_exitcode(r[1])
-                try:
-                    with open(tfile) as tf:
-                        peak = max(peak, int(tf.read().split()[-1]) * 1024)
-                except (OSError, ValueError, IndexError):
-                    pass
-                break
+        while not exited.wait(interval):
             peak = max(peak, tree_rss(p.pid))
             if time.perf_counter() - t0 > cap:
                 os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+                exited.wait()
+                p.returncode = -signal.SIGKILL
                 return None
-            time.sleep(interval)
             interval = min(interval * 1.5, 0.1)
+        wall = ended["wall"]
+        p.returncode = os.waitstatus_to_exitcode(ended["status"])
+        try:
+            with open(tfile) as tf:
+                peak = max(peak, int(tf.read().split()[-1]) * 1024)
+        except (OSError, ValueError, IndexError):
+            pass
         # Leftover daemons of the run (none expected): kill the session.
         try:
             os.killpg(p.pid, signal.SIGKILL)
