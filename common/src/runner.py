@@ -36,6 +36,7 @@ from array import array
 from collections import Counter, deque
 from itertools import accumulate, chain, compress, islice, repeat
 from operator import itemgetter, ne
+from types import FunctionType, MethodType
 
 EXIT_LOAD = 2
 EXIT_USER = 3
@@ -317,8 +318,12 @@ _CO_GENERATOR = 0x20
 
 def is_generator_function(fn):
     """True when calling fn only creates a generator: no user code runs
-    until it is iterated."""
-    return bool(getattr(getattr(fn, "__code__", None), "co_flags", 0) & _CO_GENERATOR)
+    until it is iterated. Only a plain function (or a method of one) counts:
+    any other callable, such as a decorator object passing attributes
+    through to the function it wraps, runs its own code when called."""
+    if type(fn) is MethodType:
+        fn = fn.__func__
+    return type(fn) is FunctionType and bool(fn.__code__.co_flags & _CO_GENERATOR)
 
 
 def gather(fn, args_lists):

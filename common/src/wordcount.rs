@@ -250,14 +250,15 @@ impl Counts {
         self.arena.capacity() + self.slots.len() * std::mem::size_of::<Slot>()
     }
 
-    /// Emits every count as `("s"+word, "j"+count)` and empties the table
-    /// (keeping its memory).
+    /// Emits every count as `("s"+word, "j"+count)` and starts over with a
+    /// new, small table: the memory goes back, so after a flush for the
+    /// budget [`memory`](Self::memory) is small again.
     fn flush(&mut self, sink: &mut dyn RecordSink, stats: &mut ExecStats) -> io::Result<()> {
         // Tags, and counts of a few digits.
         sink.reserve(self.used, self.arena.len() + self.used * 4);
         let mut key = Vec::new();
         let mut value = Vec::with_capacity(24);
-        for slot in self.slots.iter_mut().filter(|s| s.len != 0) {
+        for slot in self.slots.iter().filter(|s| s.len != 0) {
             let at = slot.off as usize;
             key.clear();
             key.push(TAG_STR);
@@ -268,10 +269,8 @@ impl Counts {
             sink.emit(&key, &value)?;
             stats.combine_output_records += 1;
             stats.output_records += 1;
-            *slot = Slot::default();
         }
-        self.used = 0;
-        self.arena.clear();
+        *self = Counts::new();
         Ok(())
     }
 }
@@ -307,6 +306,12 @@ pub fn map(mut input: impl Read, sink: &mut dyn RecordSink, budget_bytes: usize)
         last_byte = fresh[n - 1];
         if !counts.has_room(filled) {
             counts.flush(sink, &mut stats)?;
+            if !counts.has_room(filled) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("WordCount map: a word of {filled} bytes or more; words must be under 4 GiB"),
+                ));
+            }
         }
         let mut words = 0u64;
         let rest = scan_words(&buf[..filled], &mut |w| {
@@ -709,6 +714,22 @@ json.dump(out, sys.stdout)
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_flush_for_the_budget_gives_the_memory_back() {
+        // 3,000 distinct words push the table over a 100 KB budget once;
+        // 5 MiB of three words follow. After that one flush the table is
+        // small again, so "a" leaves the map in 2 records (the flush, the
+        // end), not one per 1 MiB read.
+        let mut text: Vec<u8> = (0..3000).flat_map(|i| format!("w{i}\n").into_bytes()).collect();
+        text.extend(b"a b c\n".repeat((5 << 20) / 6));
+        let mut out = Vec::new();
+        let stats = map(&text[..], &mut out, 100_000).unwrap();
+        assert_eq!(counts_of(&out), native_counts(&text));
+        let a_records = out.iter().filter(|(k, _)| k == b"sa").count();
+        assert_eq!(a_records, 2, "{} records in all", out.len());
+        assert_eq!(stats.output_records, 3000 + 2 * 3);
     }
 
     #[test]

@@ -376,6 +376,32 @@ def contract_cases():
         assert batched_map(shared_list, c, mixed) == want, c
         n += 1
 
+    # A callable object that passes attributes through to the generator
+    # function it wraps runs its own code when called: not a generator
+    # function, so each call is drained before the next.
+    state = {"n": 0}
+
+    class counted:
+        def __init__(self, f):
+            self.f = f
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __call__(self, line):
+            state["n"] += 1
+            return self.f(line)
+
+    @counted
+    def numbered(line):
+        yield "line%d" % state["n"], 1
+
+    want = reference_map(numbered, None, ones)
+    state["n"] = 0
+    assert batched_map(numbered, None, ones) == want
+    assert not runner.is_generator_function(numbered) and runner.is_generator_function(words_ones)
+    n += 1
+
     # Errors come in the plain loop's order: a value that cannot be stored
     # on line 1 before an exception on line 2.
     def bad_then_raise(line):

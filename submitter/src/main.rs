@@ -34,8 +34,9 @@ async fn run_command(args: cli::RunArgs) -> Result<(), String> {
         Some(n) => {
             let cluster = args.cluster.cluster.clone().unwrap_or_else(|| "default".into());
             ipdc_common::protocol::validate_name("cluster name", &cluster)?;
-            // A native job needs no Python: its agents skip finding one.
-            let python = spec.force_native.is_none().then(|| PathBuf::from("python3"));
+            // A native job needs no Python (unless ipdc.toml says it does):
+            // its agents skip finding one.
+            let python = (spec.force_native.is_none() || spec.needs_python).then(|| PathBuf::from("python3"));
             let local = local::LocalCluster::start(n, &cluster, python).await?;
             let conn = run::Connection {
                 key: None, // in-process agents on loopback

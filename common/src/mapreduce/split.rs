@@ -229,10 +229,11 @@ impl SplitFileReader {
 impl Read for SplitFileReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while !buf.is_empty() && !self.owner.is_done() && self.offset < self.size {
-            let mut want = buf.len().min((self.size - self.offset) as usize);
-            if self.offset >= self.owner.end {
-                want = want.min(TAIL_READ);
-            }
+            // Up to the split's end, then the rest of its last line a
+            // little at a time (as the HTTP path fetches it).
+            let limit =
+                if self.offset < self.owner.end { self.owner.end - self.offset } else { TAIL_READ as u64 };
+            let want = (buf.len() as u64).min(self.size - self.offset).min(limit) as usize;
             let n = self.file.read_at(&mut buf[..want], self.offset)?;
             if n == 0 {
                 return Err(io::Error::new(
@@ -584,6 +585,15 @@ mod tests {
         assert_eq!(out, &text[..long_end]);
         // It read at most one tail read past the line's end.
         assert!(r.bytes_read() >= long_end as u64 && r.bytes_read() <= (long_end + TAIL_READ) as u64);
+        // A split ending just after a newline reads nothing past its end,
+        // however large the caller's buffer.
+        let file = std::fs::File::open(&path).unwrap();
+        let mut r = SplitFileReader::new(file, text.len() as u64, 0, 5);
+        let mut buf = vec![0u8; 1 << 20];
+        assert_eq!(r.read(&mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"aaaa\n");
+        assert_eq!(r.read(&mut buf).unwrap(), 0);
+        assert_eq!(r.bytes_read(), 5);
     }
 
     #[test]
