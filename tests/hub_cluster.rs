@@ -67,12 +67,16 @@ fn a_stopped_agent_is_marked_offline_and_not_picked() {
     gone.kill();
     // The broker publishes the Will once it has seen the connection close;
     // a submitter arriving before that still (rightly) sees the agent online.
-    let offline = || {
-        agents_json(&["--broker", &hub.mqtt]).iter().any(|s| s["agent"] == "gone-1" && s["online"] == false)
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !offline() {
-        assert!(std::time::Instant::now() < deadline, "the broker never published gone-1's Last Will");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = agents_json(&["--broker", &hub.mqtt]);
+        if seen.iter().any(|s| s["agent"] == "gone-1" && s["online"] == false) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broker never published gone-1's Last Will; `agents --json` says: {seen:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let o = hub.submit(&[
