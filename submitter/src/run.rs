@@ -441,7 +441,9 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
     let upload_ms = t0.elapsed().as_millis() as u64;
     info!("input is {} ({} bytes)", input.cid, input_size);
 
-    let splits = plan_splits(input_size, picked.len());
+    // Splits per slot, not per agent: a board runs one task per core at once.
+    let slots: usize = picked.iter().map(|s| s.slots.max(1) as usize).sum();
+    let splits = plan_splits(input_size, slots);
     if splits.len() > MAX_MAP_TASKS {
         return Err(format!(
             "input of {} needs {} map tasks, more than the limit of {MAX_MAP_TASKS} (a reduce assignment lists every map's output): split the input into several jobs",

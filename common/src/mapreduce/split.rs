@@ -41,28 +41,30 @@ impl Split {
 pub const MIN_SPLIT: u64 = 1 << 20;
 /// Largest split size [`plan_splits`] chooses (Hadoop's block size).
 pub const MAX_SPLIT: u64 = 128 << 20;
-/// How many splits per worker [`plan_splits`] aims for: more than one, so
-/// that a fast worker can take a slow one's second split, but no more,
-/// because every map task pays a fixed cost whatever its size (its
-/// combiner's table of the split's distinct keys built from empty, sorted
-/// and written, and one more sorted run for every reducer to merge). With
-/// 4 per worker that cost was 10-25% of a 32 MiB task's time (issue 6).
-pub const SPLITS_PER_WORKER: u64 = 2;
+/// How many splits per slot (a task an agent runs at a time: one per core
+/// by default) [`plan_splits`] aims for: more than one, so that a fast
+/// agent can take a slow one's second split, but no more, because every
+/// map task pays a fixed cost whatever its size (its combiner's table of
+/// the split's distinct keys built from empty, sorted and written, and one
+/// more sorted run for every reducer to merge). With 4 splits per agent
+/// that cost was 10-25% of a 32 MiB task's time (issue 6).
+pub const SPLITS_PER_SLOT: u64 = 2;
 
-/// Cuts an input of `input_len` bytes into splits for `workers` workers.
+/// Cuts an input of `input_len` bytes into splits for agents with `slots`
+/// slots in all.
 ///
-/// The rule: the target split size is `ceil(input_len / (2 * workers))`
-/// (about 2 splits per worker), clamped to `[1 MiB, 128 MiB]`. The number of
+/// The rule: the target split size is `ceil(input_len / (2 * slots))`
+/// (about 2 splits per slot), clamped to `[1 MiB, 128 MiB]`. The number of
 /// splits is `n = ceil(input_len / size)`, and split `i` is
 /// `[input_len * i / n, input_len * (i + 1) / n)`, so all splits have
 /// nearly equal sizes, none larger than `size`. An empty input gives no
-/// splits; an input of at most 1 MiB gives one split. `workers == 0` is
+/// splits; an input of at most 1 MiB gives one split. `slots == 0` is
 /// treated as 1.
-pub fn plan_splits(input_len: u64, workers: usize) -> Vec<Split> {
+pub fn plan_splits(input_len: u64, slots: usize) -> Vec<Split> {
     if input_len == 0 {
         return Vec::new();
     }
-    let want = SPLITS_PER_WORKER * (workers.max(1) as u64);
+    let want = SPLITS_PER_SLOT * (slots.max(1) as u64);
     let size = input_len.div_ceil(want).clamp(MIN_SPLIT, MAX_SPLIT);
     let n = input_len.div_ceil(size);
     let at = |i: u64| ((input_len as u128 * i as u128) / n as u128) as u64;
@@ -317,7 +319,7 @@ mod tests {
         assert_eq!(plan_splits(10, 4), vec![Split { index: 0, start: 0, end: 10 }]);
         assert_eq!(plan_splits(MIN_SPLIT, 100).len(), 1);
         assert_eq!(plan_splits(MIN_SPLIT + 1, 100).len(), 2);
-        // 2 splits per worker in the adaptive range.
+        // 2 splits per slot in the adaptive range.
         let len = 400 << 20;
         let s = plan_splits(len, 10);
         assert_eq!(s.len(), 20);
@@ -325,7 +327,7 @@ mod tests {
         let s = plan_splits(10 << 30, 1);
         assert_eq!(s.len(), 80);
         assert!(s.iter().all(|x| x.len() <= MAX_SPLIT));
-        // Contiguous and covering, indexes in order; workers == 0 is fine.
+        // Contiguous and covering, indexes in order; slots == 0 is fine.
         for (len, k) in [(1u64, 0usize), (3 << 20, 1), ((5 << 20) + 7, 3), (1 << 33, 7)] {
             let s = plan_splits(len, k);
             assert_eq!(s[0].start, 0);
