@@ -373,9 +373,14 @@ def plain_pairs(pairs):
     """(keys, values, the set of the values' types) of `pairs` when every
     pair is a tuple of a str and an int or str; else None.
 
-    Each check counts matches in C (`countOf` compares by identity first)
-    rather than building a set: these passes run for every pair a map()
-    yields, and a set's hashing made them a fifth of a map task's time."""
+    Each check counts matches in C rather than building a set: these
+    passes run for every pair a map() yields, and a set's hashing made them
+    a fifth of a map task's time. `countOf` compares each type with
+    `tuple`, `str` or `int` by identity and, failing that, with the type's
+    `__eq__`, which for a class is identity too unless its metaclass
+    overrides `__eq__`: a metaclass claiming to equal one of these types is
+    out of scope (the set check let it through too when its `__hash__`
+    matched)."""
     n = len(pairs)
     if not n:
         return [], [], set()
@@ -385,7 +390,7 @@ def plain_pairs(pairs):
     if countOf(map(type, keys), str) != n:
         return None
     vals = list(map(_second, pairs))
-    if countOf(map(type, vals), int) == n:
+    if type(vals[0]) is int and countOf(map(type, vals), int) == n:
         return keys, vals, _INT
     vt = set(map(type, vals))
     if not vt <= _INT_STR:

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ipdc_common::auth::{ClusterKey, Opener, Rejected, Sealer};
 use ipdc_common::exec::ExecStats;
 use ipdc_common::ipfs::IpfsClient;
-use ipdc_common::mapreduce::split::plan_splits;
+use ipdc_common::mapreduce::split::{SPLITS_PER_SLOT, Split, plan_splits};
 use ipdc_common::mqtt::{self, BrokerAddr, MqttSettings};
 use ipdc_common::protocol::{
     AgentStatus, CodeSpec, ControllerStatus, Message, PROTOCOL_VERSION, TaskCommand, TaskEvent, TaskLimits,
@@ -441,9 +441,7 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
     let upload_ms = t0.elapsed().as_millis() as u64;
     info!("input is {} ({} bytes)", input.cid, input_size);
 
-    // Splits per slot, not per agent: a board runs one task per core at once.
-    let slots: usize = picked.iter().map(|s| s.slots.max(1) as usize).sum();
-    let splits = plan_splits(input_size, slots);
+    let splits = splits_for(input_size, picked.iter().map(|s| s.slots));
     if splits.len() > MAX_MAP_TASKS {
         return Err(format!(
             "input of {} needs {} map tasks, more than the limit of {MAX_MAP_TASKS} (a reduce assignment lists every map's output): split the input into several jobs",
@@ -677,6 +675,15 @@ fn build_summary(
     })
 }
 
+/// The input's splits for the picked agents' slots: per slot, not per
+/// agent, as a board runs one task per core at once. The slots are capped
+/// so that only the input's size (not a huge cluster, or an agent
+/// announcing absurd slots) can need more than [`MAX_MAP_TASKS`] splits.
+fn splits_for(input_size: u64, slots: impl Iterator<Item = u32>) -> Vec<Split> {
+    let slots: usize = slots.map(|s| s.max(1) as usize).sum();
+    plan_splits(input_size, slots.min(MAX_MAP_TASKS / SPLITS_PER_SLOT as usize))
+}
+
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
@@ -691,6 +698,22 @@ pub fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn splits_follow_the_slots_and_only_the_input_size_can_pass_the_task_limit() {
+        const MIB: u64 = 1 << 20;
+        // Two splits per slot: agents of 2 and 3 slots, 100 MiB.
+        assert_eq!(splits_for(100 * MIB, [2, 3].into_iter()).len(), 10);
+        // A slot count of 0 counts as 1.
+        assert_eq!(splits_for(100 * MIB, [0, 0].into_iter()).len(), 4);
+        // A huge cluster (80 agents of 64 cores) or an absurd slot count stays
+        // within the limit on 20 GiB ...
+        let big = 20 << 30;
+        assert_eq!(splits_for(big, std::iter::repeat_n(64, 80)).len(), MAX_MAP_TASKS);
+        assert!(splits_for(big, [u32::MAX, u32::MAX].into_iter()).len() <= MAX_MAP_TASKS);
+        // ... and only an input over MAX_MAP_TASKS * 128 MiB needs more.
+        assert!(splits_for(2 << 40, [1].into_iter()).len() > MAX_MAP_TASKS);
+    }
 
     #[test]
     fn job_ids_differ_and_are_topic_safe() {
