@@ -402,23 +402,24 @@ async fn run_reduce(
         Executor::Python(_) => fetch_code(ctx, &task.code.reduce_cid, dir, "Reduce.py").await?,
         Executor::NativeWordCount => PathBuf::new(),
     };
-    let mut paths = Vec::with_capacity(inputs.len());
+    let mut files = Vec::with_capacity(inputs.len());
     let mut bytes_read = 0;
     for (i, cid) in inputs.iter().enumerate() {
-        let path = dir.join(format!("in-{i:05}"));
-        bytes_read += ctx.ipfs.cat_to_scratch_file(cid, &path).await.map_err(|e| TaskError {
-            error: format!("cannot fetch map output {cid}: {e}"),
-            detail: String::new(),
-            lost_inputs: vec![cid.clone()],
-        })?;
-        paths.push(path);
+        let (file, len) =
+            open_map_output(ctx, cid, &dir.join(format!("in-{i:05}"))).await.map_err(|e| TaskError {
+                error: format!("cannot fetch map output {cid}: {e}"),
+                detail: String::new(),
+                lost_inputs: vec![cid.clone()],
+            })?;
+        bytes_read += len;
+        files.push(file);
     }
     let part_path = dir.join("part");
     let work = dir.to_path_buf();
     let executor = exec.clone();
     let part = part_path.clone();
     let stats = tokio::task::spawn_blocking(move || -> Result<ExecStats, TaskError> {
-        let mut source = KWayMerge::open(&paths)?;
+        let mut source = KWayMerge::from_files(files)?;
         let mut sink = PartWriter::create(&part)?;
         let stats = match &executor {
             Executor::NativeWordCount => wordcount::reduce(&mut source, &mut sink)?,
@@ -442,6 +443,22 @@ async fn run_reduce(
         executor: exec.name(),
         ..Default::default()
     })
+}
+
+/// One map output for a reduce, and its length: the node's own file when
+/// the node runs in this process (as for a map's split), else a copy
+/// fetched with `cat` into `scratch`.
+async fn open_map_output(
+    ctx: &TaskContext,
+    cid: &str,
+    scratch: &Path,
+) -> Result<(std::fs::File, u64), String> {
+    if let Some(opened) = ctx.local_files.as_ref().and_then(|files| files.open(cid)) {
+        return opened.map_err(|e| e.to_string());
+    }
+    let len = ctx.ipfs.cat_to_scratch_file(cid, scratch).await.map_err(|e| e.to_string())?;
+    let file = std::fs::File::open(scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    Ok((file, len))
 }
 
 /// Writes reducer output as the part file's text: `key<TAB>value` lines.

@@ -76,11 +76,13 @@ pub struct KWayMerge<C = ReaderCursor<BufReader<File>>> {
 impl KWayMerge<ReaderCursor<BufReader<File>>> {
     /// Opens files of sorted records (the framing of [`crate::record`]).
     pub fn open(paths: &[PathBuf]) -> io::Result<Self> {
-        let mut readers = Vec::with_capacity(paths.len());
-        for p in paths {
-            readers.push(BufReader::with_capacity(MERGE_READ_BUF, File::open(p)?));
-        }
-        Self::from_readers(readers)
+        let files = paths.iter().map(File::open).collect::<io::Result<Vec<_>>>()?;
+        Self::from_files(files)
+    }
+
+    /// Merges the sorted runs in `files`, each read from its current offset.
+    pub fn from_files(files: Vec<File>) -> io::Result<Self> {
+        Self::from_readers(files.into_iter().map(|f| BufReader::with_capacity(MERGE_READ_BUF, f)).collect())
     }
 }
 
