@@ -47,3 +47,25 @@ fn the_packaged_config_passes_check_against_a_live_hub() {
     assert!(t.contains("all checks passed"), "{t}");
     assert!(t.contains("in cluster default") && t.contains("256 MiB per task"), "{t}");
 }
+
+#[test]
+fn check_names_an_unreachable_ipfs_api_and_what_to_do() {
+    let hub = Hub::start();
+    let work = tempfile::tempdir().unwrap();
+    // A loopback port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let ipfs = format!("http://127.0.0.1:{port}");
+    let o = Command::new(bin("ipdc-agent"))
+        .args(["--check", "--broker", &hub.mqtt, "--ipfs", &ipfs, "--name", "bad-ipfs", "--python", "none"])
+        .arg("--work-dir")
+        .arg(work.path())
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    let line = t.lines().find(|l| l.trim_start().starts_with("IPFS API")).unwrap_or_else(|| panic!("{t}"));
+    assert!(line.contains(&format!("{ipfs} ... FAILED")) && line.contains("connection refused"), "{line}");
+    assert!(line.contains("ipfs config Addresses.API"), "{line}");
+    assert_eq!(line.matches("is the IPFS daemon running").count(), 1, "{line}");
+    assert!(t.lines().any(|l| l.trim_start().starts_with("broker") && l.contains("ok")), "{t}");
+}

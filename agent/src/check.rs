@@ -76,10 +76,9 @@ async fn check_broker(c: &AgentConfig) -> Result<String, String> {
 
 async fn check_ipfs(api: &str) -> Result<String, String> {
     let client = IpfsClient::new(api).map_err(|e| e.to_string())?;
-    let id = client
-        .id()
-        .await
-        .map_err(|e| format!("{e}; is the IPFS daemon running with its API on this address?"))?;
+    let id = client.id().await.map_err(|e| {
+        format!("{e}; check that `ipfs` names the node's API address (kubo: `ipfs config Addresses.API`)")
+    })?;
     let version = client.version().await.map_err(|e| e.to_string())?;
     Ok(format!("peer {id}, version {version}"))
 }

@@ -58,11 +58,19 @@ impl ConfigFile {
 impl Settings {
     /// These settings, with gaps filled from `other`.
     pub fn or(self, other: Settings) -> Settings {
+        // The password and its file are one setting: the first source that
+        // gives either gives both (a password in the file must not beat
+        // --password-file).
+        let (password, password_file) = if self.password.is_some() || self.password_file.is_some() {
+            (self.password, self.password_file)
+        } else {
+            (other.password, other.password_file)
+        };
         Settings {
             broker: self.broker.or(other.broker),
             username: self.username.or(other.username),
-            password: self.password.or(other.password),
-            password_file: self.password_file.or(other.password_file),
+            password,
+            password_file,
             tls_ca: self.tls_ca.or(other.tls_ca),
             tls_cert: self.tls_cert.or(other.tls_cert),
             tls_key: self.tls_key.or(other.tls_key),
@@ -247,5 +255,22 @@ mod tests {
         assert!(bad.into_config().unwrap_err().contains("agent name"));
         let bad = Settings { slots: Some(0), ..Default::default() };
         assert!(bad.into_config().unwrap_err().contains("slots"));
+    }
+
+    #[test]
+    fn a_password_file_flag_beats_a_password_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "username = \"board\"\npassword = \"from-the-file\"\n").unwrap();
+        let secret = dir.path().join("pw");
+        std::fs::write(&secret, "from-the-flag\n").unwrap();
+        let file = ConfigFile::load(&path, true).unwrap();
+        let flags = Settings { password_file: Some(secret), ..Default::default() };
+        let c = flags.or(file.settings).into_config().unwrap();
+        assert_eq!(c.mqtt.password.as_deref(), Some("from-the-flag"));
+        // Without a flag the file's password stands.
+        let c =
+            Settings::default().or(ConfigFile::load(&path, true).unwrap().settings).into_config().unwrap();
+        assert_eq!(c.mqtt.password.as_deref(), Some("from-the-file"));
     }
 }

@@ -18,7 +18,7 @@ struct Args {
     /// Config file (TOML; keys as the long flags with '_' for '-').
     #[arg(long, env = "IPDC_CONFIG", default_value = ipdc_agent::config::DEFAULT_CONFIG)]
     config: PathBuf,
-    /// Test the configuration (broker, IPFS API, Python), print a diagnosis and exit.
+    /// Test the configuration (broker, IPFS API, Python, work dir), print a diagnosis and exit.
     #[arg(long)]
     check: bool,
     /// MQTT broker of the cluster, mqtt://HOST:PORT or mqtts://HOST:PORT [default: mqtt://127.0.0.1:1883].

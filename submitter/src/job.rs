@@ -92,7 +92,7 @@ pub const NATIVE_EXECUTORS: &[&str] = &["wordcount"];
 
 impl JobSpec {
     /// Reads `dir/ipdc.toml` (if any), applies the flags and checks every file.
-    /// `dir` may be None when every file comes from flags.
+    /// `dir` None is the current folder, as a job folder like any other.
     pub fn load(dir: Option<&Path>, o: Overrides, force_native: Option<String>) -> Result<JobSpec, String> {
         let base = dir.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
         if let Some(d) = dir
@@ -104,7 +104,7 @@ impl JobSpec {
             ));
         }
         let file_path = base.join("ipdc.toml");
-        let file: JobFile = if dir.is_some() && file_path.exists() {
+        let file: JobFile = if file_path.exists() {
             let text = std::fs::read_to_string(&file_path)
                 .map_err(|e| format!("cannot read {}: {e}", file_path.display()))?;
             toml::from_str(&text).map_err(|e| format!("{}: {e}", file_path.display()))?
@@ -169,8 +169,15 @@ impl JobSpec {
         if self.workers == Some(0) {
             return Err("workers = 0: a job needs at least one agent".into());
         }
-        if self.task_timeout_secs == 0 || self.task_memory_mb < 16 {
-            return Err("task_timeout_secs must be at least 1 and task_memory_mb at least 16".into());
+        if self.task_timeout_secs == 0 {
+            return Err("task_timeout_secs = 0: give each attempt at least 1 second".into());
+        }
+        let min_task_mb = ipdc_common::python::MIN_MEMORY_BYTES >> 20;
+        if self.task_memory_mb < min_task_mb {
+            return Err(format!(
+                "task_memory_mb = {}: Python needs at least {min_task_mb} MiB to start; give {min_task_mb} or more",
+                self.task_memory_mb
+            ));
         }
         if self.memory_mb == 0 {
             return Err("memory_mb = 0: give the tasks at least 1 MiB".into());
@@ -293,5 +300,14 @@ mod tests {
         let spec = JobSpec::load(Some(d.path()), Overrides::default(), None).unwrap();
         let e = spec.check_python_syntax().unwrap_err();
         assert!(e.contains("Map.py, line 2"), "{e}");
+    }
+
+    #[test]
+    fn a_task_memory_limit_python_cannot_start_in_is_refused() {
+        let d = job_dir("task_memory_mb = 32\n");
+        let e = JobSpec::load(Some(d.path()), Overrides::default(), None).unwrap_err();
+        assert!(e.contains("task_memory_mb = 32") && e.contains("at least 64 MiB"), "{e}");
+        let d = job_dir("task_memory_mb = 64\n");
+        assert_eq!(JobSpec::load(Some(d.path()), Overrides::default(), None).unwrap().task_memory_mb, 64);
     }
 }

@@ -26,11 +26,13 @@ use ipdc_common::mqtt::MqttSettings;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 async fn run_command(args: cli::RunArgs) -> Result<(), String> {
+    if args.local == Some(0) {
+        return Err("--local 0: give the number of local agents to start, e.g. --local 4".into());
+    }
     let spec = job::JobSpec::load(args.job.as_deref(), args.overrides(), args.native.clone())?;
     let mut opts = run::RunOptions { overwrite: args.overwrite, ..Default::default() };
     opts.wait = std::time::Duration::from_secs(args.wait);
     match args.local {
-        Some(0) => Err("--local 0: give the number of local agents to start, e.g. --local 4".into()),
         Some(n) => {
             let cluster = args.cluster.cluster.clone().unwrap_or_else(|| "default".into());
             ipdc_common::protocol::validate_name("cluster name", &cluster)?;
@@ -69,7 +71,10 @@ async fn main() {
             let key = ipdc_common::auth::ClusterKey::generate();
             key.save(&file).map(|()| {
                 println!("wrote cluster key {} (fingerprint {})", file.display(), key.fingerprint());
-                println!("copy it to every agent (cluster_key = \"/etc/ipdc/cluster.key\") and submitter");
+                println!(
+                    "copy it to every agent (e.g. as /etc/ipdc/cluster.key, named by cluster_key in agent.toml) and submitter (--cluster-key {} or cluster_key in submit.toml)",
+                    file.display()
+                );
             })
         }
         Command::Hub(h) => {

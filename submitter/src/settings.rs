@@ -59,17 +59,23 @@ pub fn connection(args: &ClusterArgs) -> Result<Connection, String> {
     let broker = BrokerAddr::parse(
         args.broker.as_deref().or(file.broker.as_deref()).unwrap_or("mqtt://127.0.0.1:1883"),
     )?;
-    let password =
-        match (args.password.clone().or(file.password), args.password_file.clone().or(file.password_file)) {
-            (Some(p), _) => Some(p),
-            (None, Some(f)) => Some(
-                std::fs::read_to_string(&f)
-                    .map_err(|e| format!("cannot read the password file {}: {e}", f.display()))?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_string(),
-            ),
-            (None, None) => None,
-        };
+    // The password and its file are one setting: flags/env give both or
+    // neither (a password in the file must not beat --password-file).
+    let secret = if args.password.is_some() || args.password_file.is_some() {
+        (args.password.clone(), args.password_file.clone())
+    } else {
+        (file.password, file.password_file)
+    };
+    let password = match secret {
+        (Some(p), _) => Some(p),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(&f)
+                .map_err(|e| format!("cannot read the password file {}: {e}", f.display()))?
+                .trim_end_matches(['\n', '\r'])
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
     let mqtt = MqttSettings {
         broker,
         username: args.username.clone().or(file.username),
@@ -113,5 +119,19 @@ mod tests {
         assert_eq!(c.mqtt.username.as_deref(), Some("alice"));
         std::fs::write(&path, "borker = 1\n").unwrap();
         assert!(connection(&args).unwrap_err().contains("borker"));
+    }
+
+    #[test]
+    fn a_password_file_flag_beats_a_password_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("submit.toml");
+        std::fs::write(&path, "username = \"alice\"\npassword = \"from-the-file\"\n").unwrap();
+        let secret = dir.path().join("pw");
+        std::fs::write(&secret, "from-the-flag\n").unwrap();
+        let args =
+            ClusterArgs { config: Some(path.clone()), password_file: Some(secret), ..Default::default() };
+        assert_eq!(connection(&args).unwrap().mqtt.password.as_deref(), Some("from-the-flag"));
+        let args = ClusterArgs { config: Some(path), ..Default::default() };
+        assert_eq!(connection(&args).unwrap().mqtt.password.as_deref(), Some("from-the-file"));
     }
 }
