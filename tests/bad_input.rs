@@ -58,7 +58,10 @@ fn a_reduce_that_raises_shows_the_python_traceback_and_writes_nothing() {
     let (ok, t) = run(tmp.path(), &[]);
     assert!(!ok, "{t}");
     assert!(t.contains("ValueError: cannot reduce boom"), "{t}");
-    assert!(t.contains("Reduce.py\", line 3"), "the traceback reaches the user: {t}");
+    // The traceback reaches the user, naming the job's file (not the
+    // agent's task folder) and showing the line that raised.
+    assert!(t.contains("File \"Reduce.py\", line 3, in reduce"), "{t}");
+    assert!(t.contains("raise ValueError('cannot reduce ' + key)"), "{t}");
     assert!(t.contains("r-00000 failed 4 times"), "{t}");
     assert!(!tmp.path().join("output").exists(), "no output folder after a failed job");
 }

@@ -88,14 +88,32 @@ def _describe(exc):
 _RUNNER_FILE = _short.__code__.co_filename
 
 
+# Folders the user's files were loaded from (the agent's task folder).
+_USER_DIRS = set()
+
+
 def _user_traceback(exc):
-    """The traceback of `exc` without the runner's own frames at the top."""
+    """The traceback of `exc` without the runner's own frames at the top,
+    the user's files named as the job names them (`Map.py`), not by the
+    agent's task folder, which means nothing on the submitting machine."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename == _RUNNER_FILE:
         tb = tb.tb_next
     if tb is None:
         tb = exc.__traceback__
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    te = traceback.TracebackException(type(exc), exc, tb)  # reads the source lines now
+    seen = set()
+    todo = [te]
+    while todo:
+        t = todo.pop()
+        if t is None or id(t) in seen:
+            continue
+        seen.add(id(t))
+        for frame in t.stack:
+            if os.path.dirname(os.path.abspath(frame.filename)) in _USER_DIRS:
+                frame.filename = os.path.basename(frame.filename)
+        todo += [t.__cause__, t.__context__] + list(getattr(t, "exceptions", None) or [])
+    return "".join(te.format())
 
 
 def _out_of_memory(exc, who, where):
@@ -185,6 +203,7 @@ def load(path, function, signature):
     """Imports the user's file and returns its `function`."""
     shown = os.path.basename(path)
     folder = os.path.dirname(os.path.abspath(path))
+    _USER_DIRS.add(folder)
     if folder not in sys.path:
         sys.path.insert(0, folder)
     name = os.path.splitext(shown)[0]
