@@ -1174,7 +1174,7 @@ def reduce(key, values):
         let e = j.exec.run_reduce(&j.path("Reduce.py"), &mut Sorted(recs, 0), &mut Vec::new()).unwrap_err();
         let (summary, traceback) = user_error(e);
         assert_eq!(summary, "reduce() raised KeyError: 'the' for key 'the'");
-        assert!(traceback.contains("Reduce.py\", line 2, in reduce"), "{traceback}");
+        assert!(traceback.contains("File \"Reduce.py\", line 2, in reduce"), "{traceback}");
     }
 
     #[test]
@@ -1191,6 +1191,8 @@ def reduce(key, values):
         assert!(summary.starts_with("Map.py has a syntax error on line 2 of Map.py"), "{summary}");
         assert!(summary.contains("Fix Map.py"), "{summary}");
         assert!(traceback.contains("SyntaxError"), "{traceback}");
+        // Named as the job names it, not by the agent's task folder.
+        assert!(traceback.contains("File \"Map.py\", line 2"), "{traceback}");
         let (summary, _) = run("NoMap.py");
         assert!(summary.contains("NoMap.py defines no function map()"), "{summary}");
         assert!(summary.contains("def map(line):"), "{summary}");

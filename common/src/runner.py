@@ -92,6 +92,13 @@ _RUNNER_FILE = _short.__code__.co_filename
 _USER_DIRS = set()
 
 
+def _shown_name(filename):
+    """How a traceback names `filename`: a user's file by its name alone."""
+    if filename and os.path.dirname(os.path.abspath(filename)) in _USER_DIRS:
+        return os.path.basename(filename)
+    return filename
+
+
 def _user_traceback(exc):
     """The traceback of `exc` without the runner's own frames at the top,
     the user's files named as the job names them (`Map.py`), not by the
@@ -110,8 +117,9 @@ def _user_traceback(exc):
             continue
         seen.add(id(t))
         for frame in t.stack:
-            if os.path.dirname(os.path.abspath(frame.filename)) in _USER_DIRS:
-                frame.filename = os.path.basename(frame.filename)
+            frame.filename = _shown_name(frame.filename)
+        if getattr(t, "filename", None):  # a SyntaxError's own file
+            t.filename = _shown_name(t.filename)
         todo += [t.__cause__, t.__context__] + list(getattr(t, "exceptions", None) or [])
     return "".join(te.format())
 
@@ -217,6 +225,7 @@ def load(path, function, signature):
         sys.modules[name] = module
         spec.loader.exec_module(module)
     except SyntaxError as e:
+        e.filename = _shown_name(e.filename)
         sys.stderr.write("".join(traceback.format_exception_only(type(e), e)))
         where = os.path.basename(e.filename or shown)
         raise Failure(

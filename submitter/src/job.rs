@@ -175,7 +175,7 @@ impl JobSpec {
         let min_task_mb = ipdc_common::python::MIN_MEMORY_BYTES >> 20;
         if self.task_memory_mb < min_task_mb {
             return Err(format!(
-                "task_memory_mb = {}: Python needs at least {min_task_mb} MiB to start; give {min_task_mb} or more",
+                "task_memory_mb = {}: the smallest memory limit for user code is {min_task_mb} MiB (Python needs that much to start); give {min_task_mb} or more",
                 self.task_memory_mb
             ));
         }
@@ -306,7 +306,10 @@ mod tests {
     fn a_task_memory_limit_python_cannot_start_in_is_refused() {
         let d = job_dir("task_memory_mb = 32\n");
         let e = JobSpec::load(Some(d.path()), Overrides::default(), None).unwrap_err();
-        assert!(e.contains("task_memory_mb = 32") && e.contains("at least 64 MiB"), "{e}");
+        assert!(
+            e.contains("task_memory_mb = 32") && e.contains("is 64 MiB") && e.contains("give 64 or more"),
+            "{e}"
+        );
         let d = job_dir("task_memory_mb = 64\n");
         assert_eq!(JobSpec::load(Some(d.path()), Overrides::default(), None).unwrap().task_memory_mb, 64);
     }
