@@ -271,6 +271,38 @@ fn tls_and_passwords_let_the_right_clients_in_and_tell_the_wrong_ones_why() {
     assert!(o.status.success(), "{}", text(&o));
     assert_counts_eq(&read_output(&out_dir, 2), &reference_counts(&input), "over TLS");
 
+    // A --password-file flag beats a password in the environment, in both
+    // programs (flags win over the environment).
+    let o = std::process::Command::new(bin("ipdc-submit"))
+        .env("IPDC_PASSWORD", "wrong")
+        .args(["agents", "--json", "--broker", &url])
+        .args(&good_refs)
+        .output()
+        .unwrap();
+    assert!(o.status.success() && text(&o).contains("tls-good"), "{}", text(&o));
+    let work = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(bin("ipdc-agent"))
+        .env("IPDC_PASSWORD", "wrong")
+        .args(["--check", "--broker", &url, "--ipfs", &ipfs.ipfs, "--name", "env-check", "--python", "none"])
+        .args(&good_refs)
+        .arg("--work-dir")
+        .arg(work.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).lines().any(|l| l.trim_start().starts_with("broker") && l.contains(" ... ok (")),
+        "{}",
+        text(&o)
+    );
+    // Without the flag the environment's password is used (and refused).
+    let o = std::process::Command::new(bin("ipdc-submit"))
+        .env("IPDC_PASSWORD", "wrong")
+        .args(["agents", "--json", "--broker", &url, "--tls-ca", &ca, "--username", "board"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && text(&o).contains("refused the user name or password"), "{}", text(&o));
+
     // Wrong password, and no CA: clear errors, no hang.
     let o = run_job(&url, &ipfs.ipfs, &input, &out.path().join("y"), &bad_refs);
     assert!(!o.status.success());

@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use ipdc_agent::config::{ConfigFile, Settings};
 
 #[derive(Parser, Debug)]
@@ -117,7 +118,16 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Flags win over the environment also across the password and its file
+    // (clap takes both from either): a password file given as a flag beats
+    // IPDC_PASSWORD.
+    if matches.value_source("password") == Some(ValueSource::EnvVariable)
+        && matches.value_source("password_file") == Some(ValueSource::CommandLine)
+    {
+        args.password = None;
+    }
     let config =
         ConfigFile::load(&args.config, args.config.as_os_str() != ipdc_agent::config::DEFAULT_CONFIG)
             .and_then(|file| args.settings().or(file.settings).into_config());

@@ -172,6 +172,25 @@ impl RunArgs {
     }
 }
 
+impl Cli {
+    /// Flags win over the environment also across the password and its
+    /// file (clap takes both from either): a `--password-file` flag beats
+    /// IPDC_PASSWORD. `matches` are the ones this was parsed from.
+    pub fn flag_password_file_beats_env_password(&mut self, matches: &clap::ArgMatches) {
+        let cluster = match &mut self.command {
+            Command::Run(a) => &mut a.cluster,
+            Command::Agents(a) => &mut a.cluster,
+            _ => return,
+        };
+        let Some((_, sub)) = matches.subcommand() else { return };
+        if sub.value_source("password") == Some(clap::parser::ValueSource::EnvVariable)
+            && sub.value_source("password_file") == Some(clap::parser::ValueSource::CommandLine)
+        {
+            cluster.password = None;
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct AgentsArgs {
     #[command(flatten)]

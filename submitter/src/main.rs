@@ -18,7 +18,7 @@ mod store;
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command};
 use ipdc_common::mqtt::MqttSettings;
 
@@ -59,7 +59,9 @@ async fn run_command(args: cli::RunArgs) -> Result<(), String> {
 #[tokio::main]
 async fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,rumqttd=off")).init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    cli.flag_password_file_beats_env_password(&matches);
     let result = match cli.command {
         Command::Run(args) => run_command(*args).await,
         Command::Agents(a) => match settings::connection(&a.cluster) {
