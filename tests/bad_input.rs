@@ -63,7 +63,26 @@ fn a_reduce_that_raises_shows_the_python_traceback_and_writes_nothing() {
     assert!(t.contains("File \"Reduce.py\", line 3, in reduce"), "{t}");
     assert!(t.contains("raise ValueError('cannot reduce ' + key)"), "{t}");
     assert!(t.contains("r-00000 failed 4 times"), "{t}");
+    // Four attempts failed the same way: the user is told while the job
+    // runs once, not once per attempt (the agents' own log lines say it at info).
+    assert_eq!(t.matches("task r-00000 attempt").count(), 1, "{t}");
+    assert!(t.contains("task r-00000 attempt 1 failed on agent local-"), "{t}");
     assert!(!tmp.path().join("output").exists(), "no output folder after a failed job");
+}
+
+#[test]
+fn a_traceback_names_the_users_own_file_names() {
+    // --map and --reduce files with other names than Map.py and Reduce.py:
+    // the agent's traceback shows them by the names the user knows.
+    let tmp = tempfile::tempdir().unwrap();
+    job(tmp.path(), MAP, REDUCE, "a b\nc\n");
+    let map = tmp.path().join("words_of_line.py");
+    std::fs::write(&map, "def map(line):\n    for w in line.split():\n        yield w, 1 // 0\n").unwrap();
+    let (ok, t) = run(tmp.path(), &["--map", map.to_str().unwrap()]);
+    assert!(!ok, "{t}");
+    assert!(t.contains("File \"words_of_line.py\", line 3, in map"), "{t}");
+    assert!(t.contains("ZeroDivisionError"), "{t}");
+    assert!(!t.contains("Map.py"), "{t}");
 }
 
 #[test]

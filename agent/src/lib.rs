@@ -430,7 +430,9 @@ impl AgentState {
                 EventKind::Done { output }
             }
             Err(e) => {
-                warn!("{job}/{task} attempt {attempt} failed: {}", e.error);
+                // Info, not warn: the submitter tells its user (once per
+                // distinct error), and under `--local` this log is theirs too.
+                info!("{job}/{task} attempt {attempt} failed: {}", e.error);
                 EventKind::Failed { error: e.error, detail: e.detail, lost_inputs: e.lost_inputs }
             }
         };

@@ -100,6 +100,7 @@ mod tests {
                 force_native: None,
                 native_fallback: None,
                 limits: Default::default(),
+                files: Default::default(),
             },
             memory_mb: 1,
             kind: TaskKind::Reduce { partition: 0, inputs: vec![] },

@@ -189,7 +189,8 @@ fn budget_bytes(ctx: &TaskContext, task: &Task) -> usize {
     (mb as usize) << 20
 }
 
-/// Fetches a code file (Map.py / Reduce.py) into the attempt's folder.
+/// Fetches a code file into the attempt's folder, under `name` (the user's
+/// own file name when it is safe: see `CodeFiles::checked`).
 async fn fetch_code(ctx: &TaskContext, cid: &str, dir: &Path, name: &str) -> Result<PathBuf, TaskError> {
     let path = dir.join(name);
     ctx.ipfs.cat_to_scratch_file(cid, &path).await?;
@@ -211,9 +212,10 @@ async fn run_map(
     let mut combine_with = None;
     let mut map_py = PathBuf::new();
     if let Executor::Python(_) = exec {
-        map_py = fetch_code(ctx, &task.code.map_cid, dir, "Map.py").await?;
+        let (map_name, reduce_name) = task.code.files.checked();
+        map_py = fetch_code(ctx, &task.code.map_cid, dir, map_name).await?;
         if task.code.combiner {
-            combine_with = Some(fetch_code(ctx, &task.code.reduce_cid, dir, "Reduce.py").await?);
+            combine_with = Some(fetch_code(ctx, &task.code.reduce_cid, dir, reduce_name).await?);
         }
     }
     let budget = budget_bytes(ctx, task);
@@ -399,7 +401,9 @@ async fn run_reduce(
 ) -> Result<TaskOutput, TaskError> {
     let exec = choose_executor(&task.code, ctx.python.as_deref())?;
     let reduce_py = match exec {
-        Executor::Python(_) => fetch_code(ctx, &task.code.reduce_cid, dir, "Reduce.py").await?,
+        Executor::Python(_) => {
+            fetch_code(ctx, &task.code.reduce_cid, dir, task.code.files.checked().1).await?
+        }
         Executor::NativeWordCount => PathBuf::new(),
     };
     let mut files = Vec::with_capacity(inputs.len());
@@ -499,6 +503,7 @@ mod tests {
             force_native: force.map(String::from),
             native_fallback: fallback.map(String::from),
             limits: Default::default(),
+            files: Default::default(),
         }
     }
 

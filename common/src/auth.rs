@@ -879,6 +879,7 @@ mod tests {
                 force_native: None,
                 native_fallback: Some("wordcount".into()),
                 limits: Default::default(),
+                files: Default::default(),
             },
             memory_mb: 64,
             kind: TaskKind::Map { input_cid: "bafyin".into(), input_size: 100, split: 0, start: 0, end: 100 },

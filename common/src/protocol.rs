@@ -150,6 +150,60 @@ pub struct CodeSpec {
     /// Limits on each task's user code (the agent lowers them to its own maximums).
     #[serde(default)]
     pub limits: TaskLimits,
+    /// What the user calls the two files (absent from older submitters).
+    #[serde(default)]
+    pub files: CodeFiles,
+}
+
+/// The names of the user's mapper and reducer files on the submitting
+/// machine (`wc.py`, not `Map.py`), so that a traceback or an error from an
+/// agent names the file the user has.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CodeFiles {
+    pub map: String,
+    pub reduce: String,
+}
+
+impl Default for CodeFiles {
+    fn default() -> Self {
+        CodeFiles { map: "Map.py".into(), reduce: "Reduce.py".into() }
+    }
+}
+
+impl CodeFiles {
+    /// The last path components of `map` and `reduce` (lossy UTF-8).
+    pub fn of(map: &std::path::Path, reduce: &std::path::Path) -> CodeFiles {
+        let name =
+            |p: &std::path::Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        CodeFiles { map: name(map), reduce: name(reduce) }
+    }
+
+    /// The names an agent stores the files under: the user's names when both
+    /// are plain file names it can write into a task's folder without clash
+    /// (see [`is_plain_code_file_name`]) and differ; else `Map.py` and
+    /// `Reduce.py`. The names come off the wire: this is what keeps them
+    /// from naming a path.
+    pub fn checked(&self) -> (&str, &str) {
+        if is_plain_code_file_name(&self.map)
+            && is_plain_code_file_name(&self.reduce)
+            && self.map != self.reduce
+        {
+            (&self.map, &self.reduce)
+        } else {
+            ("Map.py", "Reduce.py")
+        }
+    }
+}
+
+/// A name of at most 100 ASCII letters, digits, `_`, `-` and `.`, ending in
+/// `.py`, not starting with `.`, and not the runner's own file name.
+pub fn is_plain_code_file_name(name: &str) -> bool {
+    name.len() > 3
+        && name.len() <= 100
+        && name.ends_with(".py")
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        && name != crate::python::RUNNER_FILE_NAME
 }
 
 /// Limits on a task's user code.
@@ -355,6 +409,7 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn task() -> Task {
         Task {
@@ -369,6 +424,7 @@ mod tests {
                 force_native: None,
                 native_fallback: Some("wordcount".into()),
                 limits: TaskLimits { wall_secs: Some(60), memory_mb: None },
+                files: CodeFiles { map: "wc.py".into(), reduce: "Reduce.py".into() },
             },
             memory_mb: 64,
             kind: TaskKind::Map { input_cid: "bafyin".into(), input_size: 100, split: 0, start: 0, end: 100 },
@@ -379,6 +435,48 @@ mod tests {
     fn task_message_round_trips() {
         let m = TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::Assign { task: task() } };
         assert_eq!(TaskMessage::decode(&m.encode()).unwrap(), m);
+    }
+
+    #[test]
+    fn a_task_from_a_submitter_without_file_names_gets_map_py_and_reduce_py() {
+        let mut v = serde_json::to_value(TaskMessage {
+            v: PROTOCOL_VERSION,
+            command: TaskCommand::Assign { task: task() },
+        })
+        .unwrap();
+        v["task"]["code"].as_object_mut().unwrap().remove("files").unwrap();
+        let m = TaskMessage::decode(&serde_json::to_vec(&v).unwrap()).unwrap();
+        let TaskCommand::Assign { task } = m.command else { panic!("{m:?}") };
+        assert_eq!(task.code.files.checked(), ("Map.py", "Reduce.py"));
+    }
+
+    #[test]
+    fn only_plain_distinct_code_file_names_are_used() {
+        let files = |map: &str, reduce: &str| CodeFiles { map: map.into(), reduce: reduce.into() };
+        assert_eq!(files("wc.py", "sum-counts_2.py").checked(), ("wc.py", "sum-counts_2.py"));
+        assert_eq!(
+            CodeFiles::of(Path::new("/home/u/jobs/wc.py"), Path::new("../r.py")),
+            files("wc.py", "r.py")
+        );
+        // Paths, hidden files, other suffixes, odd bytes, the runner's own
+        // name, one file for both: the agent's defaults.
+        for (map, reduce) in [
+            ("../wc.py", "r.py"),
+            ("a/wc.py", "r.py"),
+            ("wc.py", "/etc/r.py"),
+            (".wc.py", "r.py"),
+            ("wc.txt", "r.py"),
+            (".py", "r.py"),
+            ("wc py.py", "r.py"),
+            ("café.py", "r.py"),
+            ("", "r.py"),
+            ("wc.py", crate::python::RUNNER_FILE_NAME),
+            ("job.py", "job.py"),
+        ] {
+            assert_eq!(files(map, reduce).checked(), ("Map.py", "Reduce.py"), "{map:?} {reduce:?}");
+        }
+        assert!(!is_plain_code_file_name(&format!("{}.py", "a".repeat(98))));
+        assert!(is_plain_code_file_name(&format!("{}.py", "a".repeat(97))));
     }
 
     #[test]

@@ -113,6 +113,9 @@ struct TaskEntry {
     done: Option<Done>,
     /// Agents on which an attempt failed; tried last.
     failed_on: Vec<String>,
+    /// The error of the last failed attempt, to tell the user once, not
+    /// once per attempt, when every attempt fails the same way.
+    last_error: Option<String>,
 }
 
 impl TaskEntry {
@@ -125,6 +128,7 @@ impl TaskEntry {
             running: Vec::new(),
             done: None,
             failed_on: Vec::new(),
+            last_error: None,
         }
     }
     fn pending(&self) -> bool {
@@ -157,6 +161,10 @@ pub enum Action {
     /// Ask the agent to re-send where the job's attempts stand.
     Query {
         agent: String,
+    },
+    /// Tell the user (an attempt failed; the job goes on).
+    Warn {
+        message: String,
     },
     /// Every reducer is done: fetch the parts.
     Finished,
@@ -302,6 +310,8 @@ impl Controller {
                     let entry = if is_map { &mut self.maps[idx] } else { &mut self.reduces[idx] };
                     entry.failures += 1;
                     entry.failed_on.push(agent.clone());
+                    let repeated = entry.last_error.as_ref() == Some(error);
+                    entry.last_error = Some(error.clone());
                     let (id, failures, still_running) =
                         (entry.id.clone(), entry.failures, !entry.running.is_empty());
                     if let Some(a) = self.agents.get_mut(&agent) {
@@ -312,6 +322,15 @@ impl Controller {
                             format!("task {id} failed {failures} times; last on agent {agent}: {error}"),
                             detail.clone(),
                         );
+                    }
+                    if !repeated {
+                        let max = self.plan.max_attempts;
+                        actions.push(Action::Warn {
+                            message: format!(
+                                "task {id} attempt {} failed on agent {agent} (the job fails after {max} failures): {error}",
+                                failed.attempt
+                            ),
+                        });
                     }
                 }
             }
@@ -676,6 +695,7 @@ mod tests {
             force_native: None,
             native_fallback: None,
             limits: Default::default(),
+            files: Default::default(),
         };
         JobPlan {
             input_cid: "in".into(),
@@ -706,6 +726,16 @@ mod tests {
             ..Default::default()
         };
         ev(task, agent, EventKind::Done { output })
+    }
+
+    fn warnings(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Warn { message } => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     fn assigns(actions: &[Action]) -> Vec<(String, Task)> {
@@ -788,10 +818,19 @@ mod tests {
                 },
             )
         };
-        let (a2, t2) = assigns(&c.on_event(&fail(&t1, &a1), 1)).remove(0);
+        let first = c.on_event(&fail(&t1, &a1), 1);
+        assert_eq!(
+            warnings(&first),
+            [format!(
+                "task m-00000 attempt 1 failed on agent {a1} (the job fails after 4 failures): map() raised ValueError"
+            )]
+        );
+        let (a2, t2) = assigns(&first).remove(0);
         assert_ne!(a1, a2, "the retry goes to the other agent");
         assert_eq!(t2.attempt, 2);
-        let (a3, t3) = assigns(&c.on_event(&fail(&t2, &a2), 2)).remove(0);
+        let second = c.on_event(&fail(&t2, &a2), 2);
+        assert!(warnings(&second).is_empty(), "the same error is told once: {second:?}");
+        let (a3, t3) = assigns(&second).remove(0);
         let (a4, t4) = assigns(&c.on_event(&fail(&t3, &a3), 3)).remove(0);
         let end = c.on_event(&fail(&t4, &a4), 4);
         assert_eq!(c.phase(), Phase::Failed);
@@ -803,6 +842,20 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_new_error_of_a_task_is_told_again() {
+        let mut c = Controller::new(plan(1, 1), &[("a".into(), 1), ("b".into(), 1)]);
+        let (mut agent, mut task) = assigns(&c.start(0)).remove(0);
+        let mut told = Vec::new();
+        for (at, error) in ["disk full", "timed out", "timed out"].into_iter().enumerate() {
+            let kind = EventKind::Failed { error: error.into(), detail: String::new(), lost_inputs: vec![] };
+            let actions = c.on_event(&ev(&task, &agent, kind), at as u64 + 1);
+            told.push(warnings(&actions).len());
+            (agent, task) = assigns(&actions).remove(0);
+        }
+        assert_eq!(told, [1, 1, 0]);
     }
 
     #[test]

@@ -12,8 +12,8 @@ use ipdc_common::ipfs::IpfsClient;
 use ipdc_common::mapreduce::split::{SPLITS_PER_SLOT, Split, plan_splits};
 use ipdc_common::mqtt::{self, BrokerAddr, MqttSettings};
 use ipdc_common::protocol::{
-    AgentStatus, CodeSpec, ControllerStatus, Message, PROTOCOL_VERSION, TaskCommand, TaskEvent, TaskLimits,
-    TaskMessage, Topics, now_ms,
+    AgentStatus, CodeFiles, CodeSpec, ControllerStatus, Message, PROTOCOL_VERSION, TaskCommand, TaskEvent,
+    TaskLimits, TaskMessage, Topics, now_ms,
 };
 use log::{debug, info, warn};
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
@@ -456,6 +456,7 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
         force_native: spec.force_native.clone(),
         native_fallback: spec.native_fallback.clone(),
         limits: TaskLimits { wall_secs: Some(spec.task_timeout_secs), memory_mb: Some(spec.task_memory_mb) },
+        files: CodeFiles::of(&spec.map_py, &spec.reduce_py),
     };
     let plan = JobPlan {
         input_cid: input.cid.clone(),
@@ -612,6 +613,7 @@ fn apply(session: &mut Session, cluster: &str, job: &str, actions: Vec<Action>) 
                     TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::Query { job: job.to_string() } };
                 session.publish(topics.agent_tasks(&agent), msg.encode());
             }
+            Action::Warn { message } => warn!("{message}"),
             Action::Finished => end = Some(Ok(())),
             Action::Failed { message, detail } => end = Some(Err((message, detail))),
         }

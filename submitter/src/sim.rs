@@ -57,6 +57,7 @@ pub async fn run(agents: usize, tasks: usize, broker: Option<String>) -> Result<
         force_native: Some("wordcount".into()),
         native_fallback: None,
         limits: Default::default(),
+        files: Default::default(),
     };
     let plan = JobPlan {
         input_cid: "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku".into(),
