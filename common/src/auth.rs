@@ -534,8 +534,7 @@ fn hex_lower(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::protocol::{
-        AgentStatus, CodeSpec, EventKind, Message, PROTOCOL_VERSION, Task, TaskCommand, TaskEvent, TaskKind,
-        TaskMessage, TaskOutput,
+        AgentStatus, EventKind, Message, PROTOCOL_VERSION, TaskCommand, TaskEvent, TaskMessage, TaskOutput,
     };
 
     const NOW: u64 = 1_700_000_000_000;
@@ -867,23 +866,7 @@ mod tests {
     }
 
     fn sample_bodies() -> Vec<Vec<u8>> {
-        let task = Task {
-            job: "j1".into(),
-            task: "m-00000".into(),
-            attempt: 1,
-            reducers: 3,
-            code: CodeSpec {
-                map_cid: "bafkmap".into(),
-                reduce_cid: "bafkred".into(),
-                combiner: true,
-                force_native: None,
-                native_fallback: Some("wordcount".into()),
-                limits: Default::default(),
-                files: Default::default(),
-            },
-            memory_mb: 64,
-            kind: TaskKind::Map { input_cid: "bafyin".into(), input_size: 100, split: 0, start: 0, end: 100 },
-        };
+        let task = crate::protocol::sample_task();
         let event = |kind| TaskEvent {
             v: PROTOCOL_VERSION,
             job: "j1".into(),

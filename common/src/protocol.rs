@@ -406,34 +406,36 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// A map task with every field set, for tests of the wire format.
+#[cfg(test)]
+pub(crate) fn sample_task() -> Task {
+    Task {
+        job: "j1".into(),
+        task: "m-00000".into(),
+        attempt: 1,
+        reducers: 3,
+        code: CodeSpec {
+            map_cid: "bafkmap".into(),
+            reduce_cid: "bafkred".into(),
+            combiner: true,
+            force_native: None,
+            native_fallback: Some("wordcount".into()),
+            limits: TaskLimits { wall_secs: Some(60), memory_mb: None },
+            files: CodeFiles { map: "wc.py".into(), reduce: "Reduce.py".into() },
+        },
+        memory_mb: 64,
+        kind: TaskKind::Map { input_cid: "bafyin".into(), input_size: 100, split: 0, start: 0, end: 100 },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::Path;
 
-    fn task() -> Task {
-        Task {
-            job: "j1".into(),
-            task: "m-00000".into(),
-            attempt: 1,
-            reducers: 3,
-            code: CodeSpec {
-                map_cid: "bafkmap".into(),
-                reduce_cid: "bafkred".into(),
-                combiner: true,
-                force_native: None,
-                native_fallback: Some("wordcount".into()),
-                limits: TaskLimits { wall_secs: Some(60), memory_mb: None },
-                files: CodeFiles { map: "wc.py".into(), reduce: "Reduce.py".into() },
-            },
-            memory_mb: 64,
-            kind: TaskKind::Map { input_cid: "bafyin".into(), input_size: 100, split: 0, start: 0, end: 100 },
-        }
-    }
-
     #[test]
     fn task_message_round_trips() {
-        let m = TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::Assign { task: task() } };
+        let m = TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::Assign { task: sample_task() } };
         assert_eq!(TaskMessage::decode(&m.encode()).unwrap(), m);
     }
 
@@ -441,7 +443,7 @@ mod tests {
     fn a_task_from_a_submitter_without_file_names_gets_map_py_and_reduce_py() {
         let mut v = serde_json::to_value(TaskMessage {
             v: PROTOCOL_VERSION,
-            command: TaskCommand::Assign { task: task() },
+            command: TaskCommand::Assign { task: sample_task() },
         })
         .unwrap();
         v["task"]["code"].as_object_mut().unwrap().remove("files").unwrap();
