@@ -122,3 +122,74 @@ fn an_unreachable_broker_is_reported() {
     let t = text(&o);
     assert!(t.contains("cannot reach the MQTT broker mqtt://127.0.0.1:1"), "{t}");
 }
+
+/// A job whose map() never returns, writing its process id to `pid_file` first.
+fn spinning_job(dir: &Path, pid_file: &Path) {
+    let map = format!(
+        "import os\ndef map(line):\n    open({:?}, 'w').write(str(os.getpid()))\n    while True:\n        pass\n    yield line, 1\n",
+        pid_file.to_str().unwrap()
+    );
+    job(dir, &map, REDUCE, "a b\n");
+}
+
+/// The process id the spinning map wrote, once it is running.
+fn runner_pid(pid_file: &Path) -> u32 {
+    wait_until("the map to start", std::time::Duration::from_secs(20), || {
+        std::fs::read_to_string(pid_file).is_ok_and(|t| !t.is_empty())
+    });
+    std::fs::read_to_string(pid_file).unwrap().parse().unwrap()
+}
+
+/// True once `pid` has exited (a zombie waiting for its new parent counts).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[test]
+fn ctrl_c_stops_a_local_job_and_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, scratch) = (tmp.path().join("job"), tmp.path().join("scratch"));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let pid_file = tmp.path().join("runner.pid");
+    spinning_job(&dir, &pid_file);
+    let out = tmp.path().join("result");
+    let args = ["run", "--local", "1", dir.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let mut p = spawn(&bin("ipdc-submit"), &args, &[("TMPDIR", scratch.to_str().unwrap())]);
+    let pid = runner_pid(&pid_file);
+    let status =
+        std::process::Command::new("kill").args(["-INT", &p.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    assert!(!p.wait_exit(std::time::Duration::from_secs(15)).success());
+    assert!(
+        p.output()
+            .contains("stopped (Ctrl-C or SIGTERM): the job's tasks are dropped; no output was written"),
+        "{}",
+        p.output()
+    );
+    wait_until("the user's code to be stopped", std::time::Duration::from_secs(5), || gone(pid));
+    let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "the local cluster's folder is removed: {left:?}");
+    let beside: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(
+        beside.iter().all(|n| !n.to_string_lossy().contains("result")),
+        "no output, not even a temporary one: {beside:?}"
+    );
+}
+
+#[test]
+fn the_users_code_dies_with_a_killed_agent() {
+    // SIGKILL leaves no chance to clean up: the kernel stops the runner
+    // (its parent-death signal), so no user code runs on with nobody to stop it.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("job");
+    let pid_file = tmp.path().join("runner.pid");
+    spinning_job(&dir, &pid_file);
+    let out = tmp.path().join("result");
+    let mut p = submit_bg(&["--local", "1", dir.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let pid = runner_pid(&pid_file);
+    p.kill9();
+    wait_until("the user's code to be stopped", std::time::Duration::from_secs(5), || gone(pid));
+}

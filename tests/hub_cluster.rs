@@ -38,6 +38,7 @@ fn a_mixed_cluster_with_an_agent_without_python_gives_the_reference_counts() {
     assert!(!by("py-1").is_empty() && !by("nopy-1").is_empty(), "{s:#}");
     assert!(by("nopy-1").iter().all(|t| t["executor"] == "native:wordcount"), "{s:#}");
     assert!(by("py-1").iter().all(|t| t["executor"] == "python"), "{s:#}");
+    assert_eq!(s["executor"], "mixed: native:wordcount, python", "{s:#}");
 }
 
 #[test]

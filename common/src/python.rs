@@ -437,6 +437,15 @@ impl PythonExecutor {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        // The runner dies with the thread that started it (which waits for
+        // it), so that an agent killed outright, or `ipdc-submit --local`
+        // stopped by Ctrl-C, leaves no user code running on its own.
+        let parent = std::process::id();
+        // SAFETY: runs between fork and exec; two raw system calls on copied
+        // integers (see `die_with_parent`).
+        unsafe {
+            command.pre_exec(move || die_with_parent(parent));
+        }
         if let Some(bytes) = memory {
             // SAFETY: the closure runs in the child between fork and exec,
             // where only async-signal-safe operations are allowed. It only
@@ -587,6 +596,27 @@ impl PythonExecutor {
             }
         }
     }
+}
+
+/// Asks the kernel to kill the calling process when the thread that forked
+/// it ends, and exits at once if `parent` (the forking process) is already
+/// gone. Called between fork and exec: raw system calls only.
+fn die_with_parent(parent: u32) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: prctl with integer arguments; getppid cannot fail.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // The parent may have died between fork and prctl: then nothing
+        // would send the signal, and the runner's new parent is init.
+        if unsafe { libc::getppid() } as u32 != parent {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH)); // no allocation after fork
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = parent;
+    Ok(())
 }
 
 /// Limits the address space of the calling process (and of what it execs

@@ -153,7 +153,7 @@ impl RunArgs {
             input_cid: self.input_cid.clone(),
             map: self.map.clone(),
             reduce: self.reduce.clone(),
-            workers: self.workers.or(self.local),
+            workers: self.workers,
             reducers: self.reducers,
             combiner: if self.combiner {
                 Some(true)

@@ -162,7 +162,7 @@ pub enum Action {
     Query {
         agent: String,
     },
-    /// Tell the user (an attempt failed; the job goes on).
+    /// Tell the user (an attempt failed or went elsewhere; the job goes on).
     Warn {
         message: String,
     },
@@ -403,6 +403,9 @@ impl Controller {
                 let entry = if is_map { &mut self.maps[idx] } else { &mut self.reduces[idx] };
                 entry.running.retain(|a| a.attempt != attempt);
                 self.release(&agent);
+                actions.push(Action::Warn {
+                    message: format!("agent {agent} no longer knows {task} attempt {attempt} (restarted?); running it again"),
+                });
                 actions.push(Action::Cancel { agent, task, attempt });
             }
         }
@@ -410,6 +413,12 @@ impl Controller {
             // An agent that does not acknowledge gets no more work from this job.
             for t in self.maps.iter().chain(self.reduces.iter()) {
                 for a in t.running.iter().filter(|a| &a.agent == agent) {
+                    actions.push(Action::Warn {
+                        message: format!(
+                            "agent {agent} did not acknowledge {} attempt {}; giving it to another agent",
+                            t.id, a.attempt
+                        ),
+                    });
                     actions.push(Action::Cancel {
                         agent: agent.clone(),
                         task: t.id.clone(),
@@ -866,6 +875,10 @@ mod tests {
         assert_eq!(resent, vec![(a1.clone(), t1.clone())], "the same attempt is sent again");
         let actions = c.tick(10_000);
         assert!(actions.contains(&Action::Cancel { agent: a1.clone(), task: t1.task.clone(), attempt: 1 }));
+        assert_eq!(
+            warnings(&actions),
+            [format!("agent {a1} did not acknowledge m-00000 attempt 1; giving it to another agent")]
+        );
         let (a2, t2) = assigns(&actions).remove(0);
         assert_ne!(a1, a2);
         assert_eq!(t2.attempt, 2);
@@ -932,6 +945,7 @@ mod tests {
         assert_ne!(backup[0].0, "slow");
         assert_eq!(c.speculated(), 1);
         let actions = c.on_event(&done(&backup[0].1, &backup[0].0, 1), 3_000);
+        assert!(warnings(&actions).is_empty(), "a lost race is not news: {actions:?}");
         assert!(actions.contains(&Action::Cancel {
             agent: "slow".into(),
             task: slow.task.clone(),

@@ -65,6 +65,8 @@ pub struct Overrides {
 #[derive(Debug, Clone)]
 pub struct JobSpec {
     pub name: String,
+    /// The job folder (`.` when none was given).
+    pub folder: PathBuf,
     pub input: PathBuf,
     /// An input already in IPFS (`--input-cid`): nothing is uploaded.
     pub input_cid: Option<String>,
@@ -140,6 +142,7 @@ impl JobSpec {
         let needs_python = file.needs_python.unwrap_or(force_native.is_none() && native_fallback.is_none());
         let spec = JobSpec {
             name,
+            folder: base.clone(),
             input,
             input_cid: o.input_cid,
             map_py,

@@ -33,6 +33,10 @@ async fn run_command(args: cli::RunArgs) -> Result<(), String> {
     let mut opts = run::RunOptions { overwrite: args.overwrite, ..Default::default() };
     opts.wait = std::time::Duration::from_secs(args.wait);
     match args.local {
+        Some(n) if spec.workers.is_some_and(|k| k > n) => Err(format!(
+            "the job asks for {} workers but --local {n} starts {n} agents: lower --workers or raise --local",
+            spec.workers.unwrap_or_default()
+        )),
         Some(n) => {
             let cluster = args.cluster.cluster.clone().unwrap_or_else(|| "default".into());
             ipdc_common::protocol::validate_name("cluster name", &cluster)?;
@@ -48,11 +52,28 @@ async fn run_command(args: cli::RunArgs) -> Result<(), String> {
             };
             opts.local_store = Some(local.store()); // reference the input, do not send or copy it
             opts.local_agents = Some(n);
-            let result = run::run(&spec, &conn, &opts).await;
-            local.stop().await;
+            let result = until_stopped(run::run(&spec, &conn, &opts)).await;
+            local.stop().await; // cancels the agents' tasks; the folder goes with `local`
             result
         }
-        None => run::run(&spec, &settings::connection(&args.cluster)?, &opts).await,
+        None => until_stopped(run::run(&spec, &settings::connection(&args.cluster)?, &opts)).await,
+    }
+}
+
+/// Runs `job` until it ends or the user stops it (Ctrl-C, SIGTERM). Then the
+/// job is dropped where it stands: its temporary output folder is removed,
+/// and its MQTT connection closes without a goodbye, so the broker publishes
+/// its Last Will and the agents drop its tasks. A second signal exits at once.
+async fn until_stopped(job: impl std::future::Future<Output = Result<(), String>>) -> Result<(), String> {
+    tokio::select! {
+        result = job => result,
+        () = hub::shutdown_signal() => {
+            tokio::spawn(async {
+                hub::shutdown_signal().await;
+                std::process::exit(130);
+            });
+            Err("stopped (Ctrl-C or SIGTERM): the job's tasks are dropped; no output was written".into())
+        }
     }
 }
 
@@ -79,12 +100,14 @@ async fn main() {
                 );
             })
         }
-        Command::Hub(h) => {
-            let data = h
-                .data
-                .unwrap_or_else(|| std::env::temp_dir().join(format!("ipdc-hub-{}", std::process::id())));
-            hub::run(h.mqtt, h.ipfs, data).await
-        }
+        Command::Hub(h) => match h.data {
+            Some(data) => hub::run(h.mqtt, h.ipfs, data).await,
+            // A temporary folder goes when the hub stops.
+            None => match tempfile::Builder::new().prefix("ipdc-hub-").tempdir() {
+                Ok(dir) => hub::run(h.mqtt, h.ipfs, dir.path().to_path_buf()).await,
+                Err(e) => Err(format!("cannot create a temporary folder for the hub's store: {e}")),
+            },
+        },
     };
     if let Err(e) = result {
         eprintln!("ipdc-submit: {e}");

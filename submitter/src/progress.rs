@@ -11,8 +11,28 @@ use crate::controller::Progress;
 pub struct ProgressView {
     bar: Option<ProgressBar>,
     started: Instant,
-    last_line: Instant,
-    last: Option<Progress>,
+    lines: PlainLines,
+}
+
+/// When to print a plain line: at most every 2 s, when something changed
+/// since the last line printed (not since the last update: a change inside
+/// the 2 s is printed at the next chance).
+struct PlainLines {
+    at: Instant,
+    shown: Option<Progress>,
+}
+
+impl PlainLines {
+    const EVERY: Duration = Duration::from_secs(2);
+
+    fn due(&mut self, p: Progress, now: Instant) -> bool {
+        if self.shown == Some(p) || now.duration_since(self.at) < Self::EVERY {
+            return false;
+        }
+        self.at = now;
+        self.shown = Some(p);
+        true
+    }
 }
 
 impl ProgressView {
@@ -26,7 +46,8 @@ impl ProgressView {
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
-        ProgressView { bar, started: Instant::now(), last_line: Instant::now(), last: None }
+        let now = Instant::now();
+        ProgressView { bar, started: now, lines: PlainLines { at: now, shown: None } }
     }
 
     pub fn update(&mut self, p: Progress) {
@@ -48,14 +69,11 @@ impl ProgressView {
                 bar.set_message(msg);
             }
             None => {
-                let changed = self.last != Some(p);
-                if changed && self.last_line.elapsed() >= Duration::from_secs(2) {
+                if self.lines.due(p, Instant::now()) {
                     println!("[{:>6.1}s] {msg}", elapsed);
-                    self.last_line = Instant::now();
                 }
             }
         }
-        self.last = Some(p);
     }
 
     pub fn finish(&mut self) {
@@ -68,5 +86,24 @@ impl ProgressView {
 impl Default for ProgressView {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_inside_two_seconds_is_printed_at_the_next_chance() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let p = |maps_done| Progress { maps_done, maps: 2, reduces_done: 0, reduces: 1, bytes_read: 0 };
+        let mut lines = PlainLines { at: t0, shown: None };
+        assert!(!lines.due(p(0), at(250)), "not within the first 2 s");
+        assert!(lines.due(p(0), at(2000)));
+        assert!(!lines.due(p(1), at(2250)), "changed, but only 250 ms later");
+        assert!(!lines.due(p(1), at(3000)));
+        assert!(lines.due(p(1), at(4250)), "the change is printed once 2 s have passed");
+        assert!(!lines.due(p(1), at(9000)), "nothing new");
     }
 }

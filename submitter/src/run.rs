@@ -320,7 +320,7 @@ async fn pick_agents(
                 .capable(&req, now)
                 .into_iter()
                 .skip(k)
-                .map(|s| format!("{} (not needed: --workers {k})", s.agent))
+                .map(|s| format!("{} (not needed: the job asks for {k} workers)", s.agent))
                 .chain(
                     session.directory.skipped(&req, now).into_iter().map(|(a, why)| format!("{a} ({why})")),
                 )
@@ -330,14 +330,23 @@ async fn pick_agents(
             }
             return Ok(picked);
         }
-        if start.elapsed() >= wait {
+        // Local agents that have all reported without Python will not find one.
+        let no_python = local_agents.is_some()
+            && settled
+            && req.needs_python
+            && session.directory.all().all(|s| s.python.is_none());
+        if start.elapsed() >= wait || no_python {
             let skipped = session.directory.skipped(&req, now);
-            let mut msg = match spec.workers {
-                Some(k) if !capable.is_empty() => format!(
+            let mut msg = match (spec.workers, local_agents) {
+                _ if no_python => "the local agents found no python3 on PATH (3.7 or newer): install it, \
+                    or run a native job with --native wordcount"
+                    .to_string(),
+                (Some(k), _) if !capable.is_empty() => format!(
                     "the job asks for {k} workers but only {} capable agent(s) are online ({}); lower --workers or start more agents",
                     capable.len(),
                     capable.iter().map(|s| s.agent.as_str()).collect::<Vec<_>>().join(", ")
                 ),
+                (_, Some(_)) => "no local agent can run this job".to_string(),
                 _ => "no capable agent is online in this cluster; start ipdc-agent on a board (or use --local N)".to_string(),
             };
             if !skipped.is_empty() {
@@ -367,7 +376,9 @@ async fn pick_agents(
 /// Runs a job from upload to output folder.
 pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result<(), String> {
     let t0 = Instant::now();
-    output::check_target(&spec.out, opts.overwrite)?;
+    let job = new_job_id(&spec.name);
+    let keep = [spec.folder.as_path(), &spec.input, &spec.map_py, &spec.reduce_py];
+    let target = output::Target::claim(&spec.out, opts.overwrite, &job, &keep)?;
     // Check the Python files while connecting (an interpreter start is slow).
     let syntax = {
         let spec = spec.clone();
@@ -382,7 +393,6 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
         }
         _ => None,
     };
-    let job = new_job_id(&spec.name);
     let ipfs = IpfsClient::new(&conn.ipfs).map_err(|e| e.to_string())?;
     // Agents drop this job's tasks if this process vanishes (its Last Will).
     let topics = Topics::new(&conn.cluster);
@@ -511,10 +521,18 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
         "reduce": reduce_ms,
         "total": t0.elapsed().as_millis() as u64,
     });
-    let write = output::write(&ipfs, &parts, &summary, &spec.out, &job);
+    let write = target.write(&ipfs, &parts, &summary);
     let written = session.pump_until(write).await;
     session.disconnect().await;
-    written?;
+    if let Err(e) = written {
+        if opts.local_store.is_some() {
+            return Err(e);
+        }
+        // The parts stay in IPFS: say where, so that nothing is lost.
+        let listed: Vec<String> =
+            parts.iter().enumerate().map(|(i, (cid, _))| format!("part-{i:05} {cid}")).collect();
+        return Err(format!("{e}\nthe result's parts are in IPFS: {}", listed.join(", ")));
+    }
     let total_ms = t0.elapsed().as_millis() as u64;
     let _ = t_out;
     println!(
@@ -600,9 +618,7 @@ fn apply(session: &mut Session, cluster: &str, job: &str, actions: Vec<Action>) 
                 session.publish(topics.agent_tasks(&agent), msg.encode());
             }
             Action::Cancel { agent, task, attempt } => {
-                warn!(
-                    "agent {agent} did not acknowledge {task} attempt {attempt}; giving it to another agent"
-                );
+                debug!("cancel {task} attempt {attempt} on {agent}");
                 let job = job.to_string();
                 let msg =
                     TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::Cancel { job, task, attempt } };
@@ -654,7 +670,7 @@ fn build_summary(
         "input_bytes": input_size,
         "reducers": spec.reducers,
         "combiner": spec.combiner,
-        "executor": spec.force_native.as_ref().map(|n| format!("native:{n}")).unwrap_or_else(|| "python".into()),
+        "executor": executors_used(records),
         "map_tasks": records.iter().filter(|r| r.task.starts_with('m')).count(),
         "speculative_attempts": speculated,
         "speculative_wins": records.iter().filter(|r| r.speculative).count(),
@@ -675,6 +691,17 @@ fn build_summary(
         })).collect::<Vec<_>>(),
         "tasks": records,
     })
+}
+
+/// The executor every task ran (`python`, `native:wordcount`), or
+/// `mixed: ...` listing them when agents without Python ran the native
+/// fallback.
+fn executors_used(records: &[crate::controller::TaskRecord]) -> String {
+    let used: std::collections::BTreeSet<&str> = records.iter().map(|r| r.executor.as_str()).collect();
+    match used.len() {
+        1 => used.into_iter().next().unwrap_or_default().to_string(),
+        _ => format!("mixed: {}", used.into_iter().collect::<Vec<_>>().join(", ")),
+    }
 }
 
 /// The input's splits for the picked agents' slots: per slot, not per
