@@ -193,3 +193,34 @@ fn the_users_code_dies_with_a_killed_agent() {
     p.kill9();
     wait_until("the user's code to be stopped", std::time::Duration::from_secs(5), || gone(pid));
 }
+
+#[test]
+fn code_left_in_the_user_site_packages_does_not_run_in_jobs() {
+    // A job can write to the agent user's home, where Python's user
+    // site-packages live; a .pth file there would run in every later task.
+    let tmp = tempfile::tempdir().unwrap();
+    let user_base = tmp.path().join("userbase");
+    let site = std::process::Command::new("python3")
+        .args(["-c", "import site; print(site.getusersitepackages())"])
+        .env("PYTHONUSERBASE", &user_base)
+        .output()
+        .unwrap();
+    let site = std::path::PathBuf::from(String::from_utf8(site.stdout).unwrap().trim());
+    std::fs::create_dir_all(&site).unwrap();
+    let marker = tmp.path().join("planted-code-ran");
+    std::fs::write(site.join("zz_planted.pth"), format!("import os; open({:?}, 'a').write(open('/proc/self/cmdline').read() + '\\n')\n", marker)).unwrap();
+    // The file is live for a plain interpreter (so this test can fail).
+    std::process::Command::new("python3").args(["-c", "pass"]).env("PYTHONUSERBASE", &user_base).status().unwrap();
+    assert!(marker.exists(), "the planted .pth runs in a plain python3");
+    std::fs::remove_file(&marker).unwrap();
+
+    let dir = tmp.path().join("job");
+    job(&dir, MAP, REDUCE, "a b a\n");
+    let out = tmp.path().join("result");
+    let args = ["run", "--local", "1", dir.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let mut p = spawn(&bin("ipdc-submit"), &args, &[("PYTHONUSERBASE", user_base.to_str().unwrap())]);
+    assert!(p.wait_exit(std::time::Duration::from_secs(60)).success(), "{}", p.output());
+    assert_eq!(std::fs::read_to_string(out.join("part-00000")).unwrap(), "a\t2\nb\t1\n");
+    let ran = std::fs::read_to_string(&marker).unwrap_or_default();
+    assert!(!ran.contains("ipdc_runner.py"), "the runner ignores the user site-packages: {ran}");
+}

@@ -2,7 +2,7 @@
 //! `runner.py` (embedded here) in one `python3` subprocess per task, streaming
 //! records through pipes in batches.
 //!
-//! Command line (no shell): `PYTHON -B <workdir>/ipdc_runner.py map MAP_PY
+//! Command line (no shell): `PYTHON -B -s <workdir>/ipdc_runner.py map MAP_PY
 //! [--combine REDUCE_PY]` or `... reduce REDUCE_PY`, with the task's own
 //! temporary folder as the working directory. stdin carries the split's raw
 //! lines (map) or blocks of records sorted by key (reduce: `u32 n`, then the
@@ -428,8 +428,12 @@ impl PythonExecutor {
         })?;
         let memory = self.limits.effective_memory_bytes();
         let mut command = Command::new(&self.python);
+        // -B: no .pyc files in the task folder. -s: no user site-packages,
+        // whose .pth files run at every start: a job could otherwise leave
+        // code there (in the agent user's home) that runs inside later jobs.
         command
             .arg("-B")
+            .arg("-s")
             .arg(&runner)
             .args(args)
             .current_dir(&self.workdir)
