@@ -208,9 +208,17 @@ fn code_left_in_the_user_site_packages_does_not_run_in_jobs() {
     let site = std::path::PathBuf::from(String::from_utf8(site.stdout).unwrap().trim());
     std::fs::create_dir_all(&site).unwrap();
     let marker = tmp.path().join("planted-code-ran");
-    std::fs::write(site.join("zz_planted.pth"), format!("import os; open({:?}, 'a').write(open('/proc/self/cmdline').read() + '\\n')\n", marker)).unwrap();
+    std::fs::write(
+        site.join("zz_planted.pth"),
+        format!("import os; open({:?}, 'a').write(open('/proc/self/cmdline').read() + '\\n')\n", marker),
+    )
+    .unwrap();
     // The file is live for a plain interpreter (so this test can fail).
-    std::process::Command::new("python3").args(["-c", "pass"]).env("PYTHONUSERBASE", &user_base).status().unwrap();
+    std::process::Command::new("python3")
+        .args(["-c", "pass"])
+        .env("PYTHONUSERBASE", &user_base)
+        .status()
+        .unwrap();
     assert!(marker.exists(), "the planted .pth runs in a plain python3");
     std::fs::remove_file(&marker).unwrap();
 

@@ -96,10 +96,15 @@ fn restarting_the_broker_mid_job_still_gives_the_reference() {
     let out_dir = out.path().join("result");
     let mut run = c.submit(&input, &out_dir, &["--workers", "2", "--reducers", "2", "--native", "wordcount"]);
     c.agents[0].wait_for("/m-", Duration::from_secs(60));
-    // Stop Mosquitto and start it again on the same port with the same config.
+    // Stop Mosquitto as `systemctl restart` does (SIGTERM: on its way out it
+    // publishes every client's Last Will, so the submitter hears all agents
+    // go offline and the agents hear the job's controller is gone), and start
+    // it again on the same port with the same config.
     let port = c.broker.port;
     let conf = c.broker.dir.path().join("mosquitto.conf");
-    c.broker.proc.kill();
+    let pid = c.broker.proc.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    c.broker.proc.wait_exit(Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(800));
     let program = if Path::new("/usr/sbin/mosquitto").exists() { "/usr/sbin/mosquitto" } else { "mosquitto" };
     let restarted = spawn(Path::new(program), &["-c", conf.to_str().unwrap()], &[]);

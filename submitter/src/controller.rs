@@ -65,6 +65,9 @@ impl JobPlan {
 const QUERY_LIMIT: u32 = 3;
 /// Failed attempts on one agent after which it gets no more of this job's tasks.
 const AGENT_FAILURE_LIMIT: u32 = 3;
+/// With every agent of the job offline (a broker restart takes them all
+/// at once), how long the job waits for one to come back before it fails.
+pub const AGENTS_BACK_MS: u64 = 60_000;
 /// A straggler runs this many times longer than its finished siblings' median...
 const SPECULATE_FACTOR: u64 = 2;
 /// ...and at least this long, before a backup attempt starts.
@@ -140,8 +143,17 @@ impl TaskEntry {
 struct AgentSlots {
     slots: u32,
     running: u32,
+    /// Offline (its Last Will, or its heartbeats stopped); it may come back.
     lost: bool,
+    /// Online but never acknowledged its assignments: no more of this job.
+    silent: bool,
     failures: u32,
+}
+
+impl AgentSlots {
+    fn usable(&self) -> bool {
+        !self.lost && !self.silent
+    }
 }
 
 /// What the driver must do.
@@ -203,6 +215,8 @@ pub struct Controller {
     rank: Vec<String>,
     /// Backup attempts started, for the summary.
     speculated: u32,
+    /// Since when every agent of the job has been offline.
+    all_lost_since: Option<u64>,
 }
 
 type Actions = Vec<Action>;
@@ -237,11 +251,21 @@ impl Controller {
             agents: agents
                 .iter()
                 .map(|(a, s)| {
-                    (a.clone(), AgentSlots { slots: (*s).max(1), running: 0, lost: false, failures: 0 })
+                    (
+                        a.clone(),
+                        AgentSlots {
+                            slots: (*s).max(1),
+                            running: 0,
+                            lost: false,
+                            silent: false,
+                            failures: 0,
+                        },
+                    )
                 })
                 .collect(),
             rank: agents.iter().map(|(a, _)| a.clone()).collect(),
             speculated: 0,
+            all_lost_since: None,
             plan,
         }
     }
@@ -350,16 +374,59 @@ impl Controller {
             return actions;
         }
         let Some(slots) = self.agents.get_mut(agent) else { return actions };
-        if slots.lost {
+        if !slots.usable() {
             return actions;
         }
         slots.lost = true;
-        slots.running = 0;
+        self.drop_attempts_of(agent);
+        self.wait_if_none_usable(now_ms, &mut actions);
+        self.schedule(now_ms, &mut actions);
+        actions
+    }
+
+    /// Forgets the running attempts of `agent` (their tasks go elsewhere).
+    fn drop_attempts_of(&mut self, agent: &str) {
+        if let Some(slots) = self.agents.get_mut(agent) {
+            slots.running = 0;
+        }
         for t in self.maps.iter_mut().chain(self.reduces.iter_mut()) {
             t.running.retain(|a| a.agent != agent);
         }
-        if self.usable_agents() == 0 {
-            return self.fail("every agent of this job went offline".into(), String::new());
+    }
+
+    /// With no usable agent left, starts waiting for an offline one to come back.
+    fn wait_if_none_usable(&mut self, now_ms: u64, actions: &mut Actions) {
+        if self.usable_agents() == 0 && self.all_lost_since.is_none() {
+            self.all_lost_since = Some(now_ms);
+            actions.push(Action::Warn {
+                message: format!(
+                    "every agent of this job is offline; waiting up to {} s for one to come back",
+                    AGENTS_BACK_MS / 1000
+                ),
+            });
+        }
+    }
+
+    /// Whether `agent` is one of the job's agents and went offline.
+    pub fn is_lost(&self, agent: &str) -> bool {
+        self.agents.get(agent).is_some_and(|a| a.lost)
+    }
+
+    /// An agent that went offline is back (its broker restarted, or it did):
+    /// it takes tasks again. Its old attempts were already given out again.
+    pub fn on_agent_back(&mut self, agent: &str, now_ms: u64) -> Actions {
+        let mut actions = Vec::new();
+        if self.over() {
+            return actions;
+        }
+        let Some(slots) = self.agents.get_mut(agent) else { return actions };
+        if !slots.lost || slots.silent {
+            return actions;
+        }
+        slots.lost = false;
+        slots.running = 0;
+        if self.all_lost_since.take().is_some() {
+            actions.push(Action::Warn { message: format!("agent {agent} is back; the job goes on") });
         }
         self.schedule(now_ms, &mut actions);
         actions
@@ -371,6 +438,17 @@ impl Controller {
         let mut actions = Vec::new();
         if self.over() {
             return actions;
+        }
+        if let Some(since) = self.all_lost_since
+            && now_ms.saturating_sub(since) >= AGENTS_BACK_MS
+        {
+            return self.fail(
+                format!(
+                    "every agent of this job went offline and none came back within {} s",
+                    AGENTS_BACK_MS / 1000
+                ),
+                String::new(),
+            );
         }
         let p = &self.plan;
         let mut silent = BTreeSet::new();
@@ -426,19 +504,22 @@ impl Controller {
                     });
                 }
             }
-            let more = self.on_agent_lost(agent, now_ms);
-            if let Some(Action::Failed { .. }) = more.last() {
-                return vec![Action::Failed {
-                    message: format!(
-                        "no agent acknowledged its assignments within {} s (silent: {}); check that the agents are running and reach the broker",
-                        self.plan.accept_timeout_ms / 1000,
-                        silent.iter().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                    detail: String::new(),
-                }];
+            if let Some(a) = self.agents.get_mut(agent) {
+                a.silent = true;
             }
-            actions.extend(more);
+            self.drop_attempts_of(agent);
         }
+        if !silent.is_empty() && self.agents.values().all(|a| a.silent) {
+            return self.fail(
+                format!(
+                    "no agent acknowledged its assignments within {} s (silent: {}); check that the agents are running and reach the broker",
+                    self.plan.accept_timeout_ms / 1000,
+                    silent.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+                String::new(),
+            );
+        }
+        self.wait_if_none_usable(now_ms, &mut actions);
         self.schedule(now_ms, &mut actions);
         if self.plan.speculative {
             self.speculate(now_ms, &mut actions);
@@ -519,7 +600,7 @@ impl Controller {
     }
 
     fn usable_agents(&self) -> usize {
-        self.agents.values().filter(|a| !a.lost).count()
+        self.agents.values().filter(|a| a.usable()).count()
     }
 
     /// Maps whose outputs include any of `cids` lose their result and run again.
@@ -561,14 +642,14 @@ impl Controller {
 
     fn free(&self, agent: &str) -> u32 {
         let a = &self.agents[agent];
-        if a.lost { 0 } else { a.slots.saturating_sub(a.running) }
+        if a.usable() { a.slots.saturating_sub(a.running) } else { 0 }
     }
 
     /// Whether an agent failed too many of this job's tasks (while others have not).
     fn banned(&self, agent: &str) -> bool {
         let a = &self.agents[agent];
         a.failures >= AGENT_FAILURE_LIMIT
-            && self.agents.values().any(|o| !o.lost && o.failures < AGENT_FAILURE_LIMIT)
+            && self.agents.values().any(|o| o.usable() && o.failures < AGENT_FAILURE_LIMIT)
     }
 
     /// The best agent with a free slot for a task: most free slots, then rank;
@@ -848,6 +929,46 @@ mod tests {
                 assert!(message.contains("m-00000 failed 4 times"), "{message}");
                 assert!(message.contains("map() raised ValueError"));
                 assert_eq!(detail, "Traceback...");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_job_waits_for_its_agents_to_come_back_after_they_all_went_offline() {
+        // A broker restart: both agents' Last Wills arrive at once.
+        let mut c = Controller::new(plan(2, 1), &[("a".into(), 1), ("b".into(), 1)]);
+        let first = assigns(&c.start(0));
+        assert_eq!(first.len(), 2);
+        assert!(warnings(&c.on_agent_lost("a", 100)).is_empty(), "b is still there");
+        let w = warnings(&c.on_agent_lost("b", 100));
+        assert_eq!(w, ["every agent of this job is offline; waiting up to 60 s for one to come back"]);
+        assert!(c.tick(30_000).iter().all(|a| !matches!(a, Action::Failed { .. })));
+        assert_eq!(c.phase(), Phase::Map);
+        // b reconnects: both maps run again there (a is still away).
+        let back = c.on_agent_back("b", 31_000);
+        assert_eq!(warnings(&back), ["agent b is back; the job goes on"]);
+        let again = assigns(&back);
+        assert_eq!(again.len(), 1, "b has one slot: {again:?}");
+        assert_eq!(again[0].0, "b");
+        assert_eq!(again[0].1.attempt, 2, "a new attempt, not a failure: {again:?}");
+        let next = assigns(&c.on_event(&done(&again[0].1, "b", 1), 32_000));
+        assert_eq!(next.len(), 1);
+        c.on_event(&done(&next[0].1, "b", 1), 33_000);
+        assert_eq!(c.phase(), Phase::Reduce);
+        // Far past the wait: nothing fails, b is back.
+        assert!(c.tick(200_000).iter().all(|a| !matches!(a, Action::Failed { .. })));
+    }
+
+    #[test]
+    fn a_job_fails_when_no_agent_comes_back_in_time() {
+        let mut c = Controller::new(plan(1, 1), &[("a".into(), 1)]);
+        c.start(0);
+        c.on_agent_lost("a", 1_000);
+        assert!(c.tick(60_999).iter().all(|a| !matches!(a, Action::Failed { .. })));
+        match &c.tick(61_000)[..] {
+            [Action::Failed { message, .. }] => {
+                assert_eq!(message, "every agent of this job went offline and none came back within 60 s")
             }
             other => panic!("{other:?}"),
         }

@@ -105,6 +105,10 @@ pub struct Session {
     events_opener: Opener,
     /// Retained statuses may be old; their MAC still counts.
     status_opener: Opener,
+    /// What this session keeps published as retained messages, published
+    /// again after a reconnection: a restarted broker may have lost them, or
+    /// replaced ours with our Last Will while it shut down.
+    retained: Vec<(String, Vec<u8>)>,
 }
 
 /// Map tasks per job at most: a reduce assignment carries one CID per map
@@ -144,6 +148,7 @@ impl Session {
             sealer,
             events_opener: Opener::new(conn.key.clone()),
             status_opener: Opener::new(conn.key.clone()).with_window(RETAINED_WINDOW),
+            retained: Vec::new(),
         })
     }
 
@@ -162,6 +167,10 @@ impl Session {
 
     /// Publishes a retained message (an empty payload clears the topic).
     pub fn publish_retained(&mut self, topic: String, payload: Vec<u8>) {
+        self.retained.retain(|(t, _)| *t != topic);
+        if !payload.is_empty() {
+            self.retained.push((topic.clone(), payload.clone()));
+        }
         self.outbox.push_back((topic, payload, true));
         self.flush();
     }
@@ -190,6 +199,9 @@ impl Session {
                 let _ = self.client.try_subscribe(self.topics.all_agent_statuses(), QoS::AtLeastOnce);
                 if let Some(t) = &self.events_topic {
                     let _ = self.client.try_subscribe(t, QoS::AtLeastOnce);
+                }
+                for (topic, payload) in &self.retained {
+                    self.outbox.push_back((topic.clone(), payload.clone(), true));
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -579,6 +591,9 @@ pub async fn drive(
                     };
                     if lost {
                         actions.extend(ctl.on_agent_lost(&s.agent, now));
+                    } else if ctl.is_lost(&s.agent) && session.directory.get(&s.agent).is_some() {
+                        // Online again with fresh heartbeats (e.g. after a broker restart).
+                        actions.extend(ctl.on_agent_back(&s.agent, now));
                     }
                 }
                 outcome = apply(session, cluster, job, actions);
