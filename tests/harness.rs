@@ -376,6 +376,21 @@ impl IpfsPeer {
     }
 }
 
+impl IpfsPeer {
+    /// The CIDs the node keeps pinned (recursively), as `ipfs pin ls` lists them.
+    pub fn recursive_pins(&self) -> Vec<String> {
+        let out = Command::new("curl")
+            .args(["-sS", "-X", "POST"])
+            .arg(format!("{}/api/v0/pin/ls?type=recursive", self.api))
+            .output()
+            .expect("curl runs");
+        assert!(out.status.success(), "{}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        v["Keys"].as_object().map(|keys| keys.keys().cloned().collect()).unwrap_or_default()
+    }
+}
+
 impl Drop for IpfsPeer {
     fn drop(&mut self) {
         let _ = Command::new("bash")

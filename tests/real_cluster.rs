@@ -48,6 +48,7 @@ fn mosquitto_three_agents_and_ipfs_give_the_reference_counts_for_64mib() {
     let input = corpus("64M");
     let out = tempfile::tempdir().unwrap();
     let out_dir = out.path().join("result");
+    let pins_before = ipfs.recursive_pins();
     let o = run_job(
         &broker.url(),
         &ipfs.api,
@@ -61,6 +62,11 @@ fn mosquitto_three_agents_and_ipfs_give_the_reference_counts_for_64mib() {
     for a in s["agents"].as_array().unwrap() {
         assert!(a["map_tasks"].as_u64().unwrap() >= 1, "every agent mapped: {s:#}");
     }
+    // The user's input stays pinned; the agents' map outputs and reduce
+    // parts do not, or boards' disks would fill job after job.
+    let new: Vec<String> = ipfs.recursive_pins().into_iter().filter(|p| !pins_before.contains(p)).collect();
+    // (js-ipfs lists it in base58, as zdj7…, not as the job's bafy…)
+    assert_eq!(new.len(), 1, "only the input is pinned: {new:?}");
 }
 
 #[test]

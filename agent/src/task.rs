@@ -255,7 +255,7 @@ async fn run_map(
     let mut output =
         TaskOutput { stats, bytes_read, executor: exec.name(), spills: spills as u32, ..Default::default() };
     for part in &parts {
-        let added = ctx.ipfs.add_path(&part.path, false).await?;
+        let added = ctx.ipfs.add_scratch(&part.path).await?;
         output.cids.push(added.cid);
         output.sizes.push(part.bytes);
     }
@@ -438,7 +438,7 @@ async fn run_reduce(
     .await
     .map_err(|e| TaskError::new(format!("reduce task crashed: {e}")))??;
     let size = tokio::fs::metadata(&part_path).await?.len();
-    let added = ctx.ipfs.add_path(&part_path, false).await?;
+    let added = ctx.ipfs.add_scratch(&part_path).await?;
     Ok(TaskOutput {
         cids: vec![added.cid],
         sizes: vec![size],

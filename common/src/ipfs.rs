@@ -376,6 +376,19 @@ impl IpfsClient {
     /// (kubo's filestore: `nocopy=true` and an `Abspath` part header with the
     /// absolute path); the file must then stay where it is, unchanged.
     pub async fn add_path(&self, path: &Path, nocopy: bool) -> Result<Added, IpfsError> {
+        self.add_file(path, nocopy, true).await
+    }
+
+    /// Adds the file at `path` like [`add_path`](Self::add_path), but
+    /// unpinned: a job's intermediate data (map outputs, reduce parts), which
+    /// the node's garbage collection (`ipfs repo gc`, or a daemon run with
+    /// `--enable-gc`) may reclaim once the job is over. Pinned, it would
+    /// fill a board's disk job after job.
+    pub async fn add_scratch(&self, path: &Path) -> Result<Added, IpfsError> {
+        self.add_file(path, false, false).await
+    }
+
+    async fn add_file(&self, path: &Path, nocopy: bool, pin: bool) -> Result<Added, IpfsError> {
         let ctx = self.ctx("add", None);
         let abs = std::path::absolute(path).map_err(|e| ctx.err(ErrorKind::Local(e)))?;
         let name =
@@ -385,7 +398,7 @@ impl IpfsClient {
             let file = tokio::fs::File::open(&abs)
                 .await
                 .map_err(|e| ctx.err(ErrorKind::Local(with_path(e, &abs))))?;
-            self.add_once(ctx, &name, abspath.as_deref(), file_stream(file)).await
+            self.add_once(ctx, &name, abspath.as_deref(), pin, file_stream(file)).await
         })
         .await
     }
@@ -396,7 +409,7 @@ impl IpfsClient {
         let data = Bytes::from(data);
         retry(|| {
             let data = data.clone();
-            async move { self.add_once(ctx, "data", None, bytes_stream(data)).await }
+            async move { self.add_once(ctx, "data", None, true, bytes_stream(data)).await }
         })
         .await
     }
@@ -407,6 +420,7 @@ impl IpfsClient {
         ctx: Ctx<'_>,
         name: &str,
         abspath: Option<&str>,
+        pin: bool,
         content: S,
     ) -> Result<Added, IpfsError>
     where
@@ -418,6 +432,7 @@ impl IpfsClient {
             ("chunker", "size-262144".to_string()),
             ("cid-base", "base32".to_string()),
             ("progress", "false".to_string()),
+            ("pin", pin.to_string()),
         ];
         if abspath.is_some() {
             params.push(("nocopy", "true".to_string()));
