@@ -69,3 +69,62 @@ fn check_names_an_unreachable_ipfs_api_and_what_to_do() {
     assert_eq!(line.matches("is the IPFS daemon running").count(), 1, "{line}");
     assert!(t.lines().any(|l| l.trim_start().starts_with("broker") && l.contains(" ... ok (")), "{t}");
 }
+
+#[test]
+fn an_agent_refuses_to_start_on_a_work_dir_it_cannot_write_or_a_missing_named_config() {
+    let o = Command::new(bin("ipdc-agent"))
+        .args([
+            "--broker",
+            "mqtt://127.0.0.1:1",
+            "--name",
+            "no-wd",
+            "--python",
+            "none",
+            "--work-dir",
+            "/proc/ipdc-work",
+        ])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("work dir /proc/ipdc-work: cannot create it"), "{t}");
+    assert!(t.contains("ReadWritePaths="), "{t}");
+
+    let missing = tempfile::tempdir().unwrap().path().join("agent.toml");
+    for (flag, env) in [(true, false), (false, true)] {
+        let mut cmd = Command::new(bin("ipdc-agent"));
+        cmd.arg("--check");
+        if flag {
+            cmd.arg("--config").arg(&missing);
+        }
+        if env {
+            cmd.env("IPDC_CONFIG", &missing);
+        }
+        let o = cmd.output().unwrap();
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{t}");
+        assert!(t.contains(&format!("cannot read the config file {}", missing.display())), "{t}");
+    }
+}
+
+#[test]
+fn an_agent_stops_at_once_while_it_waits_to_retry_the_broker() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let work = tempfile::tempdir().unwrap();
+    let broker = format!("mqtt://127.0.0.1:{port}");
+    let args = ["--broker", &broker, "--name", "stop-me", "--python", "none", "--work-dir"];
+    let mut all: Vec<&str> = args.to_vec();
+    all.push(work.path().to_str().unwrap());
+    let mut agent = spawn(&bin("ipdc-agent"), &all, &[]);
+    // The backoff doubles from 200 ms: by now the agent sleeps 3.2 s.
+    agent.wait_for("retrying in 3.2s", std::time::Duration::from_secs(20));
+    let asked = std::time::Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &agent.child.id().to_string()]).status().unwrap().success());
+    agent.wait_exit(std::time::Duration::from_secs(10));
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(1),
+        "took {:?}\n{}",
+        asked.elapsed(),
+        agent.output()
+    );
+}

@@ -146,8 +146,13 @@ impl Settings {
 
 /// Reads a one-line secret file (trailing newline removed).
 pub fn read_secret(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the password file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::PermissionDenied => ipdc_common::auth::UNREADABLE_HINT,
+            _ => "write the broker password there (one line), or set password_file to where it is",
+        };
+        format!("cannot read the password file {}: {e}; {hint}", path.display())
+    })?;
     Ok(text.trim_end_matches(['\n', '\r']).to_string())
 }
 

@@ -50,6 +50,9 @@ pub const BUILD: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("IPDC_BUIL
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), String> {
     validate_name("agent name", &config.name)?;
     validate_name("cluster name", &config.cluster)?;
+    // A work dir no task could use would fail every task given to us.
+    check::check_work_dir(&config.work_dir)
+        .map_err(|e| format!("work dir {}: {e}", config.work_dir.display()))?;
     let ipfs = IpfsClient::new(&config.ipfs).map_err(|e| e.to_string())?;
     let python = match config.python.clone() {
         Some(p) => {
@@ -172,7 +175,10 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
                         warn!("cannot reach the broker {broker}: {why}; retrying in {backoff:?}");
                     }
                     connected = false;
-                    tokio::time::sleep(backoff).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = &mut shutdown => break, // stop at once, not after the backoff
+                    }
                     backoff = (backoff * 2).min(Duration::from_secs(if mqtt::is_auth_error(&e) { 30 } else { 10 }));
                 }
             },

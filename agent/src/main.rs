@@ -128,9 +128,11 @@ async fn main() {
     {
         args.password = None;
     }
-    let config =
-        ConfigFile::load(&args.config, args.config.as_os_str() != ipdc_agent::config::DEFAULT_CONFIG)
-            .and_then(|file| args.settings().or(file.settings).into_config());
+    // A config file named on the command line or in the environment must
+    // exist; the default one may be absent.
+    let named = matches.value_source("config").is_some_and(|s| s != ValueSource::DefaultValue);
+    let config = ConfigFile::load(&args.config, named)
+        .and_then(|file| args.settings().or(file.settings).into_config());
     let config = config.map(|mut c| {
         c.test_task_delay = std::time::Duration::from_millis(args.test_task_delay_ms.unwrap_or(0));
         c

@@ -2,6 +2,8 @@
 //! Python, slots — read through sysinfo and sent as a retained status.
 
 use ipdc_common::protocol::{AgentStatus, PROTOCOL_VERSION, now_ms};
+use std::time::{Duration, Instant};
+
 use sysinfo::System;
 
 /// Reads the machine's load and memory each heartbeat.
@@ -9,7 +11,15 @@ pub struct StatusProbe {
     sys: Option<System>,
     cores: u32,
     os: String,
+    /// CPU usage as last measured, and when.
+    cpu: f32,
+    cpu_at: Instant,
 }
+
+/// CPU usage is the share of busy time between two readings: over a window
+/// of a few milliseconds (statuses also go out when a task starts or ends)
+/// it is mostly noise, so a reading closer than this to the last is skipped.
+const CPU_WINDOW: Duration = Duration::from_secs(1);
 
 impl StatusProbe {
     pub fn new() -> Self {
@@ -17,8 +27,15 @@ impl StatusProbe {
         let sys = System::new().ok();
         let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
         let os = System::long_os_version().unwrap_or_else(|_| std::env::consts::OS.to_string());
-        let mut probe = StatusProbe { sys, cores, os };
-        probe.refresh();
+        let mut probe = StatusProbe { sys, cores, os, cpu: 0.0, cpu_at: Instant::now() };
+        if let Some(sys) = &mut probe.sys {
+            // The first reading starts the window; until it is long enough
+            // (the first status goes out as soon as the broker answers), the
+            // 1-minute load average per core stands in for the CPU usage.
+            sys.refresh_cpu_usage();
+            let load = System::load_average().map(|l| l.one).unwrap_or(0.0);
+            probe.cpu = (load / cores as f64 * 100.0).clamp(0.0, 100.0) as f32;
+        }
         probe
     }
 
@@ -26,20 +43,19 @@ impl StatusProbe {
         self.cores
     }
 
-    fn refresh(&mut self) {
-        if let Some(sys) = &mut self.sys {
-            sys.refresh_cpu_usage();
-            sys.refresh_memory();
-        }
-    }
-
-    /// A fresh status (CPU usage is measured since the previous call).
+    /// A fresh status: memory now, CPU usage since the last reading at
+    /// least [`CPU_WINDOW`] ago.
     pub fn status(&mut self, fixed: &FixedFacts, slots_busy: u32) -> AgentStatus {
-        self.refresh();
-        let (cpu, total, avail) = match &self.sys {
-            Some(s) => (s.global_cpu_usage(), s.total_memory(), s.available_memory()),
-            None => (0.0, 0, 0),
-        };
+        let (mut cpu, mut total, mut avail) = (0.0, 0, 0);
+        if let Some(sys) = &mut self.sys {
+            if self.cpu_at.elapsed() >= CPU_WINDOW {
+                sys.refresh_cpu_usage();
+                self.cpu = sys.global_cpu_usage();
+                self.cpu_at = Instant::now();
+            }
+            sys.refresh_memory();
+            (cpu, total, avail) = (self.cpu, sys.total_memory(), sys.available_memory());
+        }
         AgentStatus {
             v: PROTOCOL_VERSION,
             agent: fixed.name.clone(),
@@ -82,4 +98,36 @@ pub struct FixedFacts {
     pub heartbeat_ms: u64,
     /// "ok", or why the IPFS API does not answer (changes while running).
     pub ipfs: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_usage_is_read_over_a_window_of_at_least_a_second() {
+        let fixed = FixedFacts {
+            name: "t".into(),
+            version: "0".into(),
+            slots: 1,
+            python: None,
+            memory_mb: 1,
+            heartbeat_ms: 1000,
+            ipfs: "ok".into(),
+        };
+        let mut probe = StatusProbe::new();
+        // Busy statuses (a task started, a task ended) in quick succession
+        // repeat the last reading rather than measure a window of microseconds.
+        let first = probe.status(&fixed, 0).cpu_percent;
+        let burn = Instant::now();
+        while burn.elapsed() < Duration::from_millis(300) {
+            std::hint::black_box(0u64.wrapping_add(1));
+        }
+        assert_eq!(probe.status(&fixed, 1).cpu_percent, first);
+        assert!((0.0..=100.0).contains(&first), "{first}");
+        std::thread::sleep(CPU_WINDOW);
+        let later = probe.status(&fixed, 0);
+        assert!((0.0..=100.0).contains(&later.cpu_percent), "{}", later.cpu_percent);
+        assert!(probe.cpu_at.elapsed() < CPU_WINDOW, "a new reading was taken");
+    }
 }

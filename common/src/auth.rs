@@ -92,6 +92,8 @@ pub const REPLAY_CACHE_CAP: usize = 100_000;
 /// Largest key file `load` reads; a real one is 65 bytes.
 const MAX_KEY_FILE: u64 = 4096;
 const KEYGEN_HINT: &str = "make one with `ipdc-submit keygen FILE`";
+/// What to do about a secret file the program may not read.
+pub const UNREADABLE_HINT: &str = "let the user this program runs as read it (the packaged agent runs as `ipdc`: chown root:ipdc FILE; chmod 0640 FILE)";
 
 // ---------------------------------------------------------------------------
 // The key
@@ -126,8 +128,14 @@ impl ClusterKey {
     /// and say how to make one; nothing is logged here.
     pub fn load(path: &Path) -> Result<ClusterKey, String> {
         let shown = path.display();
-        let file = std::fs::File::open(path)
-            .map_err(|e| format!("cannot read cluster key file {shown}: {e}; {KEYGEN_HINT}"))?;
+        let file = std::fs::File::open(path).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                UNREADABLE_HINT
+            } else {
+                "copy the cluster's key there (make one with `ipdc-submit keygen FILE`)"
+            };
+            format!("cannot read cluster key file {shown}: {e}; {hint}")
+        })?;
         let mut raw = Vec::with_capacity(80);
         file.take(MAX_KEY_FILE + 1)
             .read_to_end(&mut raw)
