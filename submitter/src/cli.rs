@@ -153,7 +153,9 @@ impl RunArgs {
             input_cid: self.input_cid.clone(),
             map: self.map.clone(),
             reduce: self.reduce.clone(),
-            workers: self.workers,
+            // `--local N` is a flag: it beats `workers` in ipdc.toml (all N
+            // local agents work), and `--workers K` beats it.
+            workers: self.workers.or(self.local),
             reducers: self.reducers,
             combiner: if self.combiner {
                 Some(true)

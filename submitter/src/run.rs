@@ -343,10 +343,12 @@ async fn pick_agents(
             return Ok(picked);
         }
         // Local agents that have all reported without Python will not find one.
-        let no_python = local_agents.is_some()
-            && settled
-            && req.needs_python
-            && session.directory.all().all(|s| s.python.is_none());
+        // (Online statuses only: a local agent whose first connection was
+        // replaced has an offline Will, without Python, in the directory.)
+        let online: Vec<&AgentStatus> = session.directory.all().filter(|s| s.online).collect();
+        let no_python = req.needs_python
+            && local_agents.is_some_and(|n| online.len() >= n)
+            && online.iter().all(|s| s.python.is_none());
         if start.elapsed() >= wait || no_python {
             let skipped = session.directory.skipped(&req, now);
             let mut msg = match (spec.workers, local_agents) {
