@@ -938,8 +938,19 @@ fn datum_len(b: &[u8]) -> Result<Option<usize>, ExecError> {
         return Ok(None);
     };
     let len = u32::from_le_bytes(len.try_into().unwrap()) as usize;
-    if len == 0 || len > MAX_DATUM_LEN {
-        return Err(ExecError::Protocol(format!("its output has a datum of {len} bytes")));
+    if len > MAX_DATUM_LEN {
+        // The user's doing (one huge key or value), not the runner's.
+        return Err(ExecError::User {
+            summary: format!(
+                "a key or value of {len} bytes is larger than the limit of {} MiB for one key or value; \
+                 yield smaller ones (e.g. split it over several records)",
+                MAX_DATUM_LEN >> 20
+            ),
+            traceback: String::new(),
+        });
+    }
+    if len == 0 {
+        return Err(ExecError::Protocol("its output has an empty datum".into()));
     }
     Ok(Some(len))
 }
@@ -1168,6 +1179,15 @@ def reduce(key, values):
         for ((_, v), (_, _, _, _, first)) in out.iter().zip(&want) {
             assert_eq!(v, first);
         }
+    }
+
+    #[test]
+    fn a_key_over_the_size_limit_is_the_users_error() {
+        let map = "def map(line):\n    yield 'k' * (17 << 20), 1\n";
+        let j = job(&[("Map.py", map)]);
+        let e = j.exec.run_map(&j.path("Map.py"), None, &b"a\n"[..], &mut Vec::new()).unwrap_err();
+        let ExecError::User { summary, .. } = &e else { panic!("{e:?}") };
+        assert!(summary.starts_with("a key or value of 17825793 bytes is larger than the limit of 16 MiB"), "{summary}");
     }
 
     #[test]
