@@ -176,3 +176,17 @@ fn with_a_cluster_key_forged_tampered_and_replayed_tasks_are_never_executed() {
     assert!(!o.status.success());
     assert!(text(&o).contains("sec-1: requires the cluster key"), "{}", text(&o));
 }
+
+#[test]
+fn a_submitter_with_a_key_names_agents_without_it_and_what_to_do() {
+    let (broker, _store, _a) = cluster(&[]); // an open agent
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("cluster.key");
+    let o = submit(&["keygen", key.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = submit(&["agents", "--broker", &broker.url(), "--cluster-key", key.to_str().unwrap()]);
+    let t = text(&o);
+    assert!(t.contains("no agents have reported in this cluster"), "{t}");
+    assert!(t.contains("ignored (their statuses fail the cluster key check): sec-1: no signature"), "{t}");
+    assert!(t.contains("give every agent and submitter the same cluster key file"), "{t}");
+}

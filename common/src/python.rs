@@ -1187,7 +1187,10 @@ def reduce(key, values):
         let j = job(&[("Map.py", map)]);
         let e = j.exec.run_map(&j.path("Map.py"), None, &b"a\n"[..], &mut Vec::new()).unwrap_err();
         let ExecError::User { summary, .. } = &e else { panic!("{e:?}") };
-        assert!(summary.starts_with("a key or value of 17825793 bytes is larger than the limit of 16 MiB"), "{summary}");
+        assert!(
+            summary.starts_with("a key or value of 17825793 bytes is larger than the limit of 16 MiB"),
+            "{summary}"
+        );
     }
 
     #[test]

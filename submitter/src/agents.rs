@@ -11,6 +11,7 @@ pub async fn list(conn: &Connection, json: bool) -> Result<(), String> {
     let mut session = Session::connect(conn, &format!("ipdc-agents-{}", std::process::id()), None)?;
     session.connect_and_listen(Duration::from_secs(10)).await?;
     let dir = session.directory.clone();
+    let note = session.refused_note();
     session.disconnect().await;
     if json {
         let all: Vec<_> = dir.all().collect();
@@ -18,6 +19,9 @@ pub async fn list(conn: &Connection, json: bool) -> Result<(), String> {
         return Ok(());
     }
     print!("{}", table(&dir, now_ms()));
+    if !note.is_empty() {
+        println!("{}", note.trim_start_matches('\n'));
+    }
     Ok(())
 }
 

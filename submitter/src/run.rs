@@ -109,6 +109,9 @@ pub struct Session {
     /// again after a reconnection: a restarted broker may have lost them, or
     /// replaced ours with our Last Will while it shut down.
     retained: Vec<(String, Vec<u8>)>,
+    /// Agents whose statuses were refused (another cluster key, or none),
+    /// and why: said when no capable agent is found.
+    pub refused: BTreeMap<String, String>,
 }
 
 /// Map tasks per job at most: a reduce assignment carries one CID per map
@@ -149,6 +152,7 @@ impl Session {
             events_opener: Opener::new(conn.key.clone()),
             status_opener: Opener::new(conn.key.clone()).with_window(RETAINED_WINDOW),
             retained: Vec::new(),
+            refused: BTreeMap::new(),
         })
     }
 
@@ -216,7 +220,13 @@ impl Session {
                         Ok(Ok(s)) => self.directory.update(s),
                         Ok(Err(e)) => debug!("ignored a status on {}: {e}", p.topic),
                         Err(Rejected::Replayed) => {}
-                        Err(why) => debug!("rejected a status on {}: {why}", p.topic),
+                        Err(why) => {
+                            debug!("rejected a status on {}: {why}", p.topic);
+                            let agent = p.topic.rsplit('/').nth(1).unwrap_or_default().to_string();
+                            if self.directory.get(&agent).is_none() {
+                                self.refused.insert(agent, why.to_string());
+                            }
+                        }
                     }
                 }
             }
@@ -237,6 +247,19 @@ impl Session {
         }
         self.flush();
         Ok(())
+    }
+
+    /// Lines naming the agents whose statuses were refused, with what to do;
+    /// empty when there are none.
+    pub fn refused_note(&self) -> String {
+        if self.refused.is_empty() {
+            return String::new();
+        }
+        let list: Vec<String> = self.refused.iter().map(|(a, why)| format!("{a}: {why}")).collect();
+        format!(
+            "\n  ignored (their statuses fail the cluster key check): {}\n  give every agent and submitter the same cluster key file (cluster_key / --cluster-key), or none",
+            list.join("; ")
+        )
     }
 
     /// Keeps the connection served while `fut` runs.
@@ -369,6 +392,7 @@ async fn pick_agents(
                     skipped.iter().map(|(a, why)| format!("{a}: {why}")).collect::<Vec<_>>().join("; ")
                 );
             }
+            msg += &session.refused_note();
             return Err(msg);
         }
         if !said_waiting && start.elapsed() > Duration::from_secs(1) {
