@@ -54,7 +54,7 @@ impl Default for Timeouts {
 }
 
 /// Attempts of an idempotent call (first try included).
-const ATTEMPTS: u32 = 3;
+const ATTEMPTS: u32 = 5; // waits 0.25 + 0.5 + 1 + 2 s: long enough for a node's restart
 /// Pause before the second attempt; doubles after each failure.
 const BACKOFF: Duration = Duration::from_millis(250);
 /// Bytes per piece when streaming an upload.

@@ -611,8 +611,10 @@ pub async fn drive(
                 let now = now_ms();
                 let mut actions = ctl.tick(now);
                 for s in picked {
+                    // An agent whose IPFS node stopped answering is as good as
+                    // gone until it answers again (its status says which).
                     let lost = match session.directory.get(&s.agent) {
-                        Some(cur) => !cur.online || directory::is_stale(cur, now),
+                        Some(cur) => !cur.online || directory::is_stale(cur, now) || cur.ipfs != "ok",
                         None => false,
                     };
                     if lost {
