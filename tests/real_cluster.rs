@@ -329,3 +329,17 @@ fn tls_and_passwords_let_the_right_clients_in_and_tell_the_wrong_ones_why() {
     assert!(!o.status.success());
     assert!(text(&o).contains("cannot reach the MQTT broker"), "{}", text(&o));
 }
+
+#[test]
+fn two_agents_with_one_name_are_told_why_the_broker_drops_them() {
+    // Raspberry Pi OS names every board `raspberrypi`: two such agents take
+    // turns throwing each other off the broker (one client id).
+    let broker = Mosquitto::start("");
+    let ipfs = "http://127.0.0.1:9"; // not needed to connect to the broker
+    let a = agent(&broker.url(), ipfs, "raspberrypi", &["--python", "none"]);
+    let b = agent(&broker.url(), ipfs, "raspberrypi", &["--python", "none"]);
+    let hint = "is another agent named raspberrypi connected to it (two boards with the same host name)?";
+    wait_until("the duplicate-name hint", Duration::from_secs(60), || {
+        a.output().contains(hint) || b.output().contains(hint)
+    });
+}

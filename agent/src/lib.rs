@@ -19,7 +19,7 @@ pub mod task;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipdc_common::auth::{self, Opener, Sealer};
 use ipdc_common::ipfs::IpfsClient;
@@ -142,6 +142,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut backoff = Duration::from_millis(200);
     let mut connected = false;
+    // Connections the broker closed soon after accepting them, in a row:
+    // what another client with this agent's name (client id) causes.
+    let (mut connected_at, mut quick_drops) = (Instant::now(), 0u32);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -150,6 +153,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     info!("connected to broker {broker}");
                     connected = true;
+                    connected_at = Instant::now();
                     backoff = Duration::from_millis(200);
                     for t in [&tasks_topic, &controllers_topic] {
                         if let Err(e) = client.try_subscribe(t, QoS::AtLeastOnce) {
@@ -171,6 +175,15 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
                         log::error!("broker {broker}: {why}; retrying in {backoff:?}");
                     } else if connected {
                         warn!("lost the broker {broker}: {why}; reconnecting");
+                        quick_drops = if connected_at.elapsed() < DUPLICATE_HINT_WITHIN { quick_drops + 1 } else { 0 };
+                        if quick_drops == DUPLICATE_HINT_AFTER {
+                            log::error!(
+                                "the broker keeps closing this agent's connection right after accepting it: \
+                                 is another agent named {} connected to it (two boards with the same host name)? \
+                                 give each board its own name (name in agent.toml, or --name)",
+                                config.name
+                            );
+                        }
                     } else {
                         warn!("cannot reach the broker {broker}: {why}; retrying in {backoff:?}");
                     }
@@ -233,6 +246,11 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         tokio::time::timeout(Duration::from_secs(2), async { while eventloop.poll().await.is_ok() {} }).await;
     Ok(())
 }
+
+/// Connections dropped within this time after being accepted...
+const DUPLICATE_HINT_WITHIN: Duration = Duration::from_secs(5);
+/// ...this many times in a row make the agent suggest a duplicate name.
+const DUPLICATE_HINT_AFTER: u32 = 3;
 
 type Finished = (AttemptKey, Result<ipdc_common::protocol::TaskOutput, TaskError>);
 
