@@ -187,14 +187,12 @@ fn agents_drop_the_tasks_and_files_of_a_submitter_that_died() {
     let out_dir = out.path().join("result");
     let mut run = c.submit(&input, &out_dir, &["--native", "wordcount"]);
     c.agents[0].wait_for("/m-", Duration::from_secs(60));
-    wait_until("the task's folder exists", Duration::from_secs(10), || {
-        std::fs::read_dir(&work_dir).map(|d| d.count() > 0).unwrap_or(false)
-    });
+    wait_until("the task's folder exists", Duration::from_secs(10), || job_folders(&work_dir) > 0);
     run.kill9();
     // The broker publishes the submitter's Last Will; the agent drops the job.
     c.agents[0].wait_for("is gone: dropping its tasks", Duration::from_secs(30));
     wait_until("the job's temporary files are removed", Duration::from_secs(10), || {
-        std::fs::read_dir(&work_dir).map(|d| d.count() == 0).unwrap_or(true)
+        job_folders(&work_dir) == 0
     });
     assert!(!out_dir.exists(), "no output from a dead submitter");
     // Running the same job again works and gives the reference (on a fast agent).
@@ -206,4 +204,11 @@ fn agents_drop_the_tasks_and_files_of_a_submitter_that_died() {
     assert!(again.wait_exit(Duration::from_secs(120)).success(), "{}", again.output());
     assert_counts_eq(&read_output(&out_dir, 2), &reference_counts(&input), "re-run after a submitter crash");
     drop(delay_free);
+}
+
+/// Entries of an agent's work dir other than its own dotfiles (`.lock`).
+fn job_folders(work_dir: &Path) -> usize {
+    std::fs::read_dir(work_dir)
+        .map(|d| d.flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count())
+        .unwrap_or(0)
 }

@@ -47,6 +47,8 @@ pub struct Proc {
     pub child: Child,
     pub log: PathBuf,
     _logdir: tempfile::TempDir,
+    /// Folders that live as long as the process (an agent's work dir).
+    _keep: Vec<tempfile::TempDir>,
 }
 
 impl Proc {
@@ -92,7 +94,7 @@ pub fn spawn(program: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
         .stderr(file)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-    Proc { child, log, _logdir: logdir }
+    Proc { child, log, _logdir: logdir, _keep: Vec::new() }
 }
 
 /// `ipdc-submit hub` on free loopback ports.
@@ -131,15 +133,12 @@ impl Hub {
         let logdir = tempfile::tempdir().expect("temp dir");
         let log = logdir.path().join("log");
         std::fs::write(&log, "").unwrap();
-        Hub { proc: Proc { child, log, _logdir: logdir }, mqtt, ipfs, _data: data }
+        Hub { proc: Proc { child, log, _logdir: logdir, _keep: Vec::new() }, mqtt, ipfs, _data: data }
     }
 
     /// Starts an `ipdc-agent` process connected to this hub.
     pub fn agent(&self, name: &str, extra: &[&str]) -> Proc {
-        let mut args =
-            vec!["--broker", &self.mqtt, "--ipfs", &self.ipfs, "--name", name, "--heartbeat-secs", "1"];
-        args.extend_from_slice(extra);
-        let p = spawn(&bin("ipdc-agent"), &args, &[]);
+        let p = agent(&self.mqtt, &self.ipfs, name, extra);
         p.wait_for("connected to broker", Duration::from_secs(20));
         p
     }
@@ -402,10 +401,18 @@ impl Drop for IpfsPeer {
 }
 
 /// An `ipdc-agent` process for any broker and IPFS API.
+/// Each gets a work dir of its own (tests running at once may use the same
+/// agent names), unless `extra` names one.
 pub fn agent(broker: &str, ipfs: &str, name: &str, extra: &[&str]) -> Proc {
+    let work = tempfile::tempdir().expect("temp dir");
     let mut args = vec!["--broker", broker, "--ipfs", ipfs, "--name", name, "--heartbeat-secs", "1"];
+    if !extra.contains(&"--work-dir") {
+        args.extend(["--work-dir", work.path().to_str().expect("UTF-8 temp path")]);
+    }
     args.extend_from_slice(extra);
-    spawn(&bin("ipdc-agent"), &args, &[])
+    let mut p = spawn(&bin("ipdc-agent"), &args, &[]);
+    p._keep.push(work);
+    p
 }
 
 /// `ipdc-submit agents --json` as a list of statuses.

@@ -15,6 +15,7 @@ pub mod config;
 pub mod queue;
 pub mod status;
 pub mod task;
+mod workdir;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -51,8 +52,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     validate_name("agent name", &config.name)?;
     validate_name("cluster name", &config.cluster)?;
     // A work dir no task could use would fail every task given to us.
-    check::check_work_dir(&config.work_dir)
-        .map_err(|e| format!("work dir {}: {e}", config.work_dir.display()))?;
+    let _work_dir = workdir::claim(&config.work_dir)?;
     let ipfs = IpfsClient::new(&config.ipfs).map_err(|e| e.to_string())?;
     let python = match config.python.clone() {
         Some(p) => {

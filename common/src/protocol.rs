@@ -59,6 +59,20 @@ impl Topics {
 }
 
 /// Checks that a cluster, agent or job name is safe inside a topic.
+/// Whether `name` has the shape of a job id as submitters make them:
+/// `<job name>-<time, base 36>-<12 hex digits>` (agents name their work
+/// folders by it, and remove only folders of this shape).
+pub fn looks_like_job_id(name: &str) -> bool {
+    let mut parts = name.rsplitn(3, '-');
+    let (Some(hex), Some(time), Some(job)) = (parts.next(), parts.next(), parts.next()) else { return false };
+    hex.len() == 12
+        && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && !time.is_empty()
+        && time.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        && !job.is_empty()
+        && job.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
@@ -504,6 +518,22 @@ mod tests {
         assert_eq!(t.job_controller("j1"), "ipdc/lab/jobs/j1/controller");
         assert_eq!(t.job_of("ipdc/lab/jobs/j1/controller"), Some("j1"));
         assert_eq!(t.job_of("ipdc/other/jobs/j1/controller"), None);
+    }
+
+    #[test]
+    fn job_ids_are_told_from_other_folder_names() {
+        assert!(looks_like_job_id("wordcount-mwwtc2sy-d46ad903c424"));
+        assert!(looks_like_job_id("my-job_2-a-000000000000"));
+        for other in [
+            "wordcount",
+            "photos",
+            "wordcount-mwwtc2sy-d46ad903c42",
+            "x-MW-d46ad903c424",
+            "-a-d46ad903c424",
+            ".lock",
+        ] {
+            assert!(!looks_like_job_id(other), "{other}");
+        }
     }
 
     #[test]

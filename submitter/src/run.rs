@@ -772,6 +772,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn job_ids_have_the_shape_agents_recognise() {
+        for name in ["wordcount", "a", "my-job_2"] {
+            let id = new_job_id(name);
+            assert!(ipdc_common::protocol::looks_like_job_id(&id), "{id}");
+        }
+    }
+
+    #[test]
     fn splits_follow_the_slots_and_only_the_input_size_can_pass_the_task_limit() {
         const MIB: u64 = 1 << 20;
         // Two splits per slot: agents of 2 and 3 slots, 100 MiB.
