@@ -50,7 +50,24 @@ impl ConfigFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(Self::default()),
             Err(e) => return Err(format!("cannot read the config file {}: {e}", path.display())),
         };
-        let settings = toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+        let mut settings: Settings =
+            toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+        // Paths in the file are relative to the file's folder, not to
+        // wherever the agent was started.
+        let base = path.parent().unwrap_or(Path::new(""));
+        let s = &mut settings;
+        for p in [
+            &mut s.password_file,
+            &mut s.tls_ca,
+            &mut s.tls_cert,
+            &mut s.tls_key,
+            &mut s.work_dir,
+            &mut s.cluster_key,
+        ] {
+            if let Some(rel) = p.as_mut().filter(|p| p.is_relative()) {
+                *rel = base.join(&*rel);
+            }
+        }
         Ok(ConfigFile { settings })
     }
 }
@@ -248,6 +265,19 @@ mod tests {
         let missing = Path::new("/nonexistent/agent.toml");
         assert!(ConfigFile::load(missing, false).is_ok());
         assert!(ConfigFile::load(missing, true).unwrap_err().contains("/nonexistent/agent.toml"));
+    }
+
+    #[test]
+    fn paths_in_the_file_are_relative_to_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "cluster_key = \"cluster.key\"\nwork_dir = \"work\"\npython = \"python3\"\ntls_ca = \"/etc/ca.pem\"\n")
+            .unwrap();
+        let s = ConfigFile::load(&path, true).unwrap().settings;
+        assert_eq!(s.cluster_key, Some(dir.path().join("cluster.key")));
+        assert_eq!(s.work_dir, Some(dir.path().join("work")));
+        assert_eq!(s.tls_ca, Some(PathBuf::from("/etc/ca.pem")), "absolute paths stay");
+        assert_eq!(s.python.as_deref(), Some("python3"), "a command, looked up in PATH, stays");
     }
 
     #[test]

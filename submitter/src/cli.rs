@@ -39,7 +39,7 @@ pub enum Command {
     },
     /// Make a new cluster key file (32 random bytes) for `cluster_key`.
     Keygen {
-        /// Where to write it (refuses to overwrite).
+        /// Where to write it (never replaces a file).
         file: PathBuf,
     },
 }
@@ -93,25 +93,25 @@ pub struct RunArgs {
     pub local: Option<usize>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// Input file (overrides `input` in ipdc.toml).
+    /// Input file (overrides `input` in ipdc.toml) [default: <job>/data.dat].
     #[arg(long)]
     pub input: Option<PathBuf>,
     /// Run on a file already in IPFS (added with `ipfs add`, any CID version) instead of uploading one.
     #[arg(long, value_name = "CID", conflicts_with = "input")]
     pub input_cid: Option<String>,
-    /// Mapper file (overrides `map`).
+    /// Mapper file (overrides `map`) [default: <job>/Map.py].
     #[arg(long)]
     pub map: Option<PathBuf>,
-    /// Reducer file (overrides `reduce`).
+    /// Reducer file (overrides `reduce`) [default: <job>/Reduce.py].
     #[arg(long)]
     pub reduce: Option<PathBuf>,
     /// Number of agents K to use (overrides `workers`; default: all capable, or N with --local).
     #[arg(long, short = 'k')]
     pub workers: Option<usize>,
-    /// Number of reduce tasks R, one output part each (overrides `reducers`).
+    /// Number of reduce tasks R, one output part each (overrides `reducers`) [default: 1].
     #[arg(long, short = 'r')]
     pub reducers: Option<u32>,
-    /// Run the combiner on each map's output (overrides `combiner`).
+    /// Run the combiner on each map's output (overrides `combiner`; default: off).
     #[arg(long, overrides_with = "no_combiner")]
     pub combiner: bool,
     /// Do not run a combiner.
@@ -123,22 +123,22 @@ pub struct RunArgs {
     /// Native executor for agents without Python (overrides `native` in ipdc.toml).
     #[arg(long, value_name = "NAME")]
     pub native_fallback: Option<String>,
-    /// Memory budget per task for sort/spill buffers, MiB (overrides `memory_mb`).
+    /// Memory budget per task for sort/spill buffers, MiB (overrides `memory_mb`) [default: 64].
     #[arg(long)]
     pub memory_mb: Option<u64>,
-    /// Output folder (overrides `output`; default: <job>/output).
+    /// Output folder (overrides `output`) [default: <job>/output].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Do not run backup attempts of straggling tasks (overrides `speculative`).
     #[arg(long)]
     pub no_speculative: bool,
-    /// Wall-clock limit of each task's user code, seconds (overrides `task_timeout_secs`).
+    /// Wall-clock limit of each task's user code, seconds (overrides `task_timeout_secs`) [default: 3600].
     #[arg(long, value_name = "SECS")]
     pub task_timeout: Option<u64>,
-    /// Memory limit of each task's user code, MiB (overrides `task_memory_mb`).
+    /// Memory limit of each task's user code, MiB (overrides `task_memory_mb`) [default: 1024].
     #[arg(long, value_name = "MB")]
     pub task_memory_mb: Option<u64>,
-    /// Replace the output folder if it exists (only once the new result is complete).
+    /// Replace an earlier result (a folder holding _SUCCESS) at the output path, once the new one is complete.
     #[arg(long)]
     pub overwrite: bool,
     /// Seconds to wait for enough capable agents.

@@ -48,7 +48,23 @@ fn load_file(args: &ClusterArgs) -> Result<SubmitFile, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(SubmitFile::default()),
         Err(e) => return Err(format!("cannot read the config file {}: {e}", path.display())),
     };
-    toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+    let mut file: SubmitFile =
+        toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+    // Paths in the file are relative to the file's folder, not to wherever
+    // the command runs.
+    let base = path.parent().unwrap_or(Path::new(""));
+    for p in [
+        &mut file.password_file,
+        &mut file.tls_ca,
+        &mut file.tls_cert,
+        &mut file.tls_key,
+        &mut file.cluster_key,
+    ] {
+        if let Some(rel) = p.as_mut().filter(|p| p.is_relative()) {
+            *rel = base.join(&*rel);
+        }
+    }
+    Ok(file)
 }
 
 /// Flags/env over the file over defaults.
@@ -119,6 +135,17 @@ mod tests {
         assert_eq!(c.mqtt.username.as_deref(), Some("alice"));
         std::fs::write(&path, "borker = 1\n").unwrap();
         assert!(connection(&args).unwrap_err().contains("borker"));
+    }
+
+    #[test]
+    fn paths_in_the_file_are_relative_to_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "secret\n").unwrap();
+        let path = dir.path().join("submit.toml");
+        std::fs::write(&path, "password_file = \"pw\"\ncluster_key = \"keys/cluster.key\"\n").unwrap();
+        let file = load_file(&ClusterArgs { config: Some(path), ..Default::default() }).unwrap();
+        assert_eq!(file.password_file, Some(dir.path().join("pw")));
+        assert_eq!(file.cluster_key, Some(dir.path().join("keys/cluster.key")));
     }
 
     #[test]
