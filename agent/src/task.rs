@@ -63,7 +63,12 @@ impl TaskError {
 
 impl From<io::Error> for TaskError {
     fn from(e: io::Error) -> Self {
-        TaskError::new(e.to_string())
+        match e.kind() {
+            io::ErrorKind::StorageFull => TaskError::new(format!(
+                "the agent's disk is full ({e}): free space where its work_dir is, or set work_dir to a larger disk"
+            )),
+            _ => TaskError::new(e.to_string()),
+        }
     }
 }
 
@@ -494,6 +499,13 @@ impl RecordSink for PartWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_is_named_as_such() {
+        let e: TaskError = io::Error::from_raw_os_error(28).into(); // ENOSPC
+        assert!(e.error.starts_with("the agent's disk is full (No space left on device"), "{}", e.error);
+        assert!(e.error.contains("work_dir"), "{}", e.error);
+    }
 
     fn code(force: Option<&str>, fallback: Option<&str>) -> CodeSpec {
         CodeSpec {
