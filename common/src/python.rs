@@ -1182,6 +1182,24 @@ def reduce(key, values):
     }
 
     #[test]
+    fn a_str_is_not_taken_for_a_pair() {
+        // `yield word` for `yield word, 1`: "ab" would unpack as key "a",
+        // value "b"; refused, in map() and in reduce() alike.
+        let j = job(&[
+            ("Map.py", "def map(line):\n    for w in line.split():\n        yield w\n"),
+            ("Reduce.py", "def reduce(k, vs):\n    yield k\n"),
+        ]);
+        let e = j.exec.run_map(&j.path("Map.py"), None, &b"ab\n"[..], &mut Vec::new()).unwrap_err();
+        let ExecError::User { summary, .. } = &e else { panic!("{e:?}") };
+        assert!(summary.contains("a str, not a (key, value) pair: yield key, value"), "{summary}");
+        assert!(summary.contains("on line 1 of this split"), "{summary}");
+        let recs = vec![(b"sab".to_vec(), b"j1".to_vec())];
+        let e = j.exec.run_reduce(&j.path("Reduce.py"), &mut Sorted(recs, 0), &mut Vec::new()).unwrap_err();
+        let ExecError::User { summary, .. } = &e else { panic!("{e:?}") };
+        assert!(summary.contains("a str, not a (key, value) pair"), "{summary}");
+    }
+
+    #[test]
     fn a_key_over_the_size_limit_is_the_users_error() {
         let map = "def map(line):\n    yield 'k' * (17 << 20), 1\n";
         let j = job(&[("Map.py", map)]);

@@ -464,6 +464,12 @@ def _encodable(keys):
     return True
 
 
+# A str of two characters unpacks as a (key, value) pair: refused, as it is
+# almost always `yield word` where `yield word, 1` was meant.
+_TEXT = (str, bytes, bytearray)
+_NOT_A_PAIR = "a %s, not a (key, value) pair: yield key, value"
+
+
 def _map_failure(e, lineno, line):
     """The Failure for exception `e` raised while mapping line `lineno`."""
     if isinstance(e, Failure):
@@ -532,7 +538,10 @@ class Output:
         try:
             res = fn(key, values)
             if res is not None:
-                for k, v in res:
+                for pair in res:
+                    k, v = pair
+                    if type(pair) is not tuple and isinstance(pair, _TEXT):
+                        raise ValueError(_NOT_A_PAIR % type(pair).__name__)
                     _frame_one(buf, kb if k is key else encode(k, "key"), encode(v, "value"))
                     n += 1
         except Exception as e:
@@ -632,6 +641,8 @@ class Mapper:
                     continue
                 for pair in res:
                     k, v = pair
+                    if type(pair) is not tuple and isinstance(pair, _TEXT):
+                        raise ValueError(_NOT_A_PAIR % type(pair).__name__)
                     self.nout += 1
                     if plain is not False:
                         plain = type(pair) is tuple and type(k) is str and (type(v) is int or type(v) is str)
