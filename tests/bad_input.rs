@@ -2,6 +2,7 @@
 //! says what to do — and never a hang, and never a result-looking folder.
 
 use std::path::Path;
+use std::process::Command;
 
 use ipdc_tests::*;
 
@@ -86,6 +87,18 @@ fn a_traceback_names_the_users_own_file_names() {
 }
 
 #[test]
+fn a_mapper_named_like_a_module_the_runner_imports_still_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    job(tmp.path(), MAP, REDUCE, "a b a\n");
+    let map = tmp.path().join("json.py");
+    std::fs::write(&map, MAP).unwrap();
+    let out = tmp.path().join("result");
+    let (ok, t) = run(tmp.path(), &["--map", map.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(ok, "{t}");
+    assert_eq!(std::fs::read_to_string(out.join("part-00000")).unwrap(), "a\t2\nb\t1\n");
+}
+
+#[test]
 fn a_key_json_cannot_encode_is_reported() {
     let tmp = tempfile::tempdir().unwrap();
     job(tmp.path(), "def map(line):\n    yield {1, 2}, 1\n", REDUCE, "a\n");
@@ -123,21 +136,24 @@ fn an_unreachable_broker_is_reported() {
     assert!(t.contains("cannot reach the MQTT broker mqtt://127.0.0.1:1"), "{t}");
 }
 
-/// A job whose map() never returns, writing its process id to `pid_file` first.
+/// A job whose map() starts a child process (`sleep`) and never returns,
+/// writing both process ids to `pid_file` first.
 fn spinning_job(dir: &Path, pid_file: &Path) {
     let map = format!(
-        "import os\ndef map(line):\n    open({:?}, 'w').write(str(os.getpid()))\n    while True:\n        pass\n    yield line, 1\n",
+        "import os, subprocess\ndef map(line):\n    child = subprocess.Popen(['sleep', '300'])\n    open({:?}, 'w').write('%d %d' % (os.getpid(), child.pid))\n    while True:\n        pass\n    yield line, 1\n",
         pid_file.to_str().unwrap()
     );
     job(dir, &map, REDUCE, "a b\n");
 }
 
-/// The process id the spinning map wrote, once it is running.
-fn runner_pid(pid_file: &Path) -> u32 {
+/// The process ids the spinning map wrote (its own, its child's), once it runs.
+fn runner_pids(pid_file: &Path) -> (u32, u32) {
     wait_until("the map to start", std::time::Duration::from_secs(20), || {
-        std::fs::read_to_string(pid_file).is_ok_and(|t| !t.is_empty())
+        std::fs::read_to_string(pid_file).is_ok_and(|t| t.contains(' '))
     });
-    std::fs::read_to_string(pid_file).unwrap().parse().unwrap()
+    let text = std::fs::read_to_string(pid_file).unwrap();
+    let (a, b) = text.split_once(' ').unwrap();
+    (a.parse().unwrap(), b.parse().unwrap())
 }
 
 /// True once `pid` has exited (a zombie waiting for its new parent counts).
@@ -158,7 +174,7 @@ fn ctrl_c_stops_a_local_job_and_leaves_nothing_behind() {
     let out = tmp.path().join("result");
     let args = ["run", "--local", "1", dir.to_str().unwrap(), "--out", out.to_str().unwrap()];
     let mut p = spawn(&bin("ipdc-submit"), &args, &[("TMPDIR", scratch.to_str().unwrap())]);
-    let pid = runner_pid(&pid_file);
+    let (pid, child) = runner_pids(&pid_file);
     let status =
         std::process::Command::new("kill").args(["-INT", &p.child.id().to_string()]).status().unwrap();
     assert!(status.success());
@@ -170,6 +186,9 @@ fn ctrl_c_stops_a_local_job_and_leaves_nothing_behind() {
         p.output()
     );
     wait_until("the user's code to be stopped", std::time::Duration::from_secs(5), || gone(pid));
+    wait_until("what the user's code started to be stopped", std::time::Duration::from_secs(5), || {
+        gone(child)
+    });
     let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "the local cluster's folder is removed: {left:?}");
     let beside: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
@@ -189,9 +208,12 @@ fn the_users_code_dies_with_a_killed_agent() {
     spinning_job(&dir, &pid_file);
     let out = tmp.path().join("result");
     let mut p = submit_bg(&["--local", "1", dir.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    let pid = runner_pid(&pid_file);
+    let (pid, child) = runner_pids(&pid_file);
     p.kill9();
     wait_until("the user's code to be stopped", std::time::Duration::from_secs(5), || gone(pid));
+    // What it started lives on (the parent-death signal reaches the runner
+    // only; under systemd the unit's cgroup is stopped with the agent).
+    let _ = Command::new("kill").args(["-KILL", &child.to_string()]).status();
 }
 
 #[test]

@@ -138,7 +138,8 @@ impl Settings {
             None => {}
         }
         if let Some(w) = self.work_dir {
-            c.work_dir = w;
+            // Absolute: tasks run in folders below it, and name files in it.
+            c.work_dir = std::path::absolute(&w).map_err(|e| format!("work_dir {}: {e}", w.display()))?;
         }
         c.python = match self.python.as_deref() {
             Some("none") | Some("") => None,
@@ -276,6 +277,10 @@ mod tests {
         let s = ConfigFile::load(&path, true).unwrap().settings;
         assert_eq!(s.cluster_key, Some(dir.path().join("cluster.key")));
         assert_eq!(s.work_dir, Some(dir.path().join("work")));
+        // A relative one from a flag (or a file named by a relative path) is
+        // made absolute against the current folder.
+        let c = Settings { work_dir: Some("rel/work".into()), ..Default::default() }.into_config().unwrap();
+        assert_eq!(c.work_dir, std::env::current_dir().unwrap().join("rel/work"));
         assert_eq!(s.tls_ca, Some(PathBuf::from("/etc/ca.pem")), "absolute paths stay");
         assert_eq!(s.python.as_deref(), Some("python3"), "a command, looked up in PATH, stays");
     }

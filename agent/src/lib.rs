@@ -234,9 +234,25 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     }
 
     info!("agent {} stopping", config.name);
-    for (_, (handle, cancel)) in state.running.drain() {
-        cancel.cancel();
-        handle.abort();
+    // Cancelled tasks kill their process groups (the user's code and what it
+    // started) within milliseconds; wait for that before going, as the
+    // process may exit right after (`ipdc-submit --local` does).
+    let handles: Vec<_> = state
+        .running
+        .drain()
+        .map(|(_, (handle, cancel))| {
+            cancel.cancel();
+            handle
+        })
+        .collect();
+    let aborts: Vec<_> = handles.iter().map(|h| h.abort_handle()).collect();
+    let stopped = async {
+        for h in handles {
+            let _ = h.await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(3), stopped).await.is_err() {
+        aborts.iter().for_each(|a| a.abort()); // e.g. still fetching: nothing of the user's runs yet
     }
     // Say goodbye ourselves: a clean disconnect does not fire the Last Will.
     let offline = state.sealer.seal(&AgentStatus::offline(&config.name).encode());

@@ -197,7 +197,11 @@ fn budget_bytes(ctx: &TaskContext, task: &Task) -> usize {
 /// Fetches a code file into the attempt's folder, under `name` (the user's
 /// own file name when it is safe: see `CodeFiles::checked`).
 async fn fetch_code(ctx: &TaskContext, cid: &str, dir: &Path, name: &str) -> Result<PathBuf, TaskError> {
-    let path = dir.join(name);
+    // A folder of their own: beside the runner (its sys.path[0]), a user's
+    // `json.py` would be what the runner imports as `json`.
+    let code = dir.join("code");
+    tokio::fs::create_dir_all(&code).await?;
+    let path = code.join(name);
     ctx.ipfs.cat_to_scratch_file(cid, &path).await?;
     Ok(path)
 }

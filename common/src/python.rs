@@ -422,7 +422,9 @@ impl PythonExecutor {
         if self.cancel.is_cancelled() {
             return Err(ExecError::Cancelled { stage });
         }
-        let runner = self.workdir.join(RUNNER_FILE_NAME);
+        // Absolute: the runner starts in `workdir`, where a relative path
+        // would be looked up again.
+        let runner = std::path::absolute(self.workdir.join(RUNNER_FILE_NAME))?;
         std::fs::write(&runner, RUNNER_PY).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot write the Python runner to {}: {e}", runner.display()))
         })?;

@@ -116,6 +116,9 @@ struct TaskEntry {
     done: Option<Done>,
     /// Agents on which an attempt failed; tried last.
     failed_on: Vec<String>,
+    /// Attempts given up on because their agent looked lost: one that
+    /// finishes after all still counts while the task has no result.
+    dropped: Vec<Attempt>,
     /// The error of the last failed attempt, to tell the user once, not
     /// once per attempt, when every attempt fails the same way.
     last_error: Option<String>,
@@ -131,6 +134,7 @@ impl TaskEntry {
             running: Vec::new(),
             done: None,
             failed_on: Vec::new(),
+            dropped: Vec::new(),
             last_error: None,
         }
     }
@@ -295,10 +299,24 @@ impl Controller {
         }
         let Some((is_map, idx)) = self.find(&ev.task) else { return actions };
         let entry = if is_map { &mut self.maps[idx] } else { &mut self.reduces[idx] };
-        let Some(pos) = entry.running.iter().position(|a| a.attempt == ev.attempt && a.agent == ev.agent)
-        else {
-            // Not running: a late or duplicated report. A finished loser still gets cancelled.
-            return actions;
+        let same = |a: &Attempt| a.attempt == ev.attempt && a.agent == ev.agent;
+        let pos = match entry.running.iter().position(same) {
+            Some(pos) => pos,
+            None => {
+                // A late or duplicated report, ignored, unless it is the
+                // result of an attempt given up on (its agent looked lost,
+                // e.g. through a broker restart) and the task still needs one.
+                let late_result = matches!(ev.kind, EventKind::Done { .. }) && entry.done.is_none();
+                let Some(d) = entry.dropped.iter().position(same).filter(|_| late_result) else {
+                    return actions;
+                };
+                let attempt = entry.dropped.remove(d);
+                if let Some(a) = self.agents.get_mut(&attempt.agent) {
+                    a.running += 1; // released again below, with the result
+                }
+                entry.running.push(attempt);
+                entry.running.len() - 1
+            }
         };
         match &ev.kind {
             EventKind::Accepted => {
@@ -390,7 +408,10 @@ impl Controller {
             slots.running = 0;
         }
         for t in self.maps.iter_mut().chain(self.reduces.iter_mut()) {
-            t.running.retain(|a| a.agent != agent);
+            let (gone, kept): (Vec<Attempt>, Vec<Attempt>) =
+                t.running.drain(..).partition(|a| a.agent == agent);
+            t.running = kept;
+            t.dropped.extend(gone);
         }
     }
 
@@ -404,6 +425,26 @@ impl Controller {
                     AGENTS_BACK_MS / 1000
                 ),
             });
+        }
+    }
+
+    /// The submitter's own connection to the broker is back after an
+    /// outage, during which it heard nothing (ticks were skipped): what the
+    /// agents did not acknowledge or answer meanwhile is not their fault, so
+    /// the clocks of those waits start again.
+    pub fn on_reconnect(&mut self, now_ms: u64) {
+        for t in self.maps.iter_mut().chain(self.reduces.iter_mut()) {
+            for a in t.running.iter_mut() {
+                if !a.accepted {
+                    a.since_ms = now_ms;
+                    a.last_sent_ms = 0; // sent again at the next tick
+                }
+                a.last_query_ms = now_ms;
+                a.unanswered = 0;
+            }
+        }
+        if self.all_lost_since.is_some() {
+            self.all_lost_since = Some(now_ms);
         }
     }
 
@@ -958,6 +999,44 @@ mod tests {
         assert_eq!(c.phase(), Phase::Reduce);
         // Far past the wait: nothing fails, b is back.
         assert!(c.tick(200_000).iter().all(|a| !matches!(a, Action::Failed { .. })));
+    }
+
+    #[test]
+    fn the_submitters_own_outage_is_not_blamed_on_the_agents() {
+        let mut c = Controller::new(plan(1, 1), &[("a".into(), 1)]);
+        let (a1, t1) = assigns(&c.start(0)).remove(0);
+        // Disconnected from 1 s to 40 s: no ticks, no acknowledgement heard.
+        c.on_reconnect(40_000);
+        let actions = c.tick(40_250);
+        assert_eq!(
+            assigns(&actions),
+            vec![(a1.clone(), t1.clone())],
+            "sent again, not given up: {actions:?}"
+        );
+        assert!(warnings(&actions).is_empty(), "{actions:?}");
+        c.on_event(&ev(&t1, &a1, EventKind::Accepted), 40_300);
+        assert!(c.tick(50_000).iter().all(|a| !matches!(a, Action::Failed { .. })));
+    }
+
+    #[test]
+    fn a_result_from_an_attempt_given_up_on_still_counts() {
+        // The agent only looked lost (a broker restart): its attempt ran on.
+        let mut c = Controller::new(plan(1, 1), &[("a".into(), 1), ("b".into(), 1)]);
+        let (a1, t1) = assigns(&c.start(0)).remove(0);
+        let (a2, t2) = assigns(&c.on_agent_lost(&a1, 100)).remove(0);
+        assert_ne!(a1, a2);
+        let actions = c.on_event(&done(&t1, &a1, 1), 200);
+        assert_eq!(c.progress().maps_done, 1, "{actions:?}");
+        assert!(
+            actions.contains(&Action::Cancel {
+                agent: a2.clone(),
+                task: t2.task.clone(),
+                attempt: t2.attempt
+            }),
+            "the second attempt is cancelled: {actions:?}"
+        );
+        // The first result stays the one; a duplicate changes nothing.
+        assert!(c.on_event(&done(&t1, &a1, 1), 300).is_empty());
     }
 
     #[test]

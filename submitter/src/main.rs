@@ -52,11 +52,11 @@ async fn run_command(args: cli::RunArgs) -> Result<(), String> {
             };
             opts.local_store = Some(local.store()); // reference the input, do not send or copy it
             opts.local_agents = Some(n);
-            let result = until_stopped(run::run(&spec, &conn, &opts)).await;
+            let result = until_stopped(run::run(&spec, &conn, &opts), &spec.out).await;
             local.stop().await; // cancels the agents' tasks; the folder goes with `local`
             result
         }
-        None => until_stopped(run::run(&spec, &settings::connection(&args.cluster)?, &opts)).await,
+        None => until_stopped(run::run(&spec, &settings::connection(&args.cluster)?, &opts), &spec.out).await,
     }
 }
 
@@ -64,7 +64,11 @@ async fn run_command(args: cli::RunArgs) -> Result<(), String> {
 /// job is dropped where it stands: its temporary output folder is removed,
 /// and its MQTT connection closes without a goodbye, so the broker publishes
 /// its Last Will and the agents drop its tasks. A second signal exits at once.
-async fn until_stopped(job: impl std::future::Future<Output = Result<(), String>>) -> Result<(), String> {
+async fn until_stopped(
+    job: impl std::future::Future<Output = Result<(), String>>,
+    out: &std::path::Path,
+) -> Result<(), String> {
+    let started = std::time::SystemTime::now();
     tokio::select! {
         result = job => result,
         () = hub::shutdown_signal() => {
@@ -72,6 +76,12 @@ async fn until_stopped(job: impl std::future::Future<Output = Result<(), String>
                 hub::shutdown_signal().await;
                 std::process::exit(130);
             });
+            // Stopped while saying goodbye to the broker: the result is whole.
+            let written = std::fs::metadata(out.join("_SUCCESS")).and_then(|m| m.modified()).is_ok_and(|t| t >= started);
+            if written {
+                println!("stopped after the result was written; output: {}", out.display());
+                return Ok(());
+            }
             Err("stopped (Ctrl-C or SIGTERM): the job's tasks are dropped; no output was written".into())
         }
     }

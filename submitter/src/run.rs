@@ -217,7 +217,10 @@ impl Session {
                     }
                 } else if p.topic.ends_with("/status") {
                     match self.status_opener.open(&p.payload, now_ms()).map(AgentStatus::decode) {
-                        Ok(Ok(s)) => self.directory.update(s),
+                        Ok(Ok(s)) => {
+                            self.refused.remove(&s.agent);
+                            self.directory.update(s);
+                        }
                         Ok(Err(e)) => debug!("ignored a status on {}: {e}", p.topic),
                         Err(Rejected::Replayed) => {}
                         Err(why) => {
@@ -566,10 +569,14 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
         if opts.local_store.is_some() {
             return Err(e);
         }
-        // The parts stay in IPFS: say where, so that nothing is lost.
+        // The parts are still in IPFS for a while: say where.
         let listed: Vec<String> =
             parts.iter().enumerate().map(|(i, (cid, _))| format!("part-{i:05} {cid}")).collect();
-        return Err(format!("{e}\nthe result's parts are in IPFS: {}", listed.join(", ")));
+        return Err(format!(
+            "{e}\nthe result's parts are still in IPFS, unpinned on the agents that made them (fetch them with \
+             `ipfs cat CID` before those nodes collect garbage): {}",
+            listed.join(", ")
+        ));
     }
     let total_ms = t0.elapsed().as_millis() as u64;
     let _ = t_out;
@@ -604,11 +611,22 @@ pub async fn drive(
     let actions = ctl.start(now_ms());
     let mut outcome = apply(session, cluster, job, actions);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut was_connected = true;
     while outcome.is_none() {
         tokio::select! {
             r = session.poll_once() => if let Err(e) = r { debug!("{e}") },
             _ = tick.tick() => {
                 let now = now_ms();
+                // While this submitter cannot hear the broker, the silence of
+                // the agents tells nothing: the controller's clocks wait.
+                if !session.connected {
+                    was_connected = false;
+                    continue;
+                }
+                if !was_connected {
+                    was_connected = true;
+                    ctl.on_reconnect(now);
+                }
                 let mut actions = ctl.tick(now);
                 for s in picked {
                     // An agent whose IPFS node stopped answering is as good as
