@@ -16,6 +16,9 @@ pub async fn list(conn: &Connection, json: bool) -> Result<(), String> {
     if json {
         let all: Vec<_> = dir.all().collect();
         println!("{}", serde_json::to_string_pretty(&all).expect("statuses serialize"));
+        if !note.is_empty() {
+            eprintln!("{}", note.trim_start_matches('\n')); // stdout stays JSON
+        }
         return Ok(());
     }
     print!("{}", table(&dir, now_ms()));
