@@ -86,7 +86,8 @@ async fn check_ipfs(api: &str) -> Result<String, String> {
 /// Makes `dir` and writes a file in it: tasks will need both.
 pub fn check_work_dir(dir: &std::path::Path) -> Result<String, String> {
     const HINT: &str = "set work_dir (the packaged service may write only below /var/lib/ipdc: \
-        list another folder in ReadWritePaths= with `systemctl edit ipdc-agent`)";
+        make another folder the ipdc user's and list it under [Service] as ReadWritePaths= \
+        with `systemctl edit ipdc-agent`)";
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create it: {e}; {HINT}"))?;
     let probe = dir.join(".ipdc-check");
     std::fs::write(&probe, b"ok").map_err(|e| format!("not writable: {e}; {HINT}"))?;
