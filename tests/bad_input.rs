@@ -33,6 +33,16 @@ fn a_missing_input_file_is_named() {
 }
 
 #[test]
+fn an_input_cid_under_local_is_refused_with_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    job(tmp.path(), MAP, REDUCE, "a\n");
+    let cid = "bafkreicfoidd6qzcixjjdamz2zuw4lwaoxlgraq3ned6nf3rcetdyigwyq";
+    let (ok, t) = run(tmp.path(), &["--input-cid", cid]);
+    assert!(!ok);
+    assert!(t.contains("--local starts an empty store: give the file with --input"), "{t}");
+}
+
+#[test]
 fn an_empty_input_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     job(tmp.path(), MAP, REDUCE, "");

@@ -33,6 +33,9 @@ async fn run_command(args: cli::RunArgs) -> Result<(), String> {
     let mut opts = run::RunOptions { overwrite: args.overwrite, ..Default::default() };
     opts.wait = std::time::Duration::from_secs(args.wait);
     match args.local {
+        Some(_) if spec.input_cid.is_some() => Err(
+            "--input-cid needs a cluster's IPFS, and --local starts an empty store: give the file with --input".into(),
+        ),
         Some(n) if spec.workers.is_some_and(|k| k > n) => Err(format!(
             "the job asks for {} workers but --local {n} starts {n} agents: lower --workers or raise --local",
             spec.workers.unwrap_or_default()

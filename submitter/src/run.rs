@@ -400,7 +400,7 @@ async fn pick_agents(
         }
         if !said_waiting && start.elapsed() > Duration::from_secs(1) {
             println!(
-                "waiting up to {} s for {} capable agent(s) ({} online)...",
+                "waiting up to {} s for {} capable agent(s) ({} so far)...",
                 wait.as_secs(),
                 spec.workers.map(|k| k.to_string()).unwrap_or_else(|| "1".into()),
                 capable.len()
