@@ -26,6 +26,7 @@ stderr ends with exactly one protocol line:
                 RLIMIT_AS memory limit: the summary starts "MemoryError: ")
 """
 
+import dis
 import importlib.util
 import json
 import os
@@ -352,6 +353,46 @@ def is_generator_function(fn):
     return type(fn) is FunctionType and bool(fn.__code__.co_flags & _CO_GENERATOR)
 
 
+def _code_of(fn):
+    return fn.__func__.__code__ if type(fn) is MethodType else fn.__code__
+
+
+def yields_only_key_one_pairs(fn):
+    """The code object of generator function `fn` when every value it can
+    yield is a tuple of two, built right where it is yielded, whose second
+    item is the int constant 1 (`yield word, 1`); else None.
+
+    The proof reads the bytecode: each YIELD_VALUE must follow
+    `LOAD_CONST 1; BUILD_TUPLE 2` with no jump landing on the BUILD_TUPLE
+    or the YIELD_VALUE (which could arrive with another value on the
+    stack). Anything else (`yield from`, a tuple from a variable, another
+    Python's bytecode) is simply not proven, and the batch's pairs are
+    checked one by one instead. With the proof only the keys need checking:
+    this saves five of the seven passes over a batch's pairs."""
+    if not is_generator_function(fn):
+        return None
+    code = _code_of(fn)
+    try:
+        ins = list(dis.get_instructions(code))
+    except Exception:
+        return None
+    yields = 0
+    for i, op in enumerate(ins):
+        if op.opname != "YIELD_VALUE":
+            continue
+        if i < 2:
+            return None
+        tup, one = ins[i - 1], ins[i - 2]
+        if op.is_jump_target or tup.is_jump_target:
+            return None
+        if tup.opname != "BUILD_TUPLE" or tup.arg != 2:
+            return None
+        if one.opname not in ("LOAD_CONST", "LOAD_SMALL_INT") or type(one.argval) is not int or one.argval != 1:
+            return None
+        yields += 1
+    return code if yields else None
+
+
 def gather(fn, args_lists):
     """Everything fn(*args) yields for each args in turn, flattened in order
     (a call returning None yields nothing), driven in C; None when a call
@@ -568,6 +609,8 @@ class Mapper:
         # Whether to try the fast way: None until a batch (mapped the careful
         # way) showed map()'s output; False once it was not plain.
         self.fast = None
+        # map()'s code when it provably yields only (key, 1) pairs.
+        self.key_one_code = yields_only_key_one_pairs(map_fn) if combine_fn is not None else None
         self.lines_done = 0  # lines of the batches before this one
         self.nout = 0  # map() output pairs
         self.ncomb = 0  # combine() output records
@@ -598,6 +641,12 @@ class Mapper:
         if pairs is None:
             self.fast = False
             return False
+        if self.key_one_code is not None and _code_of(self.map_fn) is self.key_one_code:
+            keys = list(map(_first, pairs))
+            if countOf(map(type, keys), str) == len(keys) and self.groups_to_counts():
+                self.counts.update(keys)
+                self.nout += len(keys)
+                return True
         plain = plain_pairs(pairs)
         if plain is None:
             self.fast = False

@@ -264,7 +264,89 @@ def main():
         assert got is not None and want in got, (fn.__name__, got)
         checked += 1
     checked += contract_cases()
+    checked += key_one_proof_cases()
     print("runner paths agree: %d cases" % checked)
+
+
+def key_one_proof_cases():
+    """Which map() functions the runner may treat as yielding only
+    (key, the int 1) pairs, skipping the per-pair checks of the values."""
+
+    def one_true_or_float(line, pick):
+        for w in line.split():
+            if pick == 0:
+                yield w, 1
+            elif pick == 1:
+                yield w, True
+            else:
+                yield w, 1.0
+
+    def two_values(line):
+        for w in line.split():
+            yield w, (1 if len(w) % 2 else 2)
+
+    def pair_in_a_variable(line):
+        for w in line.split():
+            pair = (w, 1)
+            yield pair
+
+    def yield_from(line):
+        yield from [(w, 1) for w in line.split()]
+
+    def three(line):
+        for w in line.split():
+            yield w, 1, 2
+
+    def constant_pair(line):
+        yield "lines", 1
+
+    class Words:
+        def map(self, line):
+            for w in line.split():
+                yield w.lower(), 1
+
+    proven = [words_ones, mixed_keys, int_keys, str_subclass_keys, Words().map]
+    not_proven = [
+        one_true_or_float,
+        two_values,
+        pair_in_a_variable,
+        yield_from,
+        three,
+        words_list_ones,
+        words_lengths,
+        sometimes_true,
+        surrogates,
+        none_on_blank,
+        constant_pair,  # one constant tuple: fine either way, but not this proof's shape
+        print,
+    ]
+    for fn in proven:
+        assert runner.yields_only_key_one_pairs(fn) is not None, fn
+    for fn in not_proven:
+        assert runner.yields_only_key_one_pairs(fn) is None, fn
+    # A proven map() whose code is swapped after the proof, between two
+    # batches the fast way, is checked pair by pair again: True must reach
+    # combine() as True, not counted as a 1.
+    def swapped(line):
+        for w in line.split():
+            yield w, 1
+
+    out = io.BytesIO()
+    mapper = runner.Mapper(swapped, list_combine, "combine", out)
+    assert mapper.key_one_code is not None
+    mapper.batch(["a b", "c"])  # the first batch, the careful way
+    mapper.batch(["a b", "c"])
+    assert mapper.fast and mapper.counts == {"a": 2, "b": 2, "c": 2}, mapper.counts
+    swapped.__code__ = sometimes_true.__code__
+    mapper.batch(["a b", "c"])
+    mapper.finish()
+    got = sorted(records(out.getvalue()))
+    assert got == [
+        ("a", ["int:1", "int:1", "bool:True"]),
+        ("b", ["int:1", "int:1", "int:1"]),
+        ("c", ["int:1", "int:1", "int:1"]),
+    ], got
+    return len(proven) + len(not_proven) + 1
 
 
 def reduce_blocks(recs, block=3):
