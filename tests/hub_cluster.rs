@@ -30,9 +30,10 @@ fn a_mixed_cluster_with_an_agent_without_python_gives_the_reference_counts() {
     assert_counts_eq(&got, &reference_counts(&input), "mixed cluster");
     // Both agents worked, and the one without Python ran the native fallback.
     let s = summary(&out_dir);
-    // About 2 splits per slot of the picked agents (2 + 3), not per agent:
-    // 16 MiB in 10 splits (4 or 2 per agent would give 8 or 4).
-    assert_eq!(s["map_tasks"], 10, "{s:#}");
+    // Splits per slot of the picked agents (2 + 3), not per agent: 16 MiB
+    // is too small for a second split per slot, so 5 splits (one per agent
+    // would give 2).
+    assert_eq!(s["map_tasks"], 5, "{s:#}");
     let tasks = s["tasks"].as_array().unwrap();
     let by = |agent: &str| tasks.iter().filter(|t| t["agent"] == agent).collect::<Vec<_>>();
     assert!(!by("py-1").is_empty() && !by("nopy-1").is_empty(), "{s:#}");

@@ -800,14 +800,18 @@ mod tests {
     #[test]
     fn splits_follow_the_slots_and_only_the_input_size_can_pass_the_task_limit() {
         const MIB: u64 = 1 << 20;
-        // Two splits per slot: agents of 2 and 3 slots, 100 MiB.
-        assert_eq!(splits_for(100 * MIB, [2, 3].into_iter()).len(), 10);
+        // Two splits per slot: agents of 2 and 3 slots, 400 MiB.
+        assert_eq!(splits_for(400 * MIB, [2, 3].into_iter()).len(), 10);
         // A slot count of 0 counts as 1.
-        assert_eq!(splits_for(100 * MIB, [0, 0].into_iter()).len(), 4);
+        assert_eq!(splits_for(400 * MIB, [0, 0].into_iter()).len(), 4);
         // A huge cluster (80 agents of 64 cores) or an absurd slot count stays
         // within the limit on 20 GiB ...
         let big = 20 << 30;
-        assert_eq!(splits_for(big, std::iter::repeat_n(64, 80)).len(), MAX_MAP_TASKS);
+        // (4 MiB splits: one per slot, the slots capped)
+        assert_eq!(
+            splits_for(big, std::iter::repeat_n(64, 80)).len(),
+            MAX_MAP_TASKS / SPLITS_PER_SLOT as usize
+        );
         assert!(splits_for(big, [u32::MAX, u32::MAX].into_iter()).len() <= MAX_MAP_TASKS);
         // ... and only an input over MAX_MAP_TASKS * 128 MiB needs more.
         assert!(splits_for(2 << 40, [1].into_iter()).len() > MAX_MAP_TASKS);

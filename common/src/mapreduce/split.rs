@@ -42,19 +42,26 @@ pub const MIN_SPLIT: u64 = 1 << 20;
 /// Largest split size [`plan_splits`] chooses (Hadoop's block size).
 pub const MAX_SPLIT: u64 = 128 << 20;
 /// How many splits per slot (a task an agent runs at a time: one per core
-/// by default) [`plan_splits`] aims for: more than one, so that a fast
-/// agent can take a slow one's second split, but no more, because every
-/// map task pays a fixed cost whatever its size (its combiner's table of
-/// the split's distinct keys built from empty, sorted and written, and one
-/// more sorted run for every reducer to merge). With 4 splits per agent
-/// that cost was 10-25% of a 32 MiB task's time (issue 6).
+/// by default) [`plan_splits`] aims for on a large input: more than one, so
+/// that a fast agent can take a slow one's second split, but no more,
+/// because every map task pays a fixed cost whatever its size (its
+/// combiner's table of the split's distinct keys built from empty, sorted
+/// and written, the interpreter's start, and one more sorted run for every
+/// reducer to merge). With 4 splits per agent that cost was 10-25% of a
+/// 32 MiB task's time (issue 6).
 pub const SPLITS_PER_SLOT: u64 = 2;
+/// The smallest split worth a second split per slot: below it the fixed
+/// cost of the extra task outweighs the slack (at 64 MiB on 2 slots, one
+/// split per slot made the Python job 8-9% faster), and a straggler is
+/// still covered by a backup attempt.
+pub const SLACK_MIN_SPLIT: u64 = 32 << 20;
 
 /// Cuts an input of `input_len` bytes into splits for agents with `slots`
 /// slots in all.
 ///
 /// The rule: the target split size is `ceil(input_len / (2 * slots))`
-/// (about 2 splits per slot), clamped to `[1 MiB, 128 MiB]`. The number of
+/// (about 2 splits per slot) when that is at least 32 MiB, else
+/// `ceil(input_len / slots)` (one per slot), clamped to `[1 MiB, 128 MiB]`. The number of
 /// splits is `n = ceil(input_len / size)`, and split `i` is
 /// `[input_len * i / n, input_len * (i + 1) / n)`, so all splits have
 /// nearly equal sizes, none larger than `size`. An empty input gives no
@@ -64,8 +71,10 @@ pub fn plan_splits(input_len: u64, slots: usize) -> Vec<Split> {
     if input_len == 0 {
         return Vec::new();
     }
-    let want = SPLITS_PER_SLOT * (slots.max(1) as u64);
-    let size = input_len.div_ceil(want).clamp(MIN_SPLIT, MAX_SPLIT);
+    let slots = slots.max(1) as u64;
+    let with_slack = input_len.div_ceil(SPLITS_PER_SLOT * slots);
+    let size = if with_slack >= SLACK_MIN_SPLIT { with_slack } else { input_len.div_ceil(slots) };
+    let size = size.clamp(MIN_SPLIT, MAX_SPLIT);
     let n = input_len.div_ceil(size);
     let at = |i: u64| ((input_len as u128 * i as u128) / n as u128) as u64;
     (0..n).map(|i| Split { index: i as u32, start: at(i), end: at(i + 1) }).collect()
@@ -319,10 +328,13 @@ mod tests {
         assert_eq!(plan_splits(10, 4), vec![Split { index: 0, start: 0, end: 10 }]);
         assert_eq!(plan_splits(MIN_SPLIT, 100).len(), 1);
         assert_eq!(plan_splits(MIN_SPLIT + 1, 100).len(), 2);
-        // 2 splits per slot in the adaptive range.
-        let len = 400 << 20;
-        let s = plan_splits(len, 10);
-        assert_eq!(s.len(), 20);
+        // 2 splits per slot when each still gets SLACK_MIN_SPLIT ...
+        assert_eq!(plan_splits(640 << 20, 10).len(), 20);
+        assert_eq!(plan_splits(256 << 20, 2).len(), 4);
+        // ... else one per slot: 64 MiB on 2 slots, 400 MiB on 10.
+        assert_eq!(plan_splits(64 << 20, 2).len(), 2);
+        assert_eq!(plan_splits(400 << 20, 10).len(), 10);
+        assert_eq!(plan_splits(3 << 20, 2).len(), 2);
         // Clamped to 128 MiB.
         let s = plan_splits(10 << 30, 1);
         assert_eq!(s.len(), 80);
