@@ -357,24 +357,34 @@ def _code_of(fn):
     return fn.__func__.__code__ if type(fn) is MethodType else fn.__code__
 
 
+# Opcodes that yield values from another iterator or awaitable.
+_DELEGATING = {"GET_YIELD_FROM_ITER", "YIELD_FROM", "SEND", "GET_AWAITABLE", "GET_AITER", "GET_ANEXT"}
+
+
 def yields_only_key_one_pairs(fn):
     """The code object of generator function `fn` when every value it can
     yield is a tuple of two, built right where it is yielded, whose second
     item is the int constant 1 (`yield word, 1`); else None.
 
     The proof reads the bytecode: each YIELD_VALUE must follow
-    `LOAD_CONST 1; BUILD_TUPLE 2` with no jump landing on the BUILD_TUPLE
-    or the YIELD_VALUE (which could arrive with another value on the
-    stack). Anything else (`yield from`, a tuple from a variable, another
-    Python's bytecode) is simply not proven, and the batch's pairs are
-    checked one by one instead. With the proof only the keys need checking:
-    this saves five of the seven passes over a batch's pairs."""
+    `LOAD_CONST 1; BUILD_TUPLE 2`, and nothing may land on the BUILD_TUPLE
+    or the YIELD_VALUE with another value on the stack: no jump, and no
+    line start either (a debugger's trace function can set `f_lineno`).
+    `yield from` in any form is refused (before 3.11 it has its own
+    opcode). Anything else (a tuple from a variable, another Python's
+    bytecode) is simply not proven, and the batch's pairs are checked one
+    by one instead. With the proof only the keys need checking: this saves
+    five of the seven passes over a batch's pairs."""
     if not is_generator_function(fn):
         return None
     code = _code_of(fn)
     try:
         ins = list(dis.get_instructions(code))
+        # Where the line changes: where setting f_lineno can land.
+        line_starts = {offset for offset, _ in dis.findlinestarts(code)}
     except Exception:
+        return None
+    if any(op.opname in _DELEGATING for op in ins):
         return None
     yields = 0
     for i, op in enumerate(ins):
@@ -383,7 +393,7 @@ def yields_only_key_one_pairs(fn):
         if i < 2:
             return None
         tup, one = ins[i - 1], ins[i - 2]
-        if op.is_jump_target or tup.is_jump_target:
+        if op.is_jump_target or tup.is_jump_target or op.offset in line_starts or tup.offset in line_starts:
             return None
         if tup.opname != "BUILD_TUPLE" or tup.arg != 2:
             return None
@@ -637,11 +647,14 @@ class Mapper:
 
     def fast_batch(self, lines):
         """Maps `lines` the fast way; False when the careful way must."""
+        # Checked before gather() makes the batch's generators (no user code
+        # runs in between): map() may change its own code while they run.
+        proven = self.key_one_code is not None and _code_of(self.map_fn) is self.key_one_code
         pairs = gather(self.map_fn, [lines])
         if pairs is None:
             self.fast = False
             return False
-        if self.key_one_code is not None and _code_of(self.map_fn) is self.key_one_code:
+        if proven:
             keys = list(map(_first, pairs))
             if countOf(map(type, keys), str) == len(keys) and self.groups_to_counts():
                 self.counts.update(keys)
