@@ -1,8 +1,8 @@
 //! Surviving failure: agents killed with SIGKILL in the map and in the
 //! reduce phase, the broker restarted mid-job, a slow agent (speculative
-//! backups), and user code that keeps failing. Real processes: Debian's
-//! Mosquitto, the embedded store of `ipdc-submit hub` as the IPFS API, and
-//! `ipdc-agent` processes.
+//! backups), an agent whose IPFS node stops answering, and user code that
+//! keeps failing. Real processes: Debian's Mosquitto, the embedded store of
+//! `ipdc-submit hub` as the IPFS API, and `ipdc-agent` processes.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -121,6 +121,53 @@ fn restarting_the_broker_mid_job_still_gives_the_reference() {
             a.output()
         );
     }
+}
+
+#[test]
+fn an_agent_whose_ipfs_node_stops_answering_is_left_out_until_it_answers_again() {
+    // i-1 reaches the store through a proxy the test cuts, as if its IPFS
+    // daemon stopped while it runs a map task.
+    let broker = Mosquitto::start("");
+    let store = Hub::start();
+    let mut proxy = TcpProxy::start(store.ipfs.trim_start_matches("http://"));
+    let via_proxy = format!("http://127.0.0.1:{}", proxy.port);
+    let agents = vec![
+        agent(&broker.url(), &via_proxy, "i-1", SLOWISH),
+        agent(&broker.url(), &store.ipfs, "i-2", SLOWISH),
+        agent(&broker.url(), &store.ipfs, "i-3", SLOWISH),
+    ];
+    let c = Cluster { broker, store, agents };
+    c.wait_online(&["i-1".into(), "i-2".into(), "i-3".into()]);
+    let input = corpus("16M");
+    let out = tempfile::tempdir().unwrap();
+    let out_dir = out.path().join("result");
+    let mut run = c.submit(&input, &out_dir, &["--workers", "3", "--reducers", "3", "--native", "wordcount"]);
+    c.agents[0].wait_for("/m-", Duration::from_secs(60));
+    proxy.cut();
+    let status = run.wait_exit(Duration::from_secs(120));
+    assert!(status.success(), "{}", run.output());
+    assert_counts_eq(&read_output(&out_dir, 3), &reference_counts(&input), "after an agent's IPFS stopped");
+    // The user is told which agent and why; its task ran again elsewhere,
+    // not counted as a failure.
+    let said = run.output();
+    assert!(said.contains("agent i-1 cannot use its IPFS node (unreachable: "), "{said}");
+    assert!(said.contains("will run again (not counted as a failure)"), "{said}");
+    assert!(!said.contains("failed on agent i-1"), "{said}");
+    c.agents[0].wait_for("this agent takes no tasks until it answers", Duration::from_secs(10));
+    // Its node answers again: it says so, and the next job gives it work.
+    proxy.restore();
+    c.agents[0].wait_for("answers", Duration::from_secs(10));
+    c.wait_online(&["i-1".into(), "i-2".into(), "i-3".into()]);
+    let small = corpus("4M");
+    let out_dir = out.path().join("again");
+    let mut run = c.submit(&small, &out_dir, &["--workers", "3", "--reducers", "3", "--native", "wordcount"]);
+    assert!(run.wait_exit(Duration::from_secs(120)).success(), "{}", run.output());
+    assert_counts_eq(&read_output(&out_dir, 3), &reference_counts(&small), "after its IPFS came back");
+    let s = summary(&out_dir);
+    let i1 = s["agents"].as_array().unwrap().iter().find(|a| a["agent"] == "i-1");
+    let tasks =
+        |a: &serde_json::Value| a["map_tasks"].as_u64().unwrap() + a["reduce_tasks"].as_u64().unwrap();
+    assert!(i1.is_some_and(|a| tasks(a) >= 1), "{s:#}");
 }
 
 #[test]

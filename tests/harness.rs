@@ -462,3 +462,86 @@ pub fn submit_bg(args: &[&str]) -> Proc {
     all.extend_from_slice(args);
     spawn(&bin("ipdc-submit"), &all, &[])
 }
+
+/// A TCP proxy on loopback in front of `target` ("127.0.0.1:PORT") that a
+/// test can cut, as if the service behind it stopped: every open connection
+/// is shut and the port refuses new ones until [`TcpProxy::restore`].
+pub struct TcpProxy {
+    pub port: u16,
+    target: String,
+    open: std::sync::Arc<Mutex<Vec<std::net::TcpStream>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TcpProxy {
+    pub fn start(target: &str) -> TcpProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a proxy port");
+        let port = listener.local_addr().unwrap().port();
+        let p =
+            TcpProxy { port, target: target.to_string(), open: Default::default(), stop: Default::default() };
+        p.serve(listener);
+        p
+    }
+
+    fn serve(&self, listener: std::net::TcpListener) {
+        use std::sync::atomic::Ordering;
+        listener.set_nonblocking(true).unwrap();
+        let (target, open, stop) = (self.target.clone(), self.open.clone(), self.stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let client = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                client.set_nonblocking(false).unwrap();
+                // Under the lock `cut` takes: a connection accepted as the
+                // proxy is cut is closed, not served.
+                let mut conns = open.lock().unwrap();
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(server) = std::net::TcpStream::connect(&target) else { continue };
+                conns.extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                drop(conns);
+                for (mut from, mut to) in
+                    [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+            // Dropping the listener here closes the port.
+        });
+    }
+
+    /// Shuts every connection and closes the port.
+    pub fn cut(&self) {
+        let mut conns = self.open.lock().unwrap();
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for s in conns.drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        drop(conns);
+        wait_until("the proxy port closed", Duration::from_secs(5), || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err()
+        });
+    }
+
+    /// Opens the same port again.
+    pub fn restore(&mut self) {
+        self.stop = Default::default();
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).expect("re-bind the proxy port");
+        self.serve(listener);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}

@@ -384,9 +384,10 @@ impl Controller {
         actions
     }
 
-    /// An agent went offline: its running attempts are dropped (not counted
-    /// as failures) and their tasks go to the others.
-    pub fn on_agent_lost(&mut self, agent: &str, now_ms: u64) -> Actions {
+    /// An agent went offline (or cannot work: `why` says what happened, for
+    /// the user): its running attempts are dropped (not counted as failures)
+    /// and their tasks go to the others.
+    pub fn on_agent_lost(&mut self, agent: &str, why: &str, now_ms: u64) -> Actions {
         let mut actions = Vec::new();
         if self.over() {
             return actions;
@@ -396,23 +397,39 @@ impl Controller {
             return actions;
         }
         slots.lost = true;
-        self.drop_attempts_of(agent);
+        let dropped = self.drop_attempts_of(agent);
+        if !dropped.is_empty() {
+            let (noun, failure) =
+                if dropped.len() == 1 { ("task", "a failure") } else { ("tasks", "failures") };
+            actions.push(Action::Warn {
+                message: format!(
+                    "agent {agent} {why}; its running {noun} {} will run again (not counted as {failure})",
+                    dropped.join(", ")
+                ),
+            });
+        }
         self.wait_if_none_usable(now_ms, &mut actions);
         self.schedule(now_ms, &mut actions);
         actions
     }
 
-    /// Forgets the running attempts of `agent` (their tasks go elsewhere).
-    fn drop_attempts_of(&mut self, agent: &str) {
+    /// Forgets the running attempts of `agent` (their tasks go elsewhere);
+    /// returns the names of their tasks.
+    fn drop_attempts_of(&mut self, agent: &str) -> Vec<String> {
         if let Some(slots) = self.agents.get_mut(agent) {
             slots.running = 0;
         }
+        let mut names = Vec::new();
         for t in self.maps.iter_mut().chain(self.reduces.iter_mut()) {
             let (gone, kept): (Vec<Attempt>, Vec<Attempt>) =
                 t.running.drain(..).partition(|a| a.agent == agent);
             t.running = kept;
+            if !gone.is_empty() {
+                names.push(t.id.clone());
+            }
             t.dropped.extend(gone);
         }
+        names
     }
 
     /// With no usable agent left, starts waiting for an offline one to come back.
@@ -981,9 +998,13 @@ mod tests {
         let mut c = Controller::new(plan(2, 1), &[("a".into(), 1), ("b".into(), 1)]);
         let first = assigns(&c.start(0));
         assert_eq!(first.len(), 2);
-        assert!(warnings(&c.on_agent_lost("a", 100)).is_empty(), "b is still there");
-        let w = warnings(&c.on_agent_lost("b", 100));
-        assert_eq!(w, ["every agent of this job is offline; waiting up to 60 s for one to come back"]);
+        let w = warnings(&c.on_agent_lost("a", "went offline", 100));
+        assert_eq!(
+            w,
+            ["agent a went offline; its running task m-00000 will run again (not counted as a failure)"]
+        );
+        let w = warnings(&c.on_agent_lost("b", "went offline", 100));
+        assert_eq!(w[1..], ["every agent of this job is offline; waiting up to 60 s for one to come back"]);
         assert!(c.tick(30_000).iter().all(|a| !matches!(a, Action::Failed { .. })));
         assert_eq!(c.phase(), Phase::Map);
         // b reconnects: both maps run again there (a is still away).
@@ -1023,7 +1044,7 @@ mod tests {
         // The agent only looked lost (a broker restart): its attempt ran on.
         let mut c = Controller::new(plan(1, 1), &[("a".into(), 1), ("b".into(), 1)]);
         let (a1, t1) = assigns(&c.start(0)).remove(0);
-        let (a2, t2) = assigns(&c.on_agent_lost(&a1, 100)).remove(0);
+        let (a2, t2) = assigns(&c.on_agent_lost(&a1, "went offline", 100)).remove(0);
         assert_ne!(a1, a2);
         let actions = c.on_event(&done(&t1, &a1, 1), 200);
         assert_eq!(c.progress().maps_done, 1, "{actions:?}");
@@ -1043,7 +1064,7 @@ mod tests {
     fn a_job_fails_when_no_agent_comes_back_in_time() {
         let mut c = Controller::new(plan(1, 1), &[("a".into(), 1)]);
         c.start(0);
-        c.on_agent_lost("a", 1_000);
+        c.on_agent_lost("a", "went offline", 1_000);
         assert!(c.tick(60_999).iter().all(|a| !matches!(a, Action::Failed { .. })));
         match &c.tick(61_000)[..] {
             [Action::Failed { message, .. }] => {
@@ -1213,7 +1234,7 @@ mod tests {
         let lost = &first[0].0;
         let (d_agent, d_task) = &first[1];
         c.on_event(&done(d_task, d_agent, 1), 1);
-        let again = assigns(&c.on_agent_lost(lost, 2));
+        let again = assigns(&c.on_agent_lost(lost, "went offline", 2));
         assert_eq!(again.len(), 1);
         assert_eq!(&again[0].0, d_agent);
         assert_eq!(again[0].1.attempt, 2);
