@@ -499,6 +499,20 @@ def frame_all(keys, vals, vt):
     return b"".join(chain.from_iterable(zip(map(_pack, map(len, datums)), datums)))
 
 
+# A framed value datum of the int 1.
+_ONE = _pack(2) + b"j1"
+
+
+def frame_ones(keys):
+    """The framed records of str `keys`, each with the value int 1; None
+    when a str is not valid Unicode."""
+    try:
+        kd = list(map(_S, map(str.encode, keys, repeat("utf-8"), repeat("surrogateescape"))))
+    except UnicodeEncodeError:
+        return None
+    return b"".join(chain.from_iterable(zip(map(_pack, map(len, kd)), kd, repeat(_ONE))))
+
+
 def _frame_one(buf, kb, vb):
     buf += _pack(len(kb))
     buf += kb
@@ -620,7 +634,7 @@ class Mapper:
         # way) showed map()'s output; False once it was not plain.
         self.fast = None
         # map()'s code when it provably yields only (key, 1) pairs.
-        self.key_one_code = yields_only_key_one_pairs(map_fn) if combine_fn is not None else None
+        self.key_one_code = yields_only_key_one_pairs(map_fn)
         self.lines_done = 0  # lines of the batches before this one
         self.nout = 0  # map() output pairs
         self.ncomb = 0  # combine() output records
@@ -656,10 +670,19 @@ class Mapper:
             return False
         if proven:
             keys = list(map(_first, pairs))
-            if countOf(map(type, keys), str) == len(keys) and self.groups_to_counts():
-                self.counts.update(keys)
-                self.nout += len(keys)
-                return True
+            n = len(keys)
+            if countOf(map(type, keys), str) == n:
+                if self.combine_fn is None:
+                    data = frame_ones(keys)
+                    if data is None:
+                        return False
+                    self.out.write(data)
+                    self.nout += n
+                    return True
+                if self.groups_to_counts():
+                    self.counts.update(keys)
+                    self.nout += n
+                    return True
         plain = plain_pairs(pairs)
         if plain is None:
             self.fast = False

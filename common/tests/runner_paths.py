@@ -148,6 +148,13 @@ def surrogates(line):
         yield "x", w
 
 
+def lone_surrogate_keys(line):
+    # Proven to yield (key, 1), but a key that cannot be encoded: the error
+    # must be the careful way's.
+    for w in line.split():
+        yield (w + "\ud800" if w == "q" else w), 1
+
+
 MAPS = [
     words_ones,
     words_list_ones,
@@ -310,7 +317,7 @@ def key_one_proof_cases():
         if line.startswith("x"):
             yield from [(line, 100)]
 
-    proven = [words_ones, mixed_keys, int_keys, str_subclass_keys, Words().map]
+    proven = [words_ones, mixed_keys, int_keys, str_subclass_keys, Words().map, lone_surrogate_keys]
     not_proven = [
         ones_then_yield_from,  # before 3.11 `yield from` has its own opcode
         one_true_or_float,
@@ -380,7 +387,14 @@ def key_one_proof_cases():
     for k, v in records(batched_map(line_jumping_map(), sum_combine, data)[0]):
         got[k] = got.get(k, 0) + v
     assert got == ref, (got.get("x"), ref.get("x"))
-    return len(proven) + len(not_proven) + 3
+    # Proven, no combiner, a key that cannot be encoded in a later batch:
+    # the careful way's error, naming its line.
+    data = b"".join(b"w%d\n" % (i % 50) for i in range(5000)) + b"a q b\n"
+    assert failure_of(reference_map, lone_surrogate_keys, None, data) == "EncodeError"
+    got = failure_of(batched_map, lone_surrogate_keys, None, data)
+    assert got.startswith("IPDC-ERROR: map() produced a key str that is not valid Unicode"), got
+    assert got.endswith("on line 5001 of this split: 'a q b'"), got
+    return len(proven) + len(not_proven) + 4
 
 
 def _proven_ones(line):
