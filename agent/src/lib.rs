@@ -473,7 +473,22 @@ impl AgentState {
                 // Info, not warn: the submitter tells its user (once per
                 // distinct error), and under `--local` this log is theirs too.
                 info!("{job}/{task} attempt {attempt} failed: {}", e.error);
-                EventKind::Failed { error: e.error, detail: e.detail, lost_inputs: e.lost_inputs }
+                if e.node_down && self.fixed.ipfs == "ok" {
+                    // Said in the status first, so that controllers stop
+                    // assigning here at once; the next health check says
+                    // when the node answers again.
+                    self.fixed.ipfs = format!("unreachable: {}", e.error);
+                    warn!(
+                        "{job}/{task}: the IPFS node did not answer; this agent takes no tasks until it answers"
+                    );
+                    self.publish_status();
+                }
+                EventKind::Failed {
+                    error: e.error,
+                    detail: e.detail,
+                    lost_inputs: e.lost_inputs,
+                    node_down: e.node_down,
+                }
             }
         };
         self.send_event_raw(job, task, *attempt, kind.clone());

@@ -53,11 +53,13 @@ pub struct TaskError {
     pub detail: String,
     /// Reduce inputs that could not be fetched (their maps must run again).
     pub lost_inputs: Vec<String>,
+    /// This agent's own IPFS node did not answer (see `EventKind::Failed`).
+    pub node_down: bool,
 }
 
 impl TaskError {
     fn new(error: impl Into<String>) -> Self {
-        TaskError { error: error.into(), detail: String::new(), lost_inputs: Vec::new() }
+        TaskError { error: error.into(), detail: String::new(), lost_inputs: Vec::new(), node_down: false }
     }
 }
 
@@ -74,7 +76,7 @@ impl From<io::Error> for TaskError {
 
 impl From<ipdc_common::ipfs::IpfsError> for TaskError {
     fn from(e: ipdc_common::ipfs::IpfsError) -> Self {
-        TaskError::new(e.to_string())
+        TaskError { node_down: e.is_node_unreachable(), ..TaskError::new(e.to_string()) }
     }
 }
 
@@ -82,11 +84,11 @@ impl From<ExecError> for TaskError {
     fn from(e: ExecError) -> Self {
         match e {
             ExecError::User { summary, traceback } => {
-                TaskError { error: summary, detail: traceback, lost_inputs: Vec::new() }
+                TaskError { error: summary, detail: traceback, lost_inputs: Vec::new(), node_down: false }
             }
             ExecError::OutOfMemory { ref detail, .. } => {
                 let detail = detail.clone();
-                TaskError { error: e.to_string(), detail, lost_inputs: Vec::new() }
+                TaskError { error: e.to_string(), detail, lost_inputs: Vec::new(), node_down: false }
             }
             other => TaskError::new(other.to_string()),
         }
@@ -419,10 +421,15 @@ async fn run_reduce(
     let mut bytes_read = 0;
     for (i, cid) in inputs.iter().enumerate() {
         let (file, len) =
-            open_map_output(ctx, cid, &dir.join(format!("in-{i:05}"))).await.map_err(|e| TaskError {
-                error: format!("cannot fetch map output {cid}: {e}"),
-                detail: String::new(),
-                lost_inputs: vec![cid.clone()],
+            open_map_output(ctx, cid, &dir.join(format!("in-{i:05}"))).await.map_err(|(e, node_down)| {
+                // Lost when the node could not get it; when the node itself
+                // is down, the map outputs may be fine.
+                TaskError {
+                    error: format!("cannot fetch map output {cid}: {e}"),
+                    detail: String::new(),
+                    lost_inputs: if node_down { Vec::new() } else { vec![cid.clone()] },
+                    node_down,
+                }
             })?;
         bytes_read += len;
         files.push(file);
@@ -465,12 +472,16 @@ async fn open_map_output(
     ctx: &TaskContext,
     cid: &str,
     scratch: &Path,
-) -> Result<(std::fs::File, u64), String> {
+) -> Result<(std::fs::File, u64), (String, bool)> {
     if let Some(opened) = ctx.local_files.as_ref().and_then(|files| files.open(cid)) {
-        return opened.map_err(|e| e.to_string());
+        return opened.map_err(|e| (e.to_string(), false));
     }
-    let len = ctx.ipfs.cat_to_scratch_file(cid, scratch).await.map_err(|e| e.to_string())?;
-    let file = std::fs::File::open(scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let len = ctx
+        .ipfs
+        .cat_to_scratch_file(cid, scratch)
+        .await
+        .map_err(|e| (e.to_string(), e.is_node_unreachable()))?;
+    let file = std::fs::File::open(scratch).map_err(|e| (format!("{}: {e}", scratch.display()), false))?;
     Ok((file, len))
 }
 

@@ -902,6 +902,7 @@ mod tests {
                 error: "boom".into(),
                 detail: "x".repeat(300),
                 lost_inputs: vec!["bafkx".into()],
+                node_down: false,
             })
             .encode(),
             event(EventKind::Done {

@@ -153,6 +153,13 @@ impl IpfsError {
         self.call
     }
 
+    /// The node itself could not be reached or dropped the connection (not
+    /// an answer about the request): as far as this call can tell, the node
+    /// is down.
+    pub fn is_node_unreachable(&self) -> bool {
+        matches!(self.kind, ErrorKind::ConnectionRefused | ErrorKind::Connect(_) | ErrorKind::Transport(_))
+    }
+
     /// Worth trying again: the node was unreachable or failed in a way that
     /// is not about the request itself (not a bad or missing CID, not a
     /// timeout, which would only be waited for again).

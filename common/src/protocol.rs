@@ -323,6 +323,12 @@ pub enum EventKind {
         /// Reduce inputs (map output CIDs) that could not be fetched: their maps must run again.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         lost_inputs: Vec<String>,
+        /// The agent's own IPFS node stopped answering: the attempt says
+        /// nothing about the task, which runs again elsewhere without
+        /// counting as a failure, and the agent is away until its status
+        /// says its node answers.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        node_down: bool,
     },
 }
 

@@ -341,7 +341,21 @@ impl Controller {
                     actions.push(Action::Cancel { agent: l.agent, task: id.clone(), attempt: l.attempt });
                 }
             }
-            EventKind::Failed { error, detail, lost_inputs } => {
+            EventKind::Failed { error, node_down: true, .. } => {
+                // Not the task's fault: the agent's own IPFS node is down.
+                let usable = self.agents.get(&ev.agent).is_some_and(|a| a.usable());
+                if usable {
+                    return self.on_agent_lost(
+                        &ev.agent,
+                        &format!("cannot use its IPFS node ({error})"),
+                        now_ms,
+                    );
+                }
+                let dropped = entry.running.remove(pos);
+                entry.dropped.push(dropped.clone());
+                self.release(&dropped.agent);
+            }
+            EventKind::Failed { error, detail, lost_inputs, .. } => {
                 let failed = entry.running.remove(pos);
                 let agent = failed.agent.clone();
                 self.release(&agent);
@@ -414,7 +428,7 @@ impl Controller {
     }
 
     /// Forgets the running attempts of `agent` (their tasks go elsewhere);
-    /// returns the names of their tasks.
+    /// returns the names of the tasks that now have no running attempt.
     fn drop_attempts_of(&mut self, agent: &str) -> Vec<String> {
         if let Some(slots) = self.agents.get_mut(agent) {
             slots.running = 0;
@@ -424,7 +438,9 @@ impl Controller {
             let (gone, kept): (Vec<Attempt>, Vec<Attempt>) =
                 t.running.drain(..).partition(|a| a.agent == agent);
             t.running = kept;
-            if !gone.is_empty() {
+            // Named when it will run again: not when done, or when another
+            // attempt (a backup) still runs.
+            if !gone.is_empty() && t.running.is_empty() && t.done.is_none() {
                 names.push(t.id.clone());
             }
             t.dropped.extend(gone);
@@ -438,7 +454,7 @@ impl Controller {
             self.all_lost_since = Some(now_ms);
             actions.push(Action::Warn {
                 message: format!(
-                    "every agent of this job is offline; waiting up to {} s for one to come back",
+                    "no agent of this job can work now (offline, or its IPFS node does not answer); waiting up to {} s for one to come back",
                     AGENTS_BACK_MS / 1000
                 ),
             });
@@ -502,7 +518,7 @@ impl Controller {
         {
             return self.fail(
                 format!(
-                    "every agent of this job went offline and none came back within {} s",
+                    "no agent of this job could work for {} s (offline, or its IPFS node did not answer)",
                     AGENTS_BACK_MS / 1000
                 ),
                 String::new(),
@@ -963,6 +979,7 @@ mod tests {
                     error: "map() raised ValueError".into(),
                     detail: "Traceback...".into(),
                     lost_inputs: vec![],
+                    node_down: false,
                 },
             )
         };
@@ -1004,7 +1021,12 @@ mod tests {
             ["agent a went offline; its running task m-00000 will run again (not counted as a failure)"]
         );
         let w = warnings(&c.on_agent_lost("b", "went offline", 100));
-        assert_eq!(w[1..], ["every agent of this job is offline; waiting up to 60 s for one to come back"]);
+        assert_eq!(
+            w[1..],
+            [
+                "no agent of this job can work now (offline, or its IPFS node does not answer); waiting up to 60 s for one to come back"
+            ]
+        );
         assert!(c.tick(30_000).iter().all(|a| !matches!(a, Action::Failed { .. })));
         assert_eq!(c.phase(), Phase::Map);
         // b reconnects: both maps run again there (a is still away).
@@ -1068,7 +1090,10 @@ mod tests {
         assert!(c.tick(60_999).iter().all(|a| !matches!(a, Action::Failed { .. })));
         match &c.tick(61_000)[..] {
             [Action::Failed { message, .. }] => {
-                assert_eq!(message, "every agent of this job went offline and none came back within 60 s")
+                assert_eq!(
+                    message,
+                    "no agent of this job could work for 60 s (offline, or its IPFS node did not answer)"
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -1080,7 +1105,12 @@ mod tests {
         let (mut agent, mut task) = assigns(&c.start(0)).remove(0);
         let mut told = Vec::new();
         for (at, error) in ["disk full", "timed out", "timed out"].into_iter().enumerate() {
-            let kind = EventKind::Failed { error: error.into(), detail: String::new(), lost_inputs: vec![] };
+            let kind = EventKind::Failed {
+                error: error.into(),
+                detail: String::new(),
+                lost_inputs: vec![],
+                node_down: false,
+            };
             let actions = c.on_event(&ev(&task, &agent, kind), at as u64 + 1);
             told.push(warnings(&actions).len());
             (agent, task) = assigns(&actions).remove(0);
@@ -1180,6 +1210,73 @@ mod tests {
     }
 
     #[test]
+    fn losing_an_agent_names_only_the_tasks_that_run_again() {
+        // slow's map has a backup on another agent: losing slow restarts nothing.
+        let mut p = plan(3, 1);
+        p.speculative = true;
+        let mut c = Controller::new(p, &[("a".into(), 1), ("b".into(), 1), ("slow".into(), 1)]);
+        let first = assigns(&c.start(0));
+        for (agent, task) in &first {
+            c.on_event(&ev(task, agent, EventKind::Accepted), 10);
+        }
+        for (agent, task) in first.iter().filter(|(a, _)| a != "slow") {
+            c.on_event(&done(task, agent, 1), 1_000);
+        }
+        assert_eq!(assigns(&c.tick(2_500)).len(), 1, "a backup of slow's map");
+        let acts = c.on_agent_lost("slow", "went offline", 2_600);
+        assert!(warnings(&acts).is_empty(), "{acts:?}");
+        assert!(assigns(&acts).is_empty());
+    }
+
+    #[test]
+    fn a_task_failing_because_its_agents_ipfs_node_is_down_runs_again_without_counting() {
+        let mut c = Controller::new(plan(1, 1), &[("a".into(), 1), ("b".into(), 1)]);
+        let (a1, t1) = assigns(&c.start(0)).remove(0);
+        let down = |t: &Task, a: &str| {
+            let kind = EventKind::Failed {
+                error: "cat: connection refused".into(),
+                detail: String::new(),
+                lost_inputs: vec![],
+                node_down: true,
+            };
+            ev(t, a, kind)
+        };
+        let acts = c.on_event(&down(&t1, &a1), 10);
+        assert_eq!(
+            warnings(&acts),
+            [format!(
+                "agent {a1} cannot use its IPFS node (cat: connection refused); its running task m-00000 will run again (not counted as a failure)"
+            )]
+        );
+        assert!(c.is_lost(&a1));
+        let (a2, t2) = assigns(&acts).remove(0);
+        assert_ne!(a2, a1);
+        assert_eq!(t2.attempt, 2);
+        assert!(c.on_event(&down(&t1, &a1), 11).is_empty(), "a second delivery changes nothing");
+        // The other node goes down too: the job waits instead of failing.
+        let acts = c.on_event(&down(&t2, &a2), 20);
+        assert!(
+            warnings(&acts).iter().any(|w| w.starts_with("no agent of this job can work now")),
+            "{acts:?}"
+        );
+        assert!(assigns(&acts).is_empty());
+        // a's node answers again and goes down twice more: four such
+        // failures, which would fail the job if they counted.
+        let mut now = 5_000;
+        let mut attempt = assigns(&c.on_agent_back(&a1, now)).remove(0).1;
+        for _ in 0..2 {
+            assert_eq!(c.phase(), Phase::Map);
+            c.on_event(&down(&attempt, &a1), now + 1);
+            now += 1_000;
+            attempt = assigns(&c.on_agent_back(&a1, now)).remove(0).1;
+        }
+        assert_eq!(attempt.attempt, 5);
+        c.on_event(&done(&attempt, &a1, 1), now + 1);
+        assert_eq!(c.phase(), Phase::Reduce);
+        assert_eq!(c.records()[0].attempts, 5);
+    }
+
+    #[test]
     fn a_lost_map_output_runs_its_map_again_without_counting_a_failure() {
         let mut c = Controller::new(plan(2, 1), &[("a".into(), 2)]);
         let maps = assigns(&c.start(0));
@@ -1192,6 +1289,7 @@ mod tests {
                 error: "cannot fetch".into(),
                 detail: String::new(),
                 lost_inputs: vec!["m-00000-p0".into()],
+                node_down: false,
             },
         );
         let again = assigns(&c.on_event(&lost, 3));
@@ -1214,7 +1312,12 @@ mod tests {
             for (agent, task) in assigns(&actions) {
                 let kind = if agent == "bad" {
                     bad_failures += 1;
-                    EventKind::Failed { error: "boom".into(), detail: String::new(), lost_inputs: vec![] }
+                    EventKind::Failed {
+                        error: "boom".into(),
+                        detail: String::new(),
+                        lost_inputs: vec![],
+                        node_down: false,
+                    }
                 } else {
                     let output = TaskOutput { cids: vec!["x".into()], sizes: vec![1], ..Default::default() };
                     EventKind::Done { output }
