@@ -26,7 +26,6 @@ stderr ends with exactly one protocol line:
                 RLIMIT_AS memory limit: the summary starts "MemoryError: ")
 """
 
-import dis
 import importlib.util
 import json
 import os
@@ -377,6 +376,8 @@ def yields_only_key_one_pairs(fn):
     five of the seven passes over a batch's pairs."""
     if not is_generator_function(fn):
         return None
+    import dis  # here: reduce tasks need not pay for its import
+
     code = _code_of(fn)
     try:
         ins = list(dis.get_instructions(code))
