@@ -122,6 +122,10 @@ struct TaskEntry {
     /// The error of the last failed attempt, to tell the user once, not
     /// once per attempt, when every attempt fails the same way.
     last_error: Option<String>,
+    /// Attempts that failed because their agent's own IPFS node was down.
+    /// Up to `max_attempts` are not counted as failures; past that they are
+    /// (a task that keeps taking nodes down must not run forever).
+    node_downs: u32,
 }
 
 impl TaskEntry {
@@ -136,6 +140,7 @@ impl TaskEntry {
             failed_on: Vec::new(),
             dropped: Vec::new(),
             last_error: None,
+            node_downs: 0,
         }
     }
     fn pending(&self) -> bool {
@@ -318,6 +323,10 @@ impl Controller {
                 entry.running.len() - 1
             }
         };
+        let node_down_excused = matches!(ev.kind, EventKind::Failed { node_down: true, .. }) && {
+            entry.node_downs += 1;
+            entry.node_downs <= self.plan.max_attempts
+        };
         match &ev.kind {
             EventKind::Accepted => {
                 entry.running[pos].accepted = true;
@@ -341,7 +350,7 @@ impl Controller {
                     actions.push(Action::Cancel { agent: l.agent, task: id.clone(), attempt: l.attempt });
                 }
             }
-            EventKind::Failed { error, node_down: true, .. } => {
+            EventKind::Failed { error, .. } if node_down_excused => {
                 // Not the task's fault: the agent's own IPFS node is down.
                 let usable = self.agents.get(&ev.agent).is_some_and(|a| a.usable());
                 if usable {
@@ -1274,6 +1283,37 @@ mod tests {
         c.on_event(&done(&attempt, &a1, 1), now + 1);
         assert_eq!(c.phase(), Phase::Reduce);
         assert_eq!(c.records()[0].attempts, 5);
+    }
+
+    #[test]
+    fn a_task_that_keeps_taking_ipfs_nodes_down_fails_the_job_in_the_end() {
+        let mut c = Controller::new(plan(1, 1), &[("a".into(), 1)]);
+        let mut attempt = assigns(&c.start(0)).remove(0).1;
+        let down = |t: &Task| {
+            let kind = EventKind::Failed {
+                error: "cat: connection refused".into(),
+                detail: String::new(),
+                lost_inputs: vec![],
+                node_down: true,
+            };
+            ev(t, "a", kind)
+        };
+        let mut now = 0;
+        for n in 1..=20 {
+            now += 1_000;
+            let acts = c.on_event(&down(&attempt), now);
+            if c.phase() == Phase::Failed {
+                // 4 excused, then 4 counted.
+                assert_eq!(n, 8, "{acts:?}");
+                return;
+            }
+            let mut next = assigns(&acts);
+            if next.is_empty() {
+                next = assigns(&c.on_agent_back("a", now + 500));
+            }
+            attempt = next.remove(0).1;
+        }
+        panic!("the job never failed");
     }
 
     #[test]
