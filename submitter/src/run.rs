@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ipdc_common::auth::{ClusterKey, Opener, Rejected, Sealer};
 use ipdc_common::exec::ExecStats;
 use ipdc_common::ipfs::IpfsClient;
-use ipdc_common::mapreduce::split::{SPLITS_PER_SLOT, Split, plan_splits};
+use ipdc_common::mapreduce::split::{Split, plan_splits};
 use ipdc_common::mqtt::{self, BrokerAddr, MqttSettings};
 use ipdc_common::protocol::{
     AgentStatus, CodeFiles, CodeSpec, ControllerStatus, Message, PROTOCOL_VERSION, TaskCommand, TaskEvent,
@@ -768,12 +768,12 @@ fn executors_used(records: &[crate::controller::TaskRecord]) -> String {
 }
 
 /// The input's splits for the picked agents' slots: per slot, not per
-/// agent, as a board runs one task per core at once. The slots are capped
-/// so that only the input's size (not a huge cluster, or an agent
-/// announcing absurd slots) can need more than [`MAX_MAP_TASKS`] splits.
+/// agent, as a board runs one task per core at once. Only the input's size
+/// (not a huge cluster, or an agent announcing absurd slots) can need more
+/// than [`MAX_MAP_TASKS`] splits.
 fn splits_for(input_size: u64, slots: impl Iterator<Item = u32>) -> Vec<Split> {
     let slots: usize = slots.map(|s| s.max(1) as usize).sum();
-    plan_splits(input_size, slots.min(MAX_MAP_TASKS / SPLITS_PER_SLOT as usize))
+    plan_splits(input_size, slots, MAX_MAP_TASKS)
 }
 
 pub fn human_bytes(n: u64) -> String {
@@ -809,11 +809,12 @@ mod tests {
         // A huge cluster (80 agents of 64 cores) or an absurd slot count stays
         // within the limit on 20 GiB ...
         let big = 20 << 30;
-        // (4 MiB splits: one per slot, the slots capped)
-        assert_eq!(
-            splits_for(big, std::iter::repeat_n(64, 80)).len(),
-            MAX_MAP_TASKS / SPLITS_PER_SLOT as usize
-        );
+        // (one 4 MiB split per slot: every slot gets one, as 5,120 are within
+        // the limit; so do 6,000 slots on 60 GiB, and 20,000 on 600 GiB get
+        // the limit, two per slot being past it)
+        assert_eq!(splits_for(big, std::iter::repeat_n(64, 80)).len(), 5_120);
+        assert_eq!(splits_for(60 << 30, std::iter::repeat_n(1, 6_000)).len(), 6_000);
+        assert_eq!(splits_for(600 << 30, std::iter::repeat_n(1, 20_000)).len(), MAX_MAP_TASKS);
         assert!(splits_for(big, [u32::MAX, u32::MAX].into_iter()).len() <= MAX_MAP_TASKS);
         // ... and only an input over MAX_MAP_TASKS * 128 MiB needs more.
         assert!(splits_for(2 << 40, [1].into_iter()).len() > MAX_MAP_TASKS);

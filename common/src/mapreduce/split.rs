@@ -57,23 +57,25 @@ pub const SPLITS_PER_SLOT: u64 = 2;
 pub const SLACK_MIN_SPLIT: u64 = 32 << 20;
 
 /// Cuts an input of `input_len` bytes into splits for agents with `slots`
-/// slots in all.
+/// slots in all, aiming at no more than `max_splits` splits.
 ///
-/// The rule: the target split size is `ceil(input_len / (2 * slots))`
-/// (about 2 splits per slot) when that is at least 32 MiB, else
-/// `ceil(input_len / slots)` (one per slot), clamped to `[1 MiB, 128 MiB]`. The number of
+/// The rule: the target split size is `ceil(input_len / min(2 * slots,
+/// max_splits))` (about 2 splits per slot) when that is at least 32 MiB,
+/// else `ceil(input_len / min(slots, max_splits))` (one per slot), clamped
+/// to `[1 MiB, 128 MiB]` (so an input over `max_splits * 128 MiB` gets more
+/// than `max_splits` splits). The number of
 /// splits is `n = ceil(input_len / size)`, and split `i` is
 /// `[input_len * i / n, input_len * (i + 1) / n)`, so all splits have
 /// nearly equal sizes, none larger than `size`. An empty input gives no
 /// splits; an input of at most 1 MiB gives one split. `slots == 0` is
 /// treated as 1.
-pub fn plan_splits(input_len: u64, slots: usize) -> Vec<Split> {
+pub fn plan_splits(input_len: u64, slots: usize, max_splits: usize) -> Vec<Split> {
     if input_len == 0 {
         return Vec::new();
     }
-    let slots = slots.max(1) as u64;
-    let with_slack = input_len.div_ceil(SPLITS_PER_SLOT * slots);
-    let size = if with_slack >= SLACK_MIN_SPLIT { with_slack } else { input_len.div_ceil(slots) };
+    let (slots, max) = (slots.max(1) as u64, max_splits.max(1) as u64);
+    let with_slack = input_len.div_ceil(SPLITS_PER_SLOT.saturating_mul(slots).min(max));
+    let size = if with_slack >= SLACK_MIN_SPLIT { with_slack } else { input_len.div_ceil(slots.min(max)) };
     let size = size.clamp(MIN_SPLIT, MAX_SPLIT);
     let n = input_len.div_ceil(size);
     let at = |i: u64| ((input_len as u128 * i as u128) / n as u128) as u64;
@@ -324,24 +326,29 @@ mod tests {
 
     #[test]
     fn plan_rules() {
-        assert!(plan_splits(0, 4).is_empty());
-        assert_eq!(plan_splits(10, 4), vec![Split { index: 0, start: 0, end: 10 }]);
-        assert_eq!(plan_splits(MIN_SPLIT, 100).len(), 1);
-        assert_eq!(plan_splits(MIN_SPLIT + 1, 100).len(), 2);
+        assert!(plan_splits(0, 4, usize::MAX).is_empty());
+        assert_eq!(plan_splits(10, 4, usize::MAX), vec![Split { index: 0, start: 0, end: 10 }]);
+        assert_eq!(plan_splits(MIN_SPLIT, 100, usize::MAX).len(), 1);
+        assert_eq!(plan_splits(MIN_SPLIT + 1, 100, usize::MAX).len(), 2);
         // 2 splits per slot when each still gets SLACK_MIN_SPLIT ...
-        assert_eq!(plan_splits(640 << 20, 10).len(), 20);
-        assert_eq!(plan_splits(256 << 20, 2).len(), 4);
+        assert_eq!(plan_splits(640 << 20, 10, usize::MAX).len(), 20);
+        assert_eq!(plan_splits(256 << 20, 2, usize::MAX).len(), 4);
         // ... else one per slot: 64 MiB on 2 slots, 400 MiB on 10.
-        assert_eq!(plan_splits(64 << 20, 2).len(), 2);
-        assert_eq!(plan_splits(400 << 20, 10).len(), 10);
-        assert_eq!(plan_splits(3 << 20, 2).len(), 2);
+        assert_eq!(plan_splits(64 << 20, 2, usize::MAX).len(), 2);
+        assert_eq!(plan_splits(400 << 20, 10, usize::MAX).len(), 10);
+        assert_eq!(plan_splits(3 << 20, 2, usize::MAX).len(), 2);
+        // At most max_splits aimed for: two per slot past it, one per slot
+        // within it, none past it unless the 128 MiB cap needs more.
+        assert_eq!(plan_splits(640 << 20, 10, 15).len(), 15);
+        assert_eq!(plan_splits(64 << 20, 3, 2).len(), 2);
+        assert_eq!(plan_splits(10 << 30, 2, 3).len(), 80);
         // Clamped to 128 MiB.
-        let s = plan_splits(10 << 30, 1);
+        let s = plan_splits(10 << 30, 1, usize::MAX);
         assert_eq!(s.len(), 80);
         assert!(s.iter().all(|x| x.len() <= MAX_SPLIT));
         // Contiguous and covering, indexes in order; slots == 0 is fine.
         for (len, k) in [(1u64, 0usize), (3 << 20, 1), ((5 << 20) + 7, 3), (1 << 33, 7)] {
-            let s = plan_splits(len, k);
+            let s = plan_splits(len, k, usize::MAX);
             assert_eq!(s[0].start, 0);
             assert_eq!(s.last().unwrap().end, len);
             for (i, w) in s.windows(2).enumerate() {
