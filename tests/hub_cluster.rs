@@ -132,3 +132,51 @@ fn the_scheduler_simulation_dispatches_every_task_through_a_real_broker() {
     assert!(t.contains("50 agents, 2000 map tasks + 1 reduce"), "{t}");
     assert!(t.contains("tasks/s dispatched and completed"), "{t}");
 }
+
+#[test]
+fn the_hubs_store_collects_a_jobs_intermediate_data_and_keeps_its_input() {
+    let hub = Hub::start();
+    let _a = hub.agent("gc-1", &[]);
+    let _b = hub.agent("gc-2", &[]);
+    let job = repo_root().join("examples/wordcount");
+    let input = corpus("4M");
+    let out = tempfile::tempdir().unwrap();
+    let first = out.path().join("first");
+    let args = |extra: [&str; 2], out_dir: &std::path::Path| {
+        let o = hub.submit(&[
+            job.to_str().unwrap(),
+            extra[0],
+            extra[1],
+            "--reducers",
+            "2",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        read_output(out_dir, 2)
+    };
+    args(["--input", input.to_str().unwrap()], &first);
+    let s = summary(&first);
+    let input_cid = s["input_cid"].as_str().unwrap().to_string();
+    // kubo's `ipfs repo gc`, as `curl` sends it: the map outputs and the
+    // parts (added unpinned by the agents) go, the input and code stay.
+    let gc = std::process::Command::new("curl")
+        .args(["-sS", "-X", "POST"])
+        .arg(format!("{}/api/v0/repo/gc", hub.ipfs))
+        .output()
+        .expect("curl runs");
+    assert!(gc.status.success(), "{}", text(&gc));
+    let removed: Vec<String> = String::from_utf8_lossy(&gc.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["Key"]["/"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let maps = s["map_tasks"].as_u64().unwrap() as usize;
+    assert!(removed.len() >= maps + 2, "{maps} map task(s), 2 parts; removed {removed:?}");
+    assert!(!removed.contains(&input_cid), "{removed:?}");
+    // The input is still there: the job runs again from its CID.
+    let second = out.path().join("second");
+    let got = args(["--input-cid", &input_cid], &second);
+    assert_counts_eq(&got, &reference_counts(&input), "a second job from the kept input");
+}

@@ -213,4 +213,9 @@ pub struct HubArgs {
     /// Folder for the stored data [default: a new temporary folder].
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Remove objects added unpinned (agents' map outputs and result parts)
+    /// this many hours after they were added, checked every hour; 0 keeps
+    /// them. Inputs and code, added pinned, are kept.
+    #[arg(long, default_value_t = 24, value_name = "HOURS")]
+    pub keep_unpinned_hours: u64,
 }

@@ -4,10 +4,16 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::{broker, store};
 
-pub async fn run(mqtt: SocketAddr, ipfs: SocketAddr, data: PathBuf) -> Result<(), String> {
+pub async fn run(
+    mqtt: SocketAddr,
+    ipfs: SocketAddr,
+    data: PathBuf,
+    keep_unpinned_hours: u64,
+) -> Result<(), String> {
     std::fs::create_dir_all(&data)
         .map_err(|e| format!("cannot create the data folder {}: {e}", data.display()))?;
     let mqtt = broker::start(mqtt).map_err(|e| format!("MQTT broker on {mqtt}: {e}"))?;
@@ -21,6 +27,23 @@ pub async fn run(mqtt: SocketAddr, ipfs: SocketAddr, data: PathBuf) -> Result<()
     println!("MQTT=mqtt://{mqtt}");
     println!("IPFS={}", store.url());
     println!("hub running (data in {}); Ctrl-C stops it", data.display());
+    if keep_unpinned_hours > 0 {
+        let keep = Duration::from_secs(keep_unpinned_hours.saturating_mul(3600));
+        let local = store.local();
+        tokio::spawn(async move {
+            let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                hourly.tick().await;
+                match local.collect(keep).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        log::info!("removed {n} unpinned object(s) added over {keep_unpinned_hours} h ago")
+                    }
+                    Err(e) => log::warn!("removing old unpinned objects: {e}"),
+                }
+            }
+        });
+    }
     shutdown_signal().await;
     store.shutdown().await;
     Ok(())

@@ -114,10 +114,10 @@ async fn main() {
             })
         }
         Command::Hub(h) => match h.data {
-            Some(data) => hub::run(h.mqtt, h.ipfs, data).await,
+            Some(data) => hub::run(h.mqtt, h.ipfs, data, h.keep_unpinned_hours).await,
             // A temporary folder goes when the hub stops.
             None => match tempfile::Builder::new().prefix("ipdc-hub-").tempdir() {
-                Ok(dir) => hub::run(h.mqtt, h.ipfs, dir.path().to_path_buf()).await,
+                Ok(dir) => hub::run(h.mqtt, h.ipfs, dir.path().to_path_buf(), h.keep_unpinned_hours).await,
                 Err(e) => Err(format!("cannot create a temporary folder for the hub's store: {e}")),
             },
         },

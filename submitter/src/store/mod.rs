@@ -114,6 +114,17 @@ pub async fn serve(
 pub struct LocalStore(Arc<server::AppState>);
 
 impl LocalStore {
+    /// Removes the objects added only unpinned over `older_than` ago (see
+    /// `repo.rs`); returns how many.
+    pub async fn collect(&self, older_than: Duration) -> Result<usize, String> {
+        let state = self.0.clone();
+        match tokio::task::spawn_blocking(move || state.repo.collect(older_than)).await {
+            Ok(Ok(removed)) => Ok(removed.len()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Adds `path` by reference; returns its CID and length.
     pub async fn add_file(&self, path: &Path) -> Result<(String, u64), String> {
         let imported =

@@ -10,6 +10,12 @@
 //!
 //! Invariant: an index entry's file held, when it was indexed, exactly the
 //! bytes whose CID is the key (the bytes were hashed as they arrived).
+//!
+//! Pins: a copy added with `pin=false` (agents' map outputs and parts) and
+//! never with `pin=true` has a marker `unpinned/<cid>`, whose modification
+//! time is its last add; [`Repo::collect`] removes such copies (kubo's
+//! `repo gc`). Copies without a marker are pinned, as is everything a store
+//! from before markers holds.
 
 use std::collections::HashMap;
 use std::io;
@@ -40,6 +46,7 @@ pub struct Entry {
 pub struct Repo {
     blobs: PathBuf,
     tmp: PathBuf,
+    unpinned: PathBuf,
     /// Keys are CIDs in their normal form ([`Cid`]'s base32 text).
     index: Mutex<HashMap<String, Entry>>,
     seq: AtomicU64,
@@ -54,8 +61,10 @@ impl Repo {
     pub async fn open(data_dir: &Path, sync: bool) -> io::Result<Repo> {
         let blobs = data_dir.join("blobs");
         let tmp = data_dir.join("tmp");
+        let unpinned = data_dir.join("unpinned");
         tokio::fs::create_dir_all(&blobs).await?;
         tokio::fs::create_dir_all(&tmp).await?;
+        tokio::fs::create_dir_all(&unpinned).await?;
         // Leftovers of interrupted uploads.
         let mut stale = tokio::fs::read_dir(&tmp).await?;
         while let Some(e) = stale.next_entry().await? {
@@ -74,7 +83,35 @@ impl Repo {
                 index.insert(name, entry);
             }
         }
-        Ok(Repo { blobs, tmp, index: Mutex::new(index), seq: AtomicU64::new(0), sync })
+        Ok(Repo { blobs, tmp, unpinned, index: Mutex::new(index), seq: AtomicU64::new(0), sync })
+    }
+
+    /// Removes the copies added only unpinned, last added more than
+    /// `older_than` ago; returns their CIDs. A `cat` already reading one
+    /// finishes (its file stays open); a later one finds it gone.
+    pub fn collect(&self, older_than: std::time::Duration) -> io::Result<Vec<String>> {
+        let cutoff = SystemTime::now().checked_sub(older_than).unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut removed = Vec::new();
+        // Under the index lock, as adds mark and unmark under it too.
+        let mut index = self.index.lock().expect("index");
+        for marker in std::fs::read_dir(&self.unpinned)? {
+            let marker = marker?;
+            let added = marker.metadata()?.modified()?;
+            if added > cutoff {
+                continue;
+            }
+            let name = marker.file_name().to_string_lossy().into_owned();
+            if let Some(entry) = index.get(&name).filter(|e| e.copied) {
+                match std::fs::remove_file(&entry.path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+                index.remove(&name);
+                removed.push(name);
+            }
+            std::fs::remove_file(marker.path())?;
+        }
+        Ok(removed)
     }
 
     pub fn get(&self, cid: &Cid) -> Option<Entry> {
@@ -143,8 +180,9 @@ impl Upload<'_> {
 
     /// Computes the CID and indexes the file. Adding content already present
     /// keeps one copy (a copy is preferred to a reference, which may go
-    /// stale).
-    pub async fn finish(mut self) -> io::Result<Imported> {
+    /// stale). `pin`: kubo's flag (see the module's note on pins); a
+    /// reference is never collected.
+    pub async fn finish(mut self, pin: bool) -> io::Result<Imported> {
         let sink = self.sink.take().expect("finished once");
         let imported = std::mem::take(&mut self.importer).finish();
         let key = imported.cid.to_string();
@@ -169,14 +207,27 @@ impl Upload<'_> {
                     file.sync_all().await?;
                 }
                 drop(file);
-                let present = self.repo.get(&imported.cid).is_some_and(|e| e.copied);
+                // One step under the index lock, so that a collection
+                // cannot remove the copy between the check and the mark.
+                let mut index = self.repo.index.lock().expect("index");
+                let present = index.get(&key).is_some_and(|e| e.copied);
                 if present {
-                    tokio::fs::remove_file(&path).await?;
+                    std::fs::remove_file(&path)?;
                 } else {
                     let dest = self.repo.blobs.join(&key);
-                    tokio::fs::rename(&path, &dest).await?;
+                    std::fs::rename(&path, &dest)?;
                     let entry = Entry { path: dest, size: imported.file_size, copied: true, modified: None };
-                    self.repo.index.lock().expect("index").insert(key, entry);
+                    index.insert(key.clone(), entry);
+                }
+                let marker = self.repo.unpinned.join(&key);
+                if pin {
+                    match std::fs::remove_file(&marker) {
+                        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                        _ => {}
+                    }
+                } else if !present || marker.exists() {
+                    // New, or unpinned already: (re)marked, its time now.
+                    std::fs::File::create(&marker)?;
                 }
             }
         }

@@ -1,5 +1,6 @@
 //! The HTTP side of the store: the subset of kubo's RPC API that IPDC uses
-//! (`add`, `cat`, `id`, `version`), with kubo's answers and errors.
+//! (`add`, `cat`, `files/stat`, `id`, `version`, `repo/gc`), with kubo's
+//! answers and errors.
 //!
 //! Every route is POST (kubo answers 405 to GET). Errors are kubo's JSON
 //! `{"Message", "Code": 0, "Type": "error"}` with status 500, also for a
@@ -43,6 +44,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v0/files/stat", post(files_stat))
         .route("/api/v0/id", post(id))
         .route("/api/v0/version", post(version))
+        .route("/api/v0/repo/gc", post(repo_gc))
         .with_state(state)
 }
 
@@ -100,6 +102,7 @@ async fn add(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Mul
         return error(StatusCode::INTERNAL_SERVER_ERROR, message);
     }
     let nocopy = q.get("nocopy").is_some_and(|v| v == "true" || v.is_empty());
+    let pin = q.get("pin").is_none_or(|v| v != "false");
     let mut lines = String::new();
     loop {
         let mut field = match form.next_field().await {
@@ -139,7 +142,7 @@ async fn add(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Mul
                 }
             }
         }
-        let imported = match upload.finish().await {
+        let imported = match upload.finish(pin).await {
             Ok(i) => i,
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         };
@@ -155,6 +158,21 @@ async fn add(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Mul
         return error(StatusCode::BAD_REQUEST, "file argument 'path' is required");
     }
     (json_headers(), lines).into_response()
+}
+
+/// `repo/gc`: removes every copy added only unpinned; answers kubo's
+/// lines, `{"Key":{"/":CID}}` per removed object.
+async fn repo_gc(State(state): State<Arc<AppState>>) -> Response {
+    let removed = tokio::task::spawn_blocking(move || state.repo.collect(std::time::Duration::ZERO)).await;
+    match removed {
+        Ok(Ok(cids)) => {
+            let lines: String =
+                cids.iter().map(|c| format!("{}\n", serde_json::json!({"Key": {"/": c}}))).collect();
+            (json_headers(), lines).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("repo/gc: {e}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("repo/gc: {e}")),
+    }
 }
 
 /// `files/stat` of a stored file, as kubo answers it for `/ipfs/<cid>`.

@@ -319,3 +319,57 @@ async fn files_hashed_on_several_threads_give_kubos_cids() {
         }
     }
 }
+
+/// `repo/gc` through HTTP: the CIDs it says it removed.
+async fn repo_gc(store: &StoreHandle) -> Vec<String> {
+    let resp = reqwest::Client::new().post(format!("{}/api/v0/repo/gc", store.url())).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    let mut cids: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["Key"]["/"].as_str().unwrap().to_string()
+        })
+        .collect();
+    cids.sort();
+    cids
+}
+
+#[tokio::test]
+async fn repo_gc_removes_what_was_only_added_unpinned_and_keeps_pins_across_restarts() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let write = |name: &str, body: &[u8]| {
+        let p = files.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    };
+    let (store, client) = start(data.path()).await;
+    // scratch: only unpinned; pinned: added pinned; both: unpinned then
+    // pinned; pinned_first: pinned then unpinned (a pin is not undone).
+    let scratch = client.add_scratch(&write("scratch", b"map output\n")).await.unwrap().cid;
+    let pinned = client.add_path(&write("input", b"the input\n"), false).await.unwrap().cid;
+    let both = client.add_scratch(&write("both", b"both\n")).await.unwrap().cid;
+    assert_eq!(client.add_path(&write("both2", b"both\n"), false).await.unwrap().cid, both);
+    let pinned_first = client.add_bytes(b"kept\n".to_vec()).await.unwrap().cid;
+    assert_eq!(client.add_scratch(&write("kept", b"kept\n")).await.unwrap().cid, pinned_first);
+    // A collection keeping the last hour's objects removes nothing yet.
+    assert!(store.local().collect(std::time::Duration::from_secs(3600)).await.unwrap() == 0);
+    store.shutdown().await;
+
+    // Markers survive a restart; a collection removes only `scratch`.
+    let (store, client) = start(data.path()).await;
+    assert_eq!(repo_gc(&store).await, std::slice::from_ref(&scratch));
+    let Err(err) = client.cat_range(&scratch, 0, None).await else { panic!("{scratch} was collected") };
+    let err = err.to_string();
+    assert!(err.contains("could not find"), "{err}");
+    assert!(!data.path().join("blobs").join(&scratch).exists());
+    for (cid, body) in [(&pinned, &b"the input\n"[..]), (&both, b"both\n"), (&pinned_first, b"kept\n")] {
+        assert_eq!(cat(&client, cid, 0, None).await, body);
+    }
+    assert!(repo_gc(&store).await.is_empty(), "nothing left to collect");
+    // Added unpinned again, it is collectable again.
+    assert_eq!(client.add_scratch(&write("scratch2", b"map output\n")).await.unwrap().cid, scratch);
+    assert_eq!(repo_gc(&store).await, [scratch]);
+    store.shutdown().await;
+}
