@@ -569,12 +569,12 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
         if opts.local_store.is_some() {
             return Err(e);
         }
-        // The parts are still in IPFS for a while: say where.
+        // The parts may still be in IPFS for a while: say where.
         let listed: Vec<String> =
             parts.iter().enumerate().map(|(i, (cid, _))| format!("part-{i:05} {cid}")).collect();
         return Err(format!(
-            "{e}\nthe result's parts are still in IPFS, unpinned on the agents that made them (fetch them with \
-             `ipfs cat CID` before those nodes collect garbage): {}",
+            "{e}\nthe result's parts were added to IPFS unpinned by the agents that made them and may still be \
+             there (fetch them with `ipfs cat CID` soon: garbage collection removes them): {}",
             listed.join(", ")
         ));
     }

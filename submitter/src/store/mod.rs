@@ -1,8 +1,8 @@
 //! The embedded IPFS content store: a small server inside the submitter
-//! that answers the part of kubo's RPC API IPDC uses (`add`, `cat`, `id`,
-//! `version`), so a cluster can run without a kubo node beside the
-//! submitter. Agents reach it with the same [`ipdc_common::ipfs::IpfsClient`]
-//! they use for kubo.
+//! that answers the part of kubo's RPC API IPDC uses (`add`, `cat`,
+//! `files/stat`, `id`, `version`, `repo/gc`), so a cluster can run without
+//! a kubo node beside the submitter. Agents reach it with the same
+//! [`ipdc_common::ipfs::IpfsClient`] they use for kubo.
 //!
 //! It computes the CIDs `ipfs add --cid-version=1` computes (256 KiB raw
 //! leaves, balanced dag-pb tree of 174 links), so an object added here has

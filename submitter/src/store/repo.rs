@@ -88,30 +88,69 @@ impl Repo {
 
     /// Removes the copies added only unpinned, last added more than
     /// `older_than` ago; returns their CIDs. A `cat` already reading one
-    /// finishes (its file stays open); a later one finds it gone.
+    /// finishes (its file stays open); a later one finds it gone. The
+    /// folder is read without the index lock; each object is then unindexed
+    /// and its copy moved aside under the lock (adds mark and unmark under
+    /// it), and deleted after. A marker that cannot be handled is logged and
+    /// skipped.
     pub fn collect(&self, older_than: std::time::Duration) -> io::Result<Vec<String>> {
         let cutoff = SystemTime::now().checked_sub(older_than).unwrap_or(SystemTime::UNIX_EPOCH);
-        let mut removed = Vec::new();
-        // Under the index lock, as adds mark and unmark under it too.
-        let mut index = self.index.lock().expect("index");
+        let old_enough =
+            |marker: &Path| std::fs::metadata(marker).and_then(|m| m.modified()).is_ok_and(|t| t <= cutoff);
+        let mut candidates = Vec::new();
         for marker in std::fs::read_dir(&self.unpinned)? {
-            let marker = marker?;
-            let added = marker.metadata()?.modified()?;
-            if added > cutoff {
+            match marker {
+                Ok(m) if m.file_type().is_ok_and(|t| t.is_file()) && old_enough(&m.path()) => {
+                    candidates.push(m.file_name().to_string_lossy().into_owned())
+                }
+                Ok(_) => {}
+                Err(e) => log::warn!("repo gc: reading {}: {e}", self.unpinned.display()),
+            }
+        }
+        let mut removed = Vec::new();
+        let mut aside = Vec::new();
+        for name in candidates {
+            let marker = self.unpinned.join(&name);
+            let mut index = self.index.lock().expect("index");
+            // Checked again under the lock: an add may have pinned it (marker
+            // gone) or added it again (marker newer) meanwhile.
+            if !old_enough(&marker) {
                 continue;
             }
-            let name = marker.file_name().to_string_lossy().into_owned();
             if let Some(entry) = index.get(&name).filter(|e| e.copied) {
-                match std::fs::remove_file(&entry.path) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
+                let moved = self.tmp.join(format!("gc-{name}"));
+                match std::fs::rename(&entry.path, &moved) {
+                    Ok(()) => aside.push(moved),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        log::warn!("repo gc: {name}: {e}");
+                        continue;
+                    }
                 }
                 index.remove(&name);
-                removed.push(name);
+                removed.push(name.clone());
             }
-            std::fs::remove_file(marker.path())?;
+            drop(index);
+            if let Err(e) = std::fs::remove_file(&marker) {
+                log::warn!("repo gc: {}: {e}", marker.display());
+            }
+        }
+        for path in aside {
+            if let Err(e) = std::fs::remove_file(&path) {
+                log::warn!("repo gc: {}: {e}", path.display());
+            }
         }
         Ok(removed)
+    }
+
+    /// Removes `cid`'s unpinned marker (it is pinned now); synced when the
+    /// store syncs, so that a power loss cannot bring the marker back.
+    fn unmark(&self, cid: &str) -> io::Result<()> {
+        match std::fs::remove_file(self.unpinned.join(cid)) {
+            Ok(()) if self.sync => std::fs::File::open(&self.unpinned)?.sync_all(),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     pub fn get(&self, cid: &Cid) -> Option<Entry> {
@@ -198,8 +237,16 @@ impl Upload<'_> {
                         imported.file_size
                     )));
                 }
+                // A reference is the user's own file: pinned, as is the
+                // object it names (a copy of it added unpinned before).
                 let mut index = self.repo.index.lock().expect("index");
-                index.entry(key).or_insert(Entry { path, size: imported.file_size, copied: false, modified });
+                index.entry(key.clone()).or_insert(Entry {
+                    path,
+                    size: imported.file_size,
+                    copied: false,
+                    modified,
+                });
+                self.repo.unmark(&key)?;
             }
             Sink::Copy { path, mut file } => {
                 file.flush().await?;
@@ -210,24 +257,24 @@ impl Upload<'_> {
                 // One step under the index lock, so that a collection
                 // cannot remove the copy between the check and the mark.
                 let mut index = self.repo.index.lock().expect("index");
-                let present = index.get(&key).is_some_and(|e| e.copied);
-                if present {
+                let before = index.get(&key).map(|e| e.copied);
+                let marker = self.repo.unpinned.join(&key);
+                if pin || before == Some(false) {
+                    // Pinned now, or already pinned as a reference.
+                    self.repo.unmark(&key)?;
+                } else if before.is_none() || marker.exists() {
+                    // New, or unpinned already: (re)marked, its time now;
+                    // before the copy lands, so a crash between the two
+                    // cannot leave it unmarked for ever.
+                    std::fs::File::create(&marker)?;
+                }
+                if before == Some(true) {
                     std::fs::remove_file(&path)?;
                 } else {
                     let dest = self.repo.blobs.join(&key);
                     std::fs::rename(&path, &dest)?;
                     let entry = Entry { path: dest, size: imported.file_size, copied: true, modified: None };
-                    index.insert(key.clone(), entry);
-                }
-                let marker = self.repo.unpinned.join(&key);
-                if pin {
-                    match std::fs::remove_file(&marker) {
-                        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                        _ => {}
-                    }
-                } else if !present || marker.exists() {
-                    // New, or unpinned already: (re)marked, its time now.
-                    std::fs::File::create(&marker)?;
+                    index.insert(key, entry);
                 }
             }
         }
@@ -248,7 +295,11 @@ impl Repo {
             return Err(io::Error::other(format!("{} changed while it was being added", path.display())));
         }
         let entry = Entry { path, size: imported.file_size, copied: false, modified };
-        self.index.lock().expect("index").entry(imported.cid.to_string()).or_insert(entry);
+        let key = imported.cid.to_string();
+        let mut index = self.index.lock().expect("index");
+        index.entry(key.clone()).or_insert(entry);
+        self.unmark(&key)?;
+        drop(index);
         Ok(imported)
     }
 }

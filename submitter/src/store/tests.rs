@@ -368,6 +368,55 @@ async fn repo_gc_removes_what_was_only_added_unpinned_and_keeps_pins_across_rest
         assert_eq!(cat(&client, cid, 0, None).await, body);
     }
     assert!(repo_gc(&store).await.is_empty(), "nothing left to collect");
+    // A filestore reference pins its object, whichever comes first: the
+    // reference, or a copy of the same bytes added unpinned.
+    let ref_first = write(
+        "ref_first",
+        b"referenced first
+",
+    );
+    let cid1 = client.add_path(&ref_first, true).await.unwrap().cid;
+    assert_eq!(
+        client
+            .add_scratch(&write(
+                "copy1",
+                b"referenced first
+"
+            ))
+            .await
+            .unwrap()
+            .cid,
+        cid1
+    );
+    let cid2 = client
+        .add_scratch(&write(
+            "copy2",
+            b"copied first
+",
+        ))
+        .await
+        .unwrap()
+        .cid;
+    assert_eq!(
+        client
+            .add_path(
+                &write(
+                    "ref_second",
+                    b"copied first
+"
+                ),
+                true
+            )
+            .await
+            .unwrap()
+            .cid,
+        cid2
+    );
+    // Something else in the markers' folder is skipped, not an error.
+    std::fs::create_dir(data.path().join("unpinned").join("stray")).unwrap();
+    assert!(repo_gc(&store).await.is_empty());
+    assert_eq!(cat(&client, &cid1, 0, None).await, b"referenced first\n");
+    assert_eq!(cat(&client, &cid2, 0, None).await, b"copied first\n");
     // Added unpinned again, it is collectable again.
     assert_eq!(client.add_scratch(&write("scratch2", b"map output\n")).await.unwrap().cid, scratch);
     assert_eq!(repo_gc(&store).await, [scratch]);
