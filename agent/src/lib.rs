@@ -125,6 +125,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         probe: StatusProbe::new(),
         queue: TaskQueue::default(),
         running: HashMap::new(),
+        stopping: Vec::new(),
         done_tx: mpsc::channel(64).0,
         finished: HashMap::new(),
         finished_order: Default::default(),
@@ -237,7 +238,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     // Cancelled tasks kill their process groups (the user's code and what it
     // started) within milliseconds; wait for that before going, as the
     // process may exit right after (`ipdc-submit --local` does).
-    let handles: Vec<_> = state
+    let mut handles: Vec<_> = state
         .running
         .drain()
         .map(|(_, (handle, cancel))| {
@@ -245,6 +246,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
             handle
         })
         .collect();
+    handles.append(&mut state.stopping);
     let aborts: Vec<_> = handles.iter().map(|h| h.abort_handle()).collect();
     let stopped = async {
         for h in handles {
@@ -278,6 +280,10 @@ struct AgentState {
     probe: StatusProbe,
     queue: TaskQueue,
     running: HashMap<AttemptKey, (JoinHandle<()>, CancelToken)>,
+    /// Attempts cancelled while running, until they have stopped: their
+    /// user code is killed from a blocking thread, which aborting the task
+    /// would not wait for, so shutdown waits for these too.
+    stopping: Vec<JoinHandle<()>>,
     done_tx: mpsc::Sender<Finished>,
     /// The final report of recently finished attempts, re-sent when a
     /// controller asks (its first copy may have been lost).
@@ -363,7 +369,7 @@ impl AgentState {
                     let key = (job, task, attempt);
                     if let Some((h, cancel)) = self.running.remove(&key) {
                         cancel.cancel();
-                        h.abort();
+                        self.stop_later(h);
                         info!("cancelled {}/{} attempt {}", key.0, key.1, key.2);
                         self.start_queued();
                     }
@@ -391,13 +397,19 @@ impl AgentState {
 
     /// Drops everything of a job: queued and running attempts, remembered
     /// results and its temporary files.
+    /// Keeps a cancelled attempt's task until it has stopped (see `stopping`).
+    fn stop_later(&mut self, handle: JoinHandle<()>) {
+        self.stopping.retain(|h| !h.is_finished());
+        self.stopping.push(handle);
+    }
+
     fn end_job(&mut self, job: &str) {
         self.queue.end_job(job);
         let keys: Vec<_> = self.running.keys().filter(|k| k.0 == job).cloned().collect();
         for k in keys {
             if let Some((h, cancel)) = self.running.remove(&k) {
                 cancel.cancel();
-                h.abort();
+                self.stop_later(h);
             }
         }
         self.finished.retain(|k, _| k.0 != job);
