@@ -1202,6 +1202,31 @@ def reduce(key, values):
     }
 
     #[test]
+    fn user_code_reading_stdin_gets_nothing_and_every_line_is_mapped() {
+        // The split comes on the runner's stdin: a map() that reads stdin
+        // must not eat lines (it did, and the job still "succeeded").
+        let map = "import sys\ndef map(line):\n    assert sys.stdin.read() == ''\n    yield line, 1\n";
+        let j = job(&[("Map.py", map)]);
+        let input: Vec<u8> = (0..20_000).flat_map(|i| format!("line {i}\n").into_bytes()).collect();
+        let mut out = Vec::new();
+        let stats = j.exec.run_map(&j.path("Map.py"), None, &input[..], &mut out).unwrap();
+        assert_eq!((stats.input_records, out.len()), (20_000, 20_000));
+        assert_eq!(out[19_999].0, b"sline 19999");
+    }
+
+    #[test]
+    fn a_set_or_dict_of_two_is_not_taken_for_a_pair_and_the_runner_is_not_in_the_traceback() {
+        for shape in ["{w, 1}", "{'w': w, 'n': 1}"] {
+            let map = format!("def map(line):\n    for w in line.split():\n        yield {shape}\n");
+            let j = job(&[("Map.py", map.as_str())]);
+            let e = j.exec.run_map(&j.path("Map.py"), None, &b"ab\n"[..], &mut Vec::new()).unwrap_err();
+            let ExecError::User { summary, traceback } = &e else { panic!("{e:?}") };
+            assert!(summary.contains("not a (key, value) pair"), "{summary}");
+            assert!(!traceback.contains("ipdc_runner") && !traceback.contains("runner.py"), "{traceback}");
+        }
+    }
+
+    #[test]
     fn a_key_over_the_size_limit_is_the_users_error() {
         let map = "def map(line):\n    yield 'k' * (17 << 20), 1\n";
         let j = job(&[("Map.py", map)]);

@@ -106,8 +106,7 @@ def _user_traceback(exc):
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename == _RUNNER_FILE:
         tb = tb.tb_next
-    if tb is None:
-        tb = exc.__traceback__
+    # No user frame (the runner refused a value map() gave): the message alone.
     te = traceback.TracebackException(type(exc), exc, tb)  # reads the source lines now
     seen = set()
     todo = [te]
@@ -157,9 +156,9 @@ def _raised_in_runner(exc):
 def encode(obj, what):
     """The datum bytes of `obj`; `what` ("key"/"value") names it in errors."""
     t = type(obj)
-    if t is str:
+    if t is str or isinstance(obj, str):  # a subclass (StrEnum, numpy.str_) is the same key
         try:
-            return b"s" + obj.encode("utf-8", "surrogateescape")
+            return b"s" + str.encode(obj, "utf-8", "surrogateescape")
         except UnicodeEncodeError as e:
             raise EncodeError("a %s str that is not valid Unicode text (%s)" % (what, e))
     if t is int:
@@ -532,7 +531,9 @@ def _encodable(keys):
 
 # A str of two characters unpacks as a (key, value) pair: refused, as it is
 # almost always `yield word` where `yield word, 1` was meant.
-_TEXT = (str, bytes, bytearray)
+# A pair is a tuple or a list of two (a set or dict of two would unpack too,
+# its order arbitrary).
+_PAIR = (tuple, list)
 _NOT_A_PAIR = "a %s, not a (key, value) pair: yield key, value"
 
 
@@ -605,9 +606,9 @@ class Output:
             res = fn(key, values)
             if res is not None:
                 for pair in res:
-                    k, v = pair
-                    if type(pair) is not tuple and isinstance(pair, _TEXT):
+                    if type(pair) is not tuple and not isinstance(pair, _PAIR):
                         raise ValueError(_NOT_A_PAIR % type(pair).__name__)
+                    k, v = pair
                     _frame_one(buf, kb if k is key else encode(k, "key"), encode(v, "value"))
                     n += 1
         except Exception as e:
@@ -726,9 +727,9 @@ class Mapper:
                 if res is None:
                     continue
                 for pair in res:
-                    k, v = pair
-                    if type(pair) is not tuple and isinstance(pair, _TEXT):
+                    if type(pair) is not tuple and not isinstance(pair, _PAIR):
                         raise ValueError(_NOT_A_PAIR % type(pair).__name__)
+                    k, v = pair
                     self.nout += 1
                     if plain is not False:
                         plain = type(pair) is tuple and type(k) is str and (type(v) is int or type(v) is str)
@@ -740,7 +741,11 @@ class Mapper:
                         buf += pack(len(vb))
                         buf += vb
                         continue
-                    if type(k) is not str:
+                    if type(k) is str:
+                        pass
+                    elif isinstance(k, str):
+                        k = str.__str__(k)  # the plain str it equals (StrEnum, numpy.str_)
+                    else:
                         k = encode(k, "key")
                         self.groups_plain = False
                     t = type(v)
@@ -1041,7 +1046,12 @@ def main(argv):
     out = os.fdopen(os.dup(1), "wb", buffering=OUT_CHUNK)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    inp = open(0, "rb", buffering=OUT_CHUNK, closefd=False)
+    # The split comes on stdin; user code that reads stdin gets nothing
+    # rather than the split's lines.
+    inp = os.fdopen(os.dup(0), "rb", buffering=OUT_CHUNK)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
     if len(argv) == 2 and argv[0] == "map":
         stats = run_map(load(argv[1], "map", "map(line)"), None, None, inp, out)
     elif len(argv) == 4 and argv[0] == "map" and argv[2] == "--combine":

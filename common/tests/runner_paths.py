@@ -55,7 +55,7 @@ def reference_map(map_fn, combine_fn, data):
             if combine_fn is None:
                 out += frame(runner.encode(k, "key"), runner.encode(v, "value"))
             else:
-                gk = k if type(k) is str else runner.encode(k, "key")
+                gk = str.__str__(k) if isinstance(k, str) else runner.encode(k, "key")
                 groups.setdefault(gk, []).append(runner._normalise(v))
     for gk, vals in groups.items():
         key = gk if type(gk) is str else runner.decode(gk)
@@ -600,15 +600,36 @@ def contract_cases():
     assert "not valid Unicode" in failure_of(batched_map, bad_key, none_combine, ones)
     n += 1
 
-    # Keys keep their datum: a str subclass is a JSON datum, in and out of combine() and reduce().
+    # A str subclass (StrEnum, numpy.str_) is the str it equals: one key with
+    # the plain str, whatever its __str__ says, with or without combine().
+    class Loud(str):
+        def __str__(self):
+            return "LOUD"
+
     def tagged(line):
         yield Tag("a"), 1
+        yield Loud("a"), 1
+        yield "a", 1
 
-    assert batched_map(tagged, sum_combine, ones)[0] == frame(b'j"a"', b"j5000")
+    assert batched_map(tagged, sum_combine, ones)[0] == frame(b"sa", b"j15000")
+    assert batched_map(tagged, None, b"x\n")[0] == frame(b"sa", b"j1") * 3
+    # Reduce keeps a key's datum when reduce() yields the key it was given.
     recs = [(b'j"a"', b"j1"), (b'j"a"', b"j2"), (b"sz", b"j1.5")]
     assert run_reduce(sum_combine, recs, 2048)[0] == framed((b'j"a"', b"j3"), (b"sz", b"j1.5"))
     assert run_reduce(sum_combine, recs[:2], 2048)[0] == framed((b'j"a"', b"j3"))
-    n += 3
+    n += 4
+
+    # A pair is a tuple or list of two; a set or dict of two is refused (its
+    # order is arbitrary), and so is a str of two.
+    for bad, name in (({"k", 1}, "set"), ({"k": 1, "n": 2}, "dict"), ("ab", "str")):
+        for c in (None, sum_combine):
+            got = failure_of(batched_map, lambda line, bad=bad: [bad], c, b"x\n")
+            assert "a %s, not a (key, value) pair" % name in got, got
+            n += 1
+    assert batched_map(lambda line: [["k", 1]], None, b"x\n")[0] == frame(b"sk", b"j1")
+    got = run_reduce(lambda key, values: [{key, 1}], [(b"sa", b"j1")])
+    assert "a set, not a (key, value) pair" in got, got
+    n += 2
 
     # A group across several blocks, and a reduce() reading part of its values.
     recs = [(b"sa", b"j1")] + [(b"sb", b"j%d" % i) for i in range(10)] + [(b"sc", b"j1")]

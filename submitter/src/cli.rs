@@ -55,7 +55,7 @@ pub struct ClusterArgs {
     /// MQTT broker, mqtt://HOST:PORT or mqtts://HOST:PORT [default: mqtt://127.0.0.1:1883].
     #[arg(long, env = "IPDC_BROKER")]
     pub broker: Option<String>,
-    /// kubo RPC API used to upload the input and fetch the result [default: http://127.0.0.1:5001].
+    /// kubo RPC API, used by `run` to upload the input and fetch the result [default: http://127.0.0.1:5001].
     #[arg(long, env = "IPDC_IPFS")]
     pub ipfs: Option<String>,
     /// Cluster name: topics live under ipdc/<cluster>/ [default: default].

@@ -41,8 +41,8 @@ async fn run_command(args: cli::RunArgs) -> Result<(), String> {
             spec.workers.unwrap_or_default()
         )),
         Some(n) => {
-            let cluster = args.cluster.cluster.clone().unwrap_or_else(|| "default".into());
-            ipdc_common::protocol::validate_name("cluster name", &cluster)?;
+            // The embedded broker serves this job alone: the default topics do.
+            let cluster = "default".to_string();
             // A native job needs no Python (unless ipdc.toml says it does):
             // its agents skip finding one.
             let python = (spec.force_native.is_none() || spec.needs_python).then(|| PathBuf::from("python3"));
