@@ -832,6 +832,9 @@ impl Controller {
             .iter()
             .enumerate()
             .filter(|(_, t)| t.done.is_none() && t.running.len() == 1)
+            // A backup that could fail too must not take the task past its
+            // max_attempts failures (it did: "failed 6 times" for 4).
+            .filter(|(_, t)| t.failures + 1 < self.plan.max_attempts)
             .filter(|(_, t)| now_ms.saturating_sub(t.running[0].since_ms) > threshold)
             .map(|(i, _)| i)
             .collect();
@@ -1216,6 +1219,42 @@ mod tests {
         let records = c.records();
         let rec = records.iter().find(|r| r.task == slow.task).unwrap();
         assert!(rec.speculative && rec.attempts == 2);
+    }
+
+    #[test]
+    fn backups_never_take_a_failing_task_past_max_attempts() {
+        let mut p = plan(3, 1);
+        p.speculative = true;
+        p.max_attempts = 2;
+        let mut c = Controller::new(p, &[("a".into(), 1), ("b".into(), 1), ("slow".into(), 1)]);
+        let first = assigns(&c.start(0));
+        for (agent, task) in &first {
+            c.on_event(&ev(task, agent, EventKind::Accepted), 10);
+        }
+        let slow = first.iter().find(|(a, _)| a == "slow").unwrap().1.clone();
+        for (agent, task) in first.iter().filter(|(a, _)| a != "slow") {
+            c.on_event(&done(task, agent, 1), 1_000);
+        }
+        let backup = assigns(&c.tick(2_500));
+        assert_eq!(backup.len(), 1, "a straggler gets a backup");
+        c.on_event(&ev(&backup[0].1, &backup[0].0, EventKind::Accepted), 2_510);
+        let fail = |t: &Task, a: &str| {
+            let kind = EventKind::Failed {
+                error: "map() raised ValueError".into(),
+                detail: String::new(),
+                lost_inputs: vec![],
+                node_down: false,
+            };
+            ev(t, a, kind)
+        };
+        c.on_event(&fail(&backup[0].1, &backup[0].0), 3_000);
+        // One failure, one attempt running: another backup could be a third failure.
+        assert!(assigns(&c.tick(60_000)).is_empty());
+        let end = c.on_event(&fail(&slow, "slow"), 61_000);
+        assert!(
+            matches!(&end[..], [Action::Failed { message, .. }] if message.starts_with("task m-") && message.contains("failed 2 times")),
+            "{end:?}"
+        );
     }
 
     #[test]
