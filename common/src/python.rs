@@ -886,7 +886,9 @@ fn runner_error(status: ExitStatus, tail: &str) -> ExecError {
 /// The counters of the runner's final `IPDC-STATS` line.
 fn parse_stats(tail: &str) -> Result<ExecStats, ExecError> {
     let (json, _) = last_line_with(tail, "IPDC-STATS ")
-        .ok_or_else(|| ExecError::Protocol("it exited without its IPDC-STATS line".into()))?;
+        .ok_or_else(|| ExecError::Protocol(
+            "it exited with success before it finished (no IPDC-STATS line): does the job's code call os._exit()?".into(),
+        ))?;
     serde_json::from_str(json).map_err(|e| ExecError::Protocol(format!("bad IPDC-STATS line {json:?}: {e}")))
 }
 
@@ -1224,6 +1226,19 @@ def reduce(key, values):
             assert!(summary.contains("not a (key, value) pair"), "{summary}");
             assert!(!traceback.contains("ipdc_runner") && !traceback.contains("runner.py"), "{traceback}");
         }
+    }
+
+    #[test]
+    fn sys_exit_in_user_code_is_its_error_and_os_exit_is_named() {
+        let j = job(&[
+            ("Map.py", "import sys\ndef map(line):\n    sys.exit(0)\n    yield line, 1\n"),
+            ("Quit.py", "import os\ndef map(line):\n    os._exit(0)\n"),
+        ]);
+        let e = j.exec.run_map(&j.path("Map.py"), None, &b"ab\n"[..], &mut Vec::new()).unwrap_err();
+        let ExecError::User { summary, .. } = &e else { panic!("{e:?}") };
+        assert!(summary.contains("map() raised SystemExit: 0 on line 1 of this split"), "{summary}");
+        let e = j.exec.run_map(&j.path("Quit.py"), None, &b"ab\n"[..], &mut Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("os._exit()"), "{e}");
     }
 
     #[test]

@@ -87,6 +87,9 @@ def _describe(exc):
 
 _RUNNER_FILE = _short.__code__.co_filename
 
+# What user code may raise: sys.exit() too is its error, not the runner's end.
+_USER_ERRORS = (Exception, SystemExit)
+
 
 # Folders the user's files were loaded from (the agent's task folder).
 _USER_DIRS = set()
@@ -234,7 +237,7 @@ def load(path, function, signature):
         )
     except OSError as e:
         raise Failure("IPDC-ERROR: cannot read %s: %s" % (path, _describe(e)), EXIT_LOAD)
-    except Exception as e:
+    except _USER_ERRORS as e:
         if isinstance(e, MemoryError):
             raise _out_of_memory(e, shown, "while being imported")
         sys.stderr.write(_user_traceback(e))
@@ -417,7 +420,7 @@ def gather(fn, args_lists):
         try:
             gens = list(map(fn, *args_lists))
             pairs = list(islice(chain.from_iterable(gens), FAST_PAIRS + 1))
-        except Exception:
+        except _USER_ERRORS:
             return None
         return pairs if len(pairs) <= FAST_PAIRS else None
     left = [FAST_PAIRS]
@@ -432,13 +435,13 @@ def gather(fn, args_lists):
     def one(arg):
         try:
             return drained(fn(arg))
-        except Exception:
+        except _USER_ERRORS:
             raise _GiveUp
 
     def two(arg1, arg2):
         try:
             return drained(fn(arg1, arg2))
-        except Exception:
+        except _USER_ERRORS:
             raise _GiveUp
 
     try:
@@ -611,7 +614,7 @@ class Output:
                     k, v = pair
                     _frame_one(buf, kb if k is key else encode(k, "key"), encode(v, "value"))
                     n += 1
-        except Exception as e:
+        except _USER_ERRORS as e:
             raise _group_failure(e, name, key)
         if len(buf) > OUT_CHUNK:
             self.out.write(buf)
@@ -766,7 +769,7 @@ class Mapper:
                         groups = self.groups
                 elif len(buf) > OUT_CHUNK:
                     self.out.write(b"")
-        except Exception as e:
+        except _USER_ERRORS as e:
             raise _map_failure(e, lineno, line)
         self.out.write(b"")
         return plain

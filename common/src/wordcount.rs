@@ -25,7 +25,7 @@
 use std::io::{self, Read};
 
 use crate::exec::{ExecStats, RecordSink, RecordSource};
-use crate::record::{TAG_JSON, TAG_STR};
+use crate::record::{MAX_DATUM_LEN, TAG_JSON, TAG_STR};
 
 /// Byte classes: a word byte, or the first byte of a (possible) whitespace
 /// character.
@@ -260,6 +260,17 @@ impl Counts {
         let mut value = Vec::with_capacity(24);
         for slot in self.slots.iter().filter(|s| s.len != 0) {
             let at = slot.off as usize;
+            if slot.len as usize >= MAX_DATUM_LEN {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "WordCount map: a word of {} bytes is larger than the limit of {} MiB for one key; \
+                         is the input a text file with spaces or newlines between its words?",
+                        slot.len,
+                        MAX_DATUM_LEN >> 20
+                    ),
+                ));
+            }
             key.clear();
             key.push(TAG_STR);
             key.extend_from_slice(&self.arena[at..at + slot.len as usize]);
@@ -730,6 +741,21 @@ json.dump(out, sys.stdout)
         let a_records = out.iter().filter(|(k, _)| k == b"sa").count();
         assert_eq!(a_records, 2, "{} records in all", out.len());
         assert_eq!(stats.output_records, 3000 + 2 * 3);
+    }
+
+    #[test]
+    fn a_word_over_the_key_limit_is_a_clear_error() {
+        let mut text = vec![b'x'; MAX_DATUM_LEN - 1];
+        text.extend_from_slice(b" ok\n");
+        let mut out = Vec::new();
+        map(&text[..], &mut out, 64 << 20).unwrap();
+        assert_eq!(out.len(), 2, "a word of the limit less its tag byte is a key");
+        text.insert(0, b'x');
+        let e = map(&text[..], &mut Vec::new(), 64 << 20).unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!("WordCount map: a word of {MAX_DATUM_LEN} bytes is larger")),
+            "{e}"
+        );
     }
 
     #[test]

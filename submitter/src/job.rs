@@ -225,7 +225,13 @@ impl JobSpec {
             }
             Ok(_) => {}
         }
-        Ok(())
+        // Readable now, not only once agents are picked (permissions).
+        std::fs::File::open(&self.input).map(drop).map_err(|e| {
+            format!(
+                "input file {} cannot be read ({e}): check its permissions, or `input` in ipdc.toml / --input",
+                self.input.display()
+            )
+        })
     }
 
     /// Compiles Map.py and Reduce.py with a local Python, when there is one,
@@ -234,8 +240,31 @@ impl JobSpec {
         if self.force_native.is_some() {
             return Ok(());
         }
-        // One interpreter start for both files: it prints the first error.
-        const CHECK: &str = "import sys\nfor path in sys.argv[1:]:\n    try:\n        compile(open(path, 'rb').read(), path, 'exec')\n    except SyntaxError as e:\n        print(path)\n        print('%s, line %s: %s' % (e.filename, e.lineno, e.msg))\n        if e.text: print('    ' + e.text.rstrip())\n        sys.exit(1)\n";
+        // One interpreter start for both files: it prints the first error,
+        // as the problem's first line and its details after.
+        const CHECK: &str = r#"import sys
+for path in sys.argv[1:]:
+    try:
+        src = open(path, "rb").read()
+    except OSError as e:
+        print("cannot read %s: %s" % (path, e.strerror or e))
+        sys.exit(1)
+    try:
+        compile(src, path, "exec")
+    except SyntaxError as e:
+        print("syntax error in %s" % path)
+        if e.lineno:
+            print("%s, line %s: %s" % (path, e.lineno, e.msg))
+        else:
+            print("%s: %s" % (path, e.msg))
+        if e.text:
+            print("    " + e.text.rstrip())
+        sys.exit(1)
+    except ValueError as e:  # a NUL byte, before Python 3.12
+        print("syntax error in %s" % path)
+        print("%s: %s" % (path, e))
+        sys.exit(1)
+"#;
         let out = match std::process::Command::new("python3")
             .arg("-S") // compiling needs no site-packages (and starts faster)
             .arg("-c")
@@ -247,12 +276,11 @@ impl JobSpec {
             Ok(out) => out,
             Err(_) => return Ok(()), // no local Python: the agents will report it
         };
-        if out.status.success() {
-            return Ok(());
-        }
         let text = String::from_utf8_lossy(&out.stdout);
-        let (path, detail) = text.split_once('\n').unwrap_or((&text, ""));
-        Err(format!("syntax error in {path}\n{detail}fix the file and run again"))
+        if out.status.success() || text.trim().is_empty() {
+            return Ok(()); // nothing found, or the check itself broke: the agents will say
+        }
+        Err(format!("{}\nfix the file and run again", text.trim_end()))
     }
 }
 
@@ -267,6 +295,24 @@ mod tests {
         std::fs::write(d.path().join("Map.py"), "def map(line):\n    yield line, 1\n").unwrap();
         std::fs::write(d.path().join("Reduce.py"), "def reduce(k, vs):\n    yield k, sum(vs)\n").unwrap();
         d
+    }
+
+    #[test]
+    fn the_local_python_check_names_the_file_and_the_problem() {
+        let d = job_dir("");
+        let spec = JobSpec::load(Some(d.path()), Overrides::default(), None).unwrap();
+        spec.check_python_syntax().unwrap();
+        std::fs::write(d.path().join("Map.py"), "def map(line):\n    yield line, 1\0\n").unwrap();
+        let e = spec.check_python_syntax().unwrap_err();
+        assert!(e.starts_with("syntax error in ") && e.contains("Map.py") && e.contains("null bytes"), "{e}");
+        assert!(e.ends_with("fix the file and run again"), "{e}");
+        std::fs::write(d.path().join("Map.py"), "def map(line):\n    yield line 1\n").unwrap();
+        let e = spec.check_python_syntax().unwrap_err();
+        assert!(e.contains("Map.py, line 2: "), "{e}");
+        std::fs::remove_file(d.path().join("Map.py")).unwrap();
+        std::fs::create_dir(d.path().join("Map.py")).unwrap();
+        let e = spec.check_python_syntax().unwrap_err();
+        assert!(e.starts_with("cannot read ") && e.contains("Map.py: Is a directory"), "{e}");
     }
 
     #[test]

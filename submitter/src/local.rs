@@ -13,6 +13,52 @@ use tokio::sync::watch;
 
 use crate::{broker, store};
 
+/// The most agents `--local` starts: past this it is a cluster's work.
+const MAX_LOCAL_AGENTS: usize = 256;
+
+/// Open files one local agent may hold at once: its MQTT connection (both
+/// ends in this process), connections to the store, a runner's pipes, files
+/// being read and written (about 8 measured mid-job), with room to spare.
+const FILES_PER_AGENT: u64 = 16;
+
+/// Refuses an `n` this process cannot run, before starting anything (past
+/// the open-files limit, agents failed one by one with misleading errors).
+fn check_capacity(n: usize) -> Result<(), String> {
+    if n > MAX_LOCAL_AGENTS {
+        return Err(format!(
+            "--local {n}: at most {MAX_LOCAL_AGENTS} agents run in one process; \
+             for more, run ipdc-agent on more machines (see \"Deploy a cluster\" in the README)"
+        ));
+    }
+    let limit = raise_open_files_limit();
+    let need = 64 + n as u64 * FILES_PER_AGENT;
+    if need > limit {
+        return Err(format!(
+            "--local {n} needs up to {need} open files, but this process may open {limit}: \
+             raise the limit (ulimit -n {need}) or start fewer agents"
+        ));
+    }
+    Ok(())
+}
+
+/// Raises this process's soft limit on open files to its hard limit, as
+/// servers do (the soft default, often 1024, or 256 on macOS, is for
+/// programs that never need more). Returns the limit now in force.
+fn raise_open_files_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write `lim`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return u64::MAX; // unknown: let the agents try
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    lim.rlim_cur
+}
+
 pub struct LocalCluster {
     pub broker: BrokerAddr,
     pub ipfs: String,
@@ -26,6 +72,7 @@ impl LocalCluster {
     /// Starts the broker, the store and `n` agents (one slot each: they share
     /// this machine's cores). `python`: None hides Python from the agents.
     pub async fn start(n: usize, cluster: &str, python: Option<PathBuf>) -> Result<Self, String> {
+        check_capacity(n)?;
         let dir = tempfile::Builder::new()
             .prefix("ipdc-local-")
             .tempdir()

@@ -317,6 +317,9 @@ impl Session {
     }
 }
 
+/// The least `--wait` for agents started by `--local`.
+const LOCAL_MIN_WAIT: Duration = Duration::from_secs(10);
+
 /// Picks K capable agents, waiting up to `wait` for enough of them. Called
 /// right after the status subscription was acknowledged: it picks only once
 /// the retained statuses had [`STATUS_SETTLE`] to arrive (so the best K of
@@ -335,6 +338,9 @@ async fn pick_agents(
         arch: spec.arch.clone(),
         have_key: session.sealer.is_keyed(),
     };
+    // Local agents start with this job: they need a moment to report
+    // (their IPFS check too) whatever --wait says.
+    let wait = if local_agents.is_some() { wait.max(LOCAL_MIN_WAIT) } else { wait };
     let start = Instant::now();
     let mut said_waiting = false;
     loop {
