@@ -129,3 +129,19 @@ impl LocalCluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_cluster_too_big_for_one_process_is_refused_up_front() {
+        let e = check_capacity(MAX_LOCAL_AGENTS + 1).unwrap_err();
+        assert!(e.starts_with("--local 257: at most 256 agents run in one process"), "{e}");
+        check_capacity(2).unwrap();
+        // The soft limit was raised to the hard one.
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        assert_eq!(lim.rlim_cur, lim.rlim_max);
+    }
+}
