@@ -165,7 +165,10 @@ def encode(obj, what):
         except UnicodeEncodeError as e:
             raise EncodeError("a %s str that is not valid Unicode text (%s)" % (what, e))
     if t is int:
-        return b"j" + str(obj).encode("ascii")
+        try:
+            return b"j" + str(obj).encode("ascii")
+        except ValueError as e:  # past sys.get_int_max_str_digits()
+            raise EncodeError("a %s int too long to write as text (%s)" % (what, _one_line(e)))
     try:
         text = _dumps(obj)
     except (TypeError, ValueError, RecursionError) as e:
@@ -738,7 +741,7 @@ class Mapper:
                         plain = type(pair) is tuple and type(k) is str and (type(v) is int or type(v) is str)
                     if not combine:
                         kb = b"s" + k.encode("utf-8", "surrogateescape") if type(k) is str else encode(k, "key")
-                        vb = b"j" + str(v).encode("ascii") if type(v) is int else encode(v, "value")
+                        vb = encode(v, "value")
                         buf += pack(len(kb))
                         buf += kb
                         buf += pack(len(vb))

@@ -619,6 +619,14 @@ def contract_cases():
     assert run_reduce(sum_combine, recs[:2], 2048)[0] == framed((b'j"a"', b"j3"))
     n += 4
 
+    # An int too long for str() (Python 3.11+) is the user's value, not a bad pair.
+    if hasattr(sys, "get_int_max_str_digits"):
+        huge = 10 ** (sys.get_int_max_str_digits() + 1)
+        for c in (None, sum_combine):
+            got = failure_of(batched_map, lambda line: [(line, huge)], c, b"x\n")
+            assert "a value int too long to write as text" in got, got
+            n += 1
+
     # A pair is a tuple or list of two; a set or dict of two is refused (its
     # order is arbitrary), and so is a str of two.
     for bad, name in (({"k", 1}, "set"), ({"k": 1, "n": 2}, "dict"), ("ab", "str")):
