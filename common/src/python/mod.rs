@@ -14,7 +14,7 @@
 //! - `protocol`: the runner script and its pipe protocol (stdin blocks,
 //!   stdout frames, the stderr tail and its `IPDC-STATS` / `IPDC-ERROR`
 //!   lines, exit statuses).
-//! - `detect`: finding a usable interpreter ([`detect`], [`detect_version`]).
+//! - `detect`: finding a usable interpreter ([`detect()`], [`detect_version`]).
 
 mod detect;
 mod error;
