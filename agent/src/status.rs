@@ -1,7 +1,7 @@
 //! What the agent reports about itself: cores, CPU load, memory, arch, OS,
 //! Python, slots — read through sysinfo and sent as a retained status.
 
-use ipdc_common::protocol::{AgentStatus, PROTOCOL_VERSION, now_ms};
+use ipdc_common::protocol::{AgentStatus, IpfsHealth, PROTOCOL_VERSION, now_ms};
 use std::time::{Duration, Instant};
 
 use sysinfo::System;
@@ -96,8 +96,8 @@ pub struct FixedFacts {
     pub python: Option<String>,
     pub memory_mb: u64,
     pub heartbeat_ms: u64,
-    /// "ok", or why the IPFS API does not answer (changes while running).
-    pub ipfs: String,
+    /// Whether the IPFS API answers (changes while running).
+    pub ipfs: IpfsHealth,
 }
 
 #[cfg(test)]
@@ -113,7 +113,7 @@ mod tests {
             python: None,
             memory_mb: 1,
             heartbeat_ms: 1000,
-            ipfs: "ok".into(),
+            ipfs: IpfsHealth::Ok,
         };
         let mut probe = StatusProbe::new();
         // Busy statuses (a task started, a task ended) in quick succession

@@ -103,10 +103,11 @@ pub enum Executor {
 }
 
 impl Executor {
-    fn name(&self) -> String {
+    /// Its name on the wire.
+    fn name(&self) -> ipdc_common::protocol::Executor {
         match self {
-            Executor::Python(_) => "python".into(),
-            Executor::NativeWordCount => "native:wordcount".into(),
+            Executor::Python(_) => ipdc_common::protocol::Executor::Python,
+            Executor::NativeWordCount => ipdc_common::protocol::Executor::Native("wordcount".into()),
         }
     }
 }

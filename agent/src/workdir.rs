@@ -3,14 +3,23 @@
 //! power cut mid-task leaves its spills there).
 
 use std::fs::{File, TryLockError};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use ipdc_common::protocol::looks_like_job_id;
+use ipdc_common::protocol::{looks_like_job_id, validate_name};
 
 /// Held for as long as the agent runs: while it is, no other agent may
 /// use the same work dir.
 pub struct WorkDir {
+    root: PathBuf,
     _lock: File,
+}
+
+impl WorkDir {
+    /// The folder of job `job`, or None when `job` is not a valid name (the
+    /// only names that cannot lead outside the work dir).
+    pub fn job_dir(&self, job: &str) -> Option<PathBuf> {
+        validate_name("job id", job).ok().map(|()| self.root.join(job))
+    }
 }
 
 /// Checks `dir`, locks it and removes the job folders of earlier runs.
@@ -43,7 +52,7 @@ pub fn claim(dir: &Path) -> Result<WorkDir, String> {
     if removed > 0 {
         log::info!("removed {removed} folder(s) of jobs interrupted before this start from {shown}");
     }
-    Ok(WorkDir { _lock: lock })
+    Ok(WorkDir { root: dir.to_path_buf(), _lock: lock })
 }
 
 #[cfg(test)]

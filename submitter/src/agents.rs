@@ -8,7 +8,7 @@ use crate::directory::{Directory, Requirements};
 use crate::run::{Connection, Session};
 
 pub async fn list(conn: &Connection, json: bool) -> Result<(), String> {
-    let mut session = Session::connect(conn, &format!("ipdc-agents-{}", std::process::id()), None)?;
+    let mut session = Session::connect(conn, &format!("ipdc-agents-{}", std::process::id()), None, None)?;
     session.connect_and_listen(Duration::from_secs(10)).await?;
     let dir = session.directory.clone();
     let note = session.refused_note();

@@ -206,7 +206,7 @@ pub struct TaskRecord {
     pub attempts: u32,
     /// The winning attempt was a speculative backup.
     pub speculative: bool,
-    pub executor: String,
+    pub executor: ipdc_common::protocol::Executor,
     pub elapsed_ms: u64,
     pub bytes_read: u64,
     pub output_bytes: u64,

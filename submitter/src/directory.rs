@@ -48,8 +48,8 @@ impl Directory {
         if s.keyed && !req.have_key {
             return Some("requires the cluster key (give --cluster-key)".into());
         }
-        if s.ipfs != "ok" {
-            return Some(format!("IPFS API {}", if s.ipfs.is_empty() { "unknown" } else { &s.ipfs }));
+        if !s.ipfs.is_ok() {
+            return Some(format!("IPFS API {}", s.ipfs));
         }
         if req.needs_python && s.python.is_none() {
             return Some("no Python, and the job names no native fallback".into());
@@ -122,7 +122,7 @@ mod tests {
         s.mem_available_mb = 1000;
         s.heartbeat_ms = now;
         s.heartbeat_interval_ms = 5000;
-        s.ipfs = "ok".into();
+        s.ipfs = ipdc_common::protocol::IpfsHealth::Ok;
         s
     }
 

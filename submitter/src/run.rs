@@ -6,14 +6,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use ipdc_common::auth::{ClusterKey, Opener, Rejected, Sealer};
+use ipdc_common::auth::{ClusterKey, Rejected};
 use ipdc_common::exec::ExecStats;
 use ipdc_common::ipfs::IpfsClient;
 use ipdc_common::mapreduce::split::{Split, plan_splits};
 use ipdc_common::mqtt::{self, BrokerAddr, MqttSettings};
 use ipdc_common::protocol::{
-    AgentStatus, CodeFiles, CodeSpec, ControllerStatus, Message, PROTOCOL_VERSION, TaskCommand, TaskEvent,
-    TaskLimits, TaskMessage, Topics, now_ms,
+    AgentStatus, CodeFiles, CodeSpec, ControllerState, Incoming, Outgoing, Refused, Route, TaskCommand,
+    TaskEvent, TaskLimits, Wire, now_ms,
 };
 use log::{debug, info, warn};
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
@@ -88,11 +88,12 @@ pub fn new_job_id(name: &str) -> String {
 pub struct Session {
     client: AsyncClient,
     eventloop: EventLoop,
-    topics: Topics,
+    wire: Wire,
     pub directory: Directory,
-    events_topic: Option<String>,
+    /// The job whose events are followed.
+    job: Option<String>,
     events: VecDeque<TaskEvent>,
-    outbox: VecDeque<(String, Vec<u8>, bool)>,
+    outbox: VecDeque<Outgoing>,
     connected: bool,
     /// When the broker first acknowledged a subscription (retained statuses
     /// follow it).
@@ -100,15 +101,10 @@ pub struct Session {
     broker: BrokerAddr,
     /// A refusal no retry can fix (bad credentials).
     fatal: Option<String>,
-    sealer: Sealer,
-    /// Events: signed, fresh, never replayed (in a keyed cluster).
-    events_opener: Opener,
-    /// Retained statuses may be old; their MAC still counts.
-    status_opener: Opener,
     /// What this session keeps published as retained messages, published
     /// again after a reconnection: a restarted broker may have lost them, or
     /// replaced ours with our Last Will while it shut down.
-    retained: Vec<(String, Vec<u8>)>,
+    retained: Vec<Outgoing>,
     /// Agents whose statuses were refused (another cluster key, or none),
     /// and why: said when no capable agent is found.
     pub refused: BTreeMap<String, String>,
@@ -123,71 +119,96 @@ const MAX_MAP_TASKS: usize = 10_000;
 /// acknowledgement at once).
 const STATUS_SETTLE: Duration = Duration::from_millis(150);
 
-/// How old a signed retained status may be.
-const RETAINED_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
-
 impl Session {
     /// `will`: what the broker publishes (retained) if this process vanishes.
     pub fn connect(
         conn: &Connection,
         client_id: &str,
-        will: Option<(String, Vec<u8>)>,
+        will: Option<ControllerState>,
+        job: Option<&str>,
     ) -> Result<Self, String> {
-        let sealer = Sealer::new(conn.key.clone());
-        let will = will.map(|(topic, body)| (topic, sealer.seal(&body)));
+        let wire = Wire::new(&conn.cluster, conn.key.clone());
+        let will = match (will, job) {
+            (Some(state), Some(job)) => {
+                let o = wire.controller(job, state);
+                Some((o.topic, o.payload))
+            }
+            _ => None,
+        };
         let (client, eventloop) = mqtt::client(conn.mqtt.options(client_id, will)?);
         Ok(Session {
             client,
             eventloop,
-            topics: Topics::new(&conn.cluster),
+            wire,
             directory: Directory::default(),
-            events_topic: None,
+            job: job.map(str::to_string),
             events: VecDeque::new(),
             outbox: VecDeque::new(),
             connected: false,
             subscribed: None,
             broker: conn.mqtt.broker.clone(),
             fatal: None,
-            sealer,
-            events_opener: Opener::new(conn.key.clone()),
-            status_opener: Opener::new(conn.key.clone()).with_window(RETAINED_WINDOW),
             retained: Vec::new(),
             refused: BTreeMap::new(),
         })
     }
 
-    pub fn follow_job(&mut self, job: &str) {
-        let t = self.topics.job_events(job);
-        if self.connected {
-            let _ = self.client.try_subscribe(&t, QoS::AtLeastOnce);
-        }
-        self.events_topic = Some(t);
+    pub fn wire(&self) -> &Wire {
+        &self.wire
     }
 
-    pub fn publish(&mut self, topic: String, payload: Vec<u8>) {
-        self.outbox.push_back((topic, payload, false));
-        self.flush();
+    fn subscribe_to_events(&self) {
+        if let Some(job) = &self.job {
+            let _ = self.client.try_subscribe(self.wire.topics().job_events(job), QoS::AtLeastOnce);
+        }
     }
 
-    /// Publishes a retained message (an empty payload clears the topic).
-    pub fn publish_retained(&mut self, topic: String, payload: Vec<u8>) {
-        self.retained.retain(|(t, _)| *t != topic);
-        if !payload.is_empty() {
-            self.retained.push((topic.clone(), payload.clone()));
+    /// Publishes a message; a retained one is published again after every
+    /// reconnection (an empty retained payload clears its topic and is not).
+    pub fn publish(&mut self, out: Outgoing) {
+        if out.retain {
+            self.retained.retain(|o| o.topic != out.topic);
+            if !out.payload.is_empty() {
+                self.retained.push(out.clone());
+            }
         }
-        self.outbox.push_back((topic, payload, true));
+        self.outbox.push_back(out);
         self.flush();
     }
 
     fn flush(&mut self) {
-        while let Some((topic, body, retain)) = self.outbox.pop_front() {
-            // An empty retained payload clears a topic; it is not a message.
-            let payload = if body.is_empty() { body.clone() } else { self.sealer.seal(&body) };
-            if let Err(e) = self.client.try_publish(&topic, QoS::AtLeastOnce, retain, payload.clone()) {
+        while let Some(out) = self.outbox.pop_front() {
+            if let Err(e) =
+                self.client.try_publish(&out.topic, QoS::AtLeastOnce, out.retain, out.payload.clone())
+            {
                 debug!("outgoing queue full ({e}); will retry");
-                self.outbox.push_front((topic, body, retain));
+                self.outbox.push_front(out);
                 break;
             }
+        }
+    }
+
+    fn on_publish(&mut self, topic: &str, payload: &[u8]) {
+        match self.wire.receive(topic, payload, now_ms()) {
+            Ok(Incoming::Event(ev)) if self.job.as_deref() == Some(ev.job.as_str()) => {
+                self.events.push_back(ev)
+            }
+            Ok(Incoming::Status(s)) => {
+                self.refused.remove(&s.agent);
+                self.directory.update(s);
+            }
+            Ok(other) => debug!("ignored {other:?}"),
+            Err(Refused::Envelope { route: Route::AgentStatus { .. }, why: Rejected::Replayed }) => {}
+            Err(Refused::Envelope { route: Route::AgentStatus { agent }, why }) => {
+                debug!("rejected a status on {topic}: {why}");
+                if self.directory.get(&agent).is_none() {
+                    self.refused.insert(agent, why.to_string());
+                }
+            }
+            Err(why @ Refused::Invalid { route: Route::AgentStatus { .. }, .. }) => {
+                debug!("ignored a status on {topic}: {why}")
+            }
+            Err(why) => warn!("rejected a message on {topic}: {why}"),
         }
     }
 
@@ -200,39 +221,11 @@ impl Session {
             }
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 self.connected = true;
-                let _ = self.client.try_subscribe(self.topics.all_agent_statuses(), QoS::AtLeastOnce);
-                if let Some(t) = &self.events_topic {
-                    let _ = self.client.try_subscribe(t, QoS::AtLeastOnce);
-                }
-                for (topic, payload) in &self.retained {
-                    self.outbox.push_back((topic.clone(), payload.clone(), true));
-                }
+                let _ = self.client.try_subscribe(self.wire.topics().all_agent_statuses(), QoS::AtLeastOnce);
+                self.subscribe_to_events();
+                self.outbox.extend(self.retained.iter().cloned());
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                if Some(&p.topic) == self.events_topic.as_ref() {
-                    match self.events_opener.open(&p.payload, now_ms()).map(TaskEvent::decode) {
-                        Ok(Ok(ev)) => self.events.push_back(ev),
-                        Ok(Err(e)) => warn!("ignored an event on {}: {e}", p.topic),
-                        Err(why) => warn!("rejected an event on {}: {why}", p.topic),
-                    }
-                } else if p.topic.ends_with("/status") {
-                    match self.status_opener.open(&p.payload, now_ms()).map(AgentStatus::decode) {
-                        Ok(Ok(s)) => {
-                            self.refused.remove(&s.agent);
-                            self.directory.update(s);
-                        }
-                        Ok(Err(e)) => debug!("ignored a status on {}: {e}", p.topic),
-                        Err(Rejected::Replayed) => {}
-                        Err(why) => {
-                            debug!("rejected a status on {}: {why}", p.topic);
-                            let agent = p.topic.rsplit('/').nth(1).unwrap_or_default().to_string();
-                            if self.directory.get(&agent).is_none() {
-                                self.refused.insert(agent, why.to_string());
-                            }
-                        }
-                    }
-                }
-            }
+            Ok(Event::Incoming(Packet::Publish(p))) => self.on_publish(&p.topic, &p.payload),
             Ok(_) => {}
             Err(e) => {
                 let why = mqtt::describe(&e);
@@ -336,7 +329,7 @@ async fn pick_agents(
         needs_python: spec.needs_python,
         min_memory_mb: spec.min_memory_mb,
         arch: spec.arch.clone(),
-        have_key: session.sealer.is_keyed(),
+        have_key: session.wire.is_keyed(),
     };
     // Local agents start with this job: they need a moment to report
     // (their IPFS check too) whatever --wait says.
@@ -442,16 +435,10 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
     };
     let ipfs = IpfsClient::new(&conn.ipfs).map_err(|e| e.to_string())?;
     // Agents drop this job's tasks if this process vanishes (its Last Will).
-    let topics = Topics::new(&conn.cluster);
-    let controller_topic = topics.job_controller(&job);
-    let status = |state: &str| {
-        ControllerStatus { v: PROTOCOL_VERSION, job: job.clone(), state: state.into() }.encode()
-    };
-    let will = (controller_topic.clone(), status("gone"));
-    let mut session = Session::connect(conn, &format!("ipdc-submit-{job}"), Some(will))?;
+    let mut session =
+        Session::connect(conn, &format!("ipdc-submit-{job}"), Some(ControllerState::Gone), Some(&job))?;
     session.connect_and_subscribe(Duration::from_secs(10)).await?;
-    session.publish_retained(controller_topic.clone(), status("running"));
-    session.follow_job(&job);
+    session.publish(session.wire().controller(&job, ControllerState::Running));
     session.pump_until(syntax).await.map_err(|e| format!("syntax check crashed: {e}"))??;
     let picked = pick_agents(&mut session, spec, opts.wait, opts.local_agents).await?;
 
@@ -542,10 +529,9 @@ pub async fn run(spec: &JobSpec, conn: &Connection, opts: &RunOptions) -> Result
         v.finish();
     }
     // Tell the agents the job is over, done or not: they drop what is left of it.
-    session.publish_retained(controller_topic.clone(), Vec::new());
+    session.publish(session.wire().controller_cleared(&job));
     for s in &picked {
-        let msg = TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::EndJob { job: job.clone() } };
-        session.publish(topics.agent_tasks(&s.agent), msg.encode());
+        session.publish(session.wire().command(&s.agent, TaskCommand::EndJob { job: job.clone() }));
     }
     let reduce_ms = (t_map.elapsed().as_millis() as u64).saturating_sub(map_ms);
     if let Err((message, detail)) = outcome {
@@ -640,7 +626,7 @@ pub async fn drive(
                     let lost = match session.directory.get(&s.agent) {
                         Some(cur) if !cur.online => Some("went offline".to_string()),
                         Some(cur) if directory::is_stale(cur, now) => Some("stopped sending its status".to_string()),
-                        Some(cur) if cur.ipfs != "ok" => Some(format!("cannot use its IPFS node ({})", cur.ipfs)),
+                        Some(cur) if !cur.ipfs.is_ok() => Some(format!("cannot use its IPFS node ({})", cur.ipfs)),
                         _ => None,
                     };
                     if let Some(why) = lost {
@@ -676,27 +662,24 @@ struct Input {
 }
 
 /// Carries out the controller's actions; returns the job's end when one says so.
-fn apply(session: &mut Session, cluster: &str, job: &str, actions: Vec<Action>) -> Outcome {
-    let topics = Topics::new(cluster);
+fn apply(session: &mut Session, _cluster: &str, job: &str, actions: Vec<Action>) -> Outcome {
     let mut end = None;
     for a in actions {
+        let command = |agent: &str, command| session.wire().command(agent, command);
         match a {
             Action::Assign { agent, task } => {
                 debug!("assign {} attempt {} to {agent}", task.task, task.attempt);
-                let msg = TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::Assign { task } };
-                session.publish(topics.agent_tasks(&agent), msg.encode());
+                let out = command(&agent, TaskCommand::Assign { task });
+                session.publish(out);
             }
             Action::Cancel { agent, task, attempt } => {
                 debug!("cancel {task} attempt {attempt} on {agent}");
-                let job = job.to_string();
-                let msg =
-                    TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::Cancel { job, task, attempt } };
-                session.publish(topics.agent_tasks(&agent), msg.encode());
+                let out = command(&agent, TaskCommand::Cancel { job: job.to_string(), task, attempt });
+                session.publish(out);
             }
             Action::Query { agent } => {
-                let msg =
-                    TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::Query { job: job.to_string() } };
-                session.publish(topics.agent_tasks(&agent), msg.encode());
+                let out = command(&agent, TaskCommand::Query { job: job.to_string() });
+                session.publish(out);
             }
             Action::Warn { message } => warn!("{message}"),
             Action::Finished => end = Some(Ok(())),
@@ -766,9 +749,9 @@ fn build_summary(
 /// `mixed: ...` listing them when agents without Python ran the native
 /// fallback.
 fn executors_used(records: &[crate::controller::TaskRecord]) -> String {
-    let used: std::collections::BTreeSet<&str> = records.iter().map(|r| r.executor.as_str()).collect();
+    let used: std::collections::BTreeSet<String> = records.iter().map(|r| r.executor.to_string()).collect();
     match used.len() {
-        1 => used.into_iter().next().unwrap_or_default().to_string(),
+        1 => used.into_iter().next().unwrap_or_default(),
         _ => format!("mixed: {}", used.into_iter().collect::<Vec<_>>().join(", ")),
     }
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use ipdc_common::mqtt::{self, BrokerAddr, MqttSettings};
 use ipdc_common::protocol::{
-    AgentStatus, CodeSpec, EventKind, Message, PROTOCOL_VERSION, TaskCommand, TaskEvent, TaskMessage,
-    TaskOutput, Topics, now_ms,
+    AgentStatus, CodeSpec, EventKind, Executor, Incoming, IpfsHealth, PROTOCOL_VERSION, TaskCommand,
+    TaskEvent, TaskMessage, TaskOutput, Wire, now_ms,
 };
 use rumqttc::{Event, Packet, QoS};
 
@@ -35,9 +35,8 @@ pub async fn run(agents: usize, tasks: usize, broker: Option<String>) -> Result<
         tokio::spawn(async move { sim_agent(format!("sim-{i:04}"), conn).await });
     }
     let job = run::new_job_id("sim");
-    let mut session = Session::connect(&conn, &format!("ipdc-sim-{job}"), None)?;
+    let mut session = Session::connect(&conn, &format!("ipdc-sim-{job}"), None, Some(&job))?;
     session.connect_and_listen(Duration::from_secs(10)).await?;
-    session.follow_job(&job);
     let req = Requirements { needs_python: false, min_memory_mb: 0, arch: None, have_key: false };
     let deadline = Instant::now() + Duration::from_secs(60);
     while session.directory.capable(&req, now_ms()).len() < agents {
@@ -87,10 +86,10 @@ pub async fn run(agents: usize, tasks: usize, broker: Option<String>) -> Result<
 
 /// A simulated agent: reports itself and answers every assignment with Done.
 async fn sim_agent(name: String, conn: Connection) {
-    let topics = Topics::new(&conn.cluster);
+    let mut wire = Wire::new(&conn.cluster, None);
     let Ok(options) = conn.mqtt.options(&format!("ipdc-{name}"), None) else { return };
     let (client, mut eventloop) = mqtt::client(options);
-    let tasks_topic = topics.agent_tasks(&name);
+    let tasks_topic = wire.topics().agent_tasks(&name);
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -104,21 +103,24 @@ async fn sim_agent(name: String, conn: Connection) {
                 s.mem_available_mb = 1024;
                 s.mem_total_mb = 1024;
                 s.native = vec!["wordcount".into()];
-                s.ipfs = "ok".into();
+                s.ipfs = IpfsHealth::Ok;
                 s.heartbeat_ms = now_ms();
                 s.heartbeat_interval_ms = 600_000;
-                let _ = client.try_publish(topics.agent_status(&name), QoS::AtLeastOnce, true, s.encode());
+                let out = wire.status(&s);
+                let _ = client.try_publish(out.topic, QoS::AtLeastOnce, true, out.payload);
             }
-            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == tasks_topic => {
-                let Ok(TaskMessage { command: TaskCommand::Assign { task }, .. }) =
-                    TaskMessage::decode(&p.payload)
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let Ok(Incoming::Command {
+                    message: TaskMessage { command: TaskCommand::Assign { task }, .. },
+                    ..
+                }) = wire.receive(&p.topic, &p.payload, now_ms())
                 else {
                     continue;
                 };
                 let output = TaskOutput {
                     cids: (0..task.reducers).map(|r| format!("bafksim{}{r}", task.task)).collect(),
                     sizes: vec![1; task.reducers as usize],
-                    executor: "sim".into(),
+                    executor: Executor::Native("sim".into()),
                     ..Default::default()
                 };
                 let ev = TaskEvent {
@@ -129,8 +131,8 @@ async fn sim_agent(name: String, conn: Connection) {
                     agent: name.clone(),
                     kind: EventKind::Done { output },
                 };
-                let _ =
-                    client.publish(topics.job_events(&task.job), QoS::AtLeastOnce, false, ev.encode()).await;
+                let out = wire.event(&ev);
+                let _ = client.publish(out.topic, QoS::AtLeastOnce, false, out.payload).await;
             }
             Ok(_) => {}
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,

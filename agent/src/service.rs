@@ -1,0 +1,280 @@
+//! The agent's event loop: the I/O around [`AgentState`]. It selects over
+//! the MQTT connection, finished attempts, IPFS health checks, heartbeats
+//! and the shutdown future; every incoming message goes through the wire
+//! ([`Wire::receive`]) and then the state, and the state's effects are
+//! carried out here. Broker and IPFS outages are waited out, never fatal.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipdc_common::ipfs::IpfsClient;
+use ipdc_common::mqtt::{self, BrokerAddr};
+use ipdc_common::protocol::{AgentStatus, IpfsHealth, Outgoing, Refused, Task, TaskOutput, Wire, now_ms};
+use ipdc_common::python::CancelToken;
+use log::{debug, info, warn};
+use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::attempts::AttemptKey;
+use crate::state::{AgentState, Effect, Input};
+use crate::status::{FixedFacts, StatusProbe};
+use crate::task::{self, TaskContext, TaskError};
+use crate::workdir::WorkDir;
+
+/// Connections dropped within this time after being accepted...
+const DUPLICATE_HINT_WITHIN: Duration = Duration::from_secs(5);
+/// ...this many times in a row make the agent suggest a duplicate name.
+const DUPLICATE_HINT_AFTER: u32 = 3;
+/// How long an IPFS health check may take.
+const IPFS_CHECK: Duration = Duration::from_secs(5);
+
+type Finished = (AttemptKey, Result<TaskOutput, TaskError>);
+
+/// Everything the loop owns besides the MQTT event loop.
+pub struct Service {
+    pub wire: Wire,
+    pub client: AsyncClient,
+    pub fixed: FixedFacts,
+    pub ctx: Arc<TaskContext>,
+    pub work_dir: WorkDir,
+    pub ipfs: IpfsClient,
+    pub heartbeat: Duration,
+    pub broker: BrokerAddr,
+    state: AgentState,
+    probe: StatusProbe,
+    connected: bool,
+    /// Attempts running or stopping, with what cancels them: a cancelled
+    /// attempt's user code is killed from a blocking thread, which aborting
+    /// its task would not wait for, so its handle stays until it ends.
+    tasks: HashMap<AttemptKey, (JoinHandle<()>, CancelToken)>,
+    done_tx: mpsc::Sender<Finished>,
+}
+
+impl Service {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        wire: Wire,
+        client: AsyncClient,
+        fixed: FixedFacts,
+        ctx: Arc<TaskContext>,
+        work_dir: WorkDir,
+        ipfs: IpfsClient,
+        heartbeat: Duration,
+        broker: BrokerAddr,
+    ) -> (Self, mpsc::Receiver<Finished>) {
+        let (done_tx, done_rx) = mpsc::channel(64);
+        let state = AgentState::new(&fixed.name, fixed.slots);
+        let service = Service {
+            wire,
+            client,
+            fixed,
+            ctx,
+            work_dir,
+            ipfs,
+            heartbeat,
+            broker,
+            state,
+            probe: StatusProbe::new(),
+            connected: false,
+            tasks: HashMap::new(),
+            done_tx,
+        };
+        (service, done_rx)
+    }
+
+    /// Runs until `shutdown` completes, then stops the running attempts and
+    /// says goodbye.
+    pub async fn run(
+        mut self,
+        mut eventloop: EventLoop,
+        mut done_rx: mpsc::Receiver<Finished>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let (ipfs_tx, mut ipfs_rx) = mpsc::channel::<IpfsHealth>(4);
+        let mut probing = false;
+        let mut heartbeat = tokio::time::interval(self.heartbeat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut backoff = Duration::from_millis(200);
+        // Connections the broker closed soon after accepting them, in a row:
+        // what another client with this agent's name (client id) causes.
+        let (mut connected_at, mut quick_drops) = (Instant::now(), 0u32);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                event = eventloop.poll() => match event {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        info!("connected to broker {}", self.broker);
+                        self.connected = true;
+                        connected_at = Instant::now();
+                        backoff = Duration::from_millis(200);
+                        let topics = self.wire.topics();
+                        for t in [topics.agent_tasks(&self.fixed.name), topics.all_job_controllers()] {
+                            if let Err(e) = self.client.try_subscribe(&t, QoS::AtLeastOnce) {
+                                warn!("cannot subscribe to {t}: {e}");
+                            }
+                        }
+                        self.publish_status();
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => self.on_publish(&p.topic, &p.payload),
+                    Ok(_) => {}
+                    Err(e) => {
+                        let why = mqtt::describe(&e);
+                        let broker = &self.broker;
+                        if mqtt::is_auth_error(&e) {
+                            log::error!("broker {broker}: {why}; retrying in {backoff:?}");
+                        } else if self.connected {
+                            warn!("lost the broker {broker}: {why}; reconnecting");
+                            quick_drops = if connected_at.elapsed() < DUPLICATE_HINT_WITHIN { quick_drops + 1 } else { 0 };
+                            if quick_drops == DUPLICATE_HINT_AFTER {
+                                log::error!(
+                                    "the broker keeps closing this agent's connection right after accepting it: \
+                                     is another agent named {} connected to it (two boards with the same host name)? \
+                                     give each board its own name (name in agent.toml, or --name)",
+                                    self.fixed.name
+                                );
+                            }
+                        } else {
+                            warn!("cannot reach the broker {broker}: {why}; retrying in {backoff:?}");
+                        }
+                        self.connected = false;
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = &mut shutdown => break, // stop at once, not after the backoff
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(if mqtt::is_auth_error(&e) { 30 } else { 10 }));
+                    }
+                },
+                Some((key, result)) = done_rx.recv() => {
+                    self.tasks.remove(&key);
+                    self.apply(Input::Finished { key, result });
+                }
+                Some(health) = ipfs_rx.recv() => {
+                    probing = false;
+                    self.apply(Input::IpfsHealth(health));
+                }
+                _ = heartbeat.tick() => {
+                    if !probing {
+                        probing = true;
+                        let (ipfs, tx) = (self.ipfs.clone(), ipfs_tx.clone());
+                        tokio::spawn(async move { let _ = tx.send(check_ipfs(&ipfs).await).await; });
+                    }
+                    self.publish_status();
+                },
+            }
+        }
+        self.stop(eventloop).await;
+    }
+
+    fn on_publish(&mut self, topic: &str, payload: &[u8]) {
+        match self.wire.receive(topic, payload, now_ms()) {
+            Ok(incoming) => self.apply(Input::Message(incoming)),
+            // A retained message seen before (re-subscribing gives them again).
+            Err(Refused::Envelope { why: ipdc_common::auth::Rejected::Replayed, route })
+                if route.is_retained() => {}
+            Err(why) => {
+                warn!("rejected a message on {topic} ({} rejected so far): {why}", self.wire.rejected())
+            }
+        }
+    }
+
+    fn apply(&mut self, input: Input) {
+        for effect in self.state.handle(input) {
+            match effect {
+                Effect::Start(task) => self.start(task),
+                Effect::Cancel(key) => {
+                    if let Some((_, cancel)) = self.tasks.get(&key) {
+                        cancel.cancel();
+                    }
+                }
+                Effect::Send(event) => {
+                    let out = self.wire.event(&event);
+                    self.publish(out, "event");
+                }
+                Effect::PublishStatus => self.publish_status(),
+                Effect::RemoveJobDir(job) => {
+                    if let Some(dir) = self.work_dir.job_dir(&job) {
+                        tokio::spawn(async move {
+                            let _ = tokio::fs::remove_dir_all(dir).await;
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, task: Task) {
+        let key = AttemptKey::of(&task);
+        let (ctx, tx, k) = (self.ctx.clone(), self.done_tx.clone(), key.clone());
+        let cancel = CancelToken::new();
+        let token = cancel.clone();
+        let handle = tokio::spawn(async move {
+            let result = task::run(ctx, task, token).await;
+            let _ = tx.send((k, result)).await;
+        });
+        self.tasks.insert(key, (handle, cancel));
+    }
+
+    fn publish(&self, out: Outgoing, what: &str) {
+        if let Err(e) = self.client.try_publish(&out.topic, QoS::AtLeastOnce, out.retain, out.payload) {
+            warn!("{what} on {} not sent: {e}", out.topic);
+        }
+    }
+
+    fn publish_status(&mut self) {
+        if !self.connected {
+            return;
+        }
+        self.fixed.ipfs = self.state.ipfs().clone();
+        let mut status = self.probe.status(&self.fixed, self.state.busy());
+        status.rejected_messages = self.wire.rejected();
+        status.keyed = self.wire.is_keyed();
+        let out = self.wire.status(&status);
+        if let Err(e) = self.client.try_publish(&out.topic, QoS::AtLeastOnce, true, out.payload) {
+            debug!("status not sent: {e}");
+        }
+    }
+
+    async fn stop(mut self, mut eventloop: EventLoop) {
+        info!("agent {} stopping", self.fixed.name);
+        // Cancelled attempts kill their process groups (the user's code and
+        // what it started) within milliseconds; wait for that before going,
+        // as the process may exit right after (`ipdc-submit --local` does).
+        let handles: Vec<_> = self
+            .tasks
+            .drain()
+            .map(|(_, (handle, cancel))| {
+                cancel.cancel();
+                handle
+            })
+            .collect();
+        let aborts: Vec<_> = handles.iter().map(|h| h.abort_handle()).collect();
+        let stopped = async {
+            for h in handles {
+                let _ = h.await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(3), stopped).await.is_err() {
+            aborts.iter().for_each(|a| a.abort()); // e.g. still fetching: nothing of the user's runs yet
+        }
+        // Say goodbye ourselves: a clean disconnect does not fire the Last Will.
+        let out = self.wire.status(&AgentStatus::offline(&self.fixed.name));
+        let _ = self.client.try_publish(&out.topic, QoS::AtLeastOnce, true, out.payload);
+        let _ = self.client.try_disconnect();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), async { while eventloop.poll().await.is_ok() {} })
+                .await;
+    }
+}
+
+/// Whether the IPFS API answers within [`IPFS_CHECK`].
+async fn check_ipfs(ipfs: &IpfsClient) -> IpfsHealth {
+    match tokio::time::timeout(IPFS_CHECK, ipfs.id()).await {
+        Ok(Ok(_)) => IpfsHealth::Ok,
+        Ok(Err(e)) => IpfsHealth::Unreachable(e.to_string()),
+        Err(_) => IpfsHealth::Unreachable(format!("no answer within {} s", IPFS_CHECK.as_secs())),
+    }
+}

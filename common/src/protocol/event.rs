@@ -1,0 +1,140 @@
+//! What agents report about task attempts ([`TaskEvent`] on the job's event
+//! topic, with the [`TaskOutput`] of a finished one), and a controller's
+//! retained word about its job ([`ControllerStatus`]).
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::exec::ExecStats;
+
+/// What the task produced.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TaskOutput {
+    /// Map: one CID per partition, in partition order. Reduce: the part's CID.
+    pub cids: Vec<String>,
+    /// Bytes of each output, same order as `cids`.
+    pub sizes: Vec<u64>,
+    pub stats: ExecStats,
+    /// Input bytes this task read from IPFS.
+    pub bytes_read: u64,
+    pub executor: Executor,
+    pub elapsed_ms: u64,
+    pub spills: u32,
+}
+
+/// The executor an attempt ran with. On the wire: `"python"` or
+/// `"native:<name>"` (e.g. `"native:wordcount"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Executor {
+    #[default]
+    Python,
+    Native(String),
+}
+
+impl std::fmt::Display for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Executor::Python => f.write_str("python"),
+            Executor::Native(name) => write!(f, "native:{name}"),
+        }
+    }
+}
+
+impl Serialize for Executor {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Executor {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match (s.as_str(), s.strip_prefix("native:")) {
+            ("python", _) => Ok(Executor::Python),
+            (_, Some(name)) if !name.is_empty() => Ok(Executor::Native(name.to_string())),
+            _ => Err(serde::de::Error::custom(format!(
+                "executor {s:?}: expected \"python\" or \"native:NAME\""
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The agent took the assignment (queued or started).
+    Accepted,
+    Done {
+        output: TaskOutput,
+    },
+    Failed {
+        error: String,
+        detail: String,
+        /// Reduce inputs (map output CIDs) that could not be fetched: their maps must run again.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        lost_inputs: Vec<String>,
+        /// The agent's own IPFS node stopped answering: the attempt says
+        /// nothing about the task, which runs again elsewhere without
+        /// counting as a failure, and the agent is away until its status
+        /// says its node answers.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        node_down: bool,
+    },
+}
+
+/// What an agent reports about one task attempt on the job's event topic.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskEvent {
+    pub v: u32,
+    pub job: String,
+    pub task: String,
+    pub attempt: u32,
+    pub agent: String,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// A controller's retained word about its job: agents drop the tasks of a
+/// job whose controller is gone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ControllerStatus {
+    pub v: u32,
+    pub job: String,
+    pub state: ControllerState,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ControllerState {
+    Running,
+    /// Its Last Will: the submitter vanished.
+    Gone,
+}
+
+impl ControllerStatus {
+    pub fn new(job: &str, state: ControllerState) -> Self {
+        ControllerStatus { v: super::PROTOCOL_VERSION, job: job.to_string(), state }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executors_and_controller_states_keep_their_wire_strings() {
+        for (e, wire) in
+            [(Executor::Python, "\"python\""), (Executor::Native("wordcount".into()), "\"native:wordcount\"")]
+        {
+            assert_eq!(serde_json::to_string(&e).unwrap(), wire);
+            assert_eq!(serde_json::from_str::<Executor>(wire).unwrap(), e);
+        }
+        for bad in ["\"\"", "\"native:\"", "\"rust\""] {
+            assert!(serde_json::from_str::<Executor>(bad).is_err(), "{bad}");
+        }
+        let s = ControllerStatus::new("j1", ControllerState::Gone);
+        assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"v":1,"job":"j1","state":"gone"}"#);
+        let running: ControllerStatus =
+            serde_json::from_str(r#"{"v":1,"job":"j1","state":"running"}"#).unwrap();
+        assert_eq!(running.state, ControllerState::Running);
+    }
+}

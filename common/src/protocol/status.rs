@@ -1,0 +1,167 @@
+//! What an agent says about itself ([`AgentStatus`], retained), and the
+//! health of its IPFS node as it travels in it ([`IpfsHealth`]).
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::PROTOCOL_VERSION;
+
+/// What an agent says about itself, retained so a new submitter sees it at once.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AgentStatus {
+    pub v: u32,
+    pub agent: String,
+    pub online: bool,
+    pub version: String,
+    pub arch: String,
+    pub os: String,
+    pub cores: u32,
+    /// Tasks it runs at once.
+    pub slots: u32,
+    pub slots_busy: u32,
+    /// CPU usage across all cores, 0-100.
+    pub cpu_percent: f32,
+    pub mem_total_mb: u64,
+    pub mem_available_mb: u64,
+    /// The Python version its executor runs, or None when it has no Python.
+    pub python: Option<String>,
+    /// Native executors it has (e.g. "wordcount").
+    pub native: Vec<String>,
+    /// Map/reduce memory budget per task.
+    pub memory_budget_mb: u64,
+    /// When this status was sent, Unix milliseconds.
+    pub heartbeat_ms: u64,
+    /// How often it sends a status, so readers know when one is stale.
+    pub heartbeat_interval_ms: u64,
+    /// Whether its IPFS API answers; an agent whose node does not takes no tasks.
+    pub ipfs: IpfsHealth,
+    /// Control messages it refused (bad or missing signature, stale, replayed).
+    #[serde(default)]
+    pub rejected_messages: u64,
+    /// It obeys only messages signed with the cluster key.
+    #[serde(default)]
+    pub keyed: bool,
+}
+
+impl AgentStatus {
+    /// The Last Will: what the broker publishes if the agent vanishes.
+    pub fn offline(agent: &str) -> Self {
+        AgentStatus {
+            v: PROTOCOL_VERSION,
+            agent: agent.to_string(),
+            online: false,
+            version: String::new(),
+            arch: String::new(),
+            os: String::new(),
+            cores: 0,
+            slots: 0,
+            slots_busy: 0,
+            cpu_percent: 0.0,
+            mem_total_mb: 0,
+            mem_available_mb: 0,
+            python: None,
+            native: Vec::new(),
+            memory_budget_mb: 0,
+            heartbeat_ms: 0,
+            heartbeat_interval_ms: 0,
+            ipfs: IpfsHealth::Unknown(String::new()),
+            rejected_messages: 0,
+            keyed: false,
+        }
+    }
+
+    /// Whether three heartbeats (and a grace period) went missing by `now_ms`:
+    /// the agent may be gone without its Last Will having fired yet.
+    pub fn is_stale(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.heartbeat_ms) > 3 * self.heartbeat_interval_ms.max(1000) + 5_000
+    }
+}
+
+/// Whether an agent's IPFS node answers. On the wire it is one string:
+/// `"ok"`, `"unreachable: <why>"`, or anything else (e.g. `"unknown: not
+/// checked yet"`), which reads as [`IpfsHealth::Unknown`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IpfsHealth {
+    Ok,
+    Unreachable(String),
+    /// Not checked yet, or a word this program does not know; never `Ok`.
+    Unknown(String),
+}
+
+impl IpfsHealth {
+    pub fn is_ok(&self) -> bool {
+        *self == IpfsHealth::Ok
+    }
+
+    /// Before the first check.
+    pub fn not_checked() -> Self {
+        IpfsHealth::Unknown("unknown: not checked yet".into())
+    }
+}
+
+impl std::fmt::Display for IpfsHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IpfsHealth::Ok => f.write_str("ok"),
+            IpfsHealth::Unreachable(why) => write!(f, "unreachable: {why}"),
+            IpfsHealth::Unknown(s) if s.is_empty() => f.write_str("unknown"),
+            IpfsHealth::Unknown(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<&str> for IpfsHealth {
+    fn from(s: &str) -> Self {
+        match s {
+            "ok" => IpfsHealth::Ok,
+            _ => match s.strip_prefix("unreachable: ") {
+                Some(why) => IpfsHealth::Unreachable(why.to_string()),
+                None => IpfsHealth::Unknown(s.to_string()),
+            },
+        }
+    }
+}
+
+impl Serialize for IpfsHealth {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            // The offline Last Will says nothing about the node.
+            IpfsHealth::Unknown(raw) => s.serialize_str(raw),
+            other => s.collect_str(other),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for IpfsHealth {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(IpfsHealth::from(s.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipfs_health_keeps_its_wire_strings() {
+        for (health, wire) in [
+            (IpfsHealth::Ok, "\"ok\""),
+            (IpfsHealth::Unreachable("no answer within 5 s".into()), "\"unreachable: no answer within 5 s\""),
+            (IpfsHealth::not_checked(), "\"unknown: not checked yet\""),
+            (IpfsHealth::Unknown(String::new()), "\"\""),
+        ] {
+            assert_eq!(serde_json::to_string(&health).unwrap(), wire);
+            assert_eq!(serde_json::from_str::<IpfsHealth>(wire).unwrap(), health);
+        }
+        assert!(!serde_json::from_str::<IpfsHealth>("\"OK\"").unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_status_is_stale_after_three_missed_heartbeats_and_a_grace() {
+        let mut s = AgentStatus::offline("a");
+        s.heartbeat_ms = 1_000_000;
+        s.heartbeat_interval_ms = 5_000;
+        assert!(!s.is_stale(1_000_000 + 20_000));
+        assert!(s.is_stale(1_000_000 + 20_001));
+    }
+}
