@@ -4,7 +4,7 @@
 
 use ipdc_common::protocol::{EventKind, TaskEvent};
 
-use super::task::{Attempt, Done};
+use super::task::{Attempt, Done, Stage};
 use super::{Action, Actions, Controller};
 
 impl Controller {
@@ -14,8 +14,8 @@ impl Controller {
         if ev.job != self.plan.job || self.over() {
             return actions;
         }
-        let Some((is_map, idx)) = self.find(&ev.task) else { return actions };
-        let entry = if is_map { &mut self.maps[idx] } else { &mut self.reduces[idx] };
+        let Some(r) = self.tasks.find(&ev.task) else { return actions };
+        let entry = self.tasks.get_mut(r);
         let same = |a: &Attempt| a.attempt == ev.attempt && a.agent == ev.agent;
         let pos = match entry.running.iter().position(same) {
             Some(pos) => pos,
@@ -80,11 +80,11 @@ impl Controller {
                 let failed = entry.running.remove(pos);
                 let agent = failed.agent.clone();
                 self.release(&agent);
-                if !is_map && !lost_inputs.is_empty() {
+                if r.stage == Stage::Reduce && !lost_inputs.is_empty() {
                     // Not the reducer's fault: the maps whose outputs are gone run again.
-                    self.rerun_maps_of(lost_inputs);
+                    self.tasks.rerun_maps_of(lost_inputs);
                 } else {
-                    let entry = if is_map { &mut self.maps[idx] } else { &mut self.reduces[idx] };
+                    let entry = self.tasks.get_mut(r);
                     entry.failures += 1;
                     entry.failed_on.push(agent.clone());
                     let repeated = entry.last_error.as_ref() == Some(error);

@@ -60,7 +60,7 @@ impl Controller {
             slots.running = 0;
         }
         let mut names = Vec::new();
-        for t in self.maps.iter_mut().chain(self.reduces.iter_mut()) {
+        for t in self.tasks.all_mut() {
             let (gone, kept): (Vec<Attempt>, Vec<Attempt>) =
                 t.running.drain(..).partition(|a| a.agent == agent);
             t.running = kept;

@@ -31,7 +31,7 @@ use ipdc_common::exec::ExecStats;
 use ipdc_common::protocol::{CodeSpec, Task, TaskKind};
 
 use liveness::AgentSlots;
-use task::TaskEntry;
+use task::{TaskEntry, Tasks};
 
 /// How a job runs, fixed before it starts.
 #[derive(Debug, Clone)]
@@ -139,8 +139,7 @@ pub struct TaskRecord {
 pub struct Controller {
     plan: JobPlan,
     phase: Phase,
-    maps: Vec<TaskEntry>,
-    reduces: Vec<TaskEntry>,
+    tasks: Tasks,
     agents: BTreeMap<String, AgentSlots>,
     /// Agents in the order they were ranked (best first), for tie-breaks.
     rank: Vec<String>,
@@ -177,8 +176,7 @@ impl Controller {
             .collect();
         Controller {
             phase: Phase::Map,
-            maps,
-            reduces,
+            tasks: Tasks { maps, reduces },
             agents: agents
                 .iter()
                 .map(|(a, s)| {
@@ -220,7 +218,8 @@ impl Controller {
 
     /// Part CIDs in partition order, once the job is Done.
     pub fn part_cids(&self) -> Vec<(String, u64)> {
-        self.reduces
+        self.tasks
+            .reduces
             .iter()
             .filter_map(|t| {
                 let d = t.done.as_ref()?;
@@ -234,21 +233,21 @@ impl Controller {
 
     pub fn progress(&self) -> Progress {
         let done = |ts: &[TaskEntry]| ts.iter().filter(|t| t.done.is_some()).count();
-        let bytes_read = self.maps.iter().filter_map(|t| t.done.as_ref()).map(|d| d.output.bytes_read).sum();
+        let Tasks { maps, reduces } = &self.tasks;
+        let bytes_read = maps.iter().filter_map(|t| t.done.as_ref()).map(|d| d.output.bytes_read).sum();
         Progress {
-            maps_done: done(&self.maps),
-            maps: self.maps.len(),
-            reduces_done: done(&self.reduces),
-            reduces: self.reduces.len(),
+            maps_done: done(maps),
+            maps: maps.len(),
+            reduces_done: done(reduces),
+            reduces: reduces.len(),
             bytes_read,
         }
     }
 
     /// Every finished task, maps then reduces.
     pub fn records(&self) -> Vec<TaskRecord> {
-        self.maps
-            .iter()
-            .chain(self.reduces.iter())
+        self.tasks
+            .all()
             .filter_map(|t| {
                 let d = t.done.as_ref()?;
                 Some(TaskRecord {
@@ -281,10 +280,10 @@ impl Controller {
         if self.over() {
             return;
         }
-        let maps_done = self.maps.iter().all(|t| t.done.is_some());
-        if !maps_done {
+        let all_done = |ts: &[TaskEntry]| ts.iter().all(|t| t.done.is_some());
+        if !all_done(&self.tasks.maps) {
             self.phase = Phase::Map;
-        } else if self.reduces.iter().all(|t| t.done.is_some()) {
+        } else if all_done(&self.tasks.reduces) {
             self.phase = Phase::Done;
             actions.push(Action::Finished);
         } else {

@@ -4,7 +4,7 @@
 
 use ipdc_common::protocol::{Task, TaskKind};
 
-use super::task::Attempt;
+use super::task::{Attempt, Stage, TaskRef};
 use super::{Action, Actions, Controller, Phase};
 
 /// Failed attempts on one agent after which it gets no more of this job's tasks.
@@ -18,6 +18,7 @@ impl Controller {
     /// The reduce task for partition `p` with the current map outputs.
     pub(super) fn reduce_kind(&self, p: u32) -> TaskKind {
         let inputs = self
+            .tasks
             .maps
             .iter()
             .filter_map(|m| m.done.as_ref())
@@ -53,21 +54,28 @@ impl Controller {
             .map(|(_, a)| a.clone())
     }
 
+    /// The stage whose tasks are handed out now, if any.
+    fn stage(&self) -> Option<Stage> {
+        match self.phase {
+            Phase::Map => Some(Stage::Map),
+            Phase::Reduce => Some(Stage::Reduce),
+            Phase::Done | Phase::Failed => None,
+        }
+    }
+
     pub(super) fn launch(
         &mut self,
-        is_map: bool,
-        idx: usize,
+        r: TaskRef,
         agent: String,
         now_ms: u64,
         speculative: bool,
         actions: &mut Actions,
     ) {
-        let kind = if is_map {
-            self.maps[idx].kind.clone()
-        } else {
-            self.reduce_kind(self.reduces[idx].kind.partition())
+        let kind = match r.stage {
+            Stage::Map => self.tasks.get(r).kind.clone(),
+            Stage::Reduce => self.reduce_kind(self.tasks.get(r).kind.partition()),
         };
-        let entry = if is_map { &mut self.maps[idx] } else { &mut self.reduces[idx] };
+        let entry = self.tasks.get_mut(r);
         entry.attempts_made += 1;
         let task = Task {
             job: self.plan.job.clone(),
@@ -96,31 +104,23 @@ impl Controller {
     /// Hands pending tasks to free slots: maps whenever there are any, reduces
     /// only while every map is done.
     pub(super) fn schedule(&mut self, now_ms: u64, actions: &mut Actions) {
-        let is_map = match self.phase {
-            Phase::Map => true,
-            Phase::Reduce => false,
-            _ => return,
-        };
-        let n = if is_map { self.maps.len() } else { self.reduces.len() };
-        for idx in 0..n {
-            let entry = if is_map { &self.maps[idx] } else { &self.reduces[idx] };
+        let Some(stage) = self.stage() else { return };
+        for idx in 0..self.tasks.of(stage).len() {
+            let r = TaskRef { stage, idx };
+            let entry = self.tasks.get(r);
             if !entry.pending() {
                 continue;
             }
             let Some(agent) = self.pick_agent(&entry.failed_on.clone(), &[]) else { break };
-            self.launch(is_map, idx, agent, now_ms, false, actions);
+            self.launch(r, agent, now_ms, false, actions);
         }
     }
 
     /// With nothing left to hand out and slots idle, a task running much
     /// longer than its finished siblings gets a backup attempt elsewhere.
     pub(super) fn speculate(&mut self, now_ms: u64, actions: &mut Actions) {
-        let is_map = match self.phase {
-            Phase::Map => true,
-            Phase::Reduce => false,
-            _ => return,
-        };
-        let tasks = if is_map { &self.maps } else { &self.reduces };
+        let Some(stage) = self.stage() else { return };
+        let tasks = self.tasks.of(stage);
         if tasks.iter().any(|t| t.pending()) {
             return;
         }
@@ -132,7 +132,7 @@ impl Controller {
         times.sort_unstable();
         let median = times[times.len() / 2];
         let threshold = (median * SPECULATE_FACTOR).max(SPECULATE_MIN_MS);
-        let stragglers: Vec<usize> = tasks
+        let stragglers: Vec<TaskRef> = tasks
             .iter()
             .enumerate()
             .filter(|(_, t)| t.done.is_none() && t.running.len() == 1)
@@ -140,14 +140,14 @@ impl Controller {
             // max_attempts failures (it did: "failed 6 times" for 4).
             .filter(|(_, t)| t.failures + 1 < self.plan.max_attempts)
             .filter(|(_, t)| now_ms.saturating_sub(t.running[0].since_ms) > threshold)
-            .map(|(i, _)| i)
+            .map(|(idx, _)| TaskRef { stage, idx })
             .collect();
-        for idx in stragglers {
-            let entry = if is_map { &self.maps[idx] } else { &self.reduces[idx] };
+        for r in stragglers {
+            let entry = self.tasks.get(r);
             let busy = entry.running[0].agent.clone();
             let Some(agent) = self.pick_agent(&entry.failed_on.clone(), &[busy.as_str()]) else { break };
             self.speculated += 1;
-            self.launch(is_map, idx, agent, now_ms, true, actions);
+            self.launch(r, agent, now_ms, true, actions);
         }
     }
 }

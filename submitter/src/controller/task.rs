@@ -1,9 +1,8 @@
 //! The task table: one entry per map and reduce task, its running,
-//! dropped and finished attempts, and the lookup by task id.
+//! dropped and finished attempts, and the lookup by task id (`TaskRef`
+//! names a task in either list).
 
 use ipdc_common::protocol::{Task, TaskKind, TaskOutput};
-
-use super::Controller;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Attempt {
@@ -72,12 +71,63 @@ impl TaskEntry {
     }
 }
 
-impl Controller {
-    pub(super) fn find(&self, task: &str) -> Option<(bool, usize)> {
-        if let Some(i) = self.maps.iter().position(|t| t.id == task) {
-            return Some((true, i));
+/// The job's two task lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stage {
+    Map,
+    Reduce,
+}
+
+/// One task of the table: its list and its place in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct TaskRef {
+    pub(super) stage: Stage,
+    pub(super) idx: usize,
+}
+
+/// Every task of the job: the maps (one per split), then the reduces (one
+/// per partition), each list in id order.
+#[derive(Debug, Clone)]
+pub(super) struct Tasks {
+    pub(super) maps: Vec<TaskEntry>,
+    pub(super) reduces: Vec<TaskEntry>,
+}
+
+impl Tasks {
+    /// The tasks of one stage.
+    pub(super) fn of(&self, stage: Stage) -> &[TaskEntry] {
+        match stage {
+            Stage::Map => &self.maps,
+            Stage::Reduce => &self.reduces,
         }
-        self.reduces.iter().position(|t| t.id == task).map(|i| (false, i))
+    }
+
+    pub(super) fn get(&self, r: TaskRef) -> &TaskEntry {
+        &self.of(r.stage)[r.idx]
+    }
+
+    pub(super) fn get_mut(&mut self, r: TaskRef) -> &mut TaskEntry {
+        match r.stage {
+            Stage::Map => &mut self.maps[r.idx],
+            Stage::Reduce => &mut self.reduces[r.idx],
+        }
+    }
+
+    /// The task with this id.
+    pub(super) fn find(&self, task: &str) -> Option<TaskRef> {
+        [Stage::Map, Stage::Reduce].into_iter().find_map(|stage| {
+            let idx = self.of(stage).iter().position(|t| t.id == task)?;
+            Some(TaskRef { stage, idx })
+        })
+    }
+
+    /// Every task, maps then reduces.
+    pub(super) fn all(&self) -> impl Iterator<Item = &TaskEntry> {
+        self.maps.iter().chain(self.reduces.iter())
+    }
+
+    pub(super) fn all_mut(&mut self) -> impl Iterator<Item = &mut TaskEntry> {
+        self.maps.iter_mut().chain(self.reduces.iter_mut())
     }
 
     /// Maps whose outputs include any of `cids` lose their result and run again.

@@ -305,7 +305,7 @@ fn an_attempt_its_agent_no_longer_knows_runs_again() {
     let again = assigns(&actions);
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].1.attempt, 2);
-    assert_eq!(c.reduces[0].failures + c.maps[0].failures, 0, "not counted as a failure");
+    assert_eq!(c.tasks.reduces[0].failures + c.tasks.maps[0].failures, 0, "not counted as a failure");
 }
 
 #[test]
@@ -502,7 +502,7 @@ fn a_lost_map_output_runs_its_map_again_without_counting_a_failure() {
     let r2 = assigns(&c.on_event(&done(&again[0].1, "a", 1), 4)).remove(0).1;
     assert_eq!(r2.task, "r-00000");
     assert_eq!(r2.attempt, 2);
-    assert_eq!(c.reduces[0].failures, 0);
+    assert_eq!(c.tasks.reduces[0].failures, 0);
 }
 
 #[test]

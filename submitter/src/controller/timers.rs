@@ -15,7 +15,7 @@ impl Controller {
     /// agents did not acknowledge or answer meanwhile is not their fault, so
     /// the clocks of those waits start again.
     pub fn on_reconnect(&mut self, now_ms: u64) {
-        for t in self.maps.iter_mut().chain(self.reduces.iter_mut()) {
+        for t in self.tasks.all_mut() {
             for a in t.running.iter_mut() {
                 if !a.accepted {
                     a.since_ms = now_ms;
@@ -52,7 +52,7 @@ impl Controller {
         let mut silent = BTreeSet::new();
         let mut query = BTreeSet::new();
         let mut forgotten = Vec::new();
-        for t in self.maps.iter_mut().chain(self.reduces.iter_mut()) {
+        for t in self.tasks.all_mut() {
             for a in t.running.iter_mut() {
                 if !a.accepted {
                     if now_ms.saturating_sub(a.since_ms) >= p.accept_timeout_ms {
@@ -75,9 +75,8 @@ impl Controller {
         actions.extend(query.into_iter().map(|agent| Action::Query { agent }));
         for (task, agent, attempt) in forgotten {
             // Its agent no longer knows it (restarted, or lost its answers): run it again.
-            if let Some((is_map, idx)) = self.find(&task) {
-                let entry = if is_map { &mut self.maps[idx] } else { &mut self.reduces[idx] };
-                entry.running.retain(|a| a.attempt != attempt);
+            if let Some(r) = self.tasks.find(&task) {
+                self.tasks.get_mut(r).running.retain(|a| a.attempt != attempt);
                 self.release(&agent);
                 actions.push(Action::Warn {
                     message: format!("agent {agent} no longer knows {task} attempt {attempt} (restarted?); running it again"),
@@ -87,7 +86,7 @@ impl Controller {
         }
         for agent in &silent {
             // An agent that does not acknowledge gets no more work from this job.
-            for t in self.maps.iter().chain(self.reduces.iter()) {
+            for t in self.tasks.all() {
                 for a in t.running.iter().filter(|a| &a.agent == agent) {
                     actions.push(Action::Warn {
                         message: format!(
