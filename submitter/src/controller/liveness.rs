@@ -1,16 +1,22 @@
-//! The job's agents: their slots, and whether each can work. An agent lost
-//! (offline, silent in its statuses, its IPFS node down) has its running
-//! attempts given out again without counting failures; when none can work
-//! the job waits for one to come back.
+//! The job's agents: their slots, and whether each can work. This is where
+//! the liveness rule lives ([`Controller::on_agent_status`]): an agent whose
+//! status says offline, is stale, or says its IPFS node does not answer is
+//! lost, and a lost one with a fresh online status is back. A lost agent's
+//! running attempts are given out again without counting failures; when
+//! none can work the job waits for one to come back.
+
+use ipdc_common::protocol::AgentStatus;
 
 use super::task::Attempt;
 use super::{AGENTS_BACK_MS, Action, Actions, Controller};
+use crate::directory;
 
 #[derive(Debug, Clone)]
 pub(super) struct AgentSlots {
     pub(super) slots: u32,
     pub(super) running: u32,
-    /// Offline (its Last Will, or its heartbeats stopped); it may come back.
+    /// Cannot work now (offline, its statuses stopped, or its IPFS node is
+    /// down); it may come back.
     pub(super) lost: bool,
     /// Online but never acknowledged its assignments: no more of this job.
     pub(super) silent: bool,
@@ -23,11 +29,42 @@ impl AgentSlots {
     }
 }
 
+/// Why an agent with this status cannot work now, in words for the user
+/// ("agent X went offline"), or None when it can.
+fn unusable_because(s: &AgentStatus, now_ms: u64) -> Option<String> {
+    if !s.online {
+        Some("went offline".to_string())
+    } else if directory::is_stale(s, now_ms) {
+        Some("stopped sending its status".to_string())
+    } else if s.ipfs != "ok" {
+        // As good as gone until its node answers again (its status says so).
+        Some(format!("cannot use its IPFS node ({})", s.ipfs))
+    } else {
+        None
+    }
+}
+
 impl Controller {
+    /// The latest status of `agent` (None: never heard of), for each of the
+    /// job's agents at every tick: the liveness rule. An agent whose status
+    /// says offline, is stale (`directory::is_stale`) or says its IPFS node
+    /// does not answer is lost; a lost one whose status is online, fresh and
+    /// with a working IPFS node is back. No status (never heard of), or the
+    /// status of an agent that is not the job's, changes nothing.
+    pub fn on_agent_status(&mut self, agent: &str, status: Option<&AgentStatus>, now_ms: u64) -> Actions {
+        let Some(status) = status else { return Vec::new() };
+        match unusable_because(status, now_ms) {
+            Some(why) => self.on_agent_lost(agent, &why, now_ms),
+            // Online again with fresh heartbeats (e.g. after a broker restart).
+            None if self.is_lost(agent) => self.on_agent_back(agent, now_ms),
+            None => Vec::new(),
+        }
+    }
+
     /// An agent went offline (or cannot work: `why` says what happened, for
     /// the user): its running attempts are dropped (not counted as failures)
     /// and their tasks go to the others.
-    pub fn on_agent_lost(&mut self, agent: &str, why: &str, now_ms: u64) -> Actions {
+    pub(super) fn on_agent_lost(&mut self, agent: &str, why: &str, now_ms: u64) -> Actions {
         let mut actions = Vec::new();
         if self.over() {
             return actions;
@@ -87,14 +124,14 @@ impl Controller {
         }
     }
 
-    /// Whether `agent` is one of the job's agents and went offline.
-    pub fn is_lost(&self, agent: &str) -> bool {
+    /// Whether `agent` is one of the job's agents and is lost.
+    pub(super) fn is_lost(&self, agent: &str) -> bool {
         self.agents.get(agent).is_some_and(|a| a.lost)
     }
 
     /// An agent that went offline is back (its broker restarted, or it did):
     /// it takes tasks again. Its old attempts were already given out again.
-    pub fn on_agent_back(&mut self, agent: &str, now_ms: u64) -> Actions {
+    pub(super) fn on_agent_back(&mut self, agent: &str, now_ms: u64) -> Actions {
         let mut actions = Vec::new();
         if self.over() {
             return actions;

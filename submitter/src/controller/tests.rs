@@ -1,7 +1,7 @@
 //! The controller's unit tests: every race driven directly, with made-up times.
 
 use super::*;
-use ipdc_common::protocol::{EventKind, PROTOCOL_VERSION, TaskEvent, TaskOutput};
+use ipdc_common::protocol::{AgentStatus, EventKind, PROTOCOL_VERSION, TaskEvent, TaskOutput};
 
 fn plan(splits: usize, reducers: u32) -> JobPlan {
     let code = CodeSpec {
@@ -551,4 +551,118 @@ fn an_empty_input_goes_straight_to_reduce() {
     let mut c = Controller::new(plan(0, 1), &[("a".into(), 1)]);
     let r = assigns(&c.start(0));
     assert_eq!(r[0].1.kind, TaskKind::Reduce { partition: 0, inputs: vec![] });
+}
+
+/// A status saying `agent` is online, sent at `now`, with a working IPFS node.
+fn fresh(agent: &str, now: u64) -> AgentStatus {
+    let mut s = AgentStatus::offline(agent);
+    s.online = true;
+    s.heartbeat_ms = now;
+    s.heartbeat_interval_ms = 5_000;
+    s.ipfs = "ok".into();
+    s
+}
+
+/// The statuses at `now` that make `agent` lost, each alone, with what the user is told.
+fn unusable(agent: &str, now: u64) -> [(AgentStatus, String); 3] {
+    let mut offline = fresh(agent, now);
+    offline.online = false;
+    // Sent 30 s ago, every 5 s: three heartbeats and the grace period missed.
+    let stale = fresh(agent, now - 30_000);
+    let mut ipfs_down = fresh(agent, now);
+    ipfs_down.ipfs = "connection refused".into();
+    [
+        (offline, "went offline".into()),
+        (stale, "stopped sending its status".into()),
+        (ipfs_down, "cannot use its IPFS node (connection refused)".into()),
+    ]
+}
+
+/// `a` ran the one map and got a status that makes it lost: the map runs
+/// again on `b`, and neither the task nor `a` counts a failure.
+fn runs_elsewhere_without_failing(c: &Controller, acts: &[Action], why: &str) {
+    assert_eq!(
+        warnings(acts),
+        [format!("agent a {why}; its running task m-00000 will run again (not counted as a failure)")]
+    );
+    let again = assigns(acts);
+    assert_eq!(again.len(), 1, "{acts:?}");
+    assert_eq!(again[0].0, "b");
+    assert_eq!((again[0].1.task.as_str(), again[0].1.attempt), ("m-00000", 2));
+    assert_eq!(c.tasks.maps[0].failures, 0);
+    assert_eq!(c.agents["a"].failures, 0);
+    assert!(c.is_lost("a"));
+}
+
+fn lose_a_by_status(which: usize) {
+    let mut c = Controller::new(plan(1, 1), &[("a".into(), 1), ("b".into(), 1)]);
+    let (a1, _) = assigns(&c.start(0)).remove(0);
+    assert_eq!(a1, "a");
+    let (status, why) = unusable("a", 40_000)[which].clone();
+    let acts = c.on_agent_status("a", Some(&status), 40_000);
+    runs_elsewhere_without_failing(&c, &acts, &why);
+}
+
+#[test]
+fn an_offline_status_runs_the_agents_running_tasks_elsewhere_without_counting_failures() {
+    lose_a_by_status(0);
+}
+
+#[test]
+fn a_stale_status_runs_the_agents_running_tasks_elsewhere_without_counting_failures() {
+    lose_a_by_status(1);
+}
+
+#[test]
+fn an_ipfs_down_status_runs_the_agents_running_tasks_elsewhere_without_counting_failures() {
+    lose_a_by_status(2);
+}
+
+#[test]
+fn a_fresh_status_after_any_of_these_makes_the_agent_usable_again_and_it_gets_tasks() {
+    for (status, why) in unusable("a", 40_000) {
+        let mut c = Controller::new(plan(1, 1), &[("a".into(), 1)]);
+        c.start(0);
+        let lost = c.on_agent_status("a", Some(&status), 40_000);
+        assert!(c.is_lost("a"), "{why}");
+        assert!(assigns(&lost).is_empty(), "{why}: {lost:?}");
+        assert!(c.on_agent_status("a", Some(&status), 40_250).is_empty(), "{why}: told once");
+        let back = c.on_agent_status("a", Some(&fresh("a", 41_000)), 41_000);
+        assert!(!c.is_lost("a"), "{why}");
+        assert_eq!(warnings(&back), ["agent a is back; the job goes on"], "{why}");
+        let again = assigns(&back);
+        assert_eq!(again.len(), 1, "{why}: {back:?}");
+        assert_eq!((again[0].0.as_str(), again[0].1.attempt), ("a", 2), "{why}");
+        // Fresh statuses of a usable agent change nothing.
+        assert!(c.on_agent_status("a", Some(&fresh("a", 41_250)), 41_250).is_empty(), "{why}");
+    }
+}
+
+#[test]
+fn a_status_of_an_agent_never_heard_of_changes_nothing() {
+    let mut c = Controller::new(plan(1, 1), &[("a".into(), 1), ("b".into(), 1)]);
+    c.start(0);
+    // Not lost for want of a status...
+    assert!(c.on_agent_status("a", None, 40_000).is_empty());
+    assert!(!c.is_lost("a"));
+    // ...nor back for want of one.
+    let (offline, _) = unusable("b", 40_000)[0].clone();
+    c.on_agent_status("b", Some(&offline), 40_000);
+    assert!(c.on_agent_status("b", None, 41_000).is_empty());
+    assert!(c.is_lost("b"));
+}
+
+#[test]
+fn a_status_for_an_agent_that_is_not_one_of_the_jobs_agents_changes_nothing() {
+    let mut c = Controller::new(plan(1, 1), &[("a".into(), 1)]);
+    c.start(0);
+    let (offline, _) = unusable("a", 40_000)[0].clone();
+    c.on_agent_status("a", Some(&offline), 40_000);
+    // The job waits for a; x coming and going is no reason to go on waiting.
+    for (status, why) in unusable("x", 41_000) {
+        assert!(c.on_agent_status("x", Some(&status), 41_000).is_empty(), "{why}");
+        assert!(c.on_agent_status("x", Some(&fresh("x", 42_000)), 42_000).is_empty(), "{why}");
+        assert!(!c.is_lost("x"));
+    }
+    assert!(matches!(&c.tick(100_000)[..], [Action::Failed { .. }]));
 }
