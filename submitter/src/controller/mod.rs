@@ -1,23 +1,38 @@
 //! The job controller as a pure state machine: task states, assignment to
 //! agent slots, acknowledgements and re-sends, retries, speculative backup
 //! attempts, lost agents and lost map outputs, and the map→reduce phase
-//! change. It takes events and the current time and returns actions; it does
-//! no I/O and reads no clock, so unit tests drive every race directly.
-//! `run.rs` does the I/O.
+//! change. It takes events, agents' statuses and the current time and
+//! returns actions; it does no I/O and reads no clock, so unit tests drive
+//! every race directly. `run.rs` does the I/O.
 //!
 //! Invariants:
 //! - a task is Done once, with the first successful attempt; every other
-//!   attempt of it is then cancelled and its late results are ignored;
+//!   attempt of it is then cancelled and its late results are ignored (a map
+//!   whose output a reducer could not fetch is no longer Done and runs again);
 //! - only events naming a running attempt (task, attempt, agent) change it,
-//!   so duplicated and stale events (QoS 1 delivers twice) are ignored;
+//!   so duplicated and stale events (QoS 1 delivers twice) are ignored; the
+//!   one exception is the result of an attempt dropped because its agent
+//!   looked lost, which still counts while its task has none;
 //! - reducers are assigned only while every map is Done, with the map outputs
 //!   as they are at that moment (a map re-run after a lost output may change
-//!   its CIDs).
+//!   its CIDs);
+//! - only the job's agents (those given to [`Controller::new`]) get its
+//!   tasks; events and statuses of any other agent change nothing;
+//! - a failure counts towards `max_attempts` only when it may be the task's
+//!   fault: attempts given up with a lost, silent or forgetful agent, a
+//!   reducer's lost inputs, and up to `max_attempts` failures of an agent's
+//!   own IPFS node do not count, and a backup never takes a task past it;
+//! - the liveness rule lives here, in `liveness.rs`: an agent is lost or
+//!   back only by [`Controller::on_agent_status`] (the driver gives it every
+//!   picked agent's latest status on each tick) or by a failure that says
+//!   its IPFS node is down; with no agent able to work, the job waits
+//!   [`AGENTS_BACK_MS`] for one to come back, then fails.
 //!
 //! Layout: this file has the types the driver sees and the controller's
 //! state; `task.rs` the task table, `events.rs` the agents' reports about
 //! attempts, `liveness.rs` the job's agents (lost, back), `timers.rs` what
-//! time passing does, `schedule.rs` which agent gets which task.
+//! time passing does, `schedule.rs` which agent gets which task, `tests.rs`
+//! the unit tests.
 
 mod events;
 mod liveness;
