@@ -42,7 +42,7 @@ impl Directory {
         if s.v != PROTOCOL_VERSION {
             return Some(format!("speaks protocol {}, this submitter {}", s.v, PROTOCOL_VERSION));
         }
-        if is_stale(s, now_ms) {
+        if s.is_stale(now_ms) {
             return Some(format!("silent for {} s", now_ms.saturating_sub(s.heartbeat_ms) / 1000));
         }
         if s.keyed && !req.have_key {
@@ -82,11 +82,6 @@ impl Directory {
             .filter_map(|s| Self::unfit(s, req, now_ms).map(|why| (s.agent.clone(), why)))
             .collect()
     }
-}
-
-/// A status is stale when three heartbeats (and a grace period) went missing.
-pub fn is_stale(s: &AgentStatus, now_ms: u64) -> bool {
-    now_ms.saturating_sub(s.heartbeat_ms) > 3 * s.heartbeat_interval_ms.max(1000) + 5_000
 }
 
 /// Idle cores, with free memory as a small tie-breaker.

@@ -621,20 +621,8 @@ pub async fn drive(
                 }
                 let mut actions = ctl.tick(now);
                 for s in picked {
-                    // An agent whose IPFS node stopped answering is as good as
-                    // gone until it answers again (its status says which).
-                    let lost = match session.directory.get(&s.agent) {
-                        Some(cur) if !cur.online => Some("went offline".to_string()),
-                        Some(cur) if directory::is_stale(cur, now) => Some("stopped sending its status".to_string()),
-                        Some(cur) if !cur.ipfs.is_ok() => Some(format!("cannot use its IPFS node ({})", cur.ipfs)),
-                        _ => None,
-                    };
-                    if let Some(why) = lost {
-                        actions.extend(ctl.on_agent_lost(&s.agent, &why, now));
-                    } else if ctl.is_lost(&s.agent) && session.directory.get(&s.agent).is_some() {
-                        // Online again with fresh heartbeats (e.g. after a broker restart).
-                        actions.extend(ctl.on_agent_back(&s.agent, now));
-                    }
+                    // Whether it is lost or back is the controller's call.
+                    actions.extend(ctl.on_agent_status(&s.agent, session.directory.get(&s.agent), now));
                 }
                 outcome = apply(session, cluster, job, actions);
                 if let Some(v) = view.as_deref_mut() {

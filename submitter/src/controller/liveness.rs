@@ -1,0 +1,160 @@
+//! The job's agents: their slots, and whether each can work. This is where
+//! the liveness rule lives ([`Controller::on_agent_status`]): an agent whose
+//! status says offline, is stale, or says its IPFS node does not answer is
+//! lost, and a lost one with a fresh online status is back. A lost agent's
+//! running attempts are given out again without counting failures; when
+//! none can work the job waits for one to come back.
+
+use ipdc_common::protocol::AgentStatus;
+
+use super::task::Attempt;
+use super::{AGENTS_BACK_MS, Action, Actions, Controller};
+
+#[derive(Debug, Clone)]
+pub(super) struct AgentSlots {
+    pub(super) slots: u32,
+    pub(super) running: u32,
+    /// Cannot work now (offline, its statuses stopped, or its IPFS node is
+    /// down); it may come back.
+    pub(super) lost: bool,
+    /// Online but never acknowledged its assignments: no more of this job.
+    pub(super) silent: bool,
+    pub(super) failures: u32,
+}
+
+impl AgentSlots {
+    pub(super) fn usable(&self) -> bool {
+        !self.lost && !self.silent
+    }
+}
+
+/// Why an agent with this status cannot work now, in words for the user
+/// ("agent X went offline"), or None when it can.
+fn unusable_because(s: &AgentStatus, now_ms: u64) -> Option<String> {
+    if !s.online {
+        Some("went offline".to_string())
+    } else if s.is_stale(now_ms) {
+        Some("stopped sending its status".to_string())
+    } else if !s.ipfs.is_ok() {
+        // As good as gone until its node answers again (its status says so).
+        Some(format!("cannot use its IPFS node ({})", s.ipfs))
+    } else {
+        None
+    }
+}
+
+impl Controller {
+    /// The latest status of `agent` (None: never heard of), for each of the
+    /// job's agents at every tick: the liveness rule. An agent whose status
+    /// says offline, is stale (`AgentStatus::is_stale`) or says its IPFS node
+    /// does not answer is lost; a lost one whose status is online, fresh and
+    /// with a working IPFS node is back. No status (never heard of), or the
+    /// status of an agent that is not the job's, changes nothing.
+    pub fn on_agent_status(&mut self, agent: &str, status: Option<&AgentStatus>, now_ms: u64) -> Actions {
+        let Some(status) = status else { return Vec::new() };
+        match unusable_because(status, now_ms) {
+            Some(why) => self.on_agent_lost(agent, &why, now_ms),
+            // Online again with fresh heartbeats (e.g. after a broker restart).
+            None if self.is_lost(agent) => self.on_agent_back(agent, now_ms),
+            None => Vec::new(),
+        }
+    }
+
+    /// An agent went offline (or cannot work: `why` says what happened, for
+    /// the user): its running attempts are dropped (not counted as failures)
+    /// and their tasks go to the others.
+    pub(super) fn on_agent_lost(&mut self, agent: &str, why: &str, now_ms: u64) -> Actions {
+        let mut actions = Vec::new();
+        if self.over() {
+            return actions;
+        }
+        let Some(slots) = self.agents.get_mut(agent) else { return actions };
+        if !slots.usable() {
+            return actions;
+        }
+        slots.lost = true;
+        let dropped = self.drop_attempts_of(agent);
+        if !dropped.is_empty() {
+            let (noun, failure) =
+                if dropped.len() == 1 { ("task", "a failure") } else { ("tasks", "failures") };
+            actions.push(Action::Warn {
+                message: format!(
+                    "agent {agent} {why}; its running {noun} {} will run again (not counted as {failure})",
+                    dropped.join(", ")
+                ),
+            });
+        }
+        self.wait_if_none_usable(now_ms, &mut actions);
+        self.schedule(now_ms, &mut actions);
+        actions
+    }
+
+    /// Forgets the running attempts of `agent` (their tasks go elsewhere);
+    /// returns the names of the tasks that now have no running attempt.
+    pub(super) fn drop_attempts_of(&mut self, agent: &str) -> Vec<String> {
+        if let Some(slots) = self.agents.get_mut(agent) {
+            slots.running = 0;
+        }
+        let mut names = Vec::new();
+        for t in self.tasks.all_mut() {
+            let (gone, kept): (Vec<Attempt>, Vec<Attempt>) =
+                t.running.drain(..).partition(|a| a.agent == agent);
+            t.running = kept;
+            // Named when it will run again: not when done, or when another
+            // attempt (a backup) still runs.
+            if !gone.is_empty() && t.running.is_empty() && t.done.is_none() {
+                names.push(t.id.clone());
+            }
+            t.dropped.extend(gone);
+        }
+        names
+    }
+
+    /// With no usable agent left, starts waiting for an offline one to come back.
+    pub(super) fn wait_if_none_usable(&mut self, now_ms: u64, actions: &mut Actions) {
+        if self.usable_agents() == 0 && self.all_lost_since.is_none() {
+            self.all_lost_since = Some(now_ms);
+            actions.push(Action::Warn {
+                message: format!(
+                    "no agent of this job can work now (offline, or its IPFS node does not answer); waiting up to {} s for one to come back",
+                    AGENTS_BACK_MS / 1000
+                ),
+            });
+        }
+    }
+
+    /// Whether `agent` is one of the job's agents and is lost.
+    pub(super) fn is_lost(&self, agent: &str) -> bool {
+        self.agents.get(agent).is_some_and(|a| a.lost)
+    }
+
+    /// An agent that went offline is back (its broker restarted, or it did):
+    /// it takes tasks again. Its old attempts were already given out again.
+    pub(super) fn on_agent_back(&mut self, agent: &str, now_ms: u64) -> Actions {
+        let mut actions = Vec::new();
+        if self.over() {
+            return actions;
+        }
+        let Some(slots) = self.agents.get_mut(agent) else { return actions };
+        if !slots.lost || slots.silent {
+            return actions;
+        }
+        slots.lost = false;
+        slots.running = 0;
+        if self.all_lost_since.take().is_some() {
+            actions.push(Action::Warn { message: format!("agent {agent} is back; the job goes on") });
+        }
+        self.schedule(now_ms, &mut actions);
+        actions
+    }
+
+    pub(super) fn release(&mut self, agent: &str) {
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.running = a.running.saturating_sub(1);
+        }
+    }
+
+    pub(super) fn usable_agents(&self) -> usize {
+        self.agents.values().filter(|a| a.usable()).count()
+    }
+}

@@ -1,0 +1,321 @@
+//! The job controller as a pure state machine: task states, assignment to
+//! agent slots, acknowledgements and re-sends, retries, speculative backup
+//! attempts, lost agents and lost map outputs, and the map→reduce phase
+//! change. It takes events, agents' statuses and the current time and
+//! returns actions; it does no I/O and reads no clock, so unit tests drive
+//! every race directly. `run.rs` does the I/O.
+//!
+//! Invariants:
+//! - a task is Done once, with the first successful attempt; every other
+//!   attempt of it is then cancelled and its late results are ignored (a map
+//!   whose output a reducer could not fetch is no longer Done and runs again);
+//! - only events naming a running attempt (task, attempt, agent) change it,
+//!   so duplicated and stale events (QoS 1 delivers twice) are ignored; the
+//!   one exception is the result of an attempt dropped because its agent
+//!   looked lost, which still counts while its task has none;
+//! - reducers are assigned only while every map is Done, with the map outputs
+//!   as they are at that moment (a map re-run after a lost output may change
+//!   its CIDs);
+//! - only the job's agents (those given to [`Controller::new`]) get its
+//!   tasks; events and statuses of any other agent change nothing;
+//! - a failure counts towards `max_attempts` only when it may be the task's
+//!   fault: attempts given up with a lost, silent or forgetful agent, a
+//!   reducer's lost inputs, and up to `max_attempts` failures of an agent's
+//!   own IPFS node do not count, and a backup never takes a task past it;
+//! - the liveness rule lives here, in `liveness.rs`: an agent is lost or
+//!   back only by [`Controller::on_agent_status`] (the driver gives it every
+//!   picked agent's latest status on each tick) or by a failure that says
+//!   its IPFS node is down; with no agent able to work, the job waits
+//!   [`AGENTS_BACK_MS`] for one to come back, then fails.
+//!
+//! Layout: this file has the types the driver sees and the controller's
+//! state; `task.rs` the task table, `events.rs` the agents' reports about
+//! attempts, `liveness.rs` the job's agents (lost, back), `timers.rs` what
+//! time passing does, `schedule.rs` which agent gets which task, `tests.rs`
+//! the unit tests.
+
+mod events;
+mod liveness;
+mod schedule;
+mod task;
+mod timers;
+
+use std::collections::BTreeMap;
+
+use ipdc_common::exec::ExecStats;
+use ipdc_common::protocol::{CodeSpec, Task, TaskKind};
+
+use liveness::AgentSlots;
+use task::{TaskEntry, Tasks};
+
+/// How a job runs, fixed before it starts.
+#[derive(Debug, Clone)]
+pub struct JobPlan {
+    pub job: String,
+    pub input_cid: String,
+    pub input_size: u64,
+    pub splits: Vec<(u64, u64)>,
+    pub reducers: u32,
+    pub code: CodeSpec,
+    pub memory_mb: u64,
+    /// Failed attempts per task before the job fails (Hadoop's default is 4).
+    pub max_attempts: u32,
+    /// An assignment not acknowledged within this long goes to another agent.
+    pub accept_timeout_ms: u64,
+    /// Unacknowledged assignments are sent again this often.
+    pub resend_ms: u64,
+    /// Agents silent about a running attempt this long are asked where it stands.
+    pub query_ms: u64,
+    /// Run backup attempts of stragglers when slots are idle.
+    pub speculative: bool,
+}
+
+impl JobPlan {
+    /// A plan with the usual timings.
+    pub fn defaults(job: &str, code: CodeSpec) -> JobPlan {
+        JobPlan {
+            job: job.to_string(),
+            input_cid: String::new(),
+            input_size: 0,
+            splits: Vec::new(),
+            reducers: 1,
+            code,
+            memory_mb: 64,
+            max_attempts: 4,
+            accept_timeout_ms: 15_000,
+            resend_ms: 3_000,
+            query_ms: 10_000,
+            speculative: true,
+        }
+    }
+}
+
+/// With every agent of the job offline (a broker restart takes them all
+/// at once), how long the job waits for one to come back before it fails.
+pub const AGENTS_BACK_MS: u64 = 60_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Map,
+    Reduce,
+    Done,
+    Failed,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // short-lived; boxing buys nothing
+pub enum Action {
+    /// Send this assignment (again, when its attempt was sent before).
+    Assign {
+        agent: String,
+        task: Task,
+    },
+    Cancel {
+        agent: String,
+        task: String,
+        attempt: u32,
+    },
+    /// Ask the agent to re-send where the job's attempts stand.
+    Query {
+        agent: String,
+    },
+    /// Tell the user (an attempt failed or went elsewhere; the job goes on).
+    Warn {
+        message: String,
+    },
+    /// Every reducer is done: fetch the parts.
+    Finished,
+    /// The job cannot finish; the message says what failed and where.
+    Failed {
+        message: String,
+        detail: String,
+    },
+}
+
+/// One finished task, for the summary.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskRecord {
+    pub task: String,
+    pub agent: String,
+    pub attempt: u32,
+    /// Attempts started for this task (more than 1: retries or a backup).
+    pub attempts: u32,
+    /// The winning attempt was a speculative backup.
+    pub speculative: bool,
+    pub executor: ipdc_common::protocol::Executor,
+    pub elapsed_ms: u64,
+    pub bytes_read: u64,
+    pub output_bytes: u64,
+    pub spills: u32,
+    pub stats: ExecStats,
+}
+
+pub struct Controller {
+    plan: JobPlan,
+    phase: Phase,
+    tasks: Tasks,
+    agents: BTreeMap<String, AgentSlots>,
+    /// Agents in the order they were ranked (best first), for tie-breaks.
+    rank: Vec<String>,
+    /// Backup attempts started, for the summary.
+    speculated: u32,
+    /// Since when every agent of the job has been offline.
+    all_lost_since: Option<u64>,
+}
+
+type Actions = Vec<Action>;
+
+impl Controller {
+    /// `agents`: the picked agents, best first, with their slot counts.
+    pub fn new(plan: JobPlan, agents: &[(String, u32)]) -> Self {
+        let maps = plan
+            .splits
+            .iter()
+            .enumerate()
+            .map(|(i, &(start, end))| {
+                let kind = TaskKind::Map {
+                    input_cid: plan.input_cid.clone(),
+                    input_size: plan.input_size,
+                    split: i as u32,
+                    start,
+                    end,
+                };
+                TaskEntry::new(format!("m-{i:05}"), kind)
+            })
+            .collect();
+        let reduces = (0..plan.reducers)
+            .map(|p| {
+                TaskEntry::new(format!("r-{p:05}"), TaskKind::Reduce { partition: p, inputs: Vec::new() })
+            })
+            .collect();
+        Controller {
+            phase: Phase::Map,
+            tasks: Tasks { maps, reduces },
+            agents: agents
+                .iter()
+                .map(|(a, s)| {
+                    (
+                        a.clone(),
+                        AgentSlots {
+                            slots: (*s).max(1),
+                            running: 0,
+                            lost: false,
+                            silent: false,
+                            failures: 0,
+                        },
+                    )
+                })
+                .collect(),
+            rank: agents.iter().map(|(a, _)| a.clone()).collect(),
+            speculated: 0,
+            all_lost_since: None,
+            plan,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Backup attempts started so far.
+    pub fn speculated(&self) -> u32 {
+        self.speculated
+    }
+
+    /// First assignments.
+    pub fn start(&mut self, now_ms: u64) -> Actions {
+        let mut actions = Vec::new();
+        self.update_phase(&mut actions);
+        self.schedule(now_ms, &mut actions);
+        actions
+    }
+
+    /// Part CIDs in partition order, once the job is Done.
+    pub fn part_cids(&self) -> Vec<(String, u64)> {
+        self.tasks
+            .reduces
+            .iter()
+            .filter_map(|t| {
+                let d = t.done.as_ref()?;
+                Some((
+                    d.output.cids.first().cloned().unwrap_or_default(),
+                    d.output.sizes.first().copied().unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
+
+    pub fn progress(&self) -> Progress {
+        let done = |ts: &[TaskEntry]| ts.iter().filter(|t| t.done.is_some()).count();
+        let Tasks { maps, reduces } = &self.tasks;
+        let bytes_read = maps.iter().filter_map(|t| t.done.as_ref()).map(|d| d.output.bytes_read).sum();
+        Progress {
+            maps_done: done(maps),
+            maps: maps.len(),
+            reduces_done: done(reduces),
+            reduces: reduces.len(),
+            bytes_read,
+        }
+    }
+
+    /// Every finished task, maps then reduces.
+    pub fn records(&self) -> Vec<TaskRecord> {
+        self.tasks
+            .all()
+            .filter_map(|t| {
+                let d = t.done.as_ref()?;
+                Some(TaskRecord {
+                    task: t.id.clone(),
+                    agent: d.agent.clone(),
+                    attempt: d.attempt,
+                    attempts: t.attempts_made,
+                    speculative: d.speculative,
+                    executor: d.output.executor.clone(),
+                    elapsed_ms: d.output.elapsed_ms,
+                    bytes_read: d.output.bytes_read,
+                    output_bytes: d.output.sizes.iter().sum(),
+                    spills: d.output.spills,
+                    stats: d.output.stats,
+                })
+            })
+            .collect()
+    }
+
+    fn over(&self) -> bool {
+        matches!(self.phase, Phase::Done | Phase::Failed)
+    }
+
+    fn fail(&mut self, message: String, detail: String) -> Actions {
+        self.phase = Phase::Failed;
+        vec![Action::Failed { message, detail }]
+    }
+
+    fn update_phase(&mut self, actions: &mut Actions) {
+        if self.over() {
+            return;
+        }
+        let all_done = |ts: &[TaskEntry]| ts.iter().all(|t| t.done.is_some());
+        if !all_done(&self.tasks.maps) {
+            self.phase = Phase::Map;
+        } else if all_done(&self.tasks.reduces) {
+            self.phase = Phase::Done;
+            actions.push(Action::Finished);
+        } else {
+            self.phase = Phase::Reduce;
+        }
+    }
+}
+
+/// Counts for the progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub maps_done: usize,
+    pub maps: usize,
+    pub reduces_done: usize,
+    pub reduces: usize,
+    pub bytes_read: u64,
+}
+
+#[cfg(test)]
+mod tests;

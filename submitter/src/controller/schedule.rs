@@ -1,0 +1,153 @@
+//! Which agent gets which task: picking an agent (free slots, rank, past
+//! failures, bans), launching an attempt, handing out pending tasks, and
+//! speculative backups of stragglers.
+
+use ipdc_common::protocol::{Task, TaskKind};
+
+use super::task::{Attempt, Stage, TaskRef};
+use super::{Action, Actions, Controller, Phase};
+
+/// Failed attempts on one agent after which it gets no more of this job's tasks.
+const AGENT_FAILURE_LIMIT: u32 = 3;
+/// A straggler runs this many times longer than its finished siblings' median...
+const SPECULATE_FACTOR: u64 = 2;
+/// ...and at least this long, before a backup attempt starts.
+const SPECULATE_MIN_MS: u64 = 2_000;
+
+impl Controller {
+    /// The reduce task for partition `p` with the current map outputs.
+    pub(super) fn reduce_kind(&self, p: u32) -> TaskKind {
+        let inputs = self
+            .tasks
+            .maps
+            .iter()
+            .filter_map(|m| m.done.as_ref())
+            .filter(|d| d.output.sizes.get(p as usize).copied().unwrap_or(0) > 0)
+            .map(|d| d.output.cids[p as usize].clone())
+            .collect();
+        TaskKind::Reduce { partition: p, inputs }
+    }
+
+    pub(super) fn free(&self, agent: &str) -> u32 {
+        let a = &self.agents[agent];
+        if a.usable() { a.slots.saturating_sub(a.running) } else { 0 }
+    }
+
+    /// Whether an agent failed too many of this job's tasks (while others have not).
+    pub(super) fn banned(&self, agent: &str) -> bool {
+        let a = &self.agents[agent];
+        a.failures >= AGENT_FAILURE_LIMIT
+            && self.agents.values().any(|o| o.usable() && o.failures < AGENT_FAILURE_LIMIT)
+    }
+
+    /// The best agent with a free slot for a task: most free slots, then rank;
+    /// agents the task failed on last; `exclude`d agents never.
+    pub(super) fn pick_agent(&self, failed_on: &[String], exclude: &[&str]) -> Option<String> {
+        self.rank
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| self.free(a) > 0 && !self.banned(a) && !exclude.contains(&a.as_str()))
+            .max_by_key(|(pos, a)| {
+                let failed = failed_on.iter().filter(|f| f == a).count();
+                (std::cmp::Reverse(failed), self.free(a), std::cmp::Reverse(*pos))
+            })
+            .map(|(_, a)| a.clone())
+    }
+
+    /// The stage whose tasks are handed out now, if any.
+    fn stage(&self) -> Option<Stage> {
+        match self.phase {
+            Phase::Map => Some(Stage::Map),
+            Phase::Reduce => Some(Stage::Reduce),
+            Phase::Done | Phase::Failed => None,
+        }
+    }
+
+    pub(super) fn launch(
+        &mut self,
+        r: TaskRef,
+        agent: String,
+        now_ms: u64,
+        speculative: bool,
+        actions: &mut Actions,
+    ) {
+        let kind = match r.stage {
+            Stage::Map => self.tasks.get(r).kind.clone(),
+            Stage::Reduce => self.reduce_kind(self.tasks.get(r).kind.partition()),
+        };
+        let entry = self.tasks.get_mut(r);
+        entry.attempts_made += 1;
+        let task = Task {
+            job: self.plan.job.clone(),
+            task: entry.id.clone(),
+            attempt: entry.attempts_made,
+            reducers: self.plan.reducers,
+            code: self.plan.code.clone(),
+            memory_mb: self.plan.memory_mb,
+            kind,
+        };
+        entry.running.push(Attempt {
+            agent: agent.clone(),
+            attempt: task.attempt,
+            since_ms: now_ms,
+            accepted: false,
+            last_sent_ms: now_ms,
+            last_query_ms: now_ms,
+            unanswered: 0,
+            speculative,
+            task: task.clone(),
+        });
+        self.agents.get_mut(&agent).expect("ranked agents exist").running += 1;
+        actions.push(Action::Assign { agent, task });
+    }
+
+    /// Hands pending tasks to free slots: maps whenever there are any, reduces
+    /// only while every map is done.
+    pub(super) fn schedule(&mut self, now_ms: u64, actions: &mut Actions) {
+        let Some(stage) = self.stage() else { return };
+        for idx in 0..self.tasks.of(stage).len() {
+            let r = TaskRef { stage, idx };
+            let entry = self.tasks.get(r);
+            if !entry.pending() {
+                continue;
+            }
+            let Some(agent) = self.pick_agent(&entry.failed_on.clone(), &[]) else { break };
+            self.launch(r, agent, now_ms, false, actions);
+        }
+    }
+
+    /// With nothing left to hand out and slots idle, a task running much
+    /// longer than its finished siblings gets a backup attempt elsewhere.
+    pub(super) fn speculate(&mut self, now_ms: u64, actions: &mut Actions) {
+        let Some(stage) = self.stage() else { return };
+        let tasks = self.tasks.of(stage);
+        if tasks.iter().any(|t| t.pending()) {
+            return;
+        }
+        let mut times: Vec<u64> =
+            tasks.iter().filter_map(|t| t.done.as_ref()).map(|d| d.elapsed_ms).collect();
+        if times.is_empty() {
+            return;
+        }
+        times.sort_unstable();
+        let median = times[times.len() / 2];
+        let threshold = (median * SPECULATE_FACTOR).max(SPECULATE_MIN_MS);
+        let stragglers: Vec<TaskRef> = tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.done.is_none() && t.running.len() == 1)
+            // A backup that could fail too must not take the task past its
+            // max_attempts failures (it did: "failed 6 times" for 4).
+            .filter(|(_, t)| t.failures + 1 < self.plan.max_attempts)
+            .filter(|(_, t)| now_ms.saturating_sub(t.running[0].since_ms) > threshold)
+            .map(|(idx, _)| TaskRef { stage, idx })
+            .collect();
+        for r in stragglers {
+            let entry = self.tasks.get(r);
+            let busy = entry.running[0].agent.clone();
+            let Some(agent) = self.pick_agent(&entry.failed_on.clone(), &[busy.as_str()]) else { break };
+            self.speculated += 1;
+            self.launch(r, agent, now_ms, true, actions);
+        }
+    }
+}

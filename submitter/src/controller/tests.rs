@@ -1,0 +1,668 @@
+//! The controller's unit tests: every race driven directly, with made-up times.
+
+use super::*;
+use ipdc_common::protocol::{AgentStatus, EventKind, PROTOCOL_VERSION, TaskEvent, TaskOutput};
+
+fn plan(splits: usize, reducers: u32) -> JobPlan {
+    let code = CodeSpec {
+        map_cid: "m".into(),
+        reduce_cid: "r".into(),
+        combiner: false,
+        force_native: None,
+        native_fallback: None,
+        limits: Default::default(),
+        files: Default::default(),
+    };
+    JobPlan {
+        input_cid: "in".into(),
+        input_size: splits as u64 * 10,
+        splits: (0..splits as u64).map(|i| (i * 10, i * 10 + 10)).collect(),
+        reducers,
+        accept_timeout_ms: 10_000,
+        speculative: false,
+        ..JobPlan::defaults("j", code)
+    }
+}
+
+fn ev(task: &Task, agent: &str, kind: EventKind) -> TaskEvent {
+    TaskEvent {
+        v: PROTOCOL_VERSION,
+        job: task.job.clone(),
+        task: task.task.clone(),
+        attempt: task.attempt,
+        agent: agent.into(),
+        kind,
+    }
+}
+
+fn done(task: &Task, agent: &str, reducers: u32) -> TaskEvent {
+    let output = TaskOutput {
+        cids: (0..reducers).map(|p| format!("{}-p{p}", task.task)).collect(),
+        sizes: vec![5; reducers as usize],
+        ..Default::default()
+    };
+    ev(task, agent, EventKind::Done { output })
+}
+
+fn warnings(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Warn { message } => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn assigns(actions: &[Action]) -> Vec<(String, Task)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Assign { agent, task } => Some((agent.clone(), task.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn maps_fill_free_slots_then_queue_until_a_slot_frees() {
+    let mut c = Controller::new(plan(5, 1), &[("a".into(), 2), ("b".into(), 1)]);
+    let first = assigns(&c.start(0));
+    assert_eq!(first.len(), 3);
+    assert_eq!(first.iter().filter(|(a, _)| a == "a").count(), 2);
+    let next = assigns(&c.on_event(&done(&first[0].1, &first[0].0, 1), 1));
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].0, first[0].0, "the freed slot gets the next task");
+}
+
+#[test]
+fn reduces_start_after_every_map_and_get_each_maps_partition() {
+    let mut c = Controller::new(plan(2, 2), &[("a".into(), 4)]);
+    let maps = assigns(&c.start(0));
+    assert!(assigns(&c.on_event(&done(&maps[0].1, "a", 2), 1)).is_empty());
+    let reduces = assigns(&c.on_event(&done(&maps[1].1, "a", 2), 2));
+    assert_eq!(c.phase(), Phase::Reduce);
+    assert_eq!(reduces.len(), 2);
+    assert_eq!(
+        reduces[1].1.kind,
+        TaskKind::Reduce { partition: 1, inputs: vec!["m-00000-p1".into(), "m-00001-p1".into()] }
+    );
+    assert!(c.on_event(&done(&reduces[0].1, "a", 1), 3).is_empty());
+    assert_eq!(c.on_event(&done(&reduces[1].1, "a", 1), 4), vec![Action::Finished]);
+    assert_eq!(c.part_cids(), vec![("r-00000-p0".into(), 5), ("r-00001-p0".into(), 5)]);
+}
+
+#[test]
+fn empty_partitions_are_not_fetched_by_reducers() {
+    let mut c = Controller::new(plan(1, 2), &[("a".into(), 2)]);
+    let m = assigns(&c.start(0)).remove(0).1;
+    let output = TaskOutput { cids: vec!["p0".into(), "p1".into()], sizes: vec![0, 9], ..Default::default() };
+    let r = assigns(&c.on_event(&ev(&m, "a", EventKind::Done { output }), 1));
+    assert_eq!(r[0].1.kind, TaskKind::Reduce { partition: 0, inputs: vec![] });
+    assert_eq!(r[1].1.kind, TaskKind::Reduce { partition: 1, inputs: vec!["p1".into()] });
+}
+
+#[test]
+fn duplicated_and_stale_events_are_ignored() {
+    let mut c = Controller::new(plan(2, 1), &[("a".into(), 1), ("b".into(), 1)]);
+    let first = assigns(&c.start(0));
+    let (agent, task) = &first[0];
+    let d = done(task, agent, 1);
+    c.on_event(&d, 1);
+    assert!(c.on_event(&d, 2).is_empty(), "a second delivery changes nothing");
+    assert_eq!(c.progress().maps_done, 1);
+    let mut stale = d.clone();
+    stale.task = first[1].1.task.clone();
+    stale.attempt = 7;
+    assert!(c.on_event(&stale, 3).is_empty());
+    assert_eq!(c.progress().maps_done, 1);
+}
+
+#[test]
+fn a_failed_task_is_retried_on_another_agent_then_fails_the_job_with_its_error() {
+    let mut c = Controller::new(plan(1, 1), &[("a".into(), 1), ("b".into(), 1)]);
+    let (a1, t1) = assigns(&c.start(0)).remove(0);
+    let fail = |t: &Task, a: &str| {
+        ev(
+            t,
+            a,
+            EventKind::Failed {
+                error: "map() raised ValueError".into(),
+                detail: "Traceback...".into(),
+                lost_inputs: vec![],
+                node_down: false,
+            },
+        )
+    };
+    let first = c.on_event(&fail(&t1, &a1), 1);
+    assert_eq!(
+        warnings(&first),
+        [format!(
+            "task m-00000 attempt 1 failed on agent {a1} (the job fails after 4 failures): map() raised ValueError"
+        )]
+    );
+    let (a2, t2) = assigns(&first).remove(0);
+    assert_ne!(a1, a2, "the retry goes to the other agent");
+    assert_eq!(t2.attempt, 2);
+    let second = c.on_event(&fail(&t2, &a2), 2);
+    assert!(warnings(&second).is_empty(), "the same error is told once: {second:?}");
+    let (a3, t3) = assigns(&second).remove(0);
+    let (a4, t4) = assigns(&c.on_event(&fail(&t3, &a3), 3)).remove(0);
+    let end = c.on_event(&fail(&t4, &a4), 4);
+    assert_eq!(c.phase(), Phase::Failed);
+    match &end[0] {
+        Action::Failed { message, detail } => {
+            assert!(message.contains("m-00000 failed 4 times"), "{message}");
+            assert!(message.contains("map() raised ValueError"));
+            assert_eq!(detail, "Traceback...");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_job_waits_for_its_agents_to_come_back_after_they_all_went_offline() {
+    // A broker restart: both agents' Last Wills arrive at once.
+    let mut c = Controller::new(plan(2, 1), &[("a".into(), 1), ("b".into(), 1)]);
+    let first = assigns(&c.start(0));
+    assert_eq!(first.len(), 2);
+    let w = warnings(&c.on_agent_lost("a", "went offline", 100));
+    assert_eq!(
+        w,
+        ["agent a went offline; its running task m-00000 will run again (not counted as a failure)"]
+    );
+    let w = warnings(&c.on_agent_lost("b", "went offline", 100));
+    assert_eq!(
+        w[1..],
+        [
+            "no agent of this job can work now (offline, or its IPFS node does not answer); waiting up to 60 s for one to come back"
+        ]
+    );
+    assert!(c.tick(30_000).iter().all(|a| !matches!(a, Action::Failed { .. })));
+    assert_eq!(c.phase(), Phase::Map);
+    // b reconnects: both maps run again there (a is still away).
+    let back = c.on_agent_back("b", 31_000);
+    assert_eq!(warnings(&back), ["agent b is back; the job goes on"]);
+    let again = assigns(&back);
+    assert_eq!(again.len(), 1, "b has one slot: {again:?}");
+    assert_eq!(again[0].0, "b");
+    assert_eq!(again[0].1.attempt, 2, "a new attempt, not a failure: {again:?}");
+    let next = assigns(&c.on_event(&done(&again[0].1, "b", 1), 32_000));
+    assert_eq!(next.len(), 1);
+    c.on_event(&done(&next[0].1, "b", 1), 33_000);
+    assert_eq!(c.phase(), Phase::Reduce);
+    // Far past the wait: nothing fails, b is back.
+    assert!(c.tick(200_000).iter().all(|a| !matches!(a, Action::Failed { .. })));
+}
+
+#[test]
+fn the_submitters_own_outage_is_not_blamed_on_the_agents() {
+    let mut c = Controller::new(plan(1, 1), &[("a".into(), 1)]);
+    let (a1, t1) = assigns(&c.start(0)).remove(0);
+    // Disconnected from 1 s to 40 s: no ticks, no acknowledgement heard.
+    c.on_reconnect(40_000);
+    let actions = c.tick(40_250);
+    assert_eq!(assigns(&actions), vec![(a1.clone(), t1.clone())], "sent again, not given up: {actions:?}");
+    assert!(warnings(&actions).is_empty(), "{actions:?}");
+    c.on_event(&ev(&t1, &a1, EventKind::Accepted), 40_300);
+    assert!(c.tick(50_000).iter().all(|a| !matches!(a, Action::Failed { .. })));
+}
+
+#[test]
+fn a_result_from_an_attempt_given_up_on_still_counts() {
+    // The agent only looked lost (a broker restart): its attempt ran on.
+    let mut c = Controller::new(plan(1, 1), &[("a".into(), 1), ("b".into(), 1)]);
+    let (a1, t1) = assigns(&c.start(0)).remove(0);
+    let (a2, t2) = assigns(&c.on_agent_lost(&a1, "went offline", 100)).remove(0);
+    assert_ne!(a1, a2);
+    let actions = c.on_event(&done(&t1, &a1, 1), 200);
+    assert_eq!(c.progress().maps_done, 1, "{actions:?}");
+    assert!(
+        actions.contains(&Action::Cancel { agent: a2.clone(), task: t2.task.clone(), attempt: t2.attempt }),
+        "the second attempt is cancelled: {actions:?}"
+    );
+    // The first result stays the one; a duplicate changes nothing.
+    assert!(c.on_event(&done(&t1, &a1, 1), 300).is_empty());
+}
+
+#[test]
+fn a_job_fails_when_no_agent_comes_back_in_time() {
+    let mut c = Controller::new(plan(1, 1), &[("a".into(), 1)]);
+    c.start(0);
+    c.on_agent_lost("a", "went offline", 1_000);
+    assert!(c.tick(60_999).iter().all(|a| !matches!(a, Action::Failed { .. })));
+    match &c.tick(61_000)[..] {
+        [Action::Failed { message, .. }] => {
+            assert_eq!(
+                message,
+                "no agent of this job could work for 60 s (offline, or its IPFS node did not answer)"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_new_error_of_a_task_is_told_again() {
+    let mut c = Controller::new(plan(1, 1), &[("a".into(), 1), ("b".into(), 1)]);
+    let (mut agent, mut task) = assigns(&c.start(0)).remove(0);
+    let mut told = Vec::new();
+    for (at, error) in ["disk full", "timed out", "timed out"].into_iter().enumerate() {
+        let kind = EventKind::Failed {
+            error: error.into(),
+            detail: String::new(),
+            lost_inputs: vec![],
+            node_down: false,
+        };
+        let actions = c.on_event(&ev(&task, &agent, kind), at as u64 + 1);
+        told.push(warnings(&actions).len());
+        (agent, task) = assigns(&actions).remove(0);
+    }
+    assert_eq!(told, [1, 1, 0]);
+}
+
+#[test]
+fn an_unacknowledged_assignment_is_resent_then_moves_to_another_agent() {
+    let mut c = Controller::new(plan(1, 1), &[("a".into(), 1), ("b".into(), 1)]);
+    let (a1, t1) = assigns(&c.start(0)).remove(0);
+    let resent = assigns(&c.tick(3_000));
+    assert_eq!(resent, vec![(a1.clone(), t1.clone())], "the same attempt is sent again");
+    let actions = c.tick(10_000);
+    assert!(actions.contains(&Action::Cancel { agent: a1.clone(), task: t1.task.clone(), attempt: 1 }));
+    assert_eq!(
+        warnings(&actions),
+        [format!("agent {a1} did not acknowledge m-00000 attempt 1; giving it to another agent")]
+    );
+    let (a2, t2) = assigns(&actions).remove(0);
+    assert_ne!(a1, a2);
+    assert_eq!(t2.attempt, 2);
+}
+
+#[test]
+fn a_quiet_accepted_attempt_is_queried_not_reassigned() {
+    let mut c = Controller::new(plan(1, 1), &[("a".into(), 1)]);
+    let (a1, t1) = assigns(&c.start(0)).remove(0);
+    c.on_event(&ev(&t1, &a1, EventKind::Accepted), 1);
+    assert!(c.tick(5_000).is_empty());
+    assert_eq!(c.tick(60_000), vec![Action::Query { agent: a1.clone() }]);
+    assert!(c.tick(61_000).is_empty(), "one query per quiet period");
+    // The result re-sent after the query completes the task.
+    c.on_event(&done(&t1, &a1, 1), 61_500);
+    assert_eq!(c.progress().maps_done, 1);
+}
+
+#[test]
+fn an_attempt_its_agent_no_longer_knows_runs_again() {
+    let mut c = Controller::new(plan(1, 1), &[("a".into(), 1)]);
+    let (a1, t1) = assigns(&c.start(0)).remove(0);
+    c.on_event(&ev(&t1, &a1, EventKind::Accepted), 1);
+    // The agent restarts and never answers the queries.
+    for n in 1..=3 {
+        assert_eq!(c.tick(n * 10_000), vec![Action::Query { agent: a1.clone() }]);
+    }
+    let actions = c.tick(40_000);
+    assert!(actions.contains(&Action::Cancel { agent: a1.clone(), task: t1.task.clone(), attempt: 1 }));
+    let again = assigns(&actions);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].1.attempt, 2);
+    assert_eq!(c.tasks.reduces[0].failures + c.tasks.maps[0].failures, 0, "not counted as a failure");
+}
+
+#[test]
+fn when_no_agent_answers_the_job_fails_with_a_message() {
+    let mut c = Controller::new(plan(1, 1), &[("a".into(), 1)]);
+    c.start(0);
+    let end = c.tick(10_000);
+    assert!(
+        matches!(&end[..], [Action::Failed { message, .. }] if message.contains("no agent acknowledged") && message.contains("silent: a")),
+        "{end:?}"
+    );
+}
+
+#[test]
+fn a_straggler_gets_a_backup_attempt_and_the_first_result_wins() {
+    let mut p = plan(3, 1);
+    p.speculative = true;
+    let mut c = Controller::new(p, &[("a".into(), 1), ("b".into(), 1), ("slow".into(), 1)]);
+    let first = assigns(&c.start(0));
+    for (agent, task) in &first {
+        c.on_event(&ev(task, agent, EventKind::Accepted), 10);
+    }
+    let slow = first.iter().find(|(a, _)| a == "slow").unwrap().1.clone();
+    for (agent, task) in first.iter().filter(|(a, _)| a != "slow") {
+        c.on_event(&done(task, agent, 1), 1_000);
+    }
+    assert!(assigns(&c.tick(1_500)).is_empty(), "not yet a straggler");
+    let backup = assigns(&c.tick(2_500));
+    assert_eq!(backup.len(), 1);
+    assert_eq!(backup[0].1.task, slow.task);
+    assert_ne!(backup[0].0, "slow");
+    assert_eq!(c.speculated(), 1);
+    let actions = c.on_event(&done(&backup[0].1, &backup[0].0, 1), 3_000);
+    assert!(warnings(&actions).is_empty(), "a lost race is not news: {actions:?}");
+    assert!(actions.contains(&Action::Cancel { agent: "slow".into(), task: slow.task.clone(), attempt: 1 }));
+    // The slow attempt's late result is ignored.
+    assert!(c.on_event(&done(&slow, "slow", 1), 9_000).is_empty());
+    let records = c.records();
+    let rec = records.iter().find(|r| r.task == slow.task).unwrap();
+    assert!(rec.speculative && rec.attempts == 2);
+}
+
+#[test]
+fn backups_never_take_a_failing_task_past_max_attempts() {
+    let mut p = plan(3, 1);
+    p.speculative = true;
+    p.max_attempts = 2;
+    let mut c = Controller::new(p, &[("a".into(), 1), ("b".into(), 1), ("slow".into(), 1)]);
+    let first = assigns(&c.start(0));
+    for (agent, task) in &first {
+        c.on_event(&ev(task, agent, EventKind::Accepted), 10);
+    }
+    let slow = first.iter().find(|(a, _)| a == "slow").unwrap().1.clone();
+    for (agent, task) in first.iter().filter(|(a, _)| a != "slow") {
+        c.on_event(&done(task, agent, 1), 1_000);
+    }
+    let backup = assigns(&c.tick(2_500));
+    assert_eq!(backup.len(), 1, "a straggler gets a backup");
+    c.on_event(&ev(&backup[0].1, &backup[0].0, EventKind::Accepted), 2_510);
+    let fail = |t: &Task, a: &str| {
+        let kind = EventKind::Failed {
+            error: "map() raised ValueError".into(),
+            detail: String::new(),
+            lost_inputs: vec![],
+            node_down: false,
+        };
+        ev(t, a, kind)
+    };
+    c.on_event(&fail(&backup[0].1, &backup[0].0), 3_000);
+    // One failure, one attempt running: another backup could be a third failure.
+    assert!(assigns(&c.tick(60_000)).is_empty());
+    let end = c.on_event(&fail(&slow, "slow"), 61_000);
+    assert!(
+        matches!(&end[..], [Action::Failed { message, .. }] if message.starts_with("task m-") && message.contains("failed 2 times")),
+        "{end:?}"
+    );
+}
+
+#[test]
+fn losing_an_agent_names_only_the_tasks_that_run_again() {
+    // slow's map has a backup on another agent: losing slow restarts nothing.
+    let mut p = plan(3, 1);
+    p.speculative = true;
+    let mut c = Controller::new(p, &[("a".into(), 1), ("b".into(), 1), ("slow".into(), 1)]);
+    let first = assigns(&c.start(0));
+    for (agent, task) in &first {
+        c.on_event(&ev(task, agent, EventKind::Accepted), 10);
+    }
+    for (agent, task) in first.iter().filter(|(a, _)| a != "slow") {
+        c.on_event(&done(task, agent, 1), 1_000);
+    }
+    assert_eq!(assigns(&c.tick(2_500)).len(), 1, "a backup of slow's map");
+    let acts = c.on_agent_lost("slow", "went offline", 2_600);
+    assert!(warnings(&acts).is_empty(), "{acts:?}");
+    assert!(assigns(&acts).is_empty());
+}
+
+#[test]
+fn a_task_failing_because_its_agents_ipfs_node_is_down_runs_again_without_counting() {
+    let mut c = Controller::new(plan(1, 1), &[("a".into(), 1), ("b".into(), 1)]);
+    let (a1, t1) = assigns(&c.start(0)).remove(0);
+    let down = |t: &Task, a: &str| {
+        let kind = EventKind::Failed {
+            error: "cat: connection refused".into(),
+            detail: String::new(),
+            lost_inputs: vec![],
+            node_down: true,
+        };
+        ev(t, a, kind)
+    };
+    let acts = c.on_event(&down(&t1, &a1), 10);
+    assert_eq!(
+        warnings(&acts),
+        [format!(
+            "agent {a1} cannot use its IPFS node (cat: connection refused); its running task m-00000 will run again (not counted as a failure)"
+        )]
+    );
+    assert!(c.is_lost(&a1));
+    let (a2, t2) = assigns(&acts).remove(0);
+    assert_ne!(a2, a1);
+    assert_eq!(t2.attempt, 2);
+    assert!(c.on_event(&down(&t1, &a1), 11).is_empty(), "a second delivery changes nothing");
+    // The other node goes down too: the job waits instead of failing.
+    let acts = c.on_event(&down(&t2, &a2), 20);
+    assert!(warnings(&acts).iter().any(|w| w.starts_with("no agent of this job can work now")), "{acts:?}");
+    assert!(assigns(&acts).is_empty());
+    // a's node answers again and goes down twice more: four such
+    // failures, which would fail the job if they counted.
+    let mut now = 5_000;
+    let mut attempt = assigns(&c.on_agent_back(&a1, now)).remove(0).1;
+    for _ in 0..2 {
+        assert_eq!(c.phase(), Phase::Map);
+        c.on_event(&down(&attempt, &a1), now + 1);
+        now += 1_000;
+        attempt = assigns(&c.on_agent_back(&a1, now)).remove(0).1;
+    }
+    assert_eq!(attempt.attempt, 5);
+    c.on_event(&done(&attempt, &a1, 1), now + 1);
+    assert_eq!(c.phase(), Phase::Reduce);
+    assert_eq!(c.records()[0].attempts, 5);
+}
+
+#[test]
+fn a_task_that_keeps_taking_ipfs_nodes_down_fails_the_job_in_the_end() {
+    let mut c = Controller::new(plan(1, 1), &[("a".into(), 1)]);
+    let mut attempt = assigns(&c.start(0)).remove(0).1;
+    let down = |t: &Task| {
+        let kind = EventKind::Failed {
+            error: "cat: connection refused".into(),
+            detail: String::new(),
+            lost_inputs: vec![],
+            node_down: true,
+        };
+        ev(t, "a", kind)
+    };
+    let mut now = 0;
+    for n in 1..=20 {
+        now += 1_000;
+        let acts = c.on_event(&down(&attempt), now);
+        if c.phase() == Phase::Failed {
+            // 4 excused, then 4 counted.
+            assert_eq!(n, 8, "{acts:?}");
+            return;
+        }
+        let mut next = assigns(&acts);
+        if next.is_empty() {
+            next = assigns(&c.on_agent_back("a", now + 500));
+        }
+        attempt = next.remove(0).1;
+    }
+    panic!("the job never failed");
+}
+
+#[test]
+fn a_lost_map_output_runs_its_map_again_without_counting_a_failure() {
+    let mut c = Controller::new(plan(2, 1), &[("a".into(), 2)]);
+    let maps = assigns(&c.start(0));
+    c.on_event(&done(&maps[0].1, "a", 1), 1);
+    let r = assigns(&c.on_event(&done(&maps[1].1, "a", 1), 2)).remove(0).1;
+    let lost = ev(
+        &r,
+        "a",
+        EventKind::Failed {
+            error: "cannot fetch".into(),
+            detail: String::new(),
+            lost_inputs: vec!["m-00000-p0".into()],
+            node_down: false,
+        },
+    );
+    let again = assigns(&c.on_event(&lost, 3));
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].1.task, "m-00000");
+    assert_eq!(c.phase(), Phase::Map);
+    let r2 = assigns(&c.on_event(&done(&again[0].1, "a", 1), 4)).remove(0).1;
+    assert_eq!(r2.task, "r-00000");
+    assert_eq!(r2.attempt, 2);
+    assert_eq!(c.tasks.reduces[0].failures, 0);
+}
+
+#[test]
+fn an_agent_failing_repeatedly_gets_no_more_of_the_jobs_tasks() {
+    let mut c = Controller::new(plan(4, 1), &[("bad".into(), 1), ("good".into(), 1)]);
+    let mut bad_failures = 0;
+    let mut actions = c.start(0);
+    for now in 1..40 {
+        let mut next = Vec::new();
+        for (agent, task) in assigns(&actions) {
+            let kind = if agent == "bad" {
+                bad_failures += 1;
+                EventKind::Failed {
+                    error: "boom".into(),
+                    detail: String::new(),
+                    lost_inputs: vec![],
+                    node_down: false,
+                }
+            } else {
+                let output = TaskOutput { cids: vec!["x".into()], sizes: vec![1], ..Default::default() };
+                EventKind::Done { output }
+            };
+            next.extend(c.on_event(&ev(&task, &agent, kind), now));
+        }
+        actions = next;
+    }
+    assert_eq!(bad_failures, 3, "no task after the third failure");
+    assert_eq!(c.phase(), Phase::Done);
+}
+
+#[test]
+fn a_lost_agents_running_tasks_go_to_the_others() {
+    let mut c = Controller::new(plan(2, 1), &[("a".into(), 1), ("b".into(), 1)]);
+    let first = assigns(&c.start(0));
+    let lost = &first[0].0;
+    let (d_agent, d_task) = &first[1];
+    c.on_event(&done(d_task, d_agent, 1), 1);
+    let again = assigns(&c.on_agent_lost(lost, "went offline", 2));
+    assert_eq!(again.len(), 1);
+    assert_eq!(&again[0].0, d_agent);
+    assert_eq!(again[0].1.attempt, 2);
+}
+
+#[test]
+fn an_empty_input_goes_straight_to_reduce() {
+    let mut c = Controller::new(plan(0, 1), &[("a".into(), 1)]);
+    let r = assigns(&c.start(0));
+    assert_eq!(r[0].1.kind, TaskKind::Reduce { partition: 0, inputs: vec![] });
+}
+
+/// A status saying `agent` is online, sent at `now`, with a working IPFS node.
+fn fresh(agent: &str, now: u64) -> AgentStatus {
+    let mut s = AgentStatus::offline(agent);
+    s.online = true;
+    s.heartbeat_ms = now;
+    s.heartbeat_interval_ms = 5_000;
+    s.ipfs = "ok".into();
+    s
+}
+
+/// The statuses at `now` that make `agent` lost, each alone, with what the user is told.
+fn unusable(agent: &str, now: u64) -> [(AgentStatus, String); 3] {
+    let mut offline = fresh(agent, now);
+    offline.online = false;
+    // Sent 30 s ago, every 5 s: three heartbeats and the grace period missed.
+    let stale = fresh(agent, now - 30_000);
+    let mut ipfs_down = fresh(agent, now);
+    ipfs_down.ipfs = "connection refused".into();
+    [
+        (offline, "went offline".into()),
+        (stale, "stopped sending its status".into()),
+        (ipfs_down, "cannot use its IPFS node (connection refused)".into()),
+    ]
+}
+
+/// `a` ran the one map and got a status that makes it lost: the map runs
+/// again on `b`, and neither the task nor `a` counts a failure.
+fn runs_elsewhere_without_failing(c: &Controller, acts: &[Action], why: &str) {
+    assert_eq!(
+        warnings(acts),
+        [format!("agent a {why}; its running task m-00000 will run again (not counted as a failure)")]
+    );
+    let again = assigns(acts);
+    assert_eq!(again.len(), 1, "{acts:?}");
+    assert_eq!(again[0].0, "b");
+    assert_eq!((again[0].1.task.as_str(), again[0].1.attempt), ("m-00000", 2));
+    assert_eq!(c.tasks.maps[0].failures, 0);
+    assert_eq!(c.agents["a"].failures, 0);
+    assert!(c.is_lost("a"));
+}
+
+fn lose_a_by_status(which: usize) {
+    let mut c = Controller::new(plan(1, 1), &[("a".into(), 1), ("b".into(), 1)]);
+    let (a1, _) = assigns(&c.start(0)).remove(0);
+    assert_eq!(a1, "a");
+    let (status, why) = unusable("a", 40_000)[which].clone();
+    let acts = c.on_agent_status("a", Some(&status), 40_000);
+    runs_elsewhere_without_failing(&c, &acts, &why);
+}
+
+#[test]
+fn an_offline_status_runs_the_agents_running_tasks_elsewhere_without_counting_failures() {
+    lose_a_by_status(0);
+}
+
+#[test]
+fn a_stale_status_runs_the_agents_running_tasks_elsewhere_without_counting_failures() {
+    lose_a_by_status(1);
+}
+
+#[test]
+fn an_ipfs_down_status_runs_the_agents_running_tasks_elsewhere_without_counting_failures() {
+    lose_a_by_status(2);
+}
+
+#[test]
+fn a_fresh_status_after_any_of_these_makes_the_agent_usable_again_and_it_gets_tasks() {
+    for (status, why) in unusable("a", 40_000) {
+        let mut c = Controller::new(plan(1, 1), &[("a".into(), 1)]);
+        c.start(0);
+        let lost = c.on_agent_status("a", Some(&status), 40_000);
+        assert!(c.is_lost("a"), "{why}");
+        assert!(assigns(&lost).is_empty(), "{why}: {lost:?}");
+        assert!(c.on_agent_status("a", Some(&status), 40_250).is_empty(), "{why}: told once");
+        let back = c.on_agent_status("a", Some(&fresh("a", 41_000)), 41_000);
+        assert!(!c.is_lost("a"), "{why}");
+        assert_eq!(warnings(&back), ["agent a is back; the job goes on"], "{why}");
+        let again = assigns(&back);
+        assert_eq!(again.len(), 1, "{why}: {back:?}");
+        assert_eq!((again[0].0.as_str(), again[0].1.attempt), ("a", 2), "{why}");
+        // Fresh statuses of a usable agent change nothing.
+        assert!(c.on_agent_status("a", Some(&fresh("a", 41_250)), 41_250).is_empty(), "{why}");
+    }
+}
+
+#[test]
+fn a_status_of_an_agent_never_heard_of_changes_nothing() {
+    let mut c = Controller::new(plan(1, 1), &[("a".into(), 1), ("b".into(), 1)]);
+    c.start(0);
+    // Not lost for want of a status...
+    assert!(c.on_agent_status("a", None, 40_000).is_empty());
+    assert!(!c.is_lost("a"));
+    // ...nor back for want of one.
+    let (offline, _) = unusable("b", 40_000)[0].clone();
+    c.on_agent_status("b", Some(&offline), 40_000);
+    assert!(c.on_agent_status("b", None, 41_000).is_empty());
+    assert!(c.is_lost("b"));
+}
+
+#[test]
+fn a_status_for_an_agent_that_is_not_one_of_the_jobs_agents_changes_nothing() {
+    let mut c = Controller::new(plan(1, 1), &[("a".into(), 1)]);
+    c.start(0);
+    let (offline, _) = unusable("a", 40_000)[0].clone();
+    c.on_agent_status("a", Some(&offline), 40_000);
+    // The job waits for a; x coming and going is no reason to go on waiting.
+    for (status, why) in unusable("x", 41_000) {
+        assert!(c.on_agent_status("x", Some(&status), 41_000).is_empty(), "{why}");
+        assert!(c.on_agent_status("x", Some(&fresh("x", 42_000)), 42_000).is_empty(), "{why}");
+        assert!(!c.is_lost("x"));
+    }
+    assert!(matches!(&c.tick(100_000)[..], [Action::Failed { .. }]));
+}
