@@ -66,7 +66,7 @@ impl Service {
         broker: BrokerAddr,
     ) -> (Self, mpsc::Receiver<Finished>) {
         let (done_tx, done_rx) = mpsc::channel(64);
-        let state = AgentState::new(&fixed.name, fixed.slots);
+        let state = AgentState::new(&fixed.name, ipfs.api(), fixed.slots);
         let service = Service {
             wire,
             client,

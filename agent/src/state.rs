@@ -50,15 +50,18 @@ pub enum Effect {
 pub struct AgentState {
     name: String,
     slots: u32,
+    /// The IPFS API's address, for log lines.
+    ipfs_api: String,
     attempts: Attempts,
     ipfs: IpfsHealth,
 }
 
 impl AgentState {
-    pub fn new(name: &str, slots: u32) -> Self {
+    pub fn new(name: &str, ipfs_api: &str, slots: u32) -> Self {
         AgentState {
             name: name.to_string(),
             slots: slots.max(1),
+            ipfs_api: ipfs_api.to_string(),
             attempts: Attempts::default(),
             ipfs: IpfsHealth::not_checked(),
         }
@@ -95,9 +98,10 @@ impl AgentState {
             Input::Finished { key, result } => self.on_finished(key, result, &mut fx),
             Input::IpfsHealth(now) => {
                 if now != self.ipfs {
+                    let api = &self.ipfs_api;
                     match &now {
-                        IpfsHealth::Ok => info!("the IPFS API answers"),
-                        other => warn!("IPFS API {other}; this agent takes no tasks until it answers"),
+                        IpfsHealth::Ok => info!("IPFS API {api} answers"),
+                        other => warn!("IPFS API {api}: {other}; this agent takes no tasks until it answers"),
                     }
                     self.ipfs = now;
                     fx.push(Effect::PublishStatus);
@@ -278,7 +282,7 @@ mod tests {
 
     #[test]
     fn an_assignment_is_acknowledged_and_started_once_however_often_it_arrives() {
-        let mut s = AgentState::new("pi-1", 2);
+        let mut s = AgentState::new("pi-1", "http://127.0.0.1:5001", 2);
         let t = task("m-00000", 1);
         let fx = assign(&mut s, &t);
         assert_eq!(starts(&fx), ["m-00000"]);
@@ -297,7 +301,7 @@ mod tests {
 
     #[test]
     fn attempts_past_the_slots_wait_and_start_as_slots_free() {
-        let mut s = AgentState::new("pi-1", 1);
+        let mut s = AgentState::new("pi-1", "http://127.0.0.1:5001", 1);
         let (a, b) = (task("m-00000", 1), task("m-00001", 1));
         assert_eq!(starts(&assign(&mut s, &a)), ["m-00000"]);
         let fx = assign(&mut s, &b);
@@ -310,7 +314,7 @@ mod tests {
 
     #[test]
     fn a_query_re_sends_where_every_attempt_of_the_job_stands() {
-        let mut s = AgentState::new("pi-1", 1);
+        let mut s = AgentState::new("pi-1", "http://127.0.0.1:5001", 1);
         let (a, b) = (task("m-00000", 1), task("m-00001", 1));
         assign(&mut s, &a);
         assign(&mut s, &b);
@@ -325,7 +329,7 @@ mod tests {
 
     #[test]
     fn a_cancel_during_a_run_kills_it_and_its_late_result_is_never_sent() {
-        let mut s = AgentState::new("pi-1", 1);
+        let mut s = AgentState::new("pi-1", "http://127.0.0.1:5001", 1);
         let (a, b) = (task("m-00000", 1), task("m-00001", 1));
         assign(&mut s, &a);
         assign(&mut s, &b);
@@ -344,7 +348,7 @@ mod tests {
 
     #[test]
     fn the_end_of_a_job_drops_its_attempts_reports_and_folder() {
-        let mut s = AgentState::new("pi-1", 1);
+        let mut s = AgentState::new("pi-1", "http://127.0.0.1:5001", 1);
         let (a, b) = (task("m-00000", 1), task("m-00001", 1));
         assign(&mut s, &a);
         assign(&mut s, &b);
@@ -359,7 +363,7 @@ mod tests {
 
     #[test]
     fn a_gone_controller_ends_its_job_and_a_running_one_changes_nothing() {
-        let mut s = AgentState::new("pi-1", 1);
+        let mut s = AgentState::new("pi-1", "http://127.0.0.1:5001", 1);
         let a = task("m-00000", 1);
         assign(&mut s, &a);
         let running = Incoming::Controller(ControllerStatus::new(JOB, ControllerState::Running));
@@ -372,7 +376,7 @@ mod tests {
 
     #[test]
     fn a_node_down_failure_marks_the_node_unreachable_before_reporting() {
-        let mut s = AgentState::new("pi-1", 1);
+        let mut s = AgentState::new("pi-1", "http://127.0.0.1:5001", 1);
         s.handle(Input::IpfsHealth(IpfsHealth::Ok));
         let a = task("m-00000", 1);
         assign(&mut s, &a);
@@ -389,7 +393,7 @@ mod tests {
 
     #[test]
     fn ids_that_could_name_a_path_are_refused() {
-        let mut s = AgentState::new("pi-1", 4);
+        let mut s = AgentState::new("pi-1", "http://127.0.0.1:5001", 4);
         for (job, id) in
             [("..", "m-00000"), (".", "m-00000"), ("/tmp/x", "m-00000"), (JOB, "../../x"), (JOB, "/etc/x")]
         {
@@ -406,7 +410,7 @@ mod tests {
 
     #[test]
     fn commands_for_another_agent_are_ignored() {
-        let mut s = AgentState::new("pi-1", 1);
+        let mut s = AgentState::new("pi-1", "http://127.0.0.1:5001", 1);
         let message = TaskMessage::new(TaskCommand::Assign { task: task("m-00000", 1) });
         assert!(s.handle(Input::Message(Incoming::Command { agent: "pi-2".into(), message })).is_empty());
     }
