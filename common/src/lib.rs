@@ -8,6 +8,9 @@
 //! - [`python`]: the Python executor (a subprocess running `runner.py`).
 //! - [`ipfs`]: the kubo RPC API client.
 //! - [`mqtt`]: broker addresses and client options.
+//! - [`settings`]: the cluster settings both programs read (flags, environment, config file).
+//! - [`signal`]: Ctrl-C and SIGTERM.
+//! - [`auth`]: the cluster key and the signed envelope.
 
 pub mod auth;
 pub mod exec;
@@ -17,4 +20,6 @@ pub mod mqtt;
 pub mod protocol;
 pub mod python;
 pub mod record;
+pub mod settings;
+pub mod signal;
 pub mod wordcount;

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use ipdc_common::protocol::now_ms;
 
+use crate::cluster::Connection;
 use crate::directory::{Directory, Requirements};
-use crate::run::{Connection, Session};
+use crate::run::session::Session;
 
 pub async fn list(conn: &Connection, json: bool) -> Result<(), String> {
     let mut session = Session::connect(conn, &format!("ipdc-agents-{}", std::process::id()), None, None)?;

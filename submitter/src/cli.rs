@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use ipdc_common::settings::ClusterSettings;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -52,36 +53,8 @@ pub struct ClusterArgs {
     /// Config file with these settings [default: ~/.config/ipdc/submit.toml].
     #[arg(long, env = "IPDC_SUBMIT_CONFIG")]
     pub config: Option<PathBuf>,
-    /// MQTT broker, mqtt://HOST:PORT or mqtts://HOST:PORT [default: mqtt://127.0.0.1:1883].
-    #[arg(long, env = "IPDC_BROKER")]
-    pub broker: Option<String>,
-    /// kubo RPC API, used by `run` to upload the input and fetch the result [default: http://127.0.0.1:5001].
-    #[arg(long, env = "IPDC_IPFS")]
-    pub ipfs: Option<String>,
-    /// Cluster name: topics live under ipdc/<cluster>/ [default: default].
-    #[arg(long, env = "IPDC_CLUSTER")]
-    pub cluster: Option<String>,
-    /// User name for the broker.
-    #[arg(long, env = "IPDC_USERNAME")]
-    pub username: Option<String>,
-    /// Password for the broker (prefer --password-file).
-    #[arg(long, env = "IPDC_PASSWORD", hide_env_values = true)]
-    pub password: Option<String>,
-    /// File holding the broker password.
-    #[arg(long, env = "IPDC_PASSWORD_FILE")]
-    pub password_file: Option<PathBuf>,
-    /// CA certificate (PEM) that signed the broker's TLS certificate.
-    #[arg(long, env = "IPDC_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
-    /// Client certificate (PEM), for brokers that require one.
-    #[arg(long, env = "IPDC_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-    /// Client private key (PEM).
-    #[arg(long, env = "IPDC_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-    /// Cluster key file: control messages are signed with it (see `keygen`).
-    #[arg(long, env = "IPDC_CLUSTER_KEY")]
-    pub cluster_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: ClusterSettings,
 }
 
 #[derive(Args, Debug)]
@@ -175,20 +148,16 @@ impl RunArgs {
 }
 
 impl Cli {
-    /// Flags win over the environment also across the password and its
-    /// file (clap takes both from either): a `--password-file` flag beats
-    /// IPDC_PASSWORD. `matches` are the ones this was parsed from.
-    pub fn flag_password_file_beats_env_password(&mut self, matches: &clap::ArgMatches) {
+    /// See [`ClusterSettings::prefer_flags_over_env`]; `matches`: the ones
+    /// this was parsed from.
+    pub fn prefer_flags_over_env(&mut self, matches: &clap::ArgMatches) {
         let cluster = match &mut self.command {
             Command::Run(a) => &mut a.cluster,
             Command::Agents(a) => &mut a.cluster,
             _ => return,
         };
-        let Some((_, sub)) = matches.subcommand() else { return };
-        if sub.value_source("password") == Some(clap::parser::ValueSource::EnvVariable)
-            && sub.value_source("password_file") == Some(clap::parser::ValueSource::CommandLine)
-        {
-            cluster.password = None;
+        if let Some((_, sub)) = matches.subcommand() {
+            cluster.settings.prefer_flags_over_env(sub);
         }
     }
 }

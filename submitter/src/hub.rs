@@ -44,16 +44,7 @@ pub async fn run(
             }
         });
     }
-    shutdown_signal().await;
+    ipdc_common::signal::shutdown_signal().await;
     store.shutdown().await;
     Ok(())
-}
-
-pub async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler can be installed");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

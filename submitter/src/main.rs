@@ -4,6 +4,7 @@
 mod agents;
 mod broker;
 mod cli;
+mod cluster;
 mod controller;
 mod directory;
 mod hub;
@@ -16,51 +17,28 @@ mod settings;
 mod sim;
 mod store;
 
-use std::path::PathBuf;
-
 use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command};
-use ipdc_common::mqtt::MqttSettings;
+use cluster::Cluster;
+use ipdc_common::signal::shutdown_signal;
 
 /// This program's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 async fn run_command(args: cli::RunArgs) -> Result<(), String> {
-    if args.local == Some(0) {
-        return Err("--local 0: give the number of local agents to start, e.g. --local 4".into());
-    }
     let spec = job::JobSpec::load(args.job.as_deref(), args.overrides(), args.native.clone())?;
-    let mut opts = run::RunOptions { overwrite: args.overwrite, ..Default::default() };
-    opts.wait = std::time::Duration::from_secs(args.wait);
-    match args.local {
-        Some(_) if spec.input_cid.is_some() => Err(
-            "--input-cid needs a cluster's IPFS, and --local starts an empty store: give the file with --input".into(),
-        ),
-        Some(n) if spec.workers.is_some_and(|k| k > n) => Err(format!(
-            "the job asks for {} workers but --local {n} starts {n} agents: lower --workers or raise --local",
-            spec.workers.unwrap_or_default()
-        )),
-        Some(n) => {
-            // The embedded broker serves this job alone: the default topics do.
-            let cluster = "default".to_string();
-            // A native job needs no Python (unless ipdc.toml says it does):
-            // its agents skip finding one.
-            let python = (spec.force_native.is_none() || spec.needs_python).then(|| PathBuf::from("python3"));
-            let local = local::LocalCluster::start(n, &cluster, python).await?;
-            let conn = run::Connection {
-                key: None, // in-process agents on loopback
-                mqtt: MqttSettings::plain(local.broker.clone()),
-                ipfs: local.ipfs.clone(),
-                cluster,
-            };
-            opts.local_store = Some(local.store()); // reference the input, do not send or copy it
-            opts.local_agents = Some(n);
-            let result = until_stopped(run::run(&spec, &conn, &opts), &spec.out).await;
-            local.stop().await; // cancels the agents' tasks; the folder goes with `local`
-            result
-        }
-        None => until_stopped(run::run(&spec, &settings::connection(&args.cluster)?, &opts), &spec.out).await,
-    }
+    let opts = run::RunOptions {
+        overwrite: args.overwrite,
+        wait: std::time::Duration::from_secs(args.wait),
+        ..Default::default()
+    };
+    let cluster = match args.local {
+        Some(n) => Cluster::start_local(n, &spec).await?,
+        None => Cluster::Remote(settings::connection(&args.cluster)?),
+    };
+    let result = until_stopped(run::run(&spec, &cluster, &opts), &spec.out).await;
+    cluster.stop().await; // --local: cancels the agents' tasks; the folder goes with it
+    result
 }
 
 /// Runs `job` until it ends or the user stops it (Ctrl-C, SIGTERM). Then the
@@ -74,9 +52,9 @@ async fn until_stopped(
     let started = std::time::SystemTime::now();
     tokio::select! {
         result = job => result,
-        () = hub::shutdown_signal() => {
+        () = shutdown_signal() => {
             tokio::spawn(async {
-                hub::shutdown_signal().await;
+                shutdown_signal().await;
                 std::process::exit(130);
             });
             // Stopped while saying goodbye to the broker: the result is whole.
@@ -95,7 +73,7 @@ async fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,rumqttd=off")).init();
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    cli.flag_password_file_beats_env_password(&matches);
+    cli.prefer_flags_over_env(&matches);
     let result = match cli.command {
         Command::Run(args) => run_command(*args).await,
         Command::Agents(a) => match settings::connection(&a.cluster) {

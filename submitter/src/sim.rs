@@ -14,9 +14,10 @@ use ipdc_common::protocol::{
 };
 use rumqttc::{Event, Packet, QoS};
 
+use crate::cluster::Connection;
 use crate::controller::{Controller, JobPlan};
 use crate::directory::Requirements;
-use crate::run::{self, Connection, Session};
+use crate::run::{self, drive::drive, session::Session};
 
 /// Runs the simulation; returns the line it printed.
 pub async fn run(agents: usize, tasks: usize, broker: Option<String>) -> Result<String, String> {
@@ -68,7 +69,7 @@ pub async fn run(agents: usize, tasks: usize, broker: Option<String>) -> Result<
     let slots: Vec<(String, u32)> = picked.iter().map(|s| (s.agent.clone(), s.slots)).collect();
     let mut ctl = Controller::new(plan, &slots);
     let started = Instant::now();
-    let (outcome, map_ms) = run::drive(&mut session, &mut ctl, &picked, &conn.cluster, &job, None).await;
+    let (outcome, map_ms) = drive(&mut session, &mut ctl, &picked, &job, None).await;
     let elapsed = started.elapsed();
     session.disconnect().await;
     outcome.map_err(|(m, _)| m)?;

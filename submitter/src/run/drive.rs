@@ -1,0 +1,97 @@
+//! The job's event loop: MQTT events and timer ticks into the controller,
+//! its actions onto the wire, until the job is done or failed. Decisions are
+//! the controller's (`crate::controller`); this only carries them out.
+
+use std::time::{Duration, Instant};
+
+use ipdc_common::protocol::{AgentStatus, TaskCommand, now_ms};
+use log::{debug, warn};
+
+use super::session::Session;
+use crate::controller::{Action, Controller, Phase};
+use crate::progress::ProgressView;
+
+type Outcome = Option<Result<(), (String, String)>>;
+
+/// The job's event loop: MQTT events and timer ticks into the controller,
+/// its actions onto the wire, until the job is done or failed. Returns the
+/// outcome and how long the map phase took, in ms.
+pub async fn drive(
+    session: &mut Session,
+    ctl: &mut Controller,
+    picked: &[AgentStatus],
+    job: &str,
+    mut view: Option<&mut ProgressView>,
+) -> (Result<(), (String, String)>, u64) {
+    let t_map = Instant::now();
+    let mut map_ms = None;
+    let actions = ctl.start(now_ms());
+    let mut outcome = apply(session, job, actions);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut was_connected = true;
+    while outcome.is_none() {
+        tokio::select! {
+            r = session.poll_once() => if let Err(e) = r { debug!("{e}") },
+            _ = tick.tick() => {
+                let now = now_ms();
+                // While this submitter cannot hear the broker, the silence of
+                // the agents tells nothing: the controller's clocks wait.
+                if !session.is_connected() {
+                    was_connected = false;
+                    continue;
+                }
+                if !was_connected {
+                    was_connected = true;
+                    ctl.on_reconnect(now);
+                }
+                let mut actions = ctl.tick(now);
+                for s in picked {
+                    // Whether it is lost or back is the controller's call.
+                    actions.extend(ctl.on_agent_status(&s.agent, session.directory.get(&s.agent), now));
+                }
+                outcome = apply(session, job, actions);
+                if let Some(v) = view.as_deref_mut() {
+                    v.update(ctl.progress());
+                }
+            }
+        }
+        while outcome.is_none() {
+            let Some(ev) = session.next_event() else { break };
+            let actions = ctl.on_event(&ev, now_ms());
+            outcome = apply(session, job, actions);
+        }
+        if map_ms.is_none() && ctl.phase() != Phase::Map {
+            map_ms = Some(t_map.elapsed().as_millis() as u64);
+        }
+    }
+    let map_ms = map_ms.unwrap_or_else(|| t_map.elapsed().as_millis() as u64);
+    (outcome.expect("the loop ends with an outcome"), map_ms)
+}
+
+/// Carries out the controller's actions; returns the job's end when one says so.
+fn apply(session: &mut Session, job: &str, actions: Vec<Action>) -> Outcome {
+    let mut end = None;
+    for a in actions {
+        let command = |agent: &str, command| session.wire().command(agent, command);
+        match a {
+            Action::Assign { agent, task } => {
+                debug!("assign {} attempt {} to {agent}", task.task, task.attempt);
+                let out = command(&agent, TaskCommand::Assign { task });
+                session.publish(out);
+            }
+            Action::Cancel { agent, task, attempt } => {
+                debug!("cancel {task} attempt {attempt} on {agent}");
+                let out = command(&agent, TaskCommand::Cancel { job: job.to_string(), task, attempt });
+                session.publish(out);
+            }
+            Action::Query { agent } => {
+                let out = command(&agent, TaskCommand::Query { job: job.to_string() });
+                session.publish(out);
+            }
+            Action::Warn { message } => warn!("{message}"),
+            Action::Finished => end = Some(Ok(())),
+            Action::Failed { message, detail } => end = Some(Err((message, detail))),
+        }
+    }
+    end
+}

@@ -1,0 +1,261 @@
+//! Running one job, as a pipeline of small parts:
+//!
+//! 1. claim the output folder ([`crate::output`]) and check the code's syntax;
+//! 2. connect ([`session`]) and say the job's controller is running (its
+//!    Last Will says gone, so agents drop its tasks if this process dies);
+//! 3. pick K agents ([`pick`]);
+//! 4. add the input and the code to IPFS ([`upload`]) and plan the splits;
+//! 5. drive the controller until the job is done or failed ([`drive`]);
+//! 6. tell the agents the job is over, then write the parts and
+//!    `summary.json` ([`summary`]) into the output folder.
+
+pub mod drive;
+pub mod pick;
+pub mod session;
+pub mod summary;
+mod upload;
+
+use std::time::{Duration, Instant};
+
+use ipdc_common::ipfs::IpfsClient;
+use ipdc_common::mapreduce::split::{Split, plan_splits};
+use ipdc_common::protocol::{CodeFiles, CodeSpec, ControllerState, TaskCommand, TaskLimits, now_ms};
+use log::info;
+
+use crate::cluster::Cluster;
+use crate::controller::{Controller, JobPlan};
+use crate::job::JobSpec;
+use crate::output;
+use crate::progress::ProgressView;
+use session::Session;
+use summary::{InputFacts, Summary, Times};
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub overwrite: bool,
+    /// How long to wait for enough capable agents.
+    pub wait: Duration,
+    /// An assignment not acknowledged within this long goes to another agent.
+    pub accept_timeout: Duration,
+    pub show_progress: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            overwrite: false,
+            wait: Duration::from_secs(10),
+            accept_timeout: Duration::from_secs(15),
+            show_progress: true,
+        }
+    }
+}
+
+/// Map tasks per job at most: a reduce assignment carries one CID per map
+/// and must stay under the message size limit.
+const MAX_MAP_TASKS: usize = 10_000;
+
+/// A job id: the job's name, the time in base 36 and random bits, so ids of
+/// jobs submitted anywhere at any time do not collide.
+pub fn new_job_id(name: &str) -> String {
+    let mut rnd = [0u8; 6];
+    getrandom::fill(&mut rnd).expect("the OS has a random source");
+    let mut t = now_ms();
+    let mut ts = Vec::new();
+    while t > 0 {
+        ts.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(t % 36) as usize]);
+        t /= 36;
+    }
+    ts.reverse();
+    let hex: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{name}-{}-{hex}", String::from_utf8(ts).expect("ASCII"))
+}
+
+/// Runs a job from upload to output folder.
+pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result<(), String> {
+    let t0 = Instant::now();
+    let conn = cluster.connection();
+    let job = new_job_id(&spec.name);
+    let keep = [spec.folder.as_path(), &spec.input, &spec.map_py, &spec.reduce_py];
+    let target = output::Target::claim(&spec.out, opts.overwrite, &job, &keep)?;
+    // Check the Python files while connecting (an interpreter start is slow).
+    let syntax = {
+        let spec = spec.clone();
+        tokio::task::spawn_blocking(move || spec.check_python_syntax())
+    };
+    let local_add = upload::start_local_add(cluster, spec);
+    let ipfs = IpfsClient::new(&conn.ipfs).map_err(|e| e.to_string())?;
+    let mut session =
+        Session::connect(conn, &format!("ipdc-submit-{job}"), Some(ControllerState::Gone), Some(&job))?;
+    session.connect_and_subscribe(Duration::from_secs(10)).await?;
+    session.publish(session.wire().controller(&job, ControllerState::Running));
+    session.pump_until(syntax).await.map_err(|e| format!("syntax check crashed: {e}"))??;
+    let picked = pick::pick_agents(&mut session, spec, cluster, opts.wait).await?;
+
+    // Upload while the MQTT connection stays served.
+    let uploaded = session.pump_until(upload::upload(&ipfs, spec, local_add)).await?;
+    let upload_ms = t0.elapsed().as_millis() as u64;
+    let input_size = uploaded.input_size;
+    info!("input is {} ({} bytes)", uploaded.input_cid, input_size);
+
+    let splits = splits_for(input_size, picked.iter().map(|s| s.slots));
+    if splits.len() > MAX_MAP_TASKS {
+        return Err(format!(
+            "input of {} needs {} map tasks, more than the limit of {MAX_MAP_TASKS} (a reduce assignment lists every map's output): split the input into several jobs",
+            human_bytes(input_size),
+            splits.len()
+        ));
+    }
+    let code = CodeSpec {
+        map_cid: uploaded.map_cid,
+        reduce_cid: uploaded.reduce_cid,
+        combiner: spec.combiner,
+        force_native: spec.force_native.clone(),
+        native_fallback: spec.native_fallback.clone(),
+        limits: TaskLimits { wall_secs: Some(spec.task_timeout_secs), memory_mb: Some(spec.task_memory_mb) },
+        files: CodeFiles::of(&spec.map_py, &spec.reduce_py),
+    };
+    let plan = JobPlan {
+        input_cid: uploaded.input_cid.clone(),
+        input_size,
+        splits: splits.iter().map(|s| (s.start, s.end)).collect(),
+        reducers: spec.reducers,
+        memory_mb: spec.memory_mb,
+        accept_timeout_ms: opts.accept_timeout.as_millis() as u64,
+        speculative: spec.speculative,
+        ..JobPlan::defaults(&job, code)
+    };
+    println!(
+        "job {job}: {} map task(s) over {}, {} reduce task(s), {} agent(s)",
+        splits.len(),
+        human_bytes(input_size),
+        spec.reducers,
+        picked.len()
+    );
+    let agent_slots: Vec<(String, u32)> = picked.iter().map(|s| (s.agent.clone(), s.slots)).collect();
+    let mut ctl = Controller::new(plan, &agent_slots);
+    let mut view = opts.show_progress.then(ProgressView::new);
+    let t_map = Instant::now();
+    let (outcome, map_ms) = drive::drive(&mut session, &mut ctl, &picked, &job, view.as_mut()).await;
+    if let Some(v) = view.as_mut() {
+        v.update(ctl.progress());
+        v.finish();
+    }
+    // Tell the agents the job is over, done or not: they drop what is left of it.
+    session.publish(session.wire().controller_cleared(&job));
+    for s in &picked {
+        session.publish(session.wire().command(&s.agent, TaskCommand::EndJob { job: job.clone() }));
+    }
+    let reduce_ms = (t_map.elapsed().as_millis() as u64).saturating_sub(map_ms);
+    if let Err((message, detail)) = outcome {
+        session.disconnect().await;
+        let mut msg = format!("job {job} failed: {message}");
+        if !detail.trim().is_empty() {
+            msg += &format!("\n--- detail from the agent ---\n{}", detail.trim_end());
+        }
+        msg += "\nno output was written";
+        return Err(msg);
+    }
+
+    let parts = ctl.part_cids();
+    let input = InputFacts { cid: &uploaded.input_cid, size: input_size };
+    let mut summary = Summary::new(&job, input, spec, &picked, ctl.records(), ctl.speculated());
+    summary.times_ms =
+        Times { upload: upload_ms, map: map_ms, reduce: reduce_ms, total: t0.elapsed().as_millis() as u64 };
+    let summary_json = serde_json::to_value(&summary).expect("a summary serializes");
+    let written = session.pump_until(target.write(&ipfs, &parts, &summary_json)).await;
+    session.disconnect().await;
+    if let Err(e) = written {
+        if cluster.is_local() {
+            return Err(e); // its store goes with this process
+        }
+        // The parts may still be in IPFS for a while: say where.
+        let listed: Vec<String> =
+            parts.iter().enumerate().map(|(i, (cid, _))| format!("part-{i:05} {cid}")).collect();
+        return Err(format!(
+            "{e}\nthe result's parts were added to IPFS unpinned by the agents that made them and may still be \
+             there (fetch them with `ipfs cat CID` soon: garbage collection removes them): {}",
+            listed.join(", ")
+        ));
+    }
+    println!(
+        "job {job} done in {:.1} s: {} map + {} reduce task(s) on {} agent(s); {} input records -> {} output records",
+        t0.elapsed().as_millis() as f64 / 1000.0,
+        summary.map_tasks,
+        summary.reduce_tasks,
+        picked.len(),
+        summary.counters.map_input_records,
+        summary.counters.reduce_output_records,
+    );
+    println!("output: {}", spec.out.display());
+    Ok(())
+}
+
+/// The input's splits for the picked agents' slots: per slot, not per
+/// agent, as a board runs one task per core at once. Only the input's size
+/// (not a huge cluster, or an agent announcing absurd slots) can need more
+/// than [`MAX_MAP_TASKS`] splits.
+fn splits_for(input_size: u64, slots: impl Iterator<Item = u32>) -> Vec<Split> {
+    let slots: usize = slots.map(|s| s.max(1) as usize).sum();
+    plan_splits(input_size, slots, MAX_MAP_TASKS)
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_have_the_shape_agents_recognise() {
+        for name in ["wordcount", "a", "my-job_2"] {
+            let id = new_job_id(name);
+            assert!(ipdc_common::protocol::looks_like_job_id(&id), "{id}");
+        }
+    }
+
+    #[test]
+    fn splits_follow_the_slots_and_only_the_input_size_can_pass_the_task_limit() {
+        const MIB: u64 = 1 << 20;
+        // Two splits per slot: agents of 2 and 3 slots, 400 MiB.
+        assert_eq!(splits_for(400 * MIB, [2, 3].into_iter()).len(), 10);
+        // A slot count of 0 counts as 1.
+        assert_eq!(splits_for(400 * MIB, [0, 0].into_iter()).len(), 4);
+        // A huge cluster (80 agents of 64 cores) or an absurd slot count stays
+        // within the limit on 20 GiB ...
+        let big = 20 << 30;
+        // (one 4 MiB split per slot: every slot gets one, as 5,120 are within
+        // the limit; so do 6,000 slots on 60 GiB, and 20,000 on 600 GiB get
+        // the limit, two per slot being past it)
+        assert_eq!(splits_for(big, std::iter::repeat_n(64, 80)).len(), 5_120);
+        assert_eq!(splits_for(60 << 30, std::iter::repeat_n(1, 6_000)).len(), 6_000);
+        assert_eq!(splits_for(600 << 30, std::iter::repeat_n(1, 20_000)).len(), MAX_MAP_TASKS);
+        assert!(splits_for(big, [u32::MAX, u32::MAX].into_iter()).len() <= MAX_MAP_TASKS);
+        // ... and only an input over MAX_MAP_TASKS * 128 MiB needs more.
+        assert!(splits_for(2 << 40, [1].into_iter()).len() > MAX_MAP_TASKS);
+    }
+
+    #[test]
+    fn job_ids_differ_and_are_topic_safe() {
+        let a = new_job_id("wordcount");
+        let b = new_job_id("wordcount");
+        assert_ne!(a, b);
+        ipdc_common::protocol::validate_name("job", &a).unwrap();
+        assert!(a.starts_with("wordcount-"));
+    }
+
+    #[test]
+    fn bytes_read_like_a_human_would() {
+        assert_eq!(human_bytes(12), "12 B");
+        assert_eq!(human_bytes(64 << 20), "64.0 MiB");
+    }
+}

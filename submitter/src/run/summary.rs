@@ -1,0 +1,142 @@
+//! `summary.json`: what a finished job did, as a typed struct (its fields
+//! are the file's keys; `docs/reference.md` describes each).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipdc_common::exec::ExecStats;
+use ipdc_common::protocol::AgentStatus;
+use serde::Serialize;
+
+use crate::controller::TaskRecord;
+use crate::job::JobSpec;
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub job: String,
+    /// The input file, or None when the job ran on a CID (`--input-cid`).
+    pub input: Option<String>,
+    pub input_cid: String,
+    pub input_bytes: u64,
+    pub reducers: u32,
+    pub combiner: bool,
+    /// The executor every task ran (`python`, `native:wordcount`), or
+    /// `mixed: ...` listing them when agents without Python ran the native
+    /// fallback.
+    pub executor: String,
+    pub map_tasks: usize,
+    pub speculative_attempts: u32,
+    pub speculative_wins: usize,
+    pub reduce_tasks: usize,
+    pub counters: Counters,
+    pub agents: Vec<AgentSummary>,
+    pub tasks: Vec<TaskRecord>,
+    pub times_ms: Times,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Counters {
+    pub map_input_records: u64,
+    pub map_output_records: u64,
+    pub combine_output_records: u64,
+    pub map_output_written_records: u64,
+    pub shuffle_bytes: u64,
+    pub reduce_input_records: u64,
+    pub reduce_input_groups: u64,
+    pub reduce_output_records: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AgentSummary {
+    pub agent: String,
+    pub map_tasks: u32,
+    pub reduce_tasks: u32,
+    pub bytes_read: u64,
+    pub arch: Option<String>,
+}
+
+/// Wall time of each phase, milliseconds.
+#[derive(Debug, Default, Serialize)]
+pub struct Times {
+    pub upload: u64,
+    pub map: u64,
+    pub reduce: u64,
+    pub total: u64,
+}
+
+/// What the summary says of the job's input.
+pub struct InputFacts<'a> {
+    pub cid: &'a str,
+    pub size: u64,
+}
+
+impl Summary {
+    pub fn new(
+        job: &str,
+        input: InputFacts<'_>,
+        spec: &JobSpec,
+        picked: &[AgentStatus],
+        tasks: Vec<TaskRecord>,
+        speculated: u32,
+    ) -> Summary {
+        let (mut map, mut reduce) = (ExecStats::default(), ExecStats::default());
+        let mut shuffle_bytes = 0;
+        let mut per_agent: BTreeMap<&str, (u32, u32, u64)> =
+            picked.iter().map(|s| (s.agent.as_str(), (0, 0, 0))).collect();
+        for r in &tasks {
+            let e = per_agent.entry(r.agent.as_str()).or_default();
+            if r.task.starts_with('m') {
+                map.add(&r.stats);
+                shuffle_bytes += r.output_bytes;
+                e.0 += 1;
+                e.2 += r.bytes_read;
+            } else {
+                reduce.add(&r.stats);
+                e.1 += 1;
+            }
+        }
+        let agents = per_agent
+            .into_iter()
+            .map(|(a, (m, r, b))| AgentSummary {
+                agent: a.to_string(),
+                map_tasks: m,
+                reduce_tasks: r,
+                bytes_read: b,
+                arch: picked.iter().find(|s| s.agent == a).map(|s| s.arch.clone()),
+            })
+            .collect();
+        Summary {
+            job: job.to_string(),
+            input: spec.input_cid.is_none().then(|| spec.input.display().to_string()),
+            input_cid: input.cid.to_string(),
+            input_bytes: input.size,
+            reducers: spec.reducers,
+            combiner: spec.combiner,
+            executor: executors_used(&tasks),
+            map_tasks: tasks.iter().filter(|r| r.task.starts_with('m')).count(),
+            speculative_attempts: speculated,
+            speculative_wins: tasks.iter().filter(|r| r.speculative).count(),
+            reduce_tasks: tasks.iter().filter(|r| r.task.starts_with('r')).count(),
+            counters: Counters {
+                map_input_records: map.input_records,
+                map_output_records: map.map_output_records,
+                combine_output_records: map.combine_output_records,
+                map_output_written_records: map.output_records,
+                shuffle_bytes,
+                reduce_input_records: reduce.input_records,
+                reduce_input_groups: reduce.reduce_input_groups,
+                reduce_output_records: reduce.output_records,
+            },
+            agents,
+            tasks,
+            times_ms: Times::default(),
+        }
+    }
+}
+
+fn executors_used(records: &[TaskRecord]) -> String {
+    let used: BTreeSet<String> = records.iter().map(|r| r.executor.to_string()).collect();
+    match used.len() {
+        1 => used.into_iter().next().unwrap_or_default(),
+        _ => format!("mixed: {}", used.into_iter().collect::<Vec<_>>().join(", ")),
+    }
+}
