@@ -37,6 +37,7 @@ VENV_PY = os.path.join(BENCH, ".venv", "bin", "python")
 PYBIN = os.path.join(BENCH, ".pybin")  # holds `python3` -> the real interpreter (no pyenv shim)
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 SUBMIT = os.path.join(TARGET, "release", "ipdc-submit")
+SIM = os.path.join(TARGET, "release", "ipdc-sim-scheduler")
 NATIVE_WC = os.path.join(TARGET, "native_wc", "release", "native_wc")
 SYS = os.path.join(BENCH, "systems")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -349,12 +350,12 @@ def main():
 
 
 def scheduler(runs, agents=200, tasks=10000):
-    """The scheduler alone: `ipdc-submit sim-scheduler` (simulated agents on
+    """The scheduler alone: `ipdc-sim-scheduler` (simulated agents on
     the embedded broker, driven by the real controller); tasks/s per run."""
     print("== scheduler: %d simulated agents, %d map tasks" % (agents, tasks), flush=True)
     rates = []
     for r in range(runs):
-        p = subprocess.run([SUBMIT, "sim-scheduler", "--agents", str(agents), "--tasks", str(tasks)], capture_output=True, text=True, timeout=300)
+        p = subprocess.run([SIM, "--agents", str(agents), "--tasks", str(tasks)], capture_output=True, text=True, timeout=300)
         m = re.search(r"([0-9.]+) tasks/s", p.stdout + p.stderr)
         if p.returncode != 0 or not m:
             print("  run %d FAILED: %s" % (r + 1, (p.stdout + p.stderr).strip()[-300:]), flush=True)
@@ -426,7 +427,7 @@ def report(meta, results, latency, sizes, names, out):
     sched = meta.get("scheduler")
     if sched:
         lines.append("")
-        lines.append("Scheduler alone (`ipdc-submit sim-scheduler`, %d simulated agents on the embedded broker, %d map tasks, measured %s): %s tasks/s dispatched and completed (runs: %s)." % (
+        lines.append("Scheduler alone (`ipdc-sim-scheduler`, %d simulated agents on the embedded broker, %d map tasks, measured %s): %s tasks/s dispatched and completed (runs: %s)." % (
             sched["agents"], sched["tasks"], sched["measured"],
             "%.0f" % sched["median_tasks_per_s"] if sched["median_tasks_per_s"] else "FAILED",
             ", ".join("%.0f" % t for t in sched["tasks_per_s"])))

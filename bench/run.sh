@@ -28,7 +28,7 @@ fi
 command -v java >/dev/null || echo "warning: no java on PATH: the PySpark systems will fail" >&2
 
 echo "== cargo build --release (IPDC)"
-(cd "$ROOT" && cargo build --release -q -p ipdc-submit)
+(cd "$ROOT" && cargo build --release -q -p ipdc-submit -p ipdc-tests --bins)
 echo "== cargo build --release (bench/native_wc)"
 (cd "$BENCH/native_wc" && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/native_wc" cargo build --release -q)
 

@@ -125,8 +125,11 @@ fn asking_for_more_workers_than_are_online_says_so() {
 
 #[test]
 fn the_scheduler_simulation_dispatches_every_task_through_a_real_broker() {
-    // The benchmark's test-only mode, smaller: simulated agents answer at once.
-    let o = submit(&["sim-scheduler", "--agents", "50", "--tasks", "2000"]);
+    // The benchmark's simulation, smaller: simulated agents answer at once.
+    let o = std::process::Command::new(bin("ipdc-sim-scheduler"))
+        .args(["--agents", "50", "--tasks", "2000"])
+        .output()
+        .expect("ipdc-sim-scheduler runs");
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(t.contains("50 agents, 2000 map tasks + 1 reduce"), "{t}");

@@ -27,17 +27,6 @@ pub enum Command {
     Agents(AgentsArgs),
     /// Run the embedded MQTT broker and IPFS content store as a service.
     Hub(HubArgs),
-    /// Test-only: the scheduler's cost with simulated agents (see bench/).
-    #[command(hide = true)]
-    SimScheduler {
-        #[arg(long, default_value_t = 200)]
-        agents: usize,
-        #[arg(long, default_value_t = 10_000)]
-        tasks: usize,
-        /// Use this broker instead of the embedded one.
-        #[arg(long)]
-        broker: Option<String>,
-    },
     /// Make a new cluster key file (32 random bytes) for `cluster_key`.
     Keygen {
         /// Where to write it (never replaces a file).

@@ -1,29 +1,11 @@
 //! `ipdc-submit`: parse the command line, run the command, turn errors into
 //! a message and an exit code. The work is in the modules.
 
-mod agents;
-mod broker;
-mod cli;
-mod cluster;
-mod controller;
-mod directory;
-mod hub;
-mod job;
-mod local;
-mod output;
-mod progress;
-mod run;
-mod settings;
-mod sim;
-mod store;
-
 use clap::{CommandFactory, FromArgMatches};
-use cli::{Cli, Command};
-use cluster::Cluster;
 use ipdc_common::signal::shutdown_signal;
-
-/// This program's version.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+use ipdc_submit::cli::{self, Cli, Command};
+use ipdc_submit::cluster::Cluster;
+use ipdc_submit::{agents, hub, job, run, settings};
 
 async fn run_command(args: cli::RunArgs) -> Result<(), String> {
     let spec = job::JobSpec::load(args.job.as_deref(), args.overrides(), args.native.clone())?;
@@ -80,7 +62,6 @@ async fn main() {
             Ok(conn) => agents::list(&conn, a.json).await,
             Err(e) => Err(e),
         },
-        Command::SimScheduler { agents, tasks, broker } => sim::run(agents, tasks, broker).await.map(|_| ()),
         Command::Keygen { file } => {
             let key = ipdc_common::auth::ClusterKey::generate();
             key.save(&file).map(|()| {

@@ -1,4 +1,5 @@
-//! `ipdc-submit sim-scheduler` (a test-only mode, hidden from `--help`): the
+//! The scheduler simulation behind `ipdc-sim-scheduler` (a tool of the test
+//! crate, not a command of the shipped binary): the
 //! scheduler's own cost. Simulated agents — real MQTT clients on a real
 //! broker that answer every assignment at once with a made-up result, no
 //! IPFS, no executor — and the real controller and driver (`run::drive`)

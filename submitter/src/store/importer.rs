@@ -64,11 +64,6 @@ impl Importer {
         Importer { chunk: Vec::with_capacity(CHUNK_SIZE), levels: vec![Vec::new()], total: 0 }
     }
 
-    /// Bytes fed so far.
-    pub fn len(&self) -> u64 {
-        self.total
-    }
-
     pub fn update(&mut self, mut data: &[u8]) {
         self.total += data.len() as u64;
         while !data.is_empty() {
