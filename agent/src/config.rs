@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
+use ipdc_common::auth::{Credentials, Role};
 use ipdc_common::mqtt::{BrokerAddr, MqttSettings};
 use ipdc_common::protocol::validate_name;
 use ipdc_common::settings::{self, ClusterSettings, OwnKeys};
@@ -124,7 +125,10 @@ impl Settings {
         if let Some(mb) = own.max_task_memory_mb {
             c.max_task_memory_mb = mb.max(64);
         }
-        c.cluster_key = shared.key()?;
+        c.credentials = shared.credentials()?;
+        if let Some(creds) = &mut c.credentials {
+            creds.check_own_key(Role::Agent, Some(&c.name))?;
+        }
         Ok(c)
     }
 }
@@ -161,8 +165,9 @@ pub struct AgentConfig {
     pub max_task_secs: u64,
     /// The most a job may set as a task's memory limit, MiB.
     pub max_task_memory_mb: u64,
-    /// The cluster key: without it the cluster is open to anyone on the broker.
-    pub cluster_key: Option<ipdc_common::auth::ClusterKey>,
+    /// This agent's key and the cluster's trust file: without them the
+    /// cluster is open to anyone on the broker.
+    pub credentials: Option<Credentials>,
     /// Warn at start when there is no cluster key (not for `--local`'s
     /// in-process agents on a loopback broker).
     pub warn_if_open: bool,
@@ -187,7 +192,7 @@ impl AgentConfig {
             test_task_delay: Duration::ZERO,
             max_task_secs: 6 * 3600,
             max_task_memory_mb: 2048,
-            cluster_key: None,
+            credentials: None,
             warn_if_open: true,
             local_files: None,
         }
@@ -231,10 +236,13 @@ mod tests {
     fn paths_in_the_file_are_relative_to_its_folder() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.toml");
-        std::fs::write(&path, "cluster_key = \"cluster.key\"\nwork_dir = \"work\"\npython = \"python3\"\ntls_ca = \"/etc/ca.pem\"\n")
-            .unwrap();
+        std::fs::write(
+            &path,
+            "node_key = \"node.key\"\nwork_dir = \"work\"\npython = \"python3\"\ntls_ca = \"/etc/ca.pem\"\n",
+        )
+        .unwrap();
         let s = Settings::load(&path, true).unwrap();
-        assert_eq!(s.cluster.cluster_key, Some(dir.path().join("cluster.key")));
+        assert_eq!(s.cluster.node_key, Some(dir.path().join("node.key")));
         assert_eq!(s.agent.work_dir, Some(dir.path().join("work")));
         // A relative one from a flag (or a file named by a relative path) is
         // made absolute against the current folder.

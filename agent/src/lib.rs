@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use ipdc_common::ipfs::IpfsClient;
 use ipdc_common::mqtt;
-use ipdc_common::protocol::{AgentStatus, IpfsHealth, Wire, validate_name};
+use ipdc_common::protocol::{IpfsHealth, Wire, validate_name};
 use log::{info, warn};
 
 pub use config::AgentConfig;
@@ -52,15 +52,14 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         Some(p) => detect_python(p).await,
         None => None,
     };
-    if config.cluster_key.is_none() && config.warn_if_open {
+    if config.credentials.is_none() && config.warn_if_open {
         warn!(
-            "no cluster key: this cluster is open, anyone who can publish to the broker can make this agent run code (set cluster_key; see `ipdc-submit keygen`)"
+            "no keys: this cluster is open, anyone who can publish to the broker can make this agent run code (set node_key and trust; see `ipdc-submit keygen`)"
         );
     }
-    let wire = Wire::new(&config.cluster, config.cluster_key.clone());
-    let will = wire.status(&AgentStatus::offline(&config.name));
-    let options =
-        config.mqtt.options(&format!("ipdc-agent-{}", config.name), Some((will.topic, will.payload)))?;
+    let wire = Wire::new(&config.cluster, config.credentials.clone());
+    // The Last Will is set, sealed afresh, before every connection (the service does it).
+    let options = config.mqtt.options(&format!("ipdc-agent-{}", config.name), None)?;
     let (client, eventloop) = mqtt::client(options);
 
     let fixed = FixedFacts {
@@ -71,6 +70,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         memory_mb: config.memory_mb,
         heartbeat_ms: config.heartbeat.as_millis() as u64,
         ipfs: IpfsHealth::not_checked(),
+        session: new_session(),
+        epoch: 0,
     };
     let ctx = Arc::new(TaskContext {
         agent: config.name.clone(),
@@ -96,6 +97,13 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         Service::new(wire, client, fixed, ctx, work_dir, ipfs, config.heartbeat, config.mqtt.broker.clone());
     service.run(eventloop, done_rx, shutdown).await;
     Ok(())
+}
+
+/// A random id for this run of the agent (see `AgentStatus::session`).
+fn new_session() -> String {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).expect("the OS has a random source");
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The interpreter at `p` and its version, or None (with a warning) when it

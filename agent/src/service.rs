@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ipdc_common::auth::Rejected;
 use ipdc_common::ipfs::IpfsClient;
 use ipdc_common::mqtt::{self, BrokerAddr};
 use ipdc_common::protocol::{AgentStatus, IpfsHealth, Outgoing, Refused, Task, TaskOutput, Wire, now_ms};
@@ -66,7 +67,7 @@ impl Service {
         broker: BrokerAddr,
     ) -> (Self, mpsc::Receiver<Finished>) {
         let (done_tx, done_rx) = mpsc::channel(64);
-        let state = AgentState::new(&fixed.name, ipfs.api(), fixed.slots);
+        let state = AgentState::new(&fixed.name, &fixed.session, ipfs.api(), fixed.slots);
         let service = Service {
             wire,
             client,
@@ -101,6 +102,7 @@ impl Service {
         // Connections the broker closed soon after accepting them, in a row:
         // what another client with this agent's name (client id) causes.
         let (mut connected_at, mut quick_drops) = (Instant::now(), 0u32);
+        self.set_will(&mut eventloop);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -146,6 +148,7 @@ impl Service {
                             _ = &mut shutdown => break, // stop at once, not after the backoff
                         }
                         backoff = (backoff * 2).min(Duration::from_secs(if mqtt::is_auth_error(&e) { 30 } else { 10 }));
+                        self.set_will(&mut eventloop);
                     }
                 },
                 Some((key, result)) = done_rx.recv() => {
@@ -169,14 +172,26 @@ impl Service {
         self.stop(eventloop).await;
     }
 
+    /// A new epoch for the next connection, and its Last Will sealed afresh
+    /// (with the epoch in it: see `AgentStatus::epoch`).
+    fn set_will(&mut self, eventloop: &mut EventLoop) {
+        self.fixed.epoch = now_ms();
+        let mut offline = AgentStatus::offline(&self.fixed.name);
+        (offline.session, offline.epoch) = (self.fixed.session.clone(), self.fixed.epoch);
+        let will = self.wire.status(&offline);
+        mqtt::set_will(eventloop, will.topic, will.payload);
+    }
+
     fn on_publish(&mut self, topic: &str, payload: &[u8]) {
-        match self.wire.receive(topic, payload, now_ms()) {
+        let now = now_ms();
+        match self.wire.receive(topic, payload, now) {
             Ok(incoming) => self.apply(Input::Message(incoming)),
             // A retained message seen before (re-subscribing gives them again).
-            Err(Refused::Envelope { why: ipdc_common::auth::Rejected::Replayed, route })
-                if route.is_retained() => {}
+            Err(Refused::Envelope { why: Rejected::Replayed, route }) if route.is_retained() => {}
             Err(why) => {
-                warn!("rejected a message on {topic} ({} rejected so far): {why}", self.wire.rejected())
+                if let Some(line) = self.wire.refusal_line(topic, &why, now) {
+                    warn!("{line}");
+                }
             }
         }
     }
@@ -195,6 +210,10 @@ impl Service {
                     self.publish(out, "event");
                 }
                 Effect::PublishStatus => self.publish_status(),
+                Effect::ClearController(job) => {
+                    let out = self.wire.controller_cleared(&job);
+                    self.publish(out, "clearing a gone status");
+                }
                 Effect::RemoveJobDir(job) => {
                     if let Some(dir) = self.work_dir.job_dir(&job) {
                         tokio::spawn(async move {
@@ -261,7 +280,9 @@ impl Service {
             aborts.iter().for_each(|a| a.abort()); // e.g. still fetching: nothing of the user's runs yet
         }
         // Say goodbye ourselves: a clean disconnect does not fire the Last Will.
-        let out = self.wire.status(&AgentStatus::offline(&self.fixed.name));
+        let mut offline = AgentStatus::offline(&self.fixed.name);
+        (offline.session, offline.epoch) = (self.fixed.session.clone(), self.fixed.epoch);
+        let out = self.wire.status(&offline);
         let _ = self.client.try_publish(&out.topic, QoS::AtLeastOnce, true, out.payload);
         let _ = self.client.try_disconnect();
         let _ =

@@ -10,11 +10,17 @@
 //! - at most `slots` attempts run at once; the rest wait, jobs in turn;
 //! - a cancelled or ended attempt's late result is never reported;
 //! - only names that passed [`validate_name`] / [`validate_task_id`] reach
-//!   an effect, so the loop may build paths from them.
+//!   an effect, so the loop may build paths from them;
+//! - a command is obeyed only when it is for this run of the agent (its
+//!   session) and, in a keyed cluster, comes from the submitter that gave
+//!   the job its first task here; so is a job's `gone` status, unless it is
+//!   a Last Will of an earlier connection of that submitter, replayed.
+
+use std::collections::HashMap;
 
 use ipdc_common::protocol::{
-    ControllerState, EventKind, Incoming, IpfsHealth, PROTOCOL_VERSION, Task, TaskCommand, TaskEvent,
-    TaskOutput, validate_name, validate_task_id,
+    ControllerState, ControllerStatus, EventKind, Incoming, IpfsHealth, PROTOCOL_VERSION, Task, TaskCommand,
+    TaskEvent, TaskOutput, validate_name, validate_task_id,
 };
 use log::{debug, info, warn};
 
@@ -45,25 +51,43 @@ pub enum Effect {
     PublishStatus,
     /// Remove what is left of this job in the work dir (a valid job name).
     RemoveJobDir(String),
+    /// Clear the job's retained `gone` status: it has been acted on, and
+    /// left there every agent would read it again at each start.
+    ClearController(String),
+}
+
+/// Who runs a job, as far as this agent knows: the submitter that signed
+/// its first assignment here, and the epoch of the latest connection on
+/// which it said the job is running.
+#[derive(Debug, Clone, Default)]
+struct JobOwner {
+    submitter: Option<String>,
+    running_epoch: u64,
 }
 
 pub struct AgentState {
     name: String,
+    /// This run of the agent: commands for another one are not obeyed.
+    session: String,
     slots: u32,
     /// The IPFS API's address, for log lines.
     ipfs_api: String,
     attempts: Attempts,
     ipfs: IpfsHealth,
+    /// The jobs this agent has attempts of (queued, running or reported).
+    owners: HashMap<String, JobOwner>,
 }
 
 impl AgentState {
-    pub fn new(name: &str, ipfs_api: &str, slots: u32) -> Self {
+    pub fn new(name: &str, session: &str, ipfs_api: &str, slots: u32) -> Self {
         AgentState {
             name: name.to_string(),
+            session: session.to_string(),
             slots: slots.max(1),
             ipfs_api: ipfs_api.to_string(),
             attempts: Attempts::default(),
             ipfs: IpfsHealth::not_checked(),
+            owners: HashMap::new(),
         }
     }
 
@@ -85,14 +109,18 @@ impl AgentState {
         let busy = self.busy();
         let mut fx = Vec::new();
         match input {
-            Input::Message(Incoming::Command { agent, message }) if agent == self.name => {
-                self.on_command(message.command, &mut fx)
-            }
-            Input::Message(Incoming::Controller(s)) if s.state == ControllerState::Gone => {
-                if self.attempts.holds(&s.job) {
-                    warn!("the controller of job {} is gone: dropping its tasks", s.job);
+            Input::Message(Incoming::Command { agent, message, from }) if agent == self.name => {
+                if message.to != self.session {
+                    warn!(
+                        "refused a command for session {:?} (this run of the agent is {:?}): sent to an earlier run, or replayed",
+                        message.to, self.session
+                    );
+                } else {
+                    self.on_command(message.command, from, &mut fx)
                 }
-                self.end_job(&s.job, &mut fx);
+            }
+            Input::Message(Incoming::Controller { status, from }) => {
+                self.on_controller(status, from, &mut fx)
             }
             Input::Message(other) => debug!("nothing to do for {other:?}"),
             Input::Finished { key, result } => self.on_finished(key, result, &mut fx),
@@ -126,7 +154,17 @@ impl AgentState {
         })
     }
 
-    fn on_command(&mut self, command: TaskCommand, fx: &mut Vec<Effect>) {
+    /// Whether `from` may speak for `job`: in a keyed cluster, only the
+    /// submitter that gave this agent the job's first task may (None: an
+    /// open cluster, where anyone may).
+    fn is_owner(&self, job: &str, from: &Option<String>) -> bool {
+        match (self.owners.get(job).and_then(|o| o.submitter.as_ref()), from) {
+            (Some(owner), Some(from)) => owner == from,
+            _ => true,
+        }
+    }
+
+    fn on_command(&mut self, command: TaskCommand, from: Option<String>, fx: &mut Vec<Effect>) {
         let job = match &command {
             TaskCommand::Assign { task } => &task.job,
             TaskCommand::Cancel { job, .. } | TaskCommand::EndJob { job } | TaskCommand::Query { job } => job,
@@ -135,12 +173,23 @@ impl AgentState {
             warn!("refused a task message: {e}");
             return;
         }
+        if !self.is_owner(job, &from) {
+            warn!(
+                "refused a command for job {job} from submitter {}: the job is {}'s",
+                from.as_deref().unwrap_or_default(),
+                self.owners[job.as_str()].submitter.as_deref().unwrap_or_default()
+            );
+            return;
+        }
         match command {
             TaskCommand::Assign { task } => {
                 if let Err(e) = validate_task_id(&task.task) {
                     warn!("refused a task of job {}: {e}", task.job);
                     return;
                 }
+                self.owners
+                    .entry(task.job.clone())
+                    .or_insert_with(|| JobOwner { submitter: from, running_epoch: 0 });
                 let key = AttemptKey::of(&task);
                 if self.attempts.push(task) {
                     debug!("accepted {key}");
@@ -164,12 +213,40 @@ impl AgentState {
         }
     }
 
+    /// A job's controller status: a job whose controller is gone is dropped
+    /// (unless the word is a Last Will of an earlier connection of the job's
+    /// submitter, replayed: the job was said to be running since).
+    fn on_controller(&mut self, s: ControllerStatus, from: Option<String>, fx: &mut Vec<Effect>) {
+        if validate_name("job id", &s.job).is_err() || !self.is_owner(&s.job, &from) {
+            return;
+        }
+        let epoch = self.owners.get(&s.job).map_or(0, |o| o.running_epoch);
+        match s.state {
+            ControllerState::Running => {
+                if let Some(o) = self.owners.get_mut(&s.job) {
+                    o.running_epoch = o.running_epoch.max(s.epoch);
+                }
+            }
+            ControllerState::Gone if s.epoch < epoch => {
+                warn!("ignored a gone status of job {} from before its submitter's latest connection", s.job)
+            }
+            ControllerState::Gone => {
+                if self.attempts.holds(&s.job) {
+                    warn!("the controller of job {} is gone: dropping its tasks", s.job);
+                }
+                self.end_job(&s.job, fx);
+                fx.push(Effect::ClearController(s.job));
+            }
+        }
+    }
+
     /// Drops everything of a job: queued and running attempts, kept reports
     /// and its folder.
     fn end_job(&mut self, job: &str, fx: &mut Vec<Effect>) {
         if validate_name("job id", job).is_err() {
             return;
         }
+        self.owners.remove(job);
         fx.extend(self.attempts.end_job(job).into_iter().map(Effect::Cancel));
         fx.push(Effect::RemoveJobDir(job.to_string()));
     }
@@ -219,9 +296,10 @@ impl AgentState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ipdc_common::protocol::{CodeSpec, ControllerStatus, TaskKind, TaskMessage};
+    use ipdc_common::protocol::{CodeSpec, TaskKind, TaskMessage};
 
     const JOB: &str = "wc-mwwtc2sy-d46ad903c424";
+    const SESSION: &str = "5e55105e55105e55";
 
     fn task(id: &str, attempt: u32) -> Task {
         Task {
@@ -244,8 +322,18 @@ mod tests {
     }
 
     fn command(state: &mut AgentState, command: TaskCommand) -> Vec<Effect> {
-        let message = TaskMessage::new(command);
-        state.handle(Input::Message(Incoming::Command { agent: "pi-1".into(), message }))
+        command_from(state, command, None)
+    }
+
+    fn command_from(state: &mut AgentState, command: TaskCommand, from: Option<&str>) -> Vec<Effect> {
+        let message = TaskMessage::new(SESSION, command);
+        let from = from.map(str::to_string);
+        state.handle(Input::Message(Incoming::Command { agent: "pi-1".into(), message, from }))
+    }
+
+    fn controller(job: &str, state: ControllerState, epoch: u64, from: Option<&str>) -> Input {
+        let status = ControllerStatus::new(job, state, epoch);
+        Input::Message(Incoming::Controller { status, from: from.map(str::to_string) })
     }
 
     fn assign(state: &mut AgentState, t: &Task) -> Vec<Effect> {
@@ -282,7 +370,7 @@ mod tests {
 
     #[test]
     fn an_assignment_is_acknowledged_and_started_once_however_often_it_arrives() {
-        let mut s = AgentState::new("pi-1", "http://127.0.0.1:5001", 2);
+        let mut s = AgentState::new("pi-1", SESSION, "http://127.0.0.1:5001", 2);
         let t = task("m-00000", 1);
         let fx = assign(&mut s, &t);
         assert_eq!(starts(&fx), ["m-00000"]);
@@ -301,7 +389,7 @@ mod tests {
 
     #[test]
     fn attempts_past_the_slots_wait_and_start_as_slots_free() {
-        let mut s = AgentState::new("pi-1", "http://127.0.0.1:5001", 1);
+        let mut s = AgentState::new("pi-1", SESSION, "http://127.0.0.1:5001", 1);
         let (a, b) = (task("m-00000", 1), task("m-00001", 1));
         assert_eq!(starts(&assign(&mut s, &a)), ["m-00000"]);
         let fx = assign(&mut s, &b);
@@ -314,7 +402,7 @@ mod tests {
 
     #[test]
     fn a_query_re_sends_where_every_attempt_of_the_job_stands() {
-        let mut s = AgentState::new("pi-1", "http://127.0.0.1:5001", 1);
+        let mut s = AgentState::new("pi-1", SESSION, "http://127.0.0.1:5001", 1);
         let (a, b) = (task("m-00000", 1), task("m-00001", 1));
         assign(&mut s, &a);
         assign(&mut s, &b);
@@ -329,7 +417,7 @@ mod tests {
 
     #[test]
     fn a_cancel_during_a_run_kills_it_and_its_late_result_is_never_sent() {
-        let mut s = AgentState::new("pi-1", "http://127.0.0.1:5001", 1);
+        let mut s = AgentState::new("pi-1", SESSION, "http://127.0.0.1:5001", 1);
         let (a, b) = (task("m-00000", 1), task("m-00001", 1));
         assign(&mut s, &a);
         assign(&mut s, &b);
@@ -348,7 +436,7 @@ mod tests {
 
     #[test]
     fn the_end_of_a_job_drops_its_attempts_reports_and_folder() {
-        let mut s = AgentState::new("pi-1", "http://127.0.0.1:5001", 1);
+        let mut s = AgentState::new("pi-1", SESSION, "http://127.0.0.1:5001", 1);
         let (a, b) = (task("m-00000", 1), task("m-00001", 1));
         assign(&mut s, &a);
         assign(&mut s, &b);
@@ -363,20 +451,20 @@ mod tests {
 
     #[test]
     fn a_gone_controller_ends_its_job_and_a_running_one_changes_nothing() {
-        let mut s = AgentState::new("pi-1", "http://127.0.0.1:5001", 1);
+        let mut s = AgentState::new("pi-1", SESSION, "http://127.0.0.1:5001", 1);
         let a = task("m-00000", 1);
         assign(&mut s, &a);
-        let running = Incoming::Controller(ControllerStatus::new(JOB, ControllerState::Running));
-        assert!(!s.handle(Input::Message(running)).iter().any(|e| matches!(e, Effect::Cancel(_))));
-        let gone = Incoming::Controller(ControllerStatus::new(JOB, ControllerState::Gone));
-        let fx = s.handle(Input::Message(gone));
+        let running = controller(JOB, ControllerState::Running, 1, None);
+        assert!(!s.handle(running).iter().any(|e| matches!(e, Effect::Cancel(_))));
+        let fx = s.handle(controller(JOB, ControllerState::Gone, 1, None));
         assert!(fx.contains(&Effect::Cancel(key(&a))));
         assert!(fx.contains(&Effect::RemoveJobDir(JOB.into())));
+        assert!(fx.contains(&Effect::ClearController(JOB.into())), "a gone status acted on is cleared");
     }
 
     #[test]
     fn a_node_down_failure_marks_the_node_unreachable_before_reporting() {
-        let mut s = AgentState::new("pi-1", "http://127.0.0.1:5001", 1);
+        let mut s = AgentState::new("pi-1", SESSION, "http://127.0.0.1:5001", 1);
         s.handle(Input::IpfsHealth(IpfsHealth::Ok));
         let a = task("m-00000", 1);
         assign(&mut s, &a);
@@ -393,7 +481,7 @@ mod tests {
 
     #[test]
     fn ids_that_could_name_a_path_are_refused() {
-        let mut s = AgentState::new("pi-1", "http://127.0.0.1:5001", 4);
+        let mut s = AgentState::new("pi-1", SESSION, "http://127.0.0.1:5001", 4);
         for (job, id) in
             [("..", "m-00000"), (".", "m-00000"), ("/tmp/x", "m-00000"), (JOB, "../../x"), (JOB, "/etc/x")]
         {
@@ -402,16 +490,59 @@ mod tests {
             assert!(assign(&mut s, &t).is_empty(), "{job} {id}");
         }
         for job in ["..", "/some/dir", ""] {
-            let gone = Incoming::Controller(ControllerStatus::new(job, ControllerState::Gone));
-            assert!(s.handle(Input::Message(gone)).is_empty(), "{job}");
+            assert!(s.handle(controller(job, ControllerState::Gone, 1, None)).is_empty(), "{job}");
             assert!(command(&mut s, TaskCommand::EndJob { job: job.into() }).is_empty(), "{job}");
         }
     }
 
     #[test]
     fn commands_for_another_agent_are_ignored() {
-        let mut s = AgentState::new("pi-1", "http://127.0.0.1:5001", 1);
-        let message = TaskMessage::new(TaskCommand::Assign { task: task("m-00000", 1) });
-        assert!(s.handle(Input::Message(Incoming::Command { agent: "pi-2".into(), message })).is_empty());
+        let mut s = AgentState::new("pi-1", SESSION, "http://127.0.0.1:5001", 1);
+        let message = TaskMessage::new(SESSION, TaskCommand::Assign { task: task("m-00000", 1) });
+        assert!(
+            s.handle(Input::Message(Incoming::Command { agent: "pi-2".into(), message, from: None }))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_command_for_an_earlier_run_of_the_agent_is_refused() {
+        let mut s = AgentState::new("pi-1", "a-new-session", "http://127.0.0.1:5001", 1);
+        assert!(assign(&mut s, &task("m-00000", 1)).is_empty(), "captured before a restart and replayed");
+        let message = TaskMessage::new("a-new-session", TaskCommand::Assign { task: task("m-00000", 1) });
+        let fx = s.handle(Input::Message(Incoming::Command { agent: "pi-1".into(), message, from: None }));
+        assert_eq!(starts(&fx), ["m-00000"]);
+    }
+
+    #[test]
+    fn only_the_submitter_that_gave_a_job_its_tasks_may_end_cancel_or_query_it() {
+        let mut s = AgentState::new("pi-1", SESSION, "http://127.0.0.1:5001", 1);
+        let a = task("m-00000", 1);
+        command_from(&mut s, TaskCommand::Assign { task: a.clone() }, Some("alice"));
+        for c in [
+            TaskCommand::EndJob { job: JOB.into() },
+            TaskCommand::Cancel { job: JOB.into(), task: "m-00000".into(), attempt: 1 },
+            TaskCommand::Query { job: JOB.into() },
+            TaskCommand::Assign { task: task("m-00001", 1) },
+        ] {
+            assert!(command_from(&mut s, c, Some("mallory")).is_empty());
+        }
+        assert!(s.handle(controller(JOB, ControllerState::Gone, 9, Some("mallory"))).is_empty());
+        assert_eq!(s.busy(), 1, "alice's attempt still runs");
+        let fx = command_from(&mut s, TaskCommand::EndJob { job: JOB.into() }, Some("alice"));
+        assert!(fx.contains(&Effect::Cancel(key(&a))));
+    }
+
+    #[test]
+    fn a_replayed_gone_status_of_an_earlier_connection_is_ignored() {
+        let mut s = AgentState::new("pi-1", SESSION, "http://127.0.0.1:5001", 1);
+        let a = task("m-00000", 1);
+        assign(&mut s, &a);
+        // The submitter reconnected (epoch 20) after its first connection (10) was lost.
+        s.handle(controller(JOB, ControllerState::Running, 20, None));
+        assert!(s.handle(controller(JOB, ControllerState::Gone, 10, None)).is_empty());
+        assert_eq!(s.busy(), 1);
+        let fx = s.handle(controller(JOB, ControllerState::Gone, 20, None));
+        assert!(fx.contains(&Effect::Cancel(key(&a))), "the latest connection's Will still counts");
     }
 }

@@ -77,6 +77,8 @@ impl StatusProbe {
             ipfs: fixed.ipfs.clone(),
             rejected_messages: 0,
             keyed: false,
+            session: fixed.session.clone(),
+            epoch: fixed.epoch,
         }
     }
 }
@@ -98,6 +100,9 @@ pub struct FixedFacts {
     pub heartbeat_ms: u64,
     /// Whether the IPFS API answers (changes while running).
     pub ipfs: IpfsHealth,
+    /// This run of the agent, and when its current connection began.
+    pub session: String,
+    pub epoch: u64,
 }
 
 #[cfg(test)]
@@ -114,6 +119,8 @@ mod tests {
             memory_mb: 1,
             heartbeat_ms: 1000,
             ipfs: IpfsHealth::Ok,
+            session: "s".into(),
+            epoch: 1,
         };
         let mut probe = StatusProbe::new();
         // Busy statuses (a task started, a task ended) in quick succession

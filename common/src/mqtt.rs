@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use rumqttc::{ConnectReturnCode, ConnectionError, LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
 
+/// The largest packet MQTT 3.1.1 can carry (its remaining length is at most
+/// 268,435,455 bytes).
+pub const MQTT_MAX_PACKET: usize = 268_435_455 + 5;
+
 /// A broker address from `mqtt://HOST:PORT`, `mqtts://HOST:PORT` (TLS), or `HOST[:PORT]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerAddr {
@@ -82,8 +86,12 @@ impl MqttSettings {
     pub fn options(&self, client_id: &str, will: Option<(String, Vec<u8>)>) -> Result<MqttOptions, String> {
         let mut o = MqttOptions::new(client_id, self.broker.host.clone(), self.broker.port);
         o.set_keep_alive(Duration::from_secs(10));
-        let max = crate::protocol::MAX_MESSAGE_BYTES + 4096;
-        o.set_max_packet_size(max, max);
+        // Incoming: MQTT's own maximum, so that an oversized message (anyone
+        // may publish one) is dropped by the wire after it is read, never a
+        // reason to lose the connection; the broker's own limit
+        // (`max_packet_size`, docs/deployment.md) is what bounds its memory.
+        // Outgoing: what the protocol sends at most.
+        o.set_max_packet_size(MQTT_MAX_PACKET, crate::protocol::MAX_MESSAGE_BYTES + 4096);
         o.set_clean_session(true);
         o.set_inflight(100);
         if let Some(user) = &self.username {
@@ -161,6 +169,13 @@ pub fn client(options: MqttOptions) -> (rumqttc::AsyncClient, rumqttc::EventLoop
     net.set_connection_timeout(5);
     eventloop.set_network_options(net);
     (client, eventloop)
+}
+
+/// Sets the Last Will the broker keeps for the next connection of
+/// `eventloop`. Set before every (re)connection: a Will is signed, and one
+/// sealed once would be refused as a replay the second time it fires.
+pub fn set_will(eventloop: &mut rumqttc::EventLoop, topic: String, payload: Vec<u8>) {
+    eventloop.mqtt_options.set_last_will(LastWill::new(topic, payload, QoS::AtLeastOnce, true));
 }
 
 /// A connection error in words a user can act on.

@@ -12,7 +12,7 @@ use clap::parser::ValueSource;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::auth::ClusterKey;
+use crate::auth::{Credentials, NodeKey, TrustSource};
 use crate::mqtt::{BrokerAddr, MqttSettings};
 use crate::protocol::validate_name;
 
@@ -52,13 +52,16 @@ pub struct ClusterSettings {
     /// Cluster name: topics live under ipdc/<cluster>/ [default: default].
     #[arg(long, env = "IPDC_CLUSTER")]
     pub cluster: Option<String>,
-    /// Cluster key file (`ipdc-submit keygen FILE`): control messages are signed with it, and only signed ones are obeyed.
-    #[arg(long, env = "IPDC_CLUSTER_KEY")]
-    pub cluster_key: Option<PathBuf>,
+    /// This node's key file (`ipdc-submit keygen`): what it sends is signed with it. Goes with --trust.
+    #[arg(long, env = "IPDC_NODE_KEY")]
+    pub node_key: Option<PathBuf>,
+    /// The cluster's trust file: the keys that may run jobs and report results; only messages they signed are taken. Goes with --node-key.
+    #[arg(long, env = "IPDC_TRUST")]
+    pub trust: Option<PathBuf>,
 }
 
 /// The keys of [`ClusterSettings`] in a config file.
-const KEYS: [&str; 10] = [
+const KEYS: [&str; 11] = [
     "broker",
     "username",
     "password",
@@ -68,7 +71,8 @@ const KEYS: [&str; 10] = [
     "tls_key",
     "ipfs",
     "cluster",
-    "cluster_key",
+    "node_key",
+    "trust",
 ];
 
 impl ClusterSettings {
@@ -91,7 +95,8 @@ impl ClusterSettings {
             tls_key: self.tls_key.or(other.tls_key),
             ipfs: self.ipfs.or(other.ipfs),
             cluster: self.cluster.or(other.cluster),
-            cluster_key: self.cluster_key.or(other.cluster_key),
+            node_key: self.node_key.or(other.node_key),
+            trust: self.trust.or(other.trust),
         }
     }
 
@@ -113,7 +118,8 @@ impl ClusterSettings {
             &mut self.tls_ca,
             &mut self.tls_cert,
             &mut self.tls_key,
-            &mut self.cluster_key,
+            &mut self.node_key,
+            &mut self.trust,
         ] {
             resolve(p, base);
         }
@@ -150,9 +156,17 @@ impl ClusterSettings {
         self.ipfs.clone().unwrap_or_else(|| DEFAULT_IPFS.into())
     }
 
-    /// The cluster key, when one is set; None: an open cluster.
-    pub fn key(&self) -> Result<Option<ClusterKey>, String> {
-        self.cluster_key.as_deref().map(ClusterKey::load).transpose()
+    /// This node's key and the trust file, when they are set; None: an
+    /// open cluster. One without the other is an error.
+    pub fn credentials(&self) -> Result<Option<Credentials>, String> {
+        match (&self.node_key, &self.trust) {
+            (Some(key), Some(trust)) => {
+                Ok(Some(Credentials { key: NodeKey::load(key)?, trust: TrustSource::load(trust)? }))
+            }
+            (None, None) => Ok(None),
+            (Some(_), None) => Err("node_key is set but trust is not: a node needs both its key and the cluster's trust file (see `ipdc-submit keygen --cluster DIR`)".into()),
+            (None, Some(_)) => Err("trust is set but node_key is not: a node needs both its key and the cluster's trust file (see `ipdc-submit keygen --cluster DIR`)".into()),
+        }
     }
 }
 
@@ -200,6 +214,12 @@ pub fn load_config_file<T: OwnKeys>(path: &Path, required: bool) -> Result<(Clus
         Err(e) => return Err(format!("cannot read the config file {shown}: {e}")),
     };
     let table: toml::Table = toml::from_str(&text).map_err(|e| format!("config file {shown}: {e}"))?;
+    if table.contains_key("cluster_key") {
+        return Err(format!(
+            "config file {shown}: cluster_key is no longer used: each node has its own key now (node_key and trust); \
+             make them with `ipdc-submit keygen --cluster DIR` (see docs/security.md)"
+        ));
+    }
     let (shared, own): (toml::Table, toml::Table) =
         table.into_iter().partition(|(k, _)| KEYS.contains(&k.as_str()));
     let mut settings: ClusterSettings =
@@ -239,11 +259,11 @@ mod tests {
     #[test]
     fn a_file_holds_the_shared_keys_and_the_programs_own() {
         let (dir, path) =
-            file("broker = \"mqtt://hub:1884\"\nslots = 3\ncluster_key = \"k\"\nwork_dir = \"w\"\n");
+            file("broker = \"mqtt://hub:1884\"\nslots = 3\nnode_key = \"k\"\nwork_dir = \"w\"\n");
         let (s, own) = load_config_file::<Own>(&path, true).unwrap();
         assert_eq!(s.broker.as_deref(), Some("mqtt://hub:1884"));
         assert_eq!(own.slots, Some(3));
-        assert_eq!(s.cluster_key, Some(dir.path().join("k")), "relative to the file's folder");
+        assert_eq!(s.node_key, Some(dir.path().join("k")), "relative to the file's folder");
         assert_eq!(own.work_dir, Some(dir.path().join("w")));
         assert_eq!(s.mqtt().unwrap().broker.port, 1884);
     }
@@ -259,6 +279,15 @@ mod tests {
         assert!(load_config_file::<NoOwnKeys>(&path, true).unwrap_err().contains("slots"));
         let bad = ClusterSettings { cluster: Some("a/b".into()), ..Default::default() };
         assert!(bad.cluster_name().unwrap_err().contains("cluster name"));
+    }
+
+    #[test]
+    fn an_old_cluster_key_setting_says_what_replaced_it_and_a_key_needs_its_trust_file() {
+        let (_d, path) = file("cluster_key = \"/etc/ipdc/cluster.key\"\n");
+        let e = load_config_file::<NoOwnKeys>(&path, true).unwrap_err();
+        assert!(e.contains("node_key and trust") && e.contains("keygen --cluster"), "{e}");
+        let half = ClusterSettings { node_key: Some("/k".into()), ..Default::default() };
+        assert!(half.credentials().unwrap_err().contains("trust is not"));
     }
 
     #[test]

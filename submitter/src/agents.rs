@@ -9,7 +9,7 @@ use crate::directory::{Directory, Requirements};
 use crate::run::session::Session;
 
 pub async fn list(conn: &Connection, json: bool) -> Result<(), String> {
-    let mut session = Session::connect(conn, &format!("ipdc-agents-{}", std::process::id()), None, None)?;
+    let mut session = Session::connect(conn, &format!("ipdc-agents-{}", std::process::id()), None)?;
     session.connect_and_listen(Duration::from_secs(10)).await?;
     let dir = session.directory.clone();
     let note = session.refused_note();

@@ -27,11 +27,33 @@ pub enum Command {
     Agents(AgentsArgs),
     /// Run the embedded MQTT broker and IPFS content store as a service.
     Hub(HubArgs),
-    /// Make a new cluster key file (32 random bytes) for `cluster_key`.
-    Keygen {
-        /// Where to write it (never replaces a file).
-        file: PathBuf,
-    },
+    /// Make node keys: one (FILE), or a whole small cluster's (--cluster DIR) with its trust file.
+    Keygen(KeygenArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  ipdc-submit keygen --cluster keys --agents pi-1,pi-2,pi-3   (keys/trust, keys/<name>.key; copy to each node)\n  ipdc-submit keygen --cluster keys --agents pi-4            (adds a board to keys/trust)\n  ipdc-submit keygen /etc/ipdc/node.key --agent pi-5         (one key; prints its trust line)"
+)]
+pub struct KeygenArgs {
+    /// Write one key here (never replaces a file) and print its line for the trust file.
+    #[arg(required_unless_present = "cluster", conflicts_with = "cluster")]
+    pub file: Option<PathBuf>,
+    /// With FILE: the key is the agent NAME's.
+    #[arg(long, value_name = "NAME", conflicts_with = "submitter")]
+    pub agent: Option<String>,
+    /// With FILE: the key is the submitter NAME's [default: this host's name].
+    #[arg(long, value_name = "NAME")]
+    pub submitter: Option<String>,
+    /// Make a key for each node named by --agents and --submitters in DIR (NAME.key), and list them in DIR/trust (added to it when it exists).
+    #[arg(long, value_name = "DIR")]
+    pub cluster: Option<PathBuf>,
+    /// With --cluster: the agents, comma-separated.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', requires = "cluster")]
+    pub agents: Vec<String>,
+    /// With --cluster: the submitters, comma-separated [default: this host's name, when DIR/trust is new].
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', requires = "cluster")]
+    pub submitters: Vec<String>,
 }
 
 /// Where the cluster is (shared by `run` and `agents`). Each setting falls

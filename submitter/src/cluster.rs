@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use ipdc_common::auth::ClusterKey;
+use ipdc_common::auth::Credentials;
 use ipdc_common::mqtt::MqttSettings;
 
 use crate::job::JobSpec;
@@ -17,9 +17,9 @@ use crate::store::LocalStore;
 #[derive(Debug, Clone)]
 pub struct Connection {
     pub mqtt: MqttSettings,
-    /// The cluster key: control messages are signed with it and agents'
-    /// messages must carry it. None: an open cluster.
-    pub key: Option<ClusterKey>,
+    /// This submitter's key and the cluster's trust file: what it sends is
+    /// signed, and only what the listed keys signed is taken. None: an open cluster.
+    pub credentials: Option<Credentials>,
     pub ipfs: String,
     pub cluster: String,
 }
@@ -55,7 +55,7 @@ impl Cluster {
         let python = (spec.force_native.is_none() || spec.needs_python).then(|| PathBuf::from("python3"));
         let running = LocalCluster::start(n, &cluster, python).await?;
         let conn = Connection {
-            key: None, // in-process agents on loopback
+            credentials: None, // in-process agents on loopback
             mqtt: MqttSettings::plain(running.broker.clone()),
             ipfs: running.ipfs.clone(),
             cluster,

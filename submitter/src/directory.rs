@@ -22,8 +22,19 @@ pub struct Directory {
 }
 
 impl Directory {
-    pub fn update(&mut self, status: AgentStatus) {
-        self.agents.insert(status.agent.clone(), status);
+    /// Takes an agent's status unless the one it has supersedes it: a
+    /// status (or Last Will) of an earlier connection, replayed, changes
+    /// nothing (see `AgentStatus::supersedes`). A stale entry takes anything,
+    /// so an agent whose clock went back is not shut out.
+    pub fn update(&mut self, status: AgentStatus) -> bool {
+        let now = ipdc_common::protocol::now_ms();
+        match self.agents.get(&status.agent) {
+            Some(cur) if !(status.supersedes(cur) || cur.is_stale(now)) => false,
+            _ => {
+                self.agents.insert(status.agent.clone(), status);
+                true
+            }
+        }
     }
 
     pub fn get(&self, agent: &str) -> Option<&AgentStatus> {
@@ -46,7 +57,7 @@ impl Directory {
             return Some(format!("silent for {} s", now_ms.saturating_sub(s.heartbeat_ms) / 1000));
         }
         if s.keyed && !req.have_key {
-            return Some("requires the cluster key (give --cluster-key)".into());
+            return Some("takes only signed messages (give --node-key and --trust)".into());
         }
         if !s.ipfs.is_ok() {
             return Some(format!("IPFS API {}", s.ipfs));

@@ -8,7 +8,7 @@
 //! - [`directory`]: the agents known from their statuses, and which can work.
 //! - [`output`]: the output folder, written whole or not at all.
 //! - [`progress`]: the progress bar and lines.
-//! - [`agents`]: `ipdc-submit agents`.
+//! - [`agents`]: `ipdc-submit agents`; [`keygen`]: `ipdc-submit keygen`.
 //! - [`hub`], [`broker`], [`store`]: the embedded MQTT broker and IPFS content store.
 //! - [`local`]: `--local N`, a whole cluster in this process.
 //! - [`sim`]: the scheduler simulation (for `bench/`; not a command of the binary).
@@ -21,6 +21,7 @@ pub mod controller;
 pub mod directory;
 pub mod hub;
 pub mod job;
+pub mod keygen;
 pub mod local;
 pub mod output;
 pub mod progress;

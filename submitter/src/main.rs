@@ -5,7 +5,7 @@ use clap::{CommandFactory, FromArgMatches};
 use ipdc_common::signal::shutdown_signal;
 use ipdc_submit::cli::{self, Cli, Command};
 use ipdc_submit::cluster::Cluster;
-use ipdc_submit::{agents, hub, job, run, settings};
+use ipdc_submit::{agents, hub, job, keygen, run, settings};
 
 async fn run_command(args: cli::RunArgs) -> Result<(), String> {
     let spec = job::JobSpec::load(args.job.as_deref(), args.overrides(), args.native.clone())?;
@@ -62,16 +62,7 @@ async fn main() {
             Ok(conn) => agents::list(&conn, a.json).await,
             Err(e) => Err(e),
         },
-        Command::Keygen { file } => {
-            let key = ipdc_common::auth::ClusterKey::generate();
-            key.save(&file).map(|()| {
-                println!("wrote cluster key {} (fingerprint {})", file.display(), key.fingerprint());
-                println!(
-                    "copy it to every agent (e.g. as /etc/ipdc/cluster.key, named by cluster_key in agent.toml) and submitter (--cluster-key {} or cluster_key in submit.toml)",
-                    file.display()
-                );
-            })
-        }
+        Command::Keygen(k) => keygen::run(&k),
         Command::Hub(h) => match h.data {
             Some(data) => hub::run(h.mqtt, h.ipfs, data, h.keep_unpinned_hours).await,
             // A temporary folder goes when the hub stops.

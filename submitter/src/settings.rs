@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ipdc_common::auth::Role;
 use ipdc_common::settings::{ClusterSettings, NoOwnKeys, load_config_file};
 
 use crate::cli::ClusterArgs;
@@ -34,13 +35,14 @@ pub fn connection(args: &ClusterArgs) -> Result<Connection, String> {
     let s = args.settings.clone().or(load_file(args)?);
     let cluster = s.cluster_name()?;
     let mqtt = s.mqtt()?;
-    let key = s.key()?;
-    if key.is_none() {
-        eprintln!(
-            "warning: no cluster key: this cluster is open, anyone who can publish to the broker can run code on its agents (see `ipdc-submit keygen`)"
-        );
+    let mut credentials = s.credentials()?;
+    match &mut credentials {
+        Some(c) => c.check_own_key(Role::Submitter, None)?,
+        None => eprintln!(
+            "warning: no keys: this cluster is open, anyone who can publish to the broker can run code on its agents (see `ipdc-submit keygen`)"
+        ),
     }
-    Ok(Connection { mqtt, key, ipfs: s.ipfs_api(), cluster })
+    Ok(Connection { mqtt, credentials, ipfs: s.ipfs_api(), cluster })
 }
 
 #[cfg(test)]
@@ -69,10 +71,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pw"), "secret\n").unwrap();
         let path = dir.path().join("submit.toml");
-        std::fs::write(&path, "password_file = \"pw\"\ncluster_key = \"keys/cluster.key\"\n").unwrap();
+        std::fs::write(&path, "password_file = \"pw\"\ntrust = \"keys/trust\"\n").unwrap();
         let file = load_file(&ClusterArgs { config: Some(path), ..Default::default() }).unwrap();
         assert_eq!(file.password_file, Some(dir.path().join("pw")));
-        assert_eq!(file.cluster_key, Some(dir.path().join("keys/cluster.key")));
+        assert_eq!(file.trust, Some(dir.path().join("keys/trust")));
     }
 
     #[test]

@@ -31,13 +31,14 @@ pub async fn run(agents: usize, tasks: usize, broker: Option<String>) -> Result<
         }
     };
     let cluster = format!("sim{}", std::process::id());
-    let conn = Connection { mqtt: MqttSettings::plain(broker), key: None, ipfs: String::new(), cluster };
+    let conn =
+        Connection { mqtt: MqttSettings::plain(broker), credentials: None, ipfs: String::new(), cluster };
     for i in 0..agents {
         let conn = conn.clone();
         tokio::spawn(async move { sim_agent(format!("sim-{i:04}"), conn).await });
     }
     let job = run::new_job_id("sim");
-    let mut session = Session::connect(&conn, &format!("ipdc-sim-{job}"), None, Some(&job))?;
+    let mut session = Session::connect(&conn, &format!("ipdc-sim-{job}"), Some(&job))?;
     session.connect_and_listen(Duration::from_secs(10)).await?;
     let req = Requirements { needs_python: false, min_memory_mb: 0, arch: None, have_key: false };
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -106,6 +107,8 @@ async fn sim_agent(name: String, conn: Connection) {
                 s.mem_total_mb = 1024;
                 s.native = vec!["wordcount".into()];
                 s.ipfs = IpfsHealth::Ok;
+                s.session = name.clone();
+                s.epoch = now_ms();
                 s.heartbeat_ms = now_ms();
                 s.heartbeat_interval_ms = 600_000;
                 let out = wire.status(&s);

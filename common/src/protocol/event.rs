@@ -100,6 +100,10 @@ pub struct ControllerStatus {
     pub v: u32,
     pub job: String,
     pub state: ControllerState,
+    /// When the submitter's current broker connection began (Unix ms): its
+    /// Last Will carries the same epoch, so an agent that has seen the job
+    /// running on a later connection ignores a replayed earlier Will.
+    pub epoch: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -111,8 +115,8 @@ pub enum ControllerState {
 }
 
 impl ControllerStatus {
-    pub fn new(job: &str, state: ControllerState) -> Self {
-        ControllerStatus { v: super::PROTOCOL_VERSION, job: job.to_string(), state }
+    pub fn new(job: &str, state: ControllerState, epoch: u64) -> Self {
+        ControllerStatus { v: super::PROTOCOL_VERSION, job: job.to_string(), state, epoch }
     }
 }
 
@@ -131,10 +135,10 @@ mod tests {
         for bad in ["\"\"", "\"native:\"", "\"rust\""] {
             assert!(serde_json::from_str::<Executor>(bad).is_err(), "{bad}");
         }
-        let s = ControllerStatus::new("j1", ControllerState::Gone);
-        assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"v":1,"job":"j1","state":"gone"}"#);
+        let s = ControllerStatus::new("j1", ControllerState::Gone, 7);
+        assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"v":2,"job":"j1","state":"gone","epoch":7}"#);
         let running: ControllerStatus =
-            serde_json::from_str(r#"{"v":1,"job":"j1","state":"running"}"#).unwrap();
+            serde_json::from_str(r#"{"v":2,"job":"j1","state":"running","epoch":7}"#).unwrap();
         assert_eq!(running.state, ControllerState::Running);
     }
 }

@@ -9,8 +9,8 @@
 //! | `jobs/<job>/events` | no | agents | [`TaskEvent`] |
 //! | `jobs/<job>/controller` | yes | controller (Last Will: gone) | [`ControllerStatus`] |
 //!
-//! Payloads are JSON with a protocol version `v`, wrapped in the cluster's
-//! envelope ([`crate::auth`]). QoS 1 can deliver a message twice, so every
+//! Payloads are JSON with a protocol version `v`, wrapped in the signed
+//! envelope ([`crate::auth`]) when the cluster has keys. QoS 1 can deliver a message twice, so every
 //! handler must be idempotent: events carry the task id and attempt, and a
 //! controller takes each task's result once.
 //!
@@ -37,7 +37,7 @@ pub use topics::{Route, Topics};
 pub use wire::{Incoming, Outgoing, Refused, Wire};
 
 /// Bumped on any incompatible change to a message below.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest payload either side accepts; larger messages are dropped with a log line.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
@@ -132,13 +132,14 @@ mod tests {
 
     #[test]
     fn task_message_round_trips() {
-        let m = TaskMessage { v: PROTOCOL_VERSION, command: TaskCommand::Assign { task: sample_task() } };
+        let m = TaskMessage::new("s1", TaskCommand::Assign { task: sample_task() });
         assert_eq!(TaskMessage::decode(&m.encode()).unwrap(), m);
     }
 
     #[test]
     fn other_protocol_versions_are_refused() {
-        let m = TaskMessage { v: 99, command: TaskCommand::EndJob { job: "j".into() } };
+        let mut m = TaskMessage::new("s", TaskCommand::EndJob { job: "j".into() });
+        m.v = 99;
         assert!(matches!(TaskMessage::decode(&m.encode()), Err(DecodeError::Version(99))));
     }
 

@@ -37,9 +37,15 @@ pub struct AgentStatus {
     /// Control messages it refused (bad or missing signature, stale, replayed).
     #[serde(default)]
     pub rejected_messages: u64,
-    /// It obeys only messages signed with the cluster key.
-    #[serde(default)]
+    /// It obeys only signed messages (keys and a trust file).
     pub keyed: bool,
+    /// Random per start of the agent process: commands name the session
+    /// they are for, so none sent to an earlier run of the agent is obeyed.
+    pub session: String,
+    /// When the agent's current broker connection began (Unix ms). Its Last
+    /// Will carries the same epoch, so a status (or Will) of an earlier
+    /// connection replayed later is told from the current one.
+    pub epoch: u64,
 }
 
 impl AgentStatus {
@@ -66,7 +72,17 @@ impl AgentStatus {
             ipfs: IpfsHealth::Unknown(String::new()),
             rejected_messages: 0,
             keyed: false,
+            session: String::new(),
+            epoch: 0,
         }
+    }
+
+    /// Whether `self` supersedes `older` (both of one agent): a later
+    /// connection, or on the same connection a later heartbeat or its end.
+    /// A replayed status or Will of an earlier connection never does.
+    pub fn supersedes(&self, older: &AgentStatus) -> bool {
+        let order = |s: &AgentStatus| (s.epoch, if s.online { s.heartbeat_ms } else { u64::MAX });
+        order(self) >= order(older)
     }
 
     /// Whether three heartbeats (and a grace period) went missing by `now_ms`:
@@ -154,6 +170,21 @@ mod tests {
             assert_eq!(serde_json::from_str::<IpfsHealth>(wire).unwrap(), health);
         }
         assert!(!serde_json::from_str::<IpfsHealth>("\"OK\"").unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_status_of_an_earlier_connection_never_supersedes_a_later_one() {
+        let at = |epoch, online, heartbeat_ms| AgentStatus {
+            epoch,
+            online,
+            heartbeat_ms,
+            ..AgentStatus::offline("a")
+        };
+        assert!(at(10, true, 20).supersedes(&at(10, true, 15)), "a later heartbeat");
+        assert!(!at(10, true, 15).supersedes(&at(10, true, 20)), "a replayed earlier heartbeat");
+        assert!(at(10, false, 0).supersedes(&at(10, true, 20)), "the connection's own Will ends it");
+        assert!(!at(9, false, 0).supersedes(&at(10, true, 20)), "an earlier connection's Will does not");
+        assert!(at(11, true, 12).supersedes(&at(10, false, 0)), "a new connection after a Will");
     }
 
     #[test]

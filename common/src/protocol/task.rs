@@ -135,13 +135,17 @@ pub enum TaskCommand {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TaskMessage {
     pub v: u32,
+    /// The session of the agent it is for (from the agent's status): an
+    /// agent obeys only commands for its own run, so a command captured
+    /// before it restarted is not obeyed again.
+    pub to: String,
     #[serde(flatten)]
     pub command: TaskCommand,
 }
 
 impl TaskMessage {
-    pub fn new(command: TaskCommand) -> Self {
-        TaskMessage { v: super::PROTOCOL_VERSION, command }
+    pub fn new(to: &str, command: TaskCommand) -> Self {
+        TaskMessage { v: super::PROTOCOL_VERSION, to: to.to_string(), command }
     }
 
     /// The job the command is about.
@@ -155,17 +159,14 @@ impl TaskMessage {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Message, PROTOCOL_VERSION, sample_task};
+    use super::super::{Message, sample_task};
     use super::*;
     use std::path::Path;
 
     #[test]
     fn a_task_from_a_submitter_without_file_names_gets_map_py_and_reduce_py() {
-        let mut v = serde_json::to_value(TaskMessage {
-            v: PROTOCOL_VERSION,
-            command: TaskCommand::Assign { task: sample_task() },
-        })
-        .unwrap();
+        let mut v = serde_json::to_value(TaskMessage::new("s1", TaskCommand::Assign { task: sample_task() }))
+            .unwrap();
         v["task"]["code"].as_object_mut().unwrap().remove("files").unwrap();
         let m = TaskMessage::decode(&serde_json::to_vec(&v).unwrap()).unwrap();
         let TaskCommand::Assign { task } = m.command else { panic!("{m:?}") };

@@ -72,22 +72,16 @@ pub async fn drive(
 fn apply(session: &mut Session, job: &str, actions: Vec<Action>) -> Outcome {
     let mut end = None;
     for a in actions {
-        let command = |agent: &str, command| session.wire().command(agent, command);
         match a {
             Action::Assign { agent, task } => {
                 debug!("assign {} attempt {} to {agent}", task.task, task.attempt);
-                let out = command(&agent, TaskCommand::Assign { task });
-                session.publish(out);
+                session.command(&agent, TaskCommand::Assign { task });
             }
             Action::Cancel { agent, task, attempt } => {
                 debug!("cancel {task} attempt {attempt} on {agent}");
-                let out = command(&agent, TaskCommand::Cancel { job: job.to_string(), task, attempt });
-                session.publish(out);
+                session.command(&agent, TaskCommand::Cancel { job: job.to_string(), task, attempt });
             }
-            Action::Query { agent } => {
-                let out = command(&agent, TaskCommand::Query { job: job.to_string() });
-                session.publish(out);
-            }
+            Action::Query { agent } => session.command(&agent, TaskCommand::Query { job: job.to_string() }),
             Action::Warn { message } => warn!("{message}"),
             Action::Finished => end = Some(Ok(())),
             Action::Failed { message, detail } => end = Some(Err((message, detail))),

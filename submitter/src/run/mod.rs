@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use ipdc_common::ipfs::IpfsClient;
 use ipdc_common::mapreduce::split::{Split, plan_splits};
-use ipdc_common::protocol::{CodeFiles, CodeSpec, ControllerState, TaskCommand, TaskLimits, now_ms};
+use ipdc_common::protocol::{CodeFiles, CodeSpec, TaskLimits, now_ms};
 use log::info;
 
 use crate::cluster::Cluster;
@@ -85,10 +85,9 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
     };
     let local_add = upload::start_local_add(cluster, spec);
     let ipfs = IpfsClient::new(&conn.ipfs).map_err(|e| e.to_string())?;
-    let mut session =
-        Session::connect(conn, &format!("ipdc-submit-{job}"), Some(ControllerState::Gone), Some(&job))?;
+    let mut session = Session::connect(conn, &format!("ipdc-submit-{job}"), Some(&job))?;
     session.connect_and_subscribe(Duration::from_secs(10)).await?;
-    session.publish(session.wire().controller(&job, ControllerState::Running));
+    session.announce_running();
     session.pump_until(syntax).await.map_err(|e| format!("syntax check crashed: {e}"))??;
     let picked = pick::pick_agents(&mut session, spec, cluster, opts.wait).await?;
 
@@ -142,10 +141,7 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
         v.finish();
     }
     // Tell the agents the job is over, done or not: they drop what is left of it.
-    session.publish(session.wire().controller_cleared(&job));
-    for s in &picked {
-        session.publish(session.wire().command(&s.agent, TaskCommand::EndJob { job: job.clone() }));
-    }
+    session.end_job(picked.iter().map(|s| s.agent.as_str()));
     let reduce_ms = (t_map.elapsed().as_millis() as u64).saturating_sub(map_ms);
     if let Err((message, detail)) = outcome {
         session.disconnect().await;

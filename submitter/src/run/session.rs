@@ -1,8 +1,8 @@
-//! The submitter's MQTT session: one client and its event loop, what it
-//! keeps published (retained, published again after every reconnection),
-//! the agent directory built from the retained statuses, and the followed
-//! job's events as they arrive. Every message goes through the cluster's
-//! [`Wire`]; `poll_once` is the one place that polls the connection.
+//! The submitter's MQTT session: one client and its event loop, the job's
+//! controller status (said again, with a fresh Last Will, on every
+//! connection), the agent directory built from the retained statuses, and
+//! the followed job's events as they arrive. Every message goes through the
+//! cluster's [`Wire`]; `poll_once` is the one place that polls the connection.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use ipdc_common::auth::Rejected;
 use ipdc_common::mqtt::{self, BrokerAddr};
-use ipdc_common::protocol::{ControllerState, Incoming, Outgoing, Refused, Route, TaskEvent, Wire, now_ms};
+use ipdc_common::protocol::{
+    ControllerState, Incoming, Outgoing, Refused, Route, TaskCommand, TaskEvent, Wire, now_ms,
+};
 use log::{debug, warn};
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
 
@@ -24,8 +26,14 @@ pub struct Session {
     eventloop: EventLoop,
     wire: Wire,
     pub directory: Directory,
-    /// The job whose events are followed.
+    /// The job whose events are followed, and whose controller this is.
     job: Option<String>,
+    /// Whether the job's controller is running (said on every connection;
+    /// its Last Will says gone).
+    running: bool,
+    /// When the current connection (attempt) began: the epoch of its
+    /// controller status and Last Will.
+    epoch: u64,
     events: VecDeque<TaskEvent>,
     outbox: VecDeque<Outgoing>,
     connected: bool,
@@ -35,10 +43,6 @@ pub struct Session {
     broker: BrokerAddr,
     /// A refusal no retry can fix (bad credentials).
     fatal: Option<String>,
-    /// What this session keeps published as retained messages, published
-    /// again after a reconnection: a restarted broker may have lost them, or
-    /// replaced ours with our Last Will while it shut down.
-    retained: Vec<Outgoing>,
     /// Agents whose statuses were refused (another cluster key, or none),
     /// and why: said when no capable agent is found.
     pub refused: BTreeMap<String, String>,
@@ -50,37 +54,72 @@ pub struct Session {
 pub const STATUS_SETTLE: Duration = Duration::from_millis(150);
 
 impl Session {
-    /// `will`: what the broker publishes (retained) if this process vanishes.
-    pub fn connect(
-        conn: &Connection,
-        client_id: &str,
-        will: Option<ControllerState>,
-        job: Option<&str>,
-    ) -> Result<Self, String> {
-        let wire = Wire::new(&conn.cluster, conn.key.clone());
-        let will = match (will, job) {
-            (Some(state), Some(job)) => {
-                let o = wire.controller(job, state);
-                Some((o.topic, o.payload))
-            }
-            _ => None,
-        };
-        let (client, eventloop) = mqtt::client(conn.mqtt.options(client_id, will)?);
-        Ok(Session {
+    /// A session following `job` (as its controller), or none (reading the
+    /// agents' statuses only).
+    pub fn connect(conn: &Connection, client_id: &str, job: Option<&str>) -> Result<Self, String> {
+        let wire = Wire::new(&conn.cluster, conn.credentials.clone());
+        let (client, eventloop) = mqtt::client(conn.mqtt.options(client_id, None)?);
+        let mut session = Session {
             client,
             eventloop,
             wire,
             directory: Directory::default(),
             job: job.map(str::to_string),
+            running: false,
+            epoch: 0,
             events: VecDeque::new(),
             outbox: VecDeque::new(),
             connected: false,
             subscribed: None,
             broker: conn.mqtt.broker.clone(),
             fatal: None,
-            retained: Vec::new(),
             refused: BTreeMap::new(),
-        })
+        };
+        session.next_connection();
+        Ok(session)
+    }
+
+    /// Before every (re)connection: a new epoch, and the job's Last Will
+    /// (agents drop its tasks if this process vanishes) sealed afresh, as a
+    /// Will sealed once would be refused as a replay the second time.
+    fn next_connection(&mut self) {
+        self.epoch = now_ms();
+        if let Some(job) = &self.job {
+            let will = self.wire.controller(job, ControllerState::Gone, self.epoch);
+            mqtt::set_will(&mut self.eventloop, will.topic, will.payload);
+        }
+    }
+
+    /// Says the job's controller is running, now and after every reconnection
+    /// (a restarted broker may have lost the status, or published our Will).
+    pub fn announce_running(&mut self) {
+        self.running = true;
+        self.say_running();
+    }
+
+    fn say_running(&mut self) {
+        if let (true, Some(job)) = (self.running, &self.job) {
+            let out = self.wire.controller(job, ControllerState::Running, self.epoch);
+            self.publish(out);
+        }
+    }
+
+    /// The job is over: its controller status is cleared and every agent in
+    /// `agents` is told to drop what is left of it.
+    pub fn end_job<'a>(&mut self, agents: impl IntoIterator<Item = &'a str>) {
+        let Some(job) = self.job.clone() else { return };
+        self.running = false;
+        self.publish(self.wire.controller_cleared(&job));
+        for agent in agents {
+            self.command(agent, TaskCommand::EndJob { job: job.clone() });
+        }
+    }
+
+    /// Sends a command to `agent`'s current run (the session in its latest status).
+    pub fn command(&mut self, agent: &str, command: TaskCommand) {
+        let session = self.directory.get(agent).map(|s| s.session.clone()).unwrap_or_default();
+        let out = self.wire.command(agent, &session, command);
+        self.publish(out);
     }
 
     pub fn wire(&self) -> &Wire {
@@ -109,15 +148,7 @@ impl Session {
         }
     }
 
-    /// Publishes a message; a retained one is published again after every
-    /// reconnection (an empty retained payload clears its topic and is not).
-    pub fn publish(&mut self, out: Outgoing) {
-        if out.retain {
-            self.retained.retain(|o| o.topic != out.topic);
-            if !out.payload.is_empty() {
-                self.retained.push(out.clone());
-            }
-        }
+    fn publish(&mut self, out: Outgoing) {
         self.outbox.push_back(out);
         self.flush();
     }
@@ -135,7 +166,8 @@ impl Session {
     }
 
     fn on_publish(&mut self, topic: &str, payload: &[u8]) {
-        match self.wire.receive(topic, payload, now_ms()) {
+        let now = now_ms();
+        match self.wire.receive(topic, payload, now) {
             Ok(Incoming::Event(ev)) if self.job.as_deref() == Some(ev.job.as_str()) => {
                 self.events.push_back(ev)
             }
@@ -154,7 +186,11 @@ impl Session {
             Err(why @ Refused::Invalid { route: Route::AgentStatus { .. }, .. }) => {
                 debug!("ignored a status on {topic}: {why}")
             }
-            Err(why) => warn!("rejected a message on {topic}: {why}"),
+            Err(why) => {
+                if let Some(line) = self.wire.refusal_line(topic, &why, now) {
+                    warn!("{line}");
+                }
+            }
         }
     }
 
@@ -169,7 +205,7 @@ impl Session {
                 self.connected = true;
                 let _ = self.client.try_subscribe(self.wire.topics().all_agent_statuses(), QoS::AtLeastOnce);
                 self.subscribe_to_events();
-                self.outbox.extend(self.retained.iter().cloned());
+                self.say_running();
             }
             Ok(Event::Incoming(Packet::Publish(p))) => self.on_publish(&p.topic, &p.payload),
             Ok(_) => {}
@@ -184,6 +220,7 @@ impl Session {
                     self.fatal = Some(msg.clone());
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
+                self.next_connection();
                 return Err(msg);
             }
         }
@@ -199,7 +236,7 @@ impl Session {
         }
         let list: Vec<String> = self.refused.iter().map(|(a, why)| format!("{a}: {why}")).collect();
         format!(
-            "\n  ignored (their statuses fail the cluster key check): {}\n  give every agent and submitter the same cluster key file (cluster_key / --cluster-key), or none",
+            "\n  ignored (their statuses fail the key check): {}\n  give every agent and submitter its own key (node_key / --node-key) and the same trust file listing them (trust / --trust), or none",
             list.join("; ")
         )
     }
