@@ -7,7 +7,7 @@
 //! timeouts on every call, retries of idempotent calls, and turning every
 //! failure into an [`IpfsError`] that names the API, the call and the CID.
 //!
-//! Differences between implementations it absorbs (see the shared notes):
+//! Differences between implementations it absorbs:
 //! `add` answers newline-delimited JSON whose `Size` is a string (kubo) or a
 //! number (js-ipfs); CIDv1 is requested in base32 (`cid-base=base32`) so it
 //! prints `bafy...`/`bafk...` everywhere; `cat` gets a server-side
@@ -1086,7 +1086,8 @@ mod tests {
     }
 
     /// Against a real node when `IPDC_TEST_IPFS_API` names one (e.g. the
-    /// js-ipfs of `shared/ipfs-rpc-peer/start.sh`, or kubo); skipped otherwise.
+    /// js-ipfs that `tests/ipfs-peer/peer.sh start` runs, or kubo); skipped
+    /// otherwise.
     #[tokio::test]
     async fn a_real_node_gives_kubos_cids_and_slices_when_one_is_configured() {
         let Ok(api) = std::env::var("IPDC_TEST_IPFS_API") else {
