@@ -25,6 +25,21 @@ pub fn bin(name: &str) -> PathBuf {
         // The same targets and features as `cargo test --workspace`, so the
         // two never rebuild each other's binaries.
         cmd.args(["build", "--workspace", "--bins", "--tests"]).current_dir(repo_root());
+        // And without the variables cargo sets for this test process (they
+        // describe this package, not the build): a build script that
+        // watches one (ring's watches CARGO_MANIFEST_DIR) would see it
+        // change and rebuild, here and again in the next `cargo test`,
+        // minutes each time.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_BIN_EXE_")
+                || ["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_CRATE_NAME", "CARGO_TARGET_TMPDIR"]
+                    .contains(&&*key)
+            {
+                cmd.env_remove(&*key);
+            }
+        }
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
         }
