@@ -3,7 +3,7 @@
 #   - stripped agent size per target (dist/, made by scripts/dist.sh)
 #   - idle RSS of an agent connected to a hub, after IDLE_SECS (default 60)
 #   - peak RSS (VmHWM) of the agent process over a WordCount job on a
-#     256 MiB corpus (gen_corpus.py 256M --seed 1), with the default budget and
+#     256 MiB corpus (tests/corpus.py 256M --seed 1), with the default budget and
 #     with `--memory-mb 32` on the agent, for `--native wordcount` and for the
 #     Python executor (the Python child's peak is reported separately)
 #   - peak RSS of `ipdc-submit run` against the hub (not --local)
@@ -83,12 +83,12 @@ row "agent idle RSS after ${IDLE_SECS}s (VmRSS / VmHWM)" "$(mib "$(kb VmRSS "$AG
 stop_agent
 
 # --- jobs on the 256 MiB corpus ---------------------------------------------------
+# Cached under a name with a hash of the generator (a changed one makes a new file).
 mkdir -p "$TARGET_DIR/test-data"
-CORPUS=$TARGET_DIR/test-data/corpus-$CORPUS_SIZE.txt
+CORPUS=$TARGET_DIR/test-data/corpus-$CORPUS_SIZE-seed1-$(sha256sum <"$ROOT/tests/corpus.py" | cut -c1-12).txt
 if [ ! -f "$CORPUS" ]; then
   echo "generating $CORPUS" >&2
-  python3 /work/shared/bench/gen_corpus.py "$CORPUS_SIZE" --seed 1 >"$CORPUS.tmp" 2>/dev/null ||
-    python3 "$ROOT/../shared/bench/gen_corpus.py" "$CORPUS_SIZE" --seed 1 >"$CORPUS.tmp"
+  python3 "$ROOT/tests/corpus.py" "$CORPUS_SIZE" --seed 1 >"$CORPUS.tmp"
   mv "$CORPUS.tmp" "$CORPUS"
 fi
 
@@ -141,6 +141,6 @@ run_job "Python executor, agent --memory-mb 32" "--memory-mb 32" ""
 
 echo
 echo "IPDC footprint — $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, agent: $("$AGENT" --version)"
-echo "jobs: WordCount on $CORPUS_SIZE (gen_corpus.py --seed 1), 1 worker, 1 reducer, agent --slots $SLOTS;"
+echo "jobs: WordCount on $CORPUS_SIZE (tests/corpus.py --seed 1), 1 worker, 1 reducer, agent --slots $SLOTS;"
 echo "default budget = the job's 64 MiB (agent cap 256 MiB); peaks cover the whole job (map, then reduce)"
 printf '%s\n' "${ROWS[@]}"

@@ -16,11 +16,6 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repo").to_path_buf()
 }
 
-/// `../shared` beside the repository (benchmark corpus generator, IPFS peer).
-pub fn shared_dir() -> PathBuf {
-    repo_root().parent().expect("the repo has a parent").join("shared")
-}
-
 /// Path of a workspace binary, built once per test process with the same
 /// profile as the tests (`cargo test --release` → release binaries).
 pub fn bin(name: &str) -> PathBuf {
@@ -30,6 +25,21 @@ pub fn bin(name: &str) -> PathBuf {
         // The same targets and features as `cargo test --workspace`, so the
         // two never rebuild each other's binaries.
         cmd.args(["build", "--workspace", "--bins", "--tests"]).current_dir(repo_root());
+        // And without the variables cargo sets for this test process (they
+        // describe this package, not the build): a build script that
+        // watches one (ring's watches CARGO_MANIFEST_DIR) would see it
+        // change and rebuild, here and again in the next `cargo test`,
+        // minutes each time.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_BIN_EXE_")
+                || ["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_CRATE_NAME", "CARGO_TARGET_TMPDIR"]
+                    .contains(&&*key)
+            {
+                cmd.env_remove(&*key);
+            }
+        }
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
         }
@@ -165,27 +175,36 @@ pub fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-/// The benchmark corpus of `size` (e.g. "64M"), generated once and cached in target/.
+/// The test corpus of `size` (e.g. "64M") made by `tests/corpus.py` with
+/// seed 1, generated once and cached in `target/test-data/`. The file name
+/// carries a hash of the generator, so a changed generator makes new files.
 pub fn corpus(size: &str) -> PathBuf {
     static LOCK: Mutex<()> = Mutex::new(());
     let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let generator = repo_root().join("tests").join("corpus.py");
+    let code = std::fs::read(&generator).unwrap_or_else(|e| panic!("{}: {e}", generator.display()));
     let dir = repo_root().join("target").join("test-data");
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("corpus-{size}.txt"));
+    let path = dir.join(format!("corpus-{size}-seed1-{:016x}.txt", fnv1a(&code)));
     if !path.exists() {
-        let gen_script = shared_dir().join("bench").join("gen_corpus.py");
-        let tmp = dir.join(format!("corpus-{size}.txt.tmp"));
+        let tmp = path.with_extension("tmp");
         let out = std::fs::File::create(&tmp).unwrap();
         let status = Command::new("python3")
-            .arg(&gen_script)
+            .arg(&generator)
             .args([size, "--seed", "1"])
             .stdout(out)
             .status()
             .expect("python3 runs");
-        assert!(status.success(), "{} failed", gen_script.display());
+        assert!(status.success(), "{} {size} failed", generator.display());
         std::fs::rename(&tmp, &path).unwrap();
     }
     path
+}
+
+/// 64-bit FNV-1a: a stable fingerprint (std's hashers may change between
+/// Rust releases).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 pub type Counts = BTreeMap<Vec<u8>, u64>;
@@ -315,10 +334,23 @@ impl Mosquitto {
     }
 }
 
-/// The real IPFS implementation of `../shared/ipfs-rpc-peer` (js-ipfs,
-/// answering the kubo RPC API) on a free loopback port, stopped on drop.
+/// `tests/ipfs-peer/peer.sh`, which runs the tests' IPFS peer.
+fn peer_sh() -> Command {
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo_root().join("tests").join("ipfs-peer").join("peer.sh"));
+    cmd
+}
+
+/// A real IPFS implementation, js-ipfs 0.66.1 answering the kubo RPC API
+/// (`tests/ipfs-peer/peer.sh`), on a free loopback port with a repo of its
+/// own in a temp dir, stopped on drop. js-ipfs is installed once, on first
+/// use, into `target/ipfs-peer/` (npm ci, about 360 MB, about 2 minutes)
+/// and shared by every peer.
 pub struct IpfsPeer {
     pub api: String,
+    pub peer_id: String,
+    /// Its libp2p address on loopback, for `swarm/connect`.
+    pub swarm: String,
     dir: PathBuf,
 }
 
@@ -328,35 +360,35 @@ impl IpfsPeer {
     }
 
     pub fn start_on(port: u16) -> IpfsPeer {
-        // One npm install shared by all peers; each peer gets its own repo.
-        let base = repo_root().join("target").join("test-data").join("jsipfs");
-        let script = shared_dir().join("ipfs-rpc-peer").join("start.sh");
         {
-            static INSTALL: Mutex<()> = Mutex::new(());
-            let _g = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-            if !base.join("node_modules").join(".bin").join("jsipfs").exists() {
-                // start.sh installs on first use; start and stop once to install.
-                let out = Command::new("bash")
-                    .arg(&script)
-                    .arg(&base)
-                    .arg(free_port().to_string())
-                    .output()
-                    .unwrap();
-                assert!(out.status.success(), "installing js-ipfs failed: {}", text(&out));
-                let _ = Command::new("bash")
-                    .arg(shared_dir().join("ipfs-rpc-peer").join("stop.sh"))
-                    .arg(&base)
-                    .output();
+            // Once per test process; peer.sh itself keeps two processes
+            // from installing at once. Its progress goes to the terminal.
+            static INSTALLED: Mutex<bool> = Mutex::new(false);
+            let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+            if !*installed {
+                let status = peer_sh().arg("install").stdin(Stdio::null()).status().expect("bash runs");
+                assert!(status.success(), "installing the tests' IPFS peer failed (see above)");
+                *installed = true;
             }
         }
-        let dir = tempfile::Builder::new().prefix("jsipfs-").tempdir().unwrap().keep();
-        std::os::unix::fs::symlink(base.join("node_modules"), dir.join("node_modules")).unwrap();
-        for f in ["package.json", "package-lock.json", ".installed-lock.json"] {
-            std::fs::copy(base.join(f), dir.join(f)).unwrap();
+        let dir = tempfile::Builder::new().prefix("ipfs-peer-").tempdir().unwrap().keep();
+        let out =
+            peer_sh().arg("start").arg(&dir).arg(port.to_string()).stdin(Stdio::null()).output().unwrap();
+        let mut peer = IpfsPeer { api: String::new(), peer_id: String::new(), swarm: String::new(), dir };
+        assert!(out.status.success(), "the IPFS peer did not start: {}", text(&out));
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some((key, value)) = line.split_once('=') {
+                match key {
+                    "API" => peer.api = value.to_string(),
+                    "PEER_ID" => peer.peer_id = value.to_string(),
+                    "SWARM" => peer.swarm = value.to_string(),
+                    _ => {}
+                }
+            }
         }
-        let out = Command::new("bash").arg(&script).arg(&dir).arg(port.to_string()).output().unwrap();
-        assert!(out.status.success(), "js-ipfs did not start: {}", text(&out));
-        IpfsPeer { api: format!("http://127.0.0.1:{port}"), dir }
+        assert_eq!(peer.api, format!("http://127.0.0.1:{port}"), "{}", text(&out));
+        assert!(!peer.peer_id.is_empty() && !peer.swarm.is_empty(), "{}", text(&out));
+        peer
     }
 
     /// `ipfs add` of a file with the peer's defaults (CIDv0), as a user would
@@ -392,10 +424,7 @@ impl IpfsPeer {
 
 impl Drop for IpfsPeer {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(shared_dir().join("ipfs-rpc-peer").join("stop.sh"))
-            .arg(&self.dir)
-            .output();
+        let _ = peer_sh().arg("stop").arg(&self.dir).output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

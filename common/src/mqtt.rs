@@ -161,7 +161,8 @@ fn pem_error(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
 }
 
 /// A client and its event loop, with TCP_NODELAY set: QoS 1 round trips are
-/// an order of magnitude faster without Nagle's delay (NOTES.md).
+/// an order of magnitude faster without Nagle's delay (against rumqttd, from
+/// about 6k to over 50k messages/s).
 pub fn client(options: MqttOptions) -> (rumqttc::AsyncClient, rumqttc::EventLoop) {
     let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 256);
     let mut net = rumqttc::NetworkOptions::new();

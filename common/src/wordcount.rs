@@ -823,7 +823,7 @@ json.dump(out, sys.stdout)
         let path = std::env::var("IPDC_CORPUS").unwrap_or_else(|_| "/tmp/ipdc_corpus_16M.txt".into());
         if !std::path::Path::new(&path).exists() {
             let out = Command::new("python3")
-                .args(["/work/shared/bench/gen_corpus.py", "16M", "--seed", "1"])
+                .args([concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/corpus.py"), "16M", "--seed", "1"])
                 .output()
                 .unwrap();
             std::fs::File::create(&path).unwrap().write_all(&out.stdout).unwrap();

@@ -182,7 +182,7 @@ async fn cat_sends_post_with_offset_length_and_a_server_timeout() {
 }
 
 /// Against a real node when `IPDC_TEST_IPFS_API` names one (e.g. the
-/// js-ipfs of `shared/ipfs-rpc-peer/start.sh`, or kubo); skipped otherwise.
+/// js-ipfs that `tests/ipfs-peer/peer.sh start` runs, or kubo); skipped otherwise.
 #[tokio::test]
 async fn a_real_node_gives_kubos_cids_and_slices_when_one_is_configured() {
     let Ok(api) = std::env::var("IPDC_TEST_IPFS_API") else {

@@ -377,7 +377,7 @@ fn python_map_speed() {
     let path = "/tmp/ipdc_corpus_16M.txt";
     if !Path::new(path).exists() {
         let out = Command::new("python3")
-            .args(["/work/shared/bench/gen_corpus.py", "16M", "--seed", "1"])
+            .args([concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/corpus.py"), "16M", "--seed", "1"])
             .output()
             .unwrap();
         std::fs::write(path, out.stdout).unwrap();

@@ -31,7 +31,8 @@ pub fn start(addr: SocketAddr) -> std::io::Result<SocketAddr> {
             dynamic_filters: true,
         },
     };
-    // RouterConfig::default() is all zeros (NOTES.md): every size is set here.
+    // RouterConfig::default() is all zeros (no connections, no segments), so
+    // every size is set here.
     let router = RouterConfig {
         max_connections: 10_000,
         max_outgoing_packet_count: 1_000,

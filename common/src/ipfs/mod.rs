@@ -7,7 +7,7 @@
 //! timeouts on every call, retries of idempotent calls, and turning every
 //! failure into an [`IpfsError`] that names the API, the call and the CID.
 //!
-//! Differences between implementations it absorbs (see the shared notes):
+//! Differences between implementations it absorbs:
 //! `add` answers newline-delimited JSON whose `Size` is a string (kubo) or a
 //! number (js-ipfs); CIDv1 is requested in base32 (`cid-base=base32`) so it
 //! prints `bafy...`/`bafk...` everywhere; `cat` gets a server-side

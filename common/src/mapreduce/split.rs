@@ -48,7 +48,7 @@ pub const MAX_SPLIT: u64 = 128 << 20;
 /// combiner's table of the split's distinct keys built from empty, sorted
 /// and written, the interpreter's start, and one more sorted run for every
 /// reducer to merge). With 4 splits per agent that cost was 10-25% of a
-/// 32 MiB task's time (issue 6).
+/// 32 MiB task's time in the WordCount benchmark (`bench/PROFILE.md`).
 pub const SPLITS_PER_SLOT: u64 = 2;
 /// The smallest split worth a second split per slot: below it the fixed
 /// cost of the extra task outweighs the slack (at 64 MiB on 2 slots, one

@@ -182,7 +182,8 @@ pub fn cid_of(data: &[u8]) -> Imported {
 mod tests {
     use super::*;
 
-    /// Ground truth from real IPFS implementations (shared NOTES.md).
+    /// Ground truth: the CIDs that real IPFS implementations (kubo and
+    /// js-ipfs) give for these inputs with `ipfs add --cid-version=1`.
     const EMPTY: &str = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
     const A1000: &str = "bafkreicb5xwoilld5dm36uk2totjglq4edf4t5nf2e2giww3lwy3s436um";
     const HELLO: &str = "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am";
