@@ -31,7 +31,12 @@ pub async fn drive(
     let mut was_connected = true;
     while outcome.is_none() {
         tokio::select! {
-            r = session.poll_once() => if let Err(e) = r { debug!("{e}") },
+            r = session.poll_once() => if let Err(e) = r {
+                debug!("{e}");
+                if let Some(f) = session.fatal() {
+                    outcome = Some(Err((f.to_string(), String::new())));
+                }
+            },
             _ = tick.tick() => {
                 let now = now_ms();
                 // While this submitter cannot hear the broker, the silence of

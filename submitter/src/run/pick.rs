@@ -112,6 +112,9 @@ pub async fn pick_agents(
         // Look again after each message (a status may be what was missing).
         if let Ok(Err(e)) = tokio::time::timeout(Duration::from_millis(20), session.poll_once()).await {
             debug!("{e}");
+            if let Some(f) = session.fatal() {
+                return Err(f.to_string());
+            }
         }
     }
 }

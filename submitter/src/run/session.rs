@@ -41,8 +41,13 @@ pub struct Session {
     /// follow it).
     subscribed: Option<Instant>,
     broker: BrokerAddr,
-    /// A refusal no retry can fix (bad credentials).
+    /// A refusal no retry can fix (bad credentials), or a broker that keeps
+    /// closing the connection right after accepting it.
     fatal: Option<String>,
+    /// When the current connection was accepted, and how many in a row were
+    /// closed soon after being accepted, with the same error.
+    connected_at: Option<Instant>,
+    quick_drops: (u32, String),
     /// Agents whose statuses were refused (another cluster key, or none),
     /// and why: said when no capable agent is found.
     pub refused: BTreeMap<String, String>,
@@ -52,6 +57,11 @@ pub struct Session {
 /// retained statuses are taken to have arrived (they follow the
 /// acknowledgement at once).
 pub const STATUS_SETTLE: Duration = Duration::from_millis(150);
+
+/// A connection closed within this long after it was accepted...
+const QUICK_DROP: Duration = Duration::from_secs(5);
+/// ...this many times in a row, the same way, is a refusal no retry fixes.
+const QUICK_DROPS_FATAL: u32 = 5;
 
 impl Session {
     /// A session following `job` (as its controller), or none (reading the
@@ -73,6 +83,8 @@ impl Session {
             subscribed: None,
             broker: conn.mqtt.broker.clone(),
             fatal: None,
+            connected_at: None,
+            quick_drops: (0, String::new()),
             refused: BTreeMap::new(),
         };
         session.next_connection();
@@ -203,6 +215,7 @@ impl Session {
             }
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 self.connected = true;
+                self.connected_at = Some(Instant::now());
                 let _ = self.client.try_subscribe(self.wire.topics().all_agent_statuses(), QoS::AtLeastOnce);
                 self.subscribe_to_events();
                 self.say_running();
@@ -219,8 +232,26 @@ impl Session {
                 if mqtt::is_auth_error(&e) {
                     self.fatal = Some(msg.clone());
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                // Accepted, then closed at once, the same way, again and again:
+                // no retry will fix it (another client with this id, a broker
+                // that refuses what this program sends).
+                let quick = self.connected_at.take().is_some_and(|t| t.elapsed() < QUICK_DROP);
+                self.quick_drops = match (quick, &self.quick_drops) {
+                    (true, (n, last)) if *last == why => (n + 1, why.clone()),
+                    (true, _) => (1, why.clone()),
+                    (false, _) => (0, String::new()),
+                };
+                if self.quick_drops.0 >= QUICK_DROPS_FATAL {
+                    self.fatal = Some(format!(
+                        "the MQTT broker {} closed this connection {} times in a row right after accepting it ({why}); \
+                         is another program connected with the same client id, or does the broker refuse what it is sent?",
+                        self.broker, self.quick_drops.0
+                    ));
+                }
+                // Before the pause: a caller's select! may drop this future
+                // there, and the next connection must not go with the old Will.
                 self.next_connection();
+                tokio::time::sleep(Duration::from_millis(500)).await;
                 return Err(msg);
             }
         }
@@ -252,13 +283,30 @@ impl Session {
         }
     }
 
+    /// A refusal no retry can fix, once one happened.
+    pub fn fatal(&self) -> Option<&str> {
+        self.fatal.as_deref()
+    }
+
     /// Connects and reads the retained agent statuses. Fails after `deadline`
-    /// without a connection.
+    /// without a connection, and when the connection is lost while the
+    /// statuses arrive (what it read would not be the whole cluster).
     pub async fn connect_and_listen(&mut self, deadline: Duration) -> Result<(), String> {
         self.connect_and_subscribe(deadline).await?;
         // Retained statuses follow the subscription's acknowledgement at once.
-        self.pump_until(tokio::time::sleep(STATUS_SETTLE)).await;
-        Ok(())
+        let mut lost = None;
+        let settle = tokio::time::sleep(STATUS_SETTLE);
+        tokio::pin!(settle);
+        loop {
+            tokio::select! {
+                _ = &mut settle => break,
+                r = self.poll_once() => if let Err(e) = r { lost = Some(e) },
+            }
+        }
+        match lost {
+            Some(e) => Err(format!("lost the connection while reading the agents' statuses: {e}")),
+            None => Ok(()),
+        }
     }
 
     /// Connects and waits for the broker to acknowledge the status

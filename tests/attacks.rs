@@ -1,0 +1,248 @@
+//! The cluster against a stranger and a careless or hostile key holder, as
+//! an attacker would do it: real Mosquitto, real agent processes, messages
+//! published with `mosquitto_pub` or sealed with a key the attacker holds.
+//! Each case is one that once worked: an oversized message that knocked
+//! every client off the broker, protocol fields used as paths, a result
+//! forged by another board's key, a submitter's second Last Will refused.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ipdc_common::auth::{NodeKey, Sealer};
+use ipdc_tests::*;
+
+fn mosquitto_pub(port: u16, topic: &str, payload: &[u8], retain: bool) {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), payload).unwrap();
+    let mut args =
+        vec!["-h".to_string(), "127.0.0.1".into(), "-p".into(), port.to_string(), "-q".into(), "1".into()];
+    args.extend(["-t".into(), topic.to_string(), "-f".into(), f.path().to_str().unwrap().to_string()]);
+    if retain {
+        args.push("-r".into());
+    }
+    let o = Command::new("mosquitto_pub").args(&args).output().expect("mosquitto_pub runs");
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// A cluster's keys: `DIR/trust`, `DIR/laptop.key` and a key per agent.
+fn keys(dir: &Path, agents: &str) -> (String, String) {
+    let o =
+        submit(&["keygen", "--cluster", dir.to_str().unwrap(), "--agents", agents, "--submitters", "laptop"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let s = |p: &str| dir.join(p).to_str().unwrap().to_string();
+    (s("laptop.key"), s("trust"))
+}
+
+fn wait_online(broker: &Mosquitto, names: &[&str], extra: &[&str]) {
+    let url = broker.url();
+    let mut args = vec!["--broker", url.as_str()];
+    args.extend_from_slice(extra);
+    wait_until(&format!("{names:?} online"), Duration::from_secs(30), || {
+        let list = agents_json(&args);
+        names
+            .iter()
+            .all(|n| list.iter().any(|s| s["agent"] == *n && s["online"] == true && s["ipfs"] == "ok"))
+    });
+}
+
+#[test]
+fn oversized_messages_retained_or_not_never_cost_a_connection_and_the_job_succeeds_on_time() {
+    // Mosquitto as it comes: no max_packet_size, so it passes them all on.
+    let broker = Mosquitto::start("");
+    let store = Hub::start();
+    let agents: Vec<Proc> =
+        ["big-1", "big-2"].iter().map(|n| agent(&broker.url(), &store.ipfs, n, &[])).collect();
+    wait_online(&broker, &["big-1", "big-2"], &[]);
+    let big = vec![b'x'; 3 << 20];
+    // Retained: every client that subscribes gets them, again after every reconnection.
+    mosquitto_pub(broker.port, "ipdc/default/jobs/any/controller", &big, true);
+    mosquitto_pub(broker.port, "ipdc/default/agents/any/status", &big, true);
+    let input = corpus("4M");
+    let out = tempfile::tempdir().unwrap();
+    let out_dir = out.path().join("result");
+    let job = repo_root().join("examples/wordcount");
+    let (url, i, o) = (broker.url(), input.to_str().unwrap(), out_dir.to_str().unwrap());
+    let started = Instant::now();
+    let mut run = submit_bg(&[
+        job.to_str().unwrap(),
+        "--broker",
+        &url,
+        "--ipfs",
+        &store.ipfs,
+        "--input",
+        i,
+        "--out",
+        o,
+    ]);
+    run.wait_for("map task(s) over", Duration::from_secs(60));
+    // Not retained, on the running job's own event topic.
+    let id = run.output().split("job ").nth(1).unwrap().split(':').next().unwrap().to_string();
+    mosquitto_pub(broker.port, &format!("ipdc/default/jobs/{id}/events"), &big, false);
+    assert!(run.wait_exit(Duration::from_secs(120)).success(), "{}", run.output());
+    assert_counts_eq(&read_output(&out_dir, 2), &reference_counts(&input), "with oversized messages about");
+    assert!(started.elapsed() < Duration::from_secs(60), "on time: {:?}", started.elapsed());
+    for a in &agents {
+        let log = a.output();
+        assert_eq!(
+            log.matches("connected to broker").count(),
+            1,
+            "the agent never lost its connection:\n{log}"
+        );
+        assert!(
+            log.contains("payload too large") || log.contains("exceeds"),
+            "the message was refused:\n{log}"
+        );
+    }
+    assert!(!run.output().contains("lost the broker"), "{}", run.output());
+    // And `agents` still reads the cluster.
+    let list = agents_json(&["--broker", &url]);
+    assert_eq!(list.iter().filter(|s| s["online"] == true).count(), 2, "{list:?}");
+}
+
+#[test]
+fn protocol_fields_never_become_paths_outside_the_work_dir() {
+    let broker = Mosquitto::start("");
+    let store = Hub::start();
+    let top = tempfile::tempdir().unwrap();
+    let work = top.path().join("work");
+    let victim = top.path().join("victim");
+    std::fs::create_dir_all(victim.join("x-a1")).unwrap();
+    std::fs::write(victim.join("keep.txt"), "precious").unwrap();
+    let w = work.to_str().unwrap().to_string();
+    let a = agent(&broker.url(), &store.ipfs, "path-1", &["--work-dir", &w]);
+    wait_online(&broker, &["path-1"], &[]);
+    let session = agents_json(&["--broker", &broker.url()])
+        .into_iter()
+        .find(|s| s["agent"] == "path-1")
+        .unwrap()["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v = victim.to_str().unwrap();
+    let tasks = "ipdc/default/agents/path-1/tasks";
+    let assign = |job: &str, task: &str| {
+        format!(
+            r#"{{"v":2,"to":"{session}","type":"assign","task":{{"job":"{job}","task":"{task}","attempt":1,"reducers":1,"code":{{"map_cid":"","reduce_cid":"","combiner":false,"force_native":"wordcount","native_fallback":null}},"memory_mb":8,"kind":"map","input_cid":"bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku","input_size":1,"split":0,"start":0,"end":1}}}}"#
+        )
+    };
+    for (topic, payload, retain) in [
+        // A controller status naming a folder as its job, on a job's topic and on a `..` topic.
+        (
+            "ipdc/default/jobs/j1/controller".to_string(),
+            format!(r#"{{"v":2,"job":"{v}","state":"gone","epoch":1}}"#),
+            true,
+        ),
+        (
+            "ipdc/default/jobs/../controller".to_string(),
+            r#"{"v":2,"job":"..","state":"gone","epoch":1}"#.to_string(),
+            true,
+        ),
+        // The end of job `..` and `.` (the work dir's parent and itself).
+        (tasks.to_string(), format!(r#"{{"v":2,"to":"{session}","type":"end_job","job":".."}}"#), false),
+        (tasks.to_string(), format!(r#"{{"v":2,"to":"{session}","type":"end_job","job":"."}}"#), false),
+        // Task ids and job ids that climb out, or are absolute.
+        (tasks.to_string(), assign("j-1", "../../victim/x"), false),
+        (tasks.to_string(), assign("j-1", &format!("{v}/x")), false),
+        (tasks.to_string(), assign("..", "m-00000"), false),
+    ] {
+        mosquitto_pub(broker.port, &topic, payload.as_bytes(), retain);
+    }
+    // A well-formed task after them, to know they were all read.
+    mosquitto_pub(broker.port, tasks, assign("ok-job", "m-00000").as_bytes(), false);
+    a.wait_for("running ok-job/m-00000", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(2)); // what an end_job removes, it removes in the background
+    let log = a.output();
+    assert!(!log.contains("running ../") && !log.contains("running j-1/"), "{log}");
+    assert!(victim.join("x-a1").is_dir() && victim.join("keep.txt").is_file(), "the victim folder survives");
+    assert!(work.join(".lock").is_file(), "the work dir's own lock survives");
+    assert!(top.path().join("work").is_dir());
+}
+
+#[test]
+fn a_result_forged_with_another_boards_key_never_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (laptop, trust) = keys(tmp.path(), "f-1,f-2");
+    let broker = Mosquitto::start("");
+    let store = Hub::start();
+    let key = |n: &str| tmp.path().join(format!("{n}.key")).to_str().unwrap().to_string();
+    // f-1 does the work, slowly; f-2 is a board of the cluster that lies.
+    let (k1, k2) = (key("f-1"), key("f-2"));
+    let slow = ["--node-key", &k1, "--trust", &trust, "--slots", "1", "--test-task-delay-ms", "4000"];
+    let _a = agent(&broker.url(), &store.ipfs, "f-1", &slow);
+    let keyed = ["--node-key", laptop.as_str(), "--trust", trust.as_str()];
+    wait_online(&broker, &["f-1"], &keyed);
+    let input = corpus("4M");
+    let out = tempfile::tempdir().unwrap();
+    let out_dir = out.path().join("result");
+    let job = repo_root().join("examples/wordcount");
+    let (url, i, o) = (broker.url(), input.to_str().unwrap(), out_dir.to_str().unwrap());
+    let mut args =
+        vec![job.to_str().unwrap(), "--broker", &url, "--ipfs", &store.ipfs, "--input", i, "--out", o];
+    args.extend_from_slice(&keyed);
+    args.extend(["--native", "wordcount", "--no-speculative"]);
+    let mut run = submit_bg(&args);
+    run.wait_for("map task(s) over", Duration::from_secs(60));
+    let id = run.output().split("job ").nth(1).unwrap().split(':').next().unwrap().to_string();
+    let topic = format!("ipdc/default/jobs/{id}/events");
+    let done = |agent: &str| {
+        format!(
+            r#"{{"v":2,"job":"{id}","task":"m-00000","attempt":1,"agent":"{agent}","type":"done","output":{{"cids":["bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku","bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"],"sizes":[0,0],"stats":{{"input_records":0,"map_output_records":0,"combine_output_records":0,"reduce_input_groups":0,"output_records":0}},"bytes_read":0,"executor":"native:wordcount","elapsed_ms":1,"spills":0}}}}"#
+        )
+    };
+    let liar = Sealer::new(Some(NodeKey::load(Path::new(&k2)).unwrap()));
+    // As f-1 (whose attempt it is), signed with f-2's key; as f-2 itself; unsigned.
+    mosquitto_pub(broker.port, &topic, &liar.seal(&topic, done("f-1").as_bytes()), false);
+    mosquitto_pub(broker.port, &topic, &liar.seal(&topic, done("f-2").as_bytes()), false);
+    mosquitto_pub(broker.port, &topic, done("f-1").as_bytes(), false);
+    assert!(run.wait_exit(Duration::from_secs(120)).success(), "{}", run.output());
+    assert_counts_eq(
+        &read_output(&out_dir, 2),
+        &reference_counts(&input),
+        "the real result, not the forged one",
+    );
+    let s = summary(&out_dir);
+    assert!(s["tasks"].as_array().unwrap().iter().all(|t| t["agent"] == "f-1"), "{s}");
+}
+
+#[test]
+fn a_submitter_killed_after_it_reconnected_still_has_its_tasks_dropped_within_seconds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (laptop, trust) = keys(tmp.path(), "w-1");
+    let broker = Mosquitto::start("");
+    let store = Hub::start();
+    let k1 = tmp.path().join("w-1.key").to_str().unwrap().to_string();
+    let slow = ["--node-key", &k1, "--trust", &trust, "--slots", "1", "--test-task-delay-ms", "120000"];
+    let a = agent(&broker.url(), &store.ipfs, "w-1", &slow);
+    let keyed = ["--node-key", laptop.as_str(), "--trust", trust.as_str()];
+    wait_online(&broker, &["w-1"], &keyed);
+    // The submitter reaches the broker through a proxy the test can cut.
+    let mut proxy = TcpProxy::start(&format!("127.0.0.1:{}", broker.port));
+    let url = format!("mqtt://127.0.0.1:{}", proxy.port);
+    let input = corpus("4M");
+    let out = tempfile::tempdir().unwrap();
+    let (i, o) = (input.to_str().unwrap(), out.path().join("r"));
+    let job = repo_root().join("examples/wordcount");
+    let mut args = vec![job.to_str().unwrap(), "--broker", &url, "--ipfs", &store.ipfs, "--input", i];
+    args.extend(["--out", o.to_str().unwrap(), "--native", "wordcount", "--no-speculative"]);
+    args.extend_from_slice(&keyed);
+    let mut run = submit_bg(&args);
+    a.wait_for("running ", Duration::from_secs(60));
+    // Its connection drops once (its first Last Will fires), and comes back.
+    proxy.cut();
+    a.wait_for("is gone: dropping its tasks", Duration::from_secs(30));
+    proxy.restore();
+    // (its queries find the agent dropped the attempt: the third unanswered one, 30 s on, runs it again)
+    wait_until("the job's task runs again", Duration::from_secs(90), || {
+        a.output().matches("running ").count() >= 2
+    });
+    // Then it dies: its second Last Will must be obeyed too.
+    run.kill9();
+    let killed = Instant::now();
+    while a.output().matches("is gone: dropping its tasks").count() < 2 {
+        assert!(killed.elapsed() < Duration::from_secs(30), "the agent never dropped the job again:\n{}", a.output());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(killed.elapsed() < Duration::from_secs(25), "within seconds: {:?}", killed.elapsed());
+    assert!(!a.output().contains("replayed"), "{}", a.output());
+}
