@@ -246,3 +246,26 @@ fn a_submitter_killed_after_it_reconnected_still_has_its_tasks_dropped_within_se
     assert!(killed.elapsed() < Duration::from_secs(25), "within seconds: {:?}", killed.elapsed());
     assert!(!a.output().contains("replayed"), "{}", a.output());
 }
+
+#[test]
+fn a_broker_that_keeps_closing_the_connection_right_after_accepting_it_is_a_clear_error() {
+    // A scripted broker: accepts every connection (CONNACK), then closes it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            use std::io::{Read, Write};
+            let mut conn = conn;
+            let mut buf = [0u8; 512];
+            let _ = conn.read(&mut buf); // CONNECT
+            let _ = conn.write_all(&[0x20, 0x02, 0x00, 0x00]); // CONNACK, accepted
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let started = Instant::now();
+    let o = submit(&["agents", "--broker", &format!("mqtt://127.0.0.1:{port}")]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("closed this connection 5 times in a row right after accepting it"), "{t}");
+    assert!(started.elapsed() < Duration::from_secs(20), "it stops instead of looping: {:?}", started.elapsed());
+}

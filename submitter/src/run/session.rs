@@ -48,6 +48,8 @@ pub struct Session {
     /// closed soon after being accepted, with the same error.
     connected_at: Option<Instant>,
     quick_drops: (u32, String),
+    /// When the next connection may be tried, after a failed one.
+    retry_at: Option<tokio::time::Instant>,
     /// Agents whose statuses were refused (another cluster key, or none),
     /// and why: said when no capable agent is found.
     pub refused: BTreeMap<String, String>,
@@ -85,6 +87,7 @@ impl Session {
             fatal: None,
             connected_at: None,
             quick_drops: (0, String::new()),
+            retry_at: None,
             refused: BTreeMap::new(),
         };
         session.next_connection();
@@ -209,6 +212,12 @@ impl Session {
     /// Handles one event of the MQTT connection (the one place that polls
     /// it). Connection errors are retried after a pause and returned.
     pub async fn poll_once(&mut self) -> Result<(), String> {
+        // The pause after a failed connection is taken here, before the next
+        // try, not after the failure: callers' select!s drop this future
+        // often, and an error must reach them at once.
+        if let Some(at) = self.retry_at.take() {
+            tokio::time::sleep_until(at).await;
+        }
         match self.eventloop.poll().await {
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 self.subscribed.get_or_insert_with(Instant::now);
@@ -248,10 +257,8 @@ impl Session {
                         self.broker, self.quick_drops.0
                     ));
                 }
-                // Before the pause: a caller's select! may drop this future
-                // there, and the next connection must not go with the old Will.
                 self.next_connection();
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                self.retry_at = Some(tokio::time::Instant::now() + Duration::from_millis(500));
                 return Err(msg);
             }
         }
