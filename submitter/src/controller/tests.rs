@@ -990,14 +990,16 @@ fn a_verification_attempt_on_an_agent_that_goes_offline_is_re_run_elsewhere() {
 fn a_backup_of_a_verified_task_runs_on_an_agent_without_a_result_of_it_and_is_one_vote() {
     let mut p = verified(2, 1, 2);
     p.speculative = true;
-    let agents = [("a".into(), 1), ("b".into(), 1), ("c".into(), 1), ("slow".into(), 1)];
+    // a, ranked first, returns a result for slow's task: the backup must
+    // go to another agent.
+    let agents = [("a".into(), 1), ("slow".into(), 1), ("b".into(), 1), ("c".into(), 1)];
     let mut c = Controller::new(p, &agents);
     let first = assigns(&c.start(0));
     for (agent, task) in &first {
         c.on_event(&ev(task, agent, EventKind::Accepted), 10);
     }
     let slow = first.iter().find(|(a, _)| a == "slow").unwrap().1.clone();
-    // m-00000 on a and b, m-00001 on c and slow: all but slow answer.
+    assert_eq!(first.iter().find(|(a, _)| a == "a").unwrap().1.task, slow.task);
     for (agent, task) in first.iter().filter(|(a, _)| a != "slow") {
         c.on_event(&honest(task, agent), 1_000);
     }
@@ -1005,8 +1007,8 @@ fn a_backup_of_a_verified_task_runs_on_an_agent_without_a_result_of_it_and_is_on
     let backup = assigns(&c.tick(2_500));
     assert_eq!(backup.len(), 1, "{backup:?}");
     assert_eq!(backup[0].1.task, slow.task);
-    assert!(backup[0].0 == "a" || backup[0].0 == "b", "not c, which returned a result, nor slow: {backup:?}");
-    let acts = c.on_event(&honest(&backup[0].1, &backup[0].0), 3_000);
+    assert_eq!(backup[0].0, "b", "not a, which returned a result, nor slow: {backup:?}");
+    let acts = c.on_event(&honest(&backup[0].1, "b"), 3_000);
     assert!(acts.contains(&Action::Cancel {
         agent: "slow".into(),
         task: slow.task.clone(),
@@ -1014,7 +1016,9 @@ fn a_backup_of_a_verified_task_runs_on_an_agent_without_a_result_of_it_and_is_on
     }));
     assert_eq!(c.progress().maps_done, 2);
     let rec = c.records().into_iter().find(|r| r.task == slow.task).unwrap();
-    assert_eq!(rec.agreed_by, ["c".to_string(), backup[0].0.clone()]);
+    assert_eq!(rec.agreed_by, ["a", "b"]);
+    assert!(!rec.speculative, "the record is the first agreeing result, a's");
+    assert_eq!(c.speculated(), 1);
 }
 
 #[test]
@@ -1107,4 +1111,47 @@ fn a_liar_caught_in_the_reduce_phase_sends_its_unchecked_maps_and_every_reduce_b
     );
     assert_eq!(c.part_cids()[0].0, "r-00000-p0");
     assert!(assigns(&seen).iter().all(|(a, _)| a != "liar"));
+}
+
+#[test]
+fn a_reduce_result_from_earlier_inputs_neither_counts_nor_outvotes_after_its_map_ran_again() {
+    let out = |t: &Task, agent: &str, cid: &str| {
+        let output = TaskOutput { cids: vec![cid.into()], sizes: vec![5], ..Default::default() };
+        ev(t, agent, EventKind::Done { output })
+    };
+    let mut c = Controller::new(verified(1, 1, 2), &[("a".into(), 1), ("b".into(), 1), ("c".into(), 1)]);
+    let maps = assigns(&c.start(0));
+    let mut reduces = Vec::new();
+    for (agent, task) in &maps {
+        reduces.extend(assigns(&c.on_event(&out(task, agent, "m-old"), 10)));
+    }
+    let (ra, rb) = (reduces[0].clone(), reduces[1].clone());
+    let lost = EventKind::Failed {
+        error: "cannot fetch".into(),
+        detail: String::new(),
+        lost_inputs: vec!["m-old".into()],
+        node_down: false,
+    };
+    let again = assigns(&c.on_event(&ev(&ra.1, &ra.0, lost), 20));
+    // The other reducer finishes on the old inputs meanwhile.
+    c.on_event(&out(&rb.1, &rb.0, "part-old"), 25);
+    // The map, run again, gives other CIDs (its code is not deterministic).
+    let mut next = Vec::new();
+    for (agent, task) in again.iter().filter(|(_, t)| t.task == "m-00000") {
+        next.extend(c.on_event(&out(task, agent, "m-new"), 30));
+    }
+    assert!(warnings(&next).is_empty(), "{next:?}");
+    let fresh = assigns(&next);
+    assert_eq!(fresh.len(), 2, "two attempts on the new inputs, the old result set aside: {next:?}");
+    assert!(
+        fresh.iter().all(|(_, t)| t.kind == TaskKind::Reduce { partition: 0, inputs: vec!["m-new".into()] })
+    );
+    let mut end = Vec::new();
+    for (agent, task) in &fresh {
+        end.extend(c.on_event(&out(task, agent, "part-new"), 40));
+    }
+    assert_eq!(c.phase(), Phase::Done, "{end:?}");
+    assert!(warnings(&end).is_empty(), "nobody outvoted: {end:?}");
+    assert!(c.disagreements().is_empty());
+    assert_eq!(c.part_cids()[0].0, "part-new");
 }
