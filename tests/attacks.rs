@@ -240,7 +240,11 @@ fn a_submitter_killed_after_it_reconnected_still_has_its_tasks_dropped_within_se
     run.kill9();
     let killed = Instant::now();
     while a.output().matches("is gone: dropping its tasks").count() < 2 {
-        assert!(killed.elapsed() < Duration::from_secs(30), "the agent never dropped the job again:\n{}", a.output());
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "the agent never dropped the job again:\n{}",
+            a.output()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(killed.elapsed() < Duration::from_secs(25), "within seconds: {:?}", killed.elapsed());
@@ -267,5 +271,9 @@ fn a_broker_that_keeps_closing_the_connection_right_after_accepting_it_is_a_clea
     assert!(!o.status.success(), "{}", text(&o));
     let t = text(&o);
     assert!(t.contains("closed this connection 5 times in a row right after accepting it"), "{t}");
-    assert!(started.elapsed() < Duration::from_secs(20), "it stops instead of looping: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "it stops instead of looping: {:?}",
+        started.elapsed()
+    );
 }

@@ -199,6 +199,25 @@ impl AgentConfig {
     }
 }
 
+/// Test hook only, never for a real agent: when on, every task this process
+/// finishes reports a wrong (but well-formed) output CID, so end-to-end
+/// tests can check that the submitter's `verify` catches a lying agent (see
+/// `task::lie_for_tests`). Only the hidden `--test-lie` flag of the
+/// `ipdc-agent` binary (`IPDC_TEST_LIE=1`) turns it on; no config file key
+/// and no `--local` agent does. A process-wide switch, not an
+/// [`AgentConfig`] field, to keep the hook out of the agent's wiring.
+static TEST_LIE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns the [`TEST_LIE`] test hook on for this process.
+pub fn set_test_lie() {
+    TEST_LIE.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the [`TEST_LIE`] test hook is on.
+pub fn test_lie() -> bool {
+    TEST_LIE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,9 @@ struct Args {
     /// Test hook: sleep this many milliseconds before every task (simulates a slow board).
     #[arg(long, hide = true, env = "IPDC_TEST_TASK_DELAY_MS")]
     test_task_delay_ms: Option<u64>,
+    /// Test hook: report a wrong output CID for every task (a lying board, for the submitter's `verify`).
+    #[arg(long, hide = true, env = "IPDC_TEST_LIE", value_parser = clap::builder::BoolishValueParser::new())]
+    test_lie: bool,
 }
 
 #[tokio::main]
@@ -44,6 +47,10 @@ async fn main() {
     let named = matches.value_source("config").is_some_and(|s| s != ValueSource::DefaultValue);
     let flags = Settings { cluster: args.cluster.clone(), agent: args.agent.clone() };
     let config = Settings::load(&args.config, named).and_then(|file| flags.or(file).into_config());
+    if args.test_lie {
+        log::warn!("test hook --test-lie is on: every task's result will be a lie");
+        ipdc_agent::config::set_test_lie();
+    }
     let config = config.map(|mut c| {
         c.test_task_delay = std::time::Duration::from_millis(args.test_task_delay_ms.unwrap_or(0));
         c

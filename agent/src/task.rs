@@ -142,10 +142,11 @@ pub async fn run(ctx: Arc<TaskContext>, task: Task, cancel: CancelToken) -> Resu
     // group); this bound also covers fetching, native executors and uploads.
     let grace = std::time::Duration::from_secs(5);
     match tokio::time::timeout(wall.saturating_add(grace), run_attempt(&ctx, &task, limits, &cancel)).await {
-        Ok(result) => result.map(|mut out| {
+        Ok(result) => {
+            let mut out = result?;
             out.elapsed_ms = started.elapsed().as_millis() as u64;
-            out
-        }),
+            lie_for_tests(&ctx, &task, out).await
+        }
         Err(_) => {
             cancel.cancel();
             let dir = ctx.work_dir.join(&task.job).join(format!("{}-a{}", task.task, task.attempt));
@@ -156,6 +157,21 @@ pub async fn run(ctx: Arc<TaskContext>, task: Task, cancel: CancelToken) -> Resu
             )))
         }
     }
+}
+
+/// Test hook only (`config::test_lie`, off unless `ipdc-agent --test-lie`):
+/// replaces each output CID with the CID of something else this agent adds
+/// to IPFS, a well-formed lie for the submitter's verification to catch.
+async fn lie_for_tests(ctx: &TaskContext, task: &Task, mut out: TaskOutput) -> Result<TaskOutput, TaskError> {
+    if !crate::config::test_lie() {
+        return Ok(out);
+    }
+    for (i, cid) in out.cids.iter_mut().enumerate() {
+        let lie =
+            format!("a lie of agent {} for {} attempt {} part {i}\n", ctx.agent, task.task, task.attempt);
+        *cid = ctx.ipfs.add_bytes(lie.into_bytes()).await?.cid;
+    }
+    Ok(out)
 }
 
 async fn run_attempt(

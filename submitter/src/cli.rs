@@ -122,6 +122,9 @@ pub struct RunArgs {
     /// Memory limit of each task's user code, MiB (overrides `task_memory_mb`) [default: 1024].
     #[arg(long, value_name = "MB")]
     pub task_memory_mb: Option<u64>,
+    /// Verified results: run each task on N different agents and count it when they agree (overrides `verify`; 1: no check) [default: 1]; a fraction (e.g. 0.1) spot-checks that share of the tasks on two agents.
+    #[arg(long, value_name = "N")]
+    pub verify: Option<crate::job::Verify>,
     /// Replace an earlier result (a folder holding _SUCCESS) at the output path, once the new one is complete.
     #[arg(long)]
     pub overwrite: bool,
@@ -154,6 +157,7 @@ impl RunArgs {
             speculative: self.no_speculative.then_some(false),
             task_timeout_secs: self.task_timeout,
             task_memory_mb: self.task_memory_mb,
+            verify: self.verify,
         }
     }
 }

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::controller::{Verification, spot_check};
 
 /// `ipdc.toml`. Every key is optional; paths are relative to the job folder.
 #[derive(Debug, Default, Deserialize)]
@@ -41,6 +43,113 @@ pub struct JobFile {
     pub task_timeout_secs: Option<u64>,
     /// Memory limit of one task attempt's user code, MiB (default: 1024).
     pub task_memory_mb: Option<u64>,
+    /// Verified results: run each task on this many agents (an integer, 1:
+    /// no check), or spot-check this share of the tasks on two (a fraction
+    /// in (0, 1)). See [`Verify`].
+    pub verify: Option<toml::Value>,
+}
+
+/// `verify` in ipdc.toml / `--verify`: how much of the job's work is done
+/// twice (or more) to check the agents' results against each other.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Verify {
+    /// Each task runs on this many different agents, and its result counts
+    /// when they agree (1: the first result counts, nothing is checked).
+    Agents(u32),
+    /// A spot check: this share of the tasks (at least one), chosen at
+    /// random, runs on two agents; the others once.
+    SpotCheck(f64),
+}
+
+impl Default for Verify {
+    fn default() -> Self {
+        Verify::Agents(1)
+    }
+}
+
+impl std::fmt::Display for Verify {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verify::Agents(n) => write!(f, "{n}"),
+            Verify::SpotCheck(x) => write!(f, "{x}"),
+        }
+    }
+}
+
+/// What `verify` takes, for error messages.
+const VERIFY_HELP: &str = "give the number of agents each task runs on (1: no check; 2 or more: their results must agree) \
+     or a fraction between 0 and 1 to spot-check that share of the tasks on two agents";
+
+impl std::str::FromStr for Verify {
+    type Err = String;
+
+    /// `2` or `0.1`, as on the command line.
+    fn from_str(s: &str) -> Result<Verify, String> {
+        let s = s.trim();
+        if let Ok(n) = s.parse::<i64>() {
+            return Verify::from_int(n, s);
+        }
+        match s.parse::<f64>() {
+            Ok(x) => Verify::from_float(x, s),
+            Err(_) => Err(format!("verify = {s:?}: {VERIFY_HELP}")),
+        }
+    }
+}
+
+impl Verify {
+    fn from_int(n: i64, shown: &str) -> Result<Verify, String> {
+        match u32::try_from(n) {
+            Ok(n) if n >= 1 => Ok(Verify::Agents(n)),
+            _ => Err(format!("verify = {shown}: {VERIFY_HELP}")),
+        }
+    }
+
+    fn from_float(x: f64, shown: &str) -> Result<Verify, String> {
+        if x > 0.0 && x < 1.0 {
+            Ok(Verify::SpotCheck(x))
+        } else if x >= 1.0 && x.fract() == 0.0 && x <= u32::MAX as f64 {
+            Ok(Verify::Agents(x as u32))
+        } else {
+            Err(format!("verify = {shown}: {VERIFY_HELP}"))
+        }
+    }
+
+    /// `verify` as ipdc.toml has it: an integer or a float.
+    fn from_toml(v: &toml::Value) -> Result<Verify, String> {
+        match v {
+            toml::Value::Integer(n) => Verify::from_int(*n, &n.to_string()),
+            toml::Value::Float(x) => Verify::from_float(*x, &x.to_string()),
+            toml::Value::String(s) => Err(format!("verify = {s:?}: {VERIFY_HELP}")),
+            toml::Value::Boolean(b) => Err(format!("verify = {b}: {VERIFY_HELP}")),
+            other => Err(format!("verify = (a {}): {VERIFY_HELP}", other.type_str())),
+        }
+    }
+
+    /// Different agents the job needs at least.
+    pub fn agents_needed(&self) -> usize {
+        match self {
+            Verify::Agents(n) => *n as usize,
+            Verify::SpotCheck(_) => 2,
+        }
+    }
+
+    /// Whether any result is checked.
+    pub fn checks(&self) -> bool {
+        *self != Verify::Agents(1)
+    }
+
+    /// The controller's plan for a job of `maps` and `reducers` tasks; a
+    /// spot check's tasks are chosen by `seed` (from the OS's random source,
+    /// so the agents cannot tell which will be checked).
+    pub fn plan(&self, maps: usize, reducers: u32, seed: u64) -> Verification {
+        match *self {
+            Verify::Agents(n) => Verification::Every(n),
+            Verify::SpotCheck(fraction) => {
+                Verification::Spot { fraction, tasks: spot_check(maps, reducers, fraction, seed) }
+            }
+        }
+    }
 }
 
 /// Flags of `ipdc-submit run` that override the file.
@@ -59,6 +168,7 @@ pub struct Overrides {
     pub speculative: Option<bool>,
     pub task_timeout_secs: Option<u64>,
     pub task_memory_mb: Option<u64>,
+    pub verify: Option<Verify>,
 }
 
 /// A validated job.
@@ -87,6 +197,7 @@ pub struct JobSpec {
     pub speculative: bool,
     pub task_timeout_secs: u64,
     pub task_memory_mb: u64,
+    pub verify: Verify,
 }
 
 /// Native executors agents have.
@@ -139,6 +250,11 @@ impl JobSpec {
                 ));
             }
         }
+        let verify = match (o.verify, &file.verify) {
+            (Some(v), _) => v,
+            (None, Some(v)) => Verify::from_toml(v).map_err(|e| format!("{}: {e}", file_path.display()))?,
+            (None, None) => Verify::default(),
+        };
         let needs_python = file.needs_python.unwrap_or(force_native.is_none() && native_fallback.is_none());
         let spec = JobSpec {
             name,
@@ -160,6 +276,7 @@ impl JobSpec {
             speculative: o.speculative.or(file.speculative).unwrap_or(true),
             task_timeout_secs: o.task_timeout_secs.or(file.task_timeout_secs).unwrap_or(3600),
             task_memory_mb: o.task_memory_mb.or(file.task_memory_mb).unwrap_or(1024),
+            verify,
         };
         spec.check()?;
         Ok(spec)
@@ -171,6 +288,16 @@ impl JobSpec {
         }
         if self.workers == Some(0) {
             return Err("workers = 0: a job needs at least one agent".into());
+        }
+        if let Some(k) = self.workers
+            && k < self.verify.agents_needed()
+        {
+            return Err(format!(
+                "verify = {} runs tasks on {} different agents, but workers = {k}: ask for at least {} workers or lower verify",
+                self.verify,
+                self.verify.agents_needed(),
+                self.verify.agents_needed()
+            ));
         }
         if self.task_timeout_secs == 0 {
             return Err("task_timeout_secs = 0: give each attempt at least 1 second".into());
@@ -362,5 +489,57 @@ mod tests {
         );
         let d = job_dir("task_memory_mb = 64\n");
         assert_eq!(JobSpec::load(Some(d.path()), Overrides::default(), None).unwrap().task_memory_mb, 64);
+    }
+
+    #[test]
+    fn verify_takes_a_number_of_agents_or_a_share_of_the_tasks() {
+        let load = |toml: &str, o: Overrides| JobSpec::load(Some(job_dir(toml).path()), o, None);
+        assert_eq!(load("", Overrides::default()).unwrap().verify, Verify::Agents(1));
+        assert_eq!(load("verify = 2\n", Overrides::default()).unwrap().verify, Verify::Agents(2));
+        assert_eq!(load("verify = 0.1\n", Overrides::default()).unwrap().verify, Verify::SpotCheck(0.1));
+        assert_eq!(load("verify = 3.0\n", Overrides::default()).unwrap().verify, Verify::Agents(3));
+        let flag = Overrides { verify: Some("3".parse().unwrap()), ..Default::default() };
+        assert_eq!(load("verify = 0.5\n", flag).unwrap().verify, Verify::Agents(3), "the flag wins");
+        for bad in ["verify = 0", "verify = -2", "verify = 1.5", "verify = \"two\"", "verify = true"] {
+            let e = load(&format!("{bad}\n"), Overrides::default()).unwrap_err();
+            assert!(
+                e.contains("ipdc.toml")
+                    && e.contains("verify = ")
+                    && e.contains("a fraction between 0 and 1"),
+                "{bad}: {e}"
+            );
+        }
+        for bad in ["0", "1.0001e9x", "", "-0.5", "1.5"] {
+            let e = bad.parse::<Verify>().unwrap_err();
+            assert!(e.starts_with("verify = "), "{bad}: {e}");
+        }
+        assert_eq!("0.25".parse::<Verify>().unwrap(), Verify::SpotCheck(0.25));
+        // The summary's `verify` is the setting as written.
+        assert_eq!(serde_json::to_string(&Verify::Agents(2)).unwrap(), "2");
+        assert_eq!(serde_json::to_string(&Verify::SpotCheck(0.1)).unwrap(), "0.1");
+    }
+
+    #[test]
+    fn fewer_workers_than_verify_needs_are_refused_naming_both() {
+        let d = job_dir("verify = 3\nworkers = 2\n");
+        let e = JobSpec::load(Some(d.path()), Overrides::default(), None).unwrap_err();
+        assert_eq!(
+            e,
+            "verify = 3 runs tasks on 3 different agents, but workers = 2: ask for at least 3 workers or lower verify"
+        );
+        let d = job_dir("verify = 0.2\nworkers = 1\n");
+        let e = JobSpec::load(Some(d.path()), Overrides::default(), None).unwrap_err();
+        assert!(e.starts_with("verify = 0.2 runs tasks on 2 different agents, but workers = 1"), "{e}");
+    }
+
+    #[test]
+    fn a_spot_check_plan_picks_its_share_of_the_tasks() {
+        match Verify::SpotCheck(0.1).plan(19, 1, 42) {
+            Verification::Spot { tasks, fraction } => {
+                assert_eq!((tasks.len(), fraction), (2, 0.1));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(Verify::Agents(2).plan(19, 1, 42), Verification::Every(2));
     }
 }

@@ -1,10 +1,11 @@
-//! An agent's reports about a task attempt (accepted, done, failed): the
-//! first result wins, failures are counted or excused, lost map outputs
-//! send their maps back.
+//! An agent's reports about a task attempt (accepted, done, failed): a
+//! result is a vote (`verify.rs`; without verification the first one
+//! wins), failures are counted or excused, lost map outputs send their
+//! maps back.
 
 use ipdc_common::protocol::{EventKind, TaskEvent};
 
-use super::task::{Attempt, Done, Stage};
+use super::task::{Attempt, Stage};
 use super::{Action, Actions, Controller};
 
 impl Controller {
@@ -15,6 +16,7 @@ impl Controller {
             return actions;
         }
         let Some(r) = self.tasks.find(&ev.task) else { return actions };
+        let outvoted = self.agents.get(&ev.agent).is_some_and(|a| a.outvoted);
         let entry = self.tasks.get_mut(r);
         let same = |a: &Attempt| a.attempt == ev.attempt && a.agent == ev.agent;
         let pos = match entry.running.iter().position(same) {
@@ -22,8 +24,12 @@ impl Controller {
             None => {
                 // A late or duplicated report, ignored, unless it is the
                 // result of an attempt given up on (its agent looked lost,
-                // e.g. through a broker restart) and the task still needs one.
-                let late_result = matches!(ev.kind, EventKind::Done { .. }) && entry.done.is_none();
+                // e.g. through a broker restart) and the task still needs
+                // one from that agent (and the agent was not outvoted).
+                let late_result = matches!(ev.kind, EventKind::Done { .. })
+                    && entry.done.is_none()
+                    && !entry.voted(&ev.agent)
+                    && !outvoted;
                 let Some(d) = entry.dropped.iter().position(same).filter(|_| late_result) else {
                     return actions;
                 };
@@ -45,22 +51,11 @@ impl Controller {
                 entry.running[pos].unanswered = 0;
             }
             EventKind::Done { output } => {
-                let won = entry.running.remove(pos);
-                entry.done = Some(Done {
-                    agent: won.agent.clone(),
-                    attempt: won.attempt,
-                    speculative: won.speculative,
-                    elapsed_ms: now_ms.saturating_sub(won.since_ms),
-                    output: output.clone(),
-                });
-                // The first result wins; the others are cancelled.
-                let losers: Vec<Attempt> = entry.running.drain(..).collect();
-                let id = entry.id.clone();
-                self.release(&won.agent);
-                for l in losers {
-                    self.release(&l.agent);
-                    actions.push(Action::Cancel { agent: l.agent, task: id.clone(), attempt: l.attempt });
-                }
+                // A vote: the task is done once enough agree (the first
+                // result, without verification); the others are cancelled.
+                let finished = entry.running.remove(pos);
+                self.release(&finished.agent);
+                self.on_result(r, finished, output.clone(), now_ms, &mut actions);
             }
             EventKind::Failed { error, .. } if node_down_excused => {
                 // Not the task's fault: the agent's own IPFS node is down.

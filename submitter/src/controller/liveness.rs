@@ -3,7 +3,8 @@
 //! status says offline, is stale, or says its IPFS node does not answer is
 //! lost, and a lost one with a fresh online status is back. A lost agent's
 //! running attempts are given out again without counting failures; when
-//! none can work the job waits for one to come back.
+//! none can work (with verification: fewer than a task needs) the job
+//! waits for them to come back.
 
 use ipdc_common::protocol::AgentStatus;
 
@@ -19,12 +20,19 @@ pub(super) struct AgentSlots {
     pub(super) lost: bool,
     /// Online but never acknowledged its assignments: no more of this job.
     pub(super) silent: bool,
+    /// Returned a result other agents outvoted (`verify.rs`): no more of this job.
+    pub(super) outvoted: bool,
     pub(super) failures: u32,
 }
 
 impl AgentSlots {
     pub(super) fn usable(&self) -> bool {
-        !self.lost && !self.silent
+        !self.lost && self.eligible()
+    }
+
+    /// May get tasks of this job again, now or once it is back.
+    pub(super) fn eligible(&self) -> bool {
+        !self.silent && !self.outvoted
     }
 }
 
@@ -84,7 +92,7 @@ impl Controller {
                 ),
             });
         }
-        self.wait_if_none_usable(now_ms, &mut actions);
+        self.wait_if_too_few_usable(now_ms, &mut actions);
         self.schedule(now_ms, &mut actions);
         actions
     }
@@ -101,8 +109,8 @@ impl Controller {
                 t.running.drain(..).partition(|a| a.agent == agent);
             t.running = kept;
             // Named when it will run again: not when done, or when another
-            // attempt (a backup) still runs.
-            if !gone.is_empty() && t.running.is_empty() && t.done.is_none() {
+            // attempt (a backup) still runs in its place.
+            if !gone.is_empty() && t.pending() {
                 names.push(t.id.clone());
             }
             t.dropped.extend(gone);
@@ -110,17 +118,31 @@ impl Controller {
         names
     }
 
-    /// With no usable agent left, starts waiting for an offline one to come back.
-    pub(super) fn wait_if_none_usable(&mut self, now_ms: u64, actions: &mut Actions) {
-        if self.usable_agents() == 0 && self.all_lost_since.is_none() {
-            self.all_lost_since = Some(now_ms);
-            actions.push(Action::Warn {
-                message: format!(
-                    "no agent of this job can work now (offline, or its IPFS node does not answer); waiting up to {} s for one to come back",
-                    AGENTS_BACK_MS / 1000
-                ),
-            });
+    /// With too few usable agents left (none; with verification, fewer than
+    /// a task needs results from), starts waiting for offline ones to come back.
+    pub(super) fn wait_if_too_few_usable(&mut self, now_ms: u64, actions: &mut Actions) {
+        let (usable, needed) = (self.usable_agents(), self.agents_needed());
+        if usable >= needed || self.short_since.is_some() || self.over() {
+            return;
         }
+        self.short_since = Some(now_ms);
+        let back = AGENTS_BACK_MS / 1000;
+        let message = if usable == 0 {
+            format!(
+                "no agent of this job can work now (offline, or its IPFS node does not answer); waiting up to {back} s for one to come back"
+            )
+        } else {
+            format!(
+                "only {usable} agent(s) of this job can work now and {} needs {needed} for each task; waiting up to {back} s for more to come back",
+                self.plan.verify.setting()
+            )
+        };
+        actions.push(Action::Warn { message });
+    }
+
+    /// Different agents the unfinished tasks need (1 without verification).
+    pub(super) fn agents_needed(&self) -> usize {
+        self.tasks.all().filter(|t| t.done.is_none()).map(|t| t.need).max().unwrap_or(1) as usize
     }
 
     /// Whether `agent` is one of the job's agents and is lost.
@@ -136,12 +158,13 @@ impl Controller {
             return actions;
         }
         let Some(slots) = self.agents.get_mut(agent) else { return actions };
-        if !slots.lost || slots.silent {
+        if !slots.lost || !slots.eligible() {
             return actions;
         }
         slots.lost = false;
         slots.running = 0;
-        if self.all_lost_since.take().is_some() {
+        if self.short_since.is_some() && self.usable_agents() >= self.agents_needed() {
+            self.short_since = None;
             actions.push(Action::Warn { message: format!("agent {agent} is back; the job goes on") });
         }
         self.schedule(now_ms, &mut actions);

@@ -6,39 +6,53 @@
 //! every race directly. `run.rs` does the I/O.
 //!
 //! Invariants:
-//! - a task is Done once, with the first successful attempt; every other
-//!   attempt of it is then cancelled and its late results are ignored (a map
-//!   whose output a reducer could not fetch is no longer Done and runs again);
+//! - a task is Done once, when `need` results from different agents agree
+//!   on its output CIDs (`need` is 1 without verification: the first
+//!   successful attempt); every other attempt of it is then cancelled and
+//!   its late results are ignored (a map whose output a reducer could not
+//!   fetch is no longer Done and runs again, verified again);
+//! - one agent, one vote: a task never runs on an agent that returned a
+//!   result for it or is running it, and a second result of the same agent
+//!   counts for nothing; an agent whose result was outvoted gets no more of
+//!   the job's tasks and its results stop counting (see `verify.rs`);
 //! - only events naming a running attempt (task, attempt, agent) change it,
 //!   so duplicated and stale events (QoS 1 delivers twice) are ignored; the
 //!   one exception is the result of an attempt dropped because its agent
 //!   looked lost, which still counts while its task has none;
 //! - reducers are assigned only while every map is Done, with the map outputs
-//!   as they are at that moment (a map re-run after a lost output may change
-//!   its CIDs);
+//!   as they are at that moment, the agreed ones when verified (a map re-run
+//!   after a lost output may change its CIDs; results of a reduce computed
+//!   from other inputs never agree with, nor outvote, those of the current);
 //! - only the job's agents (those given to [`Controller::new`]) get its
 //!   tasks; events and statuses of any other agent change nothing;
 //! - a failure counts towards `max_attempts` only when it may be the task's
 //!   fault: attempts given up with a lost, silent or forgetful agent, a
 //!   reducer's lost inputs, and up to `max_attempts` failures of an agent's
-//!   own IPFS node do not count, and a backup never takes a task past it;
+//!   own IPFS node do not count, and a backup never takes a task past it; a
+//!   backup is not a verification attempt: it races a straggler for its
+//!   vote (on an agent with no result or attempt of the task), never adds a
+//!   vote needed, and stays within the task's bound of results;
 //! - the liveness rule lives here, in `liveness.rs`: an agent is lost or
 //!   back only by [`Controller::on_agent_status`] (the driver gives it every
 //!   picked agent's latest status on each tick) or by a failure that says
-//!   its IPFS node is down; with no agent able to work, the job waits
-//!   [`AGENTS_BACK_MS`] for one to come back, then fails.
+//!   its IPFS node is down; with no agent able to work (with verification:
+//!   fewer than a task needs), the job waits [`AGENTS_BACK_MS`] for them to
+//!   come back, then fails; a task that can no longer get its agreeing
+//!   results (more than `need + EXTRA_RESULTS` results, or too few agents
+//!   left that have not returned one) fails the job at once.
 //!
 //! Layout: this file has the types the driver sees and the controller's
 //! state; `task.rs` the task table, `events.rs` the agents' reports about
 //! attempts, `liveness.rs` the job's agents (lost, back), `timers.rs` what
-//! time passing does, `schedule.rs` which agent gets which task, `tests.rs`
-//! the unit tests.
+//! time passing does, `schedule.rs` which agent gets which task,
+//! `verify.rs` results as votes, `tests.rs` the unit tests.
 
 mod events;
 mod liveness;
 mod schedule;
 mod task;
 mod timers;
+mod verify;
 
 use std::collections::BTreeMap;
 
@@ -47,6 +61,7 @@ use ipdc_common::protocol::{CodeSpec, Task, TaskKind};
 
 use liveness::AgentSlots;
 use task::{TaskEntry, Tasks};
+pub use verify::{Disagreement, EXTRA_RESULTS, Verification, VoteRecord, spot_check};
 
 /// How a job runs, fixed before it starts.
 #[derive(Debug, Clone)]
@@ -68,6 +83,8 @@ pub struct JobPlan {
     pub query_ms: u64,
     /// Run backup attempts of stragglers when slots are idle.
     pub speculative: bool,
+    /// Agreeing results from different agents each task needs.
+    pub verify: Verification,
 }
 
 impl JobPlan {
@@ -86,6 +103,7 @@ impl JobPlan {
             resend_ms: 3_000,
             query_ms: 10_000,
             speculative: true,
+            verify: Verification::Every(1),
         }
     }
 }
@@ -143,6 +161,9 @@ pub struct TaskRecord {
     pub attempts: u32,
     /// The winning attempt was a speculative backup.
     pub speculative: bool,
+    /// The agents whose results agreed on the output, the one above first
+    /// (more than one: the result was verified).
+    pub agreed_by: Vec<String>,
     pub executor: ipdc_common::protocol::Executor,
     pub elapsed_ms: u64,
     pub bytes_read: u64,
@@ -160,8 +181,11 @@ pub struct Controller {
     rank: Vec<String>,
     /// Backup attempts started, for the summary.
     speculated: u32,
-    /// Since when every agent of the job has been offline.
-    all_lost_since: Option<u64>,
+    /// Since when too few of the job's agents can work (none; or, with
+    /// verification, fewer than a task needs).
+    short_since: Option<u64>,
+    /// Tasks whose agents returned different results.
+    disagreements: Vec<Disagreement>,
 }
 
 type Actions = Vec<Action>;
@@ -181,12 +205,16 @@ impl Controller {
                     start,
                     end,
                 };
-                TaskEntry::new(format!("m-{i:05}"), kind)
+                let id = verify::map_id(i);
+                let need = plan.verify.votes(&id);
+                TaskEntry::new(id, kind, need)
             })
             .collect();
         let reduces = (0..plan.reducers)
             .map(|p| {
-                TaskEntry::new(format!("r-{p:05}"), TaskKind::Reduce { partition: p, inputs: Vec::new() })
+                let id = verify::reduce_id(p);
+                let need = plan.verify.votes(&id);
+                TaskEntry::new(id, TaskKind::Reduce { partition: p, inputs: Vec::new() }, need)
             })
             .collect();
         Controller {
@@ -202,6 +230,7 @@ impl Controller {
                             running: 0,
                             lost: false,
                             silent: false,
+                            outvoted: false,
                             failures: 0,
                         },
                     )
@@ -209,7 +238,8 @@ impl Controller {
                 .collect(),
             rank: agents.iter().map(|(a, _)| a.clone()).collect(),
             speculated: 0,
-            all_lost_since: None,
+            short_since: None,
+            disagreements: Vec::new(),
             plan,
         }
     }
@@ -226,6 +256,13 @@ impl Controller {
     /// First assignments.
     pub fn start(&mut self, now_ms: u64) -> Actions {
         let mut actions = Vec::new();
+        if self.verifying() {
+            // Too few agents for the verification asked for: fail now.
+            self.check_verifiable(&mut actions);
+            if self.over() {
+                return actions;
+            }
+        }
         self.update_phase(&mut actions);
         self.schedule(now_ms, &mut actions);
         actions
@@ -271,6 +308,7 @@ impl Controller {
                     attempt: d.attempt,
                     attempts: t.attempts_made,
                     speculative: d.speculative,
+                    agreed_by: d.agreed_by.clone(),
                     executor: d.output.executor.clone(),
                     elapsed_ms: d.output.elapsed_ms,
                     bytes_read: d.output.bytes_read,

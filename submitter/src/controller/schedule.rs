@@ -1,10 +1,13 @@
 //! Which agent gets which task: picking an agent (free slots, rank, past
-//! failures, bans), launching an attempt, handing out pending tasks, and
-//! speculative backups of stragglers.
+//! failures, bans, and never one that returned a result for it or runs
+//! it), launching an attempt, handing out pending tasks (as many attempts
+//! as a verified task misses results), and speculative backups of
+//! stragglers.
 
 use ipdc_common::protocol::{Task, TaskKind};
 
-use super::task::{Attempt, Stage, TaskRef};
+use super::task::{Attempt, Stage, TaskRef, inputs_key};
+use super::verify::EXTRA_RESULTS;
 use super::{Action, Actions, Controller, Phase};
 
 /// Failed attempts on one agent after which it gets no more of this job's tasks.
@@ -33,20 +36,38 @@ impl Controller {
         if a.usable() { a.slots.saturating_sub(a.running) } else { 0 }
     }
 
-    /// Whether an agent failed too many of this job's tasks (while others have not).
-    pub(super) fn banned(&self, agent: &str) -> bool {
+    /// Whether any agent has a free slot.
+    fn any_free(&self) -> bool {
+        self.agents.keys().any(|a| self.free(a) > 0)
+    }
+
+    /// Whether an agent failed too many of this job's tasks, while others
+    /// that may take the task (not `cannot`: they returned a result for it)
+    /// have not.
+    pub(super) fn banned(&self, agent: &str, cannot: &[String]) -> bool {
         let a = &self.agents[agent];
         a.failures >= AGENT_FAILURE_LIMIT
-            && self.agents.values().any(|o| o.usable() && o.failures < AGENT_FAILURE_LIMIT)
+            && self
+                .agents
+                .iter()
+                .any(|(n, o)| o.usable() && o.failures < AGENT_FAILURE_LIMIT && !cannot.contains(n))
     }
 
     /// The best agent with a free slot for a task: most free slots, then rank;
-    /// agents the task failed on last; `exclude`d agents never.
-    pub(super) fn pick_agent(&self, failed_on: &[String], exclude: &[&str]) -> Option<String> {
+    /// agents the task failed on last; never one that returned a result for
+    /// it (`voted`: one agent, one vote) or is running it (`running`).
+    pub(super) fn pick_agent(
+        &self,
+        failed_on: &[String],
+        voted: &[String],
+        running: &[String],
+    ) -> Option<String> {
         self.rank
             .iter()
             .enumerate()
-            .filter(|(_, a)| self.free(a) > 0 && !self.banned(a) && !exclude.contains(&a.as_str()))
+            .filter(|(_, a)| {
+                self.free(a) > 0 && !self.banned(a, voted) && !voted.contains(a) && !running.contains(a)
+            })
             .max_by_key(|(pos, a)| {
                 let failed = failed_on.iter().filter(|f| f == a).count();
                 (std::cmp::Reverse(failed), self.free(a), std::cmp::Reverse(*pos))
@@ -76,6 +97,10 @@ impl Controller {
             Stage::Reduce => self.reduce_kind(self.tasks.get(r).kind.partition()),
         };
         let entry = self.tasks.get_mut(r);
+        // Results computed from other inputs (a reduce's, before a map ran
+        // again) are of other work: they neither count nor bar their agents.
+        let inputs = inputs_key(&kind);
+        entry.votes.retain(|v| v.result.inputs == inputs);
         entry.attempts_made += 1;
         let task = Task {
             job: self.plan.job.clone(),
@@ -102,17 +127,23 @@ impl Controller {
     }
 
     /// Hands pending tasks to free slots: maps whenever there are any, reduces
-    /// only while every map is done.
+    /// only while every map is done. A verified task gets as many attempts
+    /// at once as it misses results, each on an agent of its own.
     pub(super) fn schedule(&mut self, now_ms: u64, actions: &mut Actions) {
         let Some(stage) = self.stage() else { return };
         for idx in 0..self.tasks.of(stage).len() {
             let r = TaskRef { stage, idx };
-            let entry = self.tasks.get(r);
-            if !entry.pending() {
-                continue;
+            while self.tasks.get(r).pending() {
+                let entry = self.tasks.get(r);
+                let (voted, running) = entry.busy_agents();
+                let Some(agent) = self.pick_agent(&entry.failed_on.clone(), &voted, &running) else {
+                    if (voted.is_empty() && running.is_empty()) || !self.any_free() {
+                        return; // no free slot anywhere
+                    }
+                    break; // none for this one (it ran on every free agent); others may fit
+                };
+                self.launch(r, agent, now_ms, false, actions);
             }
-            let Some(agent) = self.pick_agent(&entry.failed_on.clone(), &[]) else { break };
-            self.launch(r, agent, now_ms, false, actions);
         }
     }
 
@@ -132,20 +163,35 @@ impl Controller {
         times.sort_unstable();
         let median = times[times.len() / 2];
         let threshold = (median * SPECULATE_FACTOR).max(SPECULATE_MIN_MS);
+        // A backup races a straggling attempt for its result; with
+        // verification it runs on an agent with no result or attempt of the
+        // task, so its result is one more vote (never one more needed), and
+        // only while the task's results stay within their bound.
         let stragglers: Vec<TaskRef> = tasks
             .iter()
             .enumerate()
-            .filter(|(_, t)| t.done.is_none() && t.running.len() == 1)
+            .filter(|(_, t)| {
+                t.done.is_none() && !t.running.is_empty() && t.running.len() as u32 == t.missing()
+            })
             // A backup that could fail too must not take the task past its
             // max_attempts failures (it did: "failed 6 times" for 4).
-            .filter(|(_, t)| t.failures + 1 < self.plan.max_attempts)
-            .filter(|(_, t)| now_ms.saturating_sub(t.running[0].since_ms) > threshold)
+            .filter(|(_, t)| t.failures + (t.running.len() as u32) < self.plan.max_attempts)
+            .filter(|(_, t)| t.counted() + (t.running.len() as u32) < t.need + EXTRA_RESULTS)
+            .filter(|(_, t)| {
+                let oldest = t.running.iter().map(|a| a.since_ms).min().unwrap_or(now_ms);
+                now_ms.saturating_sub(oldest) > threshold
+            })
             .map(|(idx, _)| TaskRef { stage, idx })
             .collect();
         for r in stragglers {
             let entry = self.tasks.get(r);
-            let busy = entry.running[0].agent.clone();
-            let Some(agent) = self.pick_agent(&entry.failed_on.clone(), &[busy.as_str()]) else { break };
+            let (voted, running) = entry.busy_agents();
+            let Some(agent) = self.pick_agent(&entry.failed_on.clone(), &voted, &running) else {
+                if voted.is_empty() {
+                    break;
+                }
+                continue;
+            };
             self.speculated += 1;
             self.launch(r, agent, now_ms, true, actions);
         }

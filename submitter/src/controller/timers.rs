@@ -25,8 +25,8 @@ impl Controller {
                 a.unanswered = 0;
             }
         }
-        if self.all_lost_since.is_some() {
-            self.all_lost_since = Some(now_ms);
+        if self.short_since.is_some() {
+            self.short_since = Some(now_ms);
         }
     }
 
@@ -37,16 +37,26 @@ impl Controller {
         if self.over() {
             return actions;
         }
-        if let Some(since) = self.all_lost_since
+        if self.short_since.is_some() && self.usable_agents() >= self.agents_needed() {
+            self.short_since = None; // the tasks that needed more are done
+        }
+        if let Some(since) = self.short_since
             && now_ms.saturating_sub(since) >= AGENTS_BACK_MS
         {
-            return self.fail(
+            let (usable, needed) = (self.usable_agents(), self.agents_needed());
+            let message = if usable == 0 {
                 format!(
                     "no agent of this job could work for {} s (offline, or its IPFS node did not answer)",
                     AGENTS_BACK_MS / 1000
-                ),
-                String::new(),
-            );
+                )
+            } else {
+                format!(
+                    "{} needs {needed} agents for each task, and only {usable} of this job could work for {} s (the others offline, or their IPFS nodes did not answer)",
+                    self.plan.verify.setting(),
+                    AGENTS_BACK_MS / 1000
+                )
+            };
+            return self.fail(message, String::new());
         }
         let p = &self.plan;
         let mut silent = BTreeSet::new();
@@ -116,7 +126,13 @@ impl Controller {
                 String::new(),
             );
         }
-        self.wait_if_none_usable(now_ms, &mut actions);
+        if !silent.is_empty() && self.verifying() {
+            self.check_verifiable(&mut actions);
+            if self.over() {
+                return actions;
+            }
+        }
+        self.wait_if_too_few_usable(now_ms, &mut actions);
         self.schedule(now_ms, &mut actions);
         if self.plan.speculative {
             self.speculate(now_ms, &mut actions);

@@ -23,7 +23,7 @@ use ipdc_common::protocol::{CodeFiles, CodeSpec, TaskLimits, now_ms};
 use log::info;
 
 use crate::cluster::Cluster;
-use crate::controller::{Controller, JobPlan};
+use crate::controller::{Controller, JobPlan, Verification};
 use crate::job::JobSpec;
 use crate::output;
 use crate::progress::ProgressView;
@@ -90,6 +90,16 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
     session.announce_running();
     session.pump_until(syntax).await.map_err(|e| format!("syntax check crashed: {e}"))??;
     let picked = pick::pick_agents(&mut session, spec, cluster, opts.wait).await?;
+    if picked.len() < spec.verify.agents_needed() {
+        let names: Vec<&str> = picked.iter().map(|s| s.agent.as_str()).collect();
+        return Err(format!(
+            "verify = {} runs tasks on {} different agents, but only {} agent(s) can run this job ({}): start more agents or lower verify",
+            spec.verify,
+            spec.verify.agents_needed(),
+            picked.len(),
+            names.join(", ")
+        ));
+    }
 
     // Upload while the MQTT connection stays served.
     let uploaded = session.pump_until(upload::upload(&ipfs, spec, local_add)).await?;
@@ -122,10 +132,17 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
         memory_mb: spec.memory_mb,
         accept_timeout_ms: opts.accept_timeout.as_millis() as u64,
         speculative: spec.speculative,
+        // The spot check's tasks, drawn here: the agents cannot predict them.
+        verify: spec.verify.plan(splits.len(), spec.reducers, random_seed()),
         ..JobPlan::defaults(&job, code)
     };
+    let verifying = match &plan.verify {
+        _ if !spec.verify.checks() => String::new(),
+        Verification::Every(n) => format!(", each task verified on {n} agents"),
+        Verification::Spot { tasks, .. } => format!(", {} task(s) spot-checked on 2 agents", tasks.len()),
+    };
     println!(
-        "job {job}: {} map task(s) over {}, {} reduce task(s), {} agent(s)",
+        "job {job}: {} map task(s) over {}, {} reduce task(s), {} agent(s){verifying}",
         splits.len(),
         human_bytes(input_size),
         spec.reducers,
@@ -155,7 +172,15 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
 
     let parts = ctl.part_cids();
     let input = InputFacts { cid: &uploaded.input_cid, size: input_size };
-    let mut summary = Summary::new(&job, input, spec, &picked, ctl.records(), ctl.speculated());
+    let mut summary = Summary::new(
+        &job,
+        input,
+        spec,
+        &picked,
+        ctl.records(),
+        ctl.speculated(),
+        ctl.disagreements().to_vec(),
+    );
     summary.times_ms =
         Times { upload: upload_ms, map: map_ms, reduce: reduce_ms, total: t0.elapsed().as_millis() as u64 };
     let summary_json = serde_json::to_value(&summary).expect("a summary serializes");
@@ -183,8 +208,18 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
         summary.counters.map_input_records,
         summary.counters.reduce_output_records,
     );
+    for line in summary.verification_lines() {
+        println!("{line}");
+    }
     println!("output: {}", spec.out.display());
     Ok(())
+}
+
+/// 64 bits from the OS's random source.
+fn random_seed() -> u64 {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).expect("the OS has a random source");
+    u64::from_le_bytes(b)
 }
 
 /// The input's splits for the picked agents' slots: per slot, not per

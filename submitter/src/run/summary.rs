@@ -7,8 +7,8 @@ use ipdc_common::exec::ExecStats;
 use ipdc_common::protocol::AgentStatus;
 use serde::Serialize;
 
-use crate::controller::TaskRecord;
-use crate::job::JobSpec;
+use crate::controller::{Disagreement, TaskRecord};
+use crate::job::{JobSpec, Verify};
 
 #[derive(Debug, Serialize)]
 pub struct Summary {
@@ -27,6 +27,12 @@ pub struct Summary {
     pub speculative_attempts: u32,
     pub speculative_wins: usize,
     pub reduce_tasks: usize,
+    /// The `verify` setting: agents per task, or the share spot-checked.
+    pub verify: Verify,
+    /// Tasks whose result more than one agent returned.
+    pub verified_tasks: usize,
+    /// Tasks whose agents returned different results: who said what, and what won.
+    pub disagreements: Vec<Disagreement>,
     pub counters: Counters,
     pub agents: Vec<AgentSummary>,
     pub tasks: Vec<TaskRecord>,
@@ -77,6 +83,7 @@ impl Summary {
         picked: &[AgentStatus],
         tasks: Vec<TaskRecord>,
         speculated: u32,
+        disagreements: Vec<Disagreement>,
     ) -> Summary {
         let (mut map, mut reduce) = (ExecStats::default(), ExecStats::default());
         let mut shuffle_bytes = 0;
@@ -116,6 +123,9 @@ impl Summary {
             speculative_attempts: speculated,
             speculative_wins: tasks.iter().filter(|r| r.speculative).count(),
             reduce_tasks: tasks.iter().filter(|r| r.task.starts_with('r')).count(),
+            verify: spec.verify,
+            verified_tasks: tasks.iter().filter(|r| r.agreed_by.len() > 1).count(),
+            disagreements,
             counters: Counters {
                 map_input_records: map.input_records,
                 map_output_records: map.map_output_records,
@@ -130,6 +140,41 @@ impl Summary {
             tasks,
             times_ms: Times::default(),
         }
+    }
+}
+
+impl Summary {
+    /// What the job's last lines say of verification: how many tasks were
+    /// verified, and each agent that was outvoted (nothing when `verify` is 1).
+    pub fn verification_lines(&self) -> Vec<String> {
+        if !self.verify.checks() {
+            return Vec::new();
+        }
+        let total = self.map_tasks + self.reduce_tasks;
+        let how = match self.verify {
+            Verify::Agents(n) => format!("each confirmed by {n} agents"),
+            Verify::SpotCheck(_) => "spot-checked, each confirmed by 2 agents".to_string(),
+        };
+        let mut lines = vec![format!(
+            "verified {} of {total} task(s), {how} (verify = {})",
+            self.verified_tasks, self.verify
+        )];
+        let mut outvoted: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for d in &self.disagreements {
+            for a in &d.outvoted {
+                outvoted.entry(a.as_str()).or_default().push(d.task.as_str());
+            }
+        }
+        if outvoted.is_empty() {
+            lines.push("no agent returned a result the others disagreed with".to_string());
+        }
+        for (agent, tasks) in outvoted {
+            lines.push(format!(
+                "agent {agent} returned results the other agents disagreed with (task(s) {}); it got no more tasks of this job: check it",
+                tasks.join(", ")
+            ));
+        }
+        lines
     }
 }
 
