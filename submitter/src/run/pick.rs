@@ -42,10 +42,9 @@ pub async fn pick_agents(
     loop {
         let now = now_ms();
         let capable = session.directory.capable(&req, now);
-        let enough = match spec.workers {
-            Some(k) => capable.len() >= k,
-            None => !capable.is_empty(),
-        };
+        // At least the agents verification needs (each task on that many).
+        let least = spec.workers.unwrap_or(1).max(spec.verify.agents_needed());
+        let enough = capable.len() >= least;
         let settled =
             session.statuses_settled() || local_agents.is_some_and(|n| session.directory.all().count() >= n);
         if enough && settled {
@@ -83,6 +82,13 @@ pub async fn pick_agents(
                 _ if no_python => "the local agents found no python3 on PATH (3.7 or newer): install it, \
                     or run a native job with --native wordcount"
                     .to_string(),
+                _ if !capable.is_empty() && spec.verify.agents_needed() > spec.workers.unwrap_or(1) => format!(
+                    "verify = {} runs tasks on {} different agents, but only {} agent(s) can run this job ({}): start more agents or lower verify",
+                    spec.verify,
+                    spec.verify.agents_needed(),
+                    capable.len(),
+                    capable.iter().map(|s| s.agent.as_str()).collect::<Vec<_>>().join(", ")
+                ),
                 (Some(k), _) if !capable.is_empty() => format!(
                     "the job asks for {k} workers but only {} capable agent(s) are online ({}); lower --workers or start more agents",
                     capable.len(),
@@ -104,7 +110,7 @@ pub async fn pick_agents(
             println!(
                 "waiting up to {} s for {} capable agent(s) ({} so far)...",
                 wait.as_secs(),
-                spec.workers.map(|k| k.to_string()).unwrap_or_else(|| "1".into()),
+                spec.workers.unwrap_or(1).max(spec.verify.agents_needed()),
                 capable.len()
             );
             said_waiting = true;
