@@ -133,11 +133,6 @@ impl Settings {
     }
 }
 
-fn host_name() -> String {
-    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let name: String =
-        raw.trim().chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect();
-    if name.is_empty() { "agent".to_string() } else { name }
 }
 
 /// The validated configuration the agent runs with.

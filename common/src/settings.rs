@@ -170,6 +170,16 @@ impl ClusterSettings {
     }
 }
 
+/// This machine's host name as a node name (only `A-Z a-z 0-9 - _ .`, not
+/// starting with `.`), or `fallback` when nothing of it is left.
+pub fn host_name(fallback: &str) -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String =
+        raw.trim().chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect();
+    let name = name.trim_start_matches('.');
+    if name.is_empty() { fallback.to_string() } else { name.to_string() }
+}
+
 /// Makes `p` relative to `base` when it is a relative path.
 pub fn resolve(p: &mut Option<PathBuf>, base: &Path) {
     if let Some(rel) = p.as_mut().filter(|p| p.is_relative()) {

@@ -16,7 +16,7 @@ pub fn run(a: &KeygenArgs) -> Result<(), String> {
             let id = match (&a.agent, &a.submitter) {
                 (Some(n), _) => Identity { role: Role::Agent, name: n.clone() },
                 (None, Some(n)) => Identity { role: Role::Submitter, name: n.clone() },
-                (None, None) => Identity { role: Role::Submitter, name: host_name() },
+                (None, None) => Identity { role: Role::Submitter, name: ipdc_common::settings::host_name("submitter") },
             };
             validate_name(&id.role.to_string(), &id.name)?;
             let line = write_key(file, &id)?;
@@ -40,7 +40,7 @@ fn cluster(dir: &Path, agents: &[String], submitters: &[String]) -> Result<(), S
     let fresh = !trust.exists();
     let mut ids: Vec<Identity> =
         agents.iter().map(|n| Identity { role: Role::Agent, name: n.clone() }).collect();
-    let submitters = if submitters.is_empty() && fresh { vec![host_name()] } else { submitters.to_vec() };
+    let submitters = if submitters.is_empty() && fresh { vec![ipdc_common::settings::host_name("submitter")] } else { submitters.to_vec() };
     ids.extend(submitters.into_iter().map(|name| Identity { role: Role::Submitter, name }));
     if ids.is_empty() {
         return Err(format!(
@@ -109,12 +109,6 @@ fn key_file(dir: &Path, id: &Identity) -> PathBuf {
     dir.join(format!("{}.key", id.name))
 }
 
-fn host_name() -> String {
-    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let name: String =
-        raw.trim().chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect();
-    let name = name.trim_start_matches('.').to_string();
-    if name.is_empty() { "submitter".to_string() } else { name }
 }
 
 #[cfg(test)]
