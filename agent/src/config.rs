@@ -133,8 +133,6 @@ impl Settings {
     }
 }
 
-}
-
 /// The validated configuration the agent runs with.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {

@@ -16,7 +16,9 @@ pub fn run(a: &KeygenArgs) -> Result<(), String> {
             let id = match (&a.agent, &a.submitter) {
                 (Some(n), _) => Identity { role: Role::Agent, name: n.clone() },
                 (None, Some(n)) => Identity { role: Role::Submitter, name: n.clone() },
-                (None, None) => Identity { role: Role::Submitter, name: ipdc_common::settings::host_name("submitter") },
+                (None, None) => {
+                    Identity { role: Role::Submitter, name: ipdc_common::settings::host_name("submitter") }
+                }
             };
             validate_name(&id.role.to_string(), &id.name)?;
             let line = write_key(file, &id)?;
@@ -40,7 +42,11 @@ fn cluster(dir: &Path, agents: &[String], submitters: &[String]) -> Result<(), S
     let fresh = !trust.exists();
     let mut ids: Vec<Identity> =
         agents.iter().map(|n| Identity { role: Role::Agent, name: n.clone() }).collect();
-    let submitters = if submitters.is_empty() && fresh { vec![ipdc_common::settings::host_name("submitter")] } else { submitters.to_vec() };
+    let submitters = if submitters.is_empty() && fresh {
+        vec![ipdc_common::settings::host_name("submitter")]
+    } else {
+        submitters.to_vec()
+    };
     ids.extend(submitters.into_iter().map(|name| Identity { role: Role::Submitter, name }));
     if ids.is_empty() {
         return Err(format!(
@@ -107,8 +113,6 @@ fn cluster(dir: &Path, agents: &[String], submitters: &[String]) -> Result<(), S
 
 fn key_file(dir: &Path, id: &Identity) -> PathBuf {
     dir.join(format!("{}.key", id.name))
-}
-
 }
 
 #[cfg(test)]
