@@ -91,7 +91,7 @@ impl Settings {
     pub fn into_config(self) -> Result<AgentConfig, String> {
         let (shared, own) = (self.cluster, self.agent);
         let ipfs = shared.ipfs_api();
-        let name = own.name.unwrap_or_else(host_name);
+        let name = own.name.unwrap_or_else(|| ipdc_common::settings::host_name("agent"));
         validate_name("agent name", &name)?;
         let mqtt = shared.mqtt()?;
         let mut c = AgentConfig::local_defaults(&name, mqtt.broker.clone(), &ipfs);
