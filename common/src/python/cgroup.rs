@@ -37,7 +37,7 @@ pub(super) fn own() -> Result<PathBuf, String> {
     let rel = Path::new(path).strip_prefix(&root).map_err(|_| {
         format!("this process's cgroup {path} is outside the cgroup2 mount at {}", mount.display())
     })?;
-    Ok(mount.join(rel))
+    Ok(if rel.as_os_str().is_empty() { mount } else { mount.join(rel) })
 }
 
 /// (root, mount point) of a `/proc/self/mountinfo` line of a cgroup2 mount.
