@@ -239,7 +239,8 @@ fn the_end_of_one_run_takes_only_its_own_processes() {
     // until the long one ends.
     let long = escaping_map(&["double_fork"]).replace(
         "def map(line):\n",
-        "def map(line):\n    while not os.path.exists('go'):\n        time.sleep(0.01)\n",
+        // Bounded, so that a failed assertion below cannot hang the test.
+        "def map(line):\n    t = time.time()\n    while not os.path.exists('go') and time.time() - t < 30:\n        time.sleep(0.01)\n",
     );
     for mechanism in mechanisms() {
         let lj = contained_job(&[("Map.py", &long)], &mechanism);
