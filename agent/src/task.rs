@@ -182,7 +182,7 @@ async fn run_attempt(
 ) -> Result<TaskOutput, TaskError> {
     let (ctx, task) = (ctx.clone(), task.clone());
     let dir = ctx.work_dir.join(&task.job).join(format!("{}-a{}", task.task, task.attempt));
-    tokio::fs::create_dir_all(&dir)
+    make_private_dir(&dir)
         .await
         .map_err(|e| TaskError::new(format!("cannot create work folder {}: {e}", dir.display())))?;
     if !ctx.delay.is_zero() {
@@ -208,6 +208,17 @@ async fn run_attempt(
     result
 }
 
+/// Makes the attempt's folder (and its job's folder), private to the
+/// agent's user (0700): other users of the board may not read a task's
+/// input, code or output. (Other jobs run as the same user: where the kernel
+/// has Landlock, their code may not write here either; see the sandbox.)
+async fn make_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    tokio::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).await?;
+    // An existing folder keeps its mode; the attempt's own must be private.
+    tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).await
+}
+
 fn budget_bytes(ctx: &TaskContext, task: &Task) -> usize {
     let mb = task.memory_mb.clamp(1, ctx.max_memory_mb.max(1));
     (mb as usize) << 20
@@ -216,8 +227,9 @@ fn budget_bytes(ctx: &TaskContext, task: &Task) -> usize {
 /// Fetches a code file into the attempt's folder, under `name` (the user's
 /// own file name when it is safe: see `CodeFiles::checked`).
 async fn fetch_code(ctx: &TaskContext, cid: &str, dir: &Path, name: &str) -> Result<PathBuf, TaskError> {
-    // A folder of their own: beside the runner (its sys.path[0]), a user's
-    // `json.py` would be what the runner imports as `json`.
+    // A folder of their own, which the runner puts last on sys.path (so a
+    // user's `json.py` is never what the runner or the job imports as
+    // `json`); the runner itself is not in any folder (see the sandbox).
     let code = dir.join("code");
     tokio::fs::create_dir_all(&code).await?;
     let path = code.join(name);
@@ -567,6 +579,20 @@ mod tests {
         assert!(e.error.contains("no Python"), "{}", e.error);
         let e = choose_executor(&code(Some("grep"), None), Some(py)).unwrap_err();
         assert!(e.error.contains("\"grep\""), "{}", e.error);
+    }
+
+    #[tokio::test]
+    async fn attempt_folders_are_private_to_the_agents_user() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("job-x").join("m-00000-a1");
+        make_private_dir(&dir).await.unwrap();
+        for p in [&dir, &d.path().join("job-x")] {
+            assert_eq!(std::fs::metadata(p).unwrap().permissions().mode() & 0o777, 0o700, "{}", p.display());
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        make_private_dir(&dir).await.unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! The agent's work dir: checked writable, held by one agent at a time, and
 //! cleared at start of the folders that interrupted jobs left behind (a
-//! power cut mid-task leaves its spills there).
+//! power cut mid-task leaves its spills there). Claiming it also settles,
+//! once per process, how user code will be confined (containment, Landlock)
+//! and says so in the log. The runner is not written here: it is sealed in
+//! memory (see `ipdc_common::python`), so nothing in this folder, which
+//! every task's code may reach, is ever imported by a later task.
 
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -28,6 +32,7 @@ impl WorkDir {
 pub fn claim(dir: &Path) -> Result<WorkDir, String> {
     let shown = dir.display();
     crate::check::check_work_dir(dir).map_err(|e| format!("work dir {shown}: {e}"))?;
+    ipdc_common::python::log_confinement();
     let lock = File::create(dir.join(".lock")).map_err(|e| format!("work dir {shown}: {e}"))?;
     match lock.try_lock() {
         Ok(()) => {}

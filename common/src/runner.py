@@ -1,7 +1,9 @@
 """IPDC runner: runs a user's Map.py / Reduce.py over records in batches.
 
-The agent embeds this file, writes it into the task's temporary folder and
-runs it with the system Python (3.7 or newer), one process per task:
+The agent embeds this file, seals it in memory (never in a folder user code
+can write) and runs it with the system Python (3.7 or newer) in isolated mode
+(-I: the script's folder is not on sys.path), one process per task, in the
+task's temporary folder:
 
     python3 runner.py map MAP_PY [--combine REDUCE_PY]
         stdin:  the raw bytes of the split's lines
@@ -217,8 +219,11 @@ def load(path, function, signature):
     shown = os.path.basename(path)
     folder = os.path.dirname(os.path.abspath(path))
     _USER_DIRS.add(folder)
+    # After the standard library and the installed modules, never before:
+    # a file named like one of them (a json.py beside Map.py, or one planted
+    # there) is not what the runner or the job's own imports get.
     if folder not in sys.path:
-        sys.path.insert(0, folder)
+        sys.path.append(folder)
     name = os.path.splitext(shown)[0]
     if not name.isidentifier() or name in sys.modules:
         name = "ipdc_user_" + "".join(c if c.isalnum() else "_" for c in name)

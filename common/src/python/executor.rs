@@ -1,29 +1,34 @@
-//! [`PythonExecutor`]: one run of the runner per task, from writing the
-//! runner script into the task's folder to the [`ExecStats`] or the
+//! [`PythonExecutor`]: one run of the runner per task, from starting the
+//! interpreter on the sealed runner script to the [`ExecStats`] or the
 //! [`ExecError`] the run ended with. The byte formats on the pipes belong to
-//! the protocol module, the process group, limits and watchdog to the
-//! sandbox.
+//! the protocol module; the containment, limits and watchdog to the sandbox.
 //!
 //! Threads: the calling thread feeds stdin and hands records to the sink;
 //! one thread drains stdout into a channel, another keeps the last
-//! [`STDERR_TAIL`](super::STDERR_TAIL) bytes of stderr. Because stdout and
-//! stderr are always drained, writing stdin cannot deadlock, and a runner
-//! that exits early just turns the next write into a broken pipe, which ends
-//! the feeding.
+//! [`STDERR_TAIL`](super::STDERR_TAIL) bytes of stderr; the watchdog waits
+//! for the runner to exit. Because stdout and stderr are always drained,
+//! writing stdin cannot deadlock, and a runner that exits early just turns
+//! the next write into a broken pipe, which ends the feeding. The run ends
+//! with the runner: once it has exited, the pipes give what it wrote and
+//! stop, whatever else still holds them.
 
 use std::ffi::OsString;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Instant;
 
+use super::contain::Contained;
+use super::landlock::{self, Ruleset};
+use super::pipes::{Exited, PipeReader, set_nonblocking, write_all};
 use super::protocol::{
-    FEED_CHUNK, Frames, RUNNER_FILE_NAME, RUNNER_PY, ReduceBlocks, memory_error, next_map_chunk, parse_stats,
-    read_some, read_tail, runner_error, user_error,
+    FEED_CHUNK, Frames, ReduceBlocks, memory_error, next_map_chunk, parse_stats, read_some, read_tail,
+    runner_error, user_error,
 };
-use super::sandbox::{KillGroupOnDrop, Running, Stop, confine, has_exited, kill_group, wait_exited, watch};
-use super::{CancelToken, ExecError, Limits, Stage};
+use super::sandbox::{KillOnDrop, Running, Stop, confine, has_exited, watch};
+use super::{CancelToken, Containment, ExecError, Limits, Stage, script};
 use crate::exec::{ExecStats, RecordSink, RecordSource};
 
 /// Runs user Python code for one task.
@@ -31,24 +36,45 @@ use crate::exec::{ExecStats, RecordSink, RecordSource};
 pub struct PythonExecutor {
     /// The interpreter (e.g. `python3`, looked up in `PATH` if bare).
     pub python: PathBuf,
-    /// The task's own temporary folder: the runner is written there and it
-    /// is the subprocess's working directory.
+    /// The task's own temporary folder: the runner's working directory
+    /// (and `TMPDIR`), the only place it may write where Landlock is on.
     pub workdir: PathBuf,
     /// Wall-clock and memory limits of each run.
     pub limits: Limits,
     /// Stops the runs of this executor (and of its clones) when cancelled.
     pub cancel: CancelToken,
+    /// How each run's processes are kept together and killed at its end.
+    pub containment: Containment,
+    /// Whether the runner may write only in `workdir` (and /dev/null),
+    /// where the kernel has Landlock; see [`landlock_abi`](super::landlock_abi).
+    pub landlock: bool,
 }
 
 impl PythonExecutor {
-    /// An executor without limits, with a fresh (not cancelled) token.
+    /// An executor without limits, with a fresh (not cancelled) token,
+    /// this process's containment ([`Containment::shared`]) and Landlock
+    /// (unless `IPDC_LANDLOCK=off`).
     pub fn new(python: impl Into<PathBuf>, workdir: impl Into<PathBuf>) -> Self {
         PythonExecutor {
             python: python.into(),
             workdir: workdir.into(),
             limits: Limits::default(),
             cancel: CancelToken::default(),
+            containment: Containment::shared().clone(),
+            landlock: !landlock::disabled(),
         }
+    }
+
+    /// This executor without Landlock, whatever the kernel offers.
+    pub fn without_landlock(mut self) -> Self {
+        self.landlock = false;
+        self
+    }
+
+    /// This executor with its runs contained by `containment`.
+    pub fn with_containment(mut self, containment: Containment) -> Self {
+        self.containment = containment;
+        self
     }
 
     /// This executor with `limits`.
@@ -108,49 +134,68 @@ impl PythonExecutor {
         if self.cancel.is_cancelled() {
             return Err(ExecError::Cancelled { stage });
         }
-        // Absolute: the runner starts in `workdir`, where a relative path
-        // would be looked up again.
-        let runner = std::path::absolute(self.workdir.join(RUNNER_FILE_NAME))?;
-        std::fs::write(&runner, RUNNER_PY).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot write the Python runner to {}: {e}", runner.display()))
-        })?;
+        let script = script::runner()?;
+        let workdir = std::path::absolute(&self.workdir)?;
         let memory = self.limits.effective_memory_bytes();
         let mut command = Command::new(&self.python);
-        // -B: no .pyc files in the task folder. -s: no user site-packages,
-        // whose .pth files run at every start: a job could otherwise leave
-        // code there (in the agent user's home) that runs inside later jobs.
+        // -I (isolated, Python 3.4+): neither the script's folder nor the
+        // user site-packages (whose .pth files run at every start) is on
+        // sys.path, and PYTHON* variables are ignored: nothing a job can
+        // write shadows the standard library for a later job. -B: no .pyc
+        // files. TMPDIR: the task's folder, the one place it may write
+        // under Landlock, removed with the task.
         command
+            .arg("-I")
             .arg("-B")
-            .arg("-s")
-            .arg(&runner)
+            .arg(script.path())
             .args(args)
-            .current_dir(&self.workdir)
+            .current_dir(&workdir)
+            .env("TMPDIR", &workdir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        confine(&mut command, memory);
+        let landlock = if self.landlock {
+            Ruleset::writable_only(&workdir).unwrap_or_else(|e| {
+                log::warn!(
+                    "cannot make the Landlock ruleset for {}: {e}; running without it",
+                    workdir.display()
+                );
+                None
+            })
+        } else {
+            None
+        };
+        let contained = Contained::start(&self.containment)?;
+        confine(&mut command, contained.hook(), memory, script.fd(), landlock.as_ref().map(Ruleset::fd));
         let started = Instant::now();
         let child = command
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("cannot start {}: {e}", self.python.display())))?;
+        drop(landlock);
         // From here on, leaving this function in any way (error, panic)
-        // kills the group and reaps the runner.
-        let mut running = Running::new(child);
+        // kills the whole run and reaps the child.
+        let mut running = Running::new(child, contained);
         let pid = running.pid;
         let mut stdin = running.child.stdin.take();
-        let mut stdout = running.child.stdout.take().expect("piped stdout");
+        let stdout = running.child.stdout.take().expect("piped stdout");
         let stderr = running.child.stderr.take().expect("piped stderr");
+        if let Some(pipe) = &stdin {
+            set_nonblocking(pipe.as_raw_fd())?;
+        }
         let deadline = self.limits.wall.map(|w| started + w);
         let cancel = &self.cancel;
+        let contained = &running.contained;
+        let exited = Exited::new()?;
+        let exited = &exited;
 
         let (outcome, tail, stopped, killed_by_us) = std::thread::scope(|s| {
-            // Kills the group if this closure unwinds, so that the reader
-            // threads end and the scope can be left.
-            let group = KillGroupOnDrop(pid);
-            let (done_tx, done_rx) = mpsc::channel::<()>();
-            let watchdog = s.spawn(move || watch(pid, deadline, cancel, done_rx));
+            // Kills the run if this closure unwinds, so that the runner
+            // exits, the watchdog and the readers end, and the scope can be left.
+            let guard = KillOnDrop(contained, pid);
+            let watchdog = s.spawn(move || watch(pid, contained, deadline, cancel, exited));
             let (tx, rx) = mpsc::channel::<io::Result<Vec<u8>>>();
             s.spawn(move || {
+                let mut stdout = PipeReader::new(stdout, exited);
                 loop {
                     let mut chunk = vec![0u8; FEED_CHUNK];
                     match read_some(&mut stdout, &mut chunk) {
@@ -168,7 +213,7 @@ impl PythonExecutor {
                     }
                 }
             });
-            let tail = s.spawn(move || read_tail(stderr));
+            let tail = s.spawn(move || read_tail(PipeReader::new(stderr, exited)));
 
             let mut frames = Frames::default();
             let outcome = (|| -> Result<(bool, u64), ExecError> {
@@ -179,7 +224,7 @@ impl PythonExecutor {
                     if buf.is_empty() {
                         break;
                     }
-                    if let Err(e) = pipe.write_all(&buf) {
+                    if let Err(e) = write_all(pipe, &buf, exited) {
                         if e.kind() != io::ErrorKind::BrokenPipe {
                             return Err(e.into());
                         }
@@ -192,7 +237,9 @@ impl PythonExecutor {
                         frames.push(&chunk?, sink)?;
                     }
                 }
-                // End of input: let the runner finish, then take the rest.
+                // End of input: let the runner finish, then take the rest
+                // (until its stdout ends, or the runner has exited and what
+                // it wrote is read).
                 drop(stdin.take());
                 for chunk in rx.iter() {
                     frames.push(&chunk?, sink)?;
@@ -203,22 +250,15 @@ impl PythonExecutor {
             let mut killed_by_us = false;
             if outcome.is_err() {
                 // Stop a runner we no longer listen to (it may be blocked
-                // writing to us); this also ends the reader threads. Our
-                // error, not a limit, is then the story: stop the watchdog.
+                // writing to us); the watchdog then sees it exit and the
+                // readers end. Our error, not a limit, is then the story.
                 killed_by_us = !has_exited(pid);
-                kill_group(pid);
-                drop(done_tx);
-            } else {
-                // The runner closed its stdout; the watchdog keeps watching
-                // until it has exited (not reaped: its group id stays ours).
-                wait_exited(pid);
-                drop(done_tx);
+                contained.kill_all(pid);
             }
             drop(stdin);
+            // Returns once the runner has exited; what it left is killed.
             let stopped = watchdog.join().unwrap_or(None);
-            // Whatever the user's code started and left behind (it may hold
-            // stderr open) goes now.
-            drop(group);
+            drop(guard);
             let tail = tail.join().unwrap_or_default();
             (outcome, tail, stopped, killed_by_us)
         });

@@ -3,9 +3,10 @@
 //! stderr tail and exit status say about how it ended. Starting, feeding
 //! and stopping the process is left to the executor and the sandbox.
 //!
-//! Command line (no shell): `PYTHON -B -s <workdir>/ipdc_runner.py map MAP_PY
-//! [--combine REDUCE_PY]` or `... reduce REDUCE_PY`, with the task's own
-//! temporary folder as the working directory. stdin carries the split's raw
+//! Command line (no shell): `PYTHON -I -B /proc/self/fd/N map MAP_PY
+//! [--combine REDUCE_PY]` or `... reduce REDUCE_PY` (the runner sealed in
+//! memory, see the script module), with the task's own temporary folder as
+//! the working directory. stdin carries the split's raw
 //! lines (map) or blocks of records sorted by key (reduce: `u32 n`, then the
 //! `2n` `u32` lengths of key, value, key, value..., then those datums; all
 //! little-endian); stdout carries framed
@@ -25,10 +26,11 @@ use super::{ExecError, Stage};
 use crate::exec::{ExecStats, RecordSink, RecordSource};
 use crate::record::MAX_DATUM_LEN;
 
-/// The runner script, written into the task's folder before each run.
+/// The runner script, sealed in memory once per process (see the script module).
 pub const RUNNER_PY: &str = include_str!("../runner.py");
 
-/// File name of the runner inside [`PythonExecutor::workdir`](super::PythonExecutor::workdir).
+/// The runner's file name (its memfd's name; a file of that name where
+/// memfd is not available). Reserved: no user file may be called so.
 pub const RUNNER_FILE_NAME: &str = "ipdc_runner.py";
 
 /// How much of the runner's stderr is kept (its end).
