@@ -240,7 +240,11 @@ fn a_submitter_killed_after_it_reconnected_still_has_its_tasks_dropped_within_se
     run.kill9();
     let killed = Instant::now();
     while a.output().matches("is gone: dropping its tasks").count() < 2 {
-        assert!(killed.elapsed() < Duration::from_secs(30), "the agent never dropped the job again:\n{}", a.output());
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "the agent never dropped the job again:\n{}",
+            a.output()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(killed.elapsed() < Duration::from_secs(25), "within seconds: {:?}", killed.elapsed());
