@@ -72,6 +72,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         ipfs: IpfsHealth::not_checked(),
         session: new_session(),
         epoch: 0,
+        work_dir: config.work_dir.clone(),
+        min_free_disk_mb: config.min_free_disk_mb,
     };
     let ctx = Arc::new(TaskContext {
         agent: config.name.clone(),

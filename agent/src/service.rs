@@ -47,6 +47,8 @@ pub struct Service {
     state: AgentState,
     probe: StatusProbe,
     connected: bool,
+    /// The last status said the work dir is below its free-space floor.
+    disk_low: bool,
     /// Attempts running or stopping, with what cancels them: a cancelled
     /// attempt's user code is killed from a blocking thread, which aborting
     /// its task would not wait for, so its handle stays until it ends.
@@ -80,6 +82,7 @@ impl Service {
             state,
             probe: StatusProbe::new(),
             connected: false,
+            disk_low: false,
             tasks: HashMap::new(),
             done_tx,
         };
@@ -251,6 +254,15 @@ impl Service {
         let mut status = self.probe.status(&self.fixed, self.state.busy());
         status.rejected_messages = self.wire.rejected();
         status.keyed = self.wire.is_keyed();
+        let low = status.low_on_disk();
+        if low.is_some() != self.disk_low {
+            let dir = self.fixed.work_dir.display();
+            match &low {
+                Some(why) => warn!("work dir {dir}: {why}; this agent takes no tasks until there is more"),
+                None => info!("work dir {dir}: enough free space again; this agent takes tasks"),
+            }
+            self.disk_low = low.is_some();
+        }
         let out = self.wire.status(&status);
         if let Err(e) = self.client.try_publish(&out.topic, QoS::AtLeastOnce, true, out.payload) {
             debug!("status not sent: {e}");

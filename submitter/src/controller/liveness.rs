@@ -1,7 +1,7 @@
 //! The job's agents: their slots, and whether each can work. This is where
 //! the liveness rule lives ([`Controller::on_agent_status`]): an agent whose
-//! status says offline, is stale, or says its IPFS node does not answer is
-//! lost, and a lost one with a fresh online status is back. A lost agent's
+//! status says offline, is stale, says its IPFS node does not answer, or
+//! says its work dir is below its free-space floor is lost, and a lost one with a fresh online status is back. A lost agent's
 //! running attempts are given out again without counting failures; when
 //! none can work the job waits for one to come back.
 
@@ -14,8 +14,8 @@ use super::{AGENTS_BACK_MS, Action, Actions, Controller};
 pub(super) struct AgentSlots {
     pub(super) slots: u32,
     pub(super) running: u32,
-    /// Cannot work now (offline, its statuses stopped, or its IPFS node is
-    /// down); it may come back.
+    /// Cannot work now (offline, its statuses stopped, its IPFS node is
+    /// down, or it is low on disk); it may come back.
     pub(super) lost: bool,
     /// Online but never acknowledged its assignments: no more of this job.
     pub(super) silent: bool,
@@ -38,6 +38,9 @@ fn unusable_because(s: &AgentStatus, now_ms: u64) -> Option<String> {
     } else if !s.ipfs.is_ok() {
         // As good as gone until its node answers again (its status says so).
         Some(format!("cannot use its IPFS node ({})", s.ipfs))
+    } else if let Some(why) = s.low_on_disk() {
+        // Likewise until it has space again: its attempts might fill the disk.
+        Some(format!("is low on disk ({why})"))
     } else {
         None
     }
@@ -46,9 +49,10 @@ fn unusable_because(s: &AgentStatus, now_ms: u64) -> Option<String> {
 impl Controller {
     /// The latest status of `agent` (None: never heard of), for each of the
     /// job's agents at every tick: the liveness rule. An agent whose status
-    /// says offline, is stale (`AgentStatus::is_stale`) or says its IPFS node
-    /// does not answer is lost; a lost one whose status is online, fresh and
-    /// with a working IPFS node is back. No status (never heard of), or the
+    /// says offline, is stale (`AgentStatus::is_stale`), says its IPFS node
+    /// does not answer or says it is below its free-disk floor
+    /// (`AgentStatus::low_on_disk`) is lost; a lost one whose status is
+    /// online, fresh, with a working IPFS node and enough disk is back. No status (never heard of), or the
     /// status of an agent that is not the job's, changes nothing.
     pub fn on_agent_status(&mut self, agent: &str, status: Option<&AgentStatus>, now_ms: u64) -> Actions {
         let Some(status) = status else { return Vec::new() };
@@ -116,7 +120,7 @@ impl Controller {
             self.all_lost_since = Some(now_ms);
             actions.push(Action::Warn {
                 message: format!(
-                    "no agent of this job can work now (offline, or its IPFS node does not answer); waiting up to {} s for one to come back",
+                    "no agent of this job can work now (offline, its IPFS node does not answer, or low on disk); waiting up to {} s for one to come back",
                     AGENTS_BACK_MS / 1000
                 ),
             });

@@ -175,7 +175,7 @@ fn a_job_waits_for_its_agents_to_come_back_after_they_all_went_offline() {
     assert_eq!(
         w[1..],
         [
-            "no agent of this job can work now (offline, or its IPFS node does not answer); waiting up to 60 s for one to come back"
+            "no agent of this job can work now (offline, its IPFS node does not answer, or low on disk); waiting up to 60 s for one to come back"
         ]
     );
     assert!(c.tick(30_000).iter().all(|a| !matches!(a, Action::Failed { .. })));
@@ -235,7 +235,7 @@ fn a_job_fails_when_no_agent_comes_back_in_time() {
         [Action::Failed { message, .. }] => {
             assert_eq!(
                 message,
-                "no agent of this job could work for 60 s (offline, or its IPFS node did not answer)"
+                "no agent of this job could work for 60 s (offline, its IPFS node did not answer, or low on disk)"
             )
         }
         other => panic!("{other:?}"),
@@ -564,17 +564,24 @@ fn fresh(agent: &str, now: u64) -> AgentStatus {
 }
 
 /// The statuses at `now` that make `agent` lost, each alone, with what the user is told.
-fn unusable(agent: &str, now: u64) -> [(AgentStatus, String); 3] {
+fn unusable(agent: &str, now: u64) -> [(AgentStatus, String); 4] {
     let mut offline = fresh(agent, now);
     offline.online = false;
     // Sent 30 s ago, every 5 s: three heartbeats and the grace period missed.
     let stale = fresh(agent, now - 30_000);
     let mut ipfs_down = fresh(agent, now);
     ipfs_down.ipfs = "connection refused".into();
+    let mut disk_low = fresh(agent, now);
+    (disk_low.disk_free_mb, disk_low.min_free_disk_mb) = (Some(100), 512);
     [
         (offline, "went offline".into()),
         (stale, "stopped sending its status".into()),
         (ipfs_down, "cannot use its IPFS node (connection refused)".into()),
+        (
+            disk_low,
+            "is low on disk (100 MiB free in its work dir, below its floor of 512 MiB (min_free_disk_mb))"
+                .into(),
+        ),
     ]
 }
 
@@ -616,6 +623,11 @@ fn a_stale_status_runs_the_agents_running_tasks_elsewhere_without_counting_failu
 #[test]
 fn an_ipfs_down_status_runs_the_agents_running_tasks_elsewhere_without_counting_failures() {
     lose_a_by_status(2);
+}
+
+#[test]
+fn a_low_disk_status_runs_the_agents_running_tasks_elsewhere_without_counting_failures() {
+    lose_a_by_status(3);
 }
 
 #[test]

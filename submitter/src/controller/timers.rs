@@ -42,7 +42,7 @@ impl Controller {
         {
             return self.fail(
                 format!(
-                    "no agent of this job could work for {} s (offline, or its IPFS node did not answer)",
+                    "no agent of this job could work for {} s (offline, its IPFS node did not answer, or low on disk)",
                     AGENTS_BACK_MS / 1000
                 ),
                 String::new(),
