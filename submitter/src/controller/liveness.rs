@@ -20,6 +20,9 @@ pub(super) struct AgentSlots {
     /// Online but never acknowledged its assignments: no more of this job.
     pub(super) silent: bool,
     pub(super) failures: u32,
+    /// Its free memory as its latest status said (None: no status yet), so
+    /// that a backup attempt goes only where it fits.
+    pub(super) mem_available_mb: Option<u64>,
 }
 
 impl AgentSlots {
@@ -56,6 +59,9 @@ impl Controller {
     /// status of an agent that is not the job's, changes nothing.
     pub fn on_agent_status(&mut self, agent: &str, status: Option<&AgentStatus>, now_ms: u64) -> Actions {
         let Some(status) = status else { return Vec::new() };
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.mem_available_mb = Some(status.mem_available_mb);
+        }
         match unusable_because(status, now_ms) {
             Some(why) => self.on_agent_lost(agent, &why, now_ms),
             // Online again with fresh heartbeats (e.g. after a broker restart).

@@ -203,6 +203,7 @@ impl Controller {
                             lost: false,
                             silent: false,
                             failures: 0,
+                            mem_available_mb: None,
                         },
                     )
                 })

@@ -117,7 +117,8 @@ impl Controller {
     }
 
     /// With nothing left to hand out and slots idle, a task running much
-    /// longer than its finished siblings gets a backup attempt elsewhere.
+    /// longer than its finished siblings gets a backup attempt elsewhere,
+    /// on an agent whose latest status has the job's `task_memory_mb` free.
     pub(super) fn speculate(&mut self, now_ms: u64, actions: &mut Actions) {
         let Some(stage) = self.stage() else { return };
         let tasks = self.tasks.of(stage);
@@ -142,10 +143,22 @@ impl Controller {
             .filter(|(_, t)| now_ms.saturating_sub(t.running[0].since_ms) > threshold)
             .map(|(idx, _)| TaskRef { stage, idx })
             .collect();
+        // A backup needs the attempt's memory limit free where it goes: with
+        // `--local` every agent is this machine, and a backup of a large
+        // attempt doubled the memory in use.
+        let need = self.plan.code.limits.memory_mb.unwrap_or(0);
+        let short: Vec<String> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.mem_available_mb.is_some_and(|free| free < need))
+            .map(|(name, _)| name.clone())
+            .collect();
         for r in stragglers {
             let entry = self.tasks.get(r);
             let busy = entry.running[0].agent.clone();
-            let Some(agent) = self.pick_agent(&entry.failed_on.clone(), &[busy.as_str()]) else { break };
+            let mut exclude: Vec<&str> = short.iter().map(String::as_str).collect();
+            exclude.push(&busy);
+            let Some(agent) = self.pick_agent(&entry.failed_on.clone(), &exclude) else { break };
             self.speculated += 1;
             self.launch(r, agent, now_ms, true, actions);
         }

@@ -349,6 +349,38 @@ fn a_straggler_gets_a_backup_attempt_and_the_first_result_wins() {
 }
 
 #[test]
+fn a_backup_goes_only_to_an_agent_with_the_attempts_memory_free() {
+    let mut p = plan(3, 1);
+    p.speculative = true;
+    p.code.limits.memory_mb = Some(900);
+    let mut c = Controller::new(p, &[("a".into(), 1), ("b".into(), 1), ("slow".into(), 1)]);
+    let first = assigns(&c.start(0));
+    for (agent, task) in &first {
+        c.on_event(&ev(task, agent, EventKind::Accepted), 10);
+    }
+    for (agent, task) in first.iter().filter(|(a, _)| a != "slow") {
+        c.on_event(&done(task, agent, 1), 1_000);
+    }
+    let with_memory = |agent: &str, mb: u64, now: u64| {
+        let mut s = fresh(agent, now);
+        s.mem_available_mb = mb;
+        s
+    };
+    // Every agent says it has less free than the attempt's 900 MiB limit.
+    for agent in ["a", "b", "slow"] {
+        assert!(c.on_agent_status(agent, Some(&with_memory(agent, 500, 2_400)), 2_400).is_empty());
+    }
+    assert!(assigns(&c.tick(2_500)).is_empty(), "a straggler, but no room for a backup");
+    assert_eq!(c.speculated(), 0);
+    // b has room now: the backup goes there.
+    c.on_agent_status("b", Some(&with_memory("b", 1_200, 2_600)), 2_600);
+    let backup = assigns(&c.tick(2_750));
+    assert_eq!(backup.len(), 1, "{backup:?}");
+    assert_eq!(backup[0].0, "b");
+    assert_eq!(c.speculated(), 1);
+}
+
+#[test]
 fn backups_never_take_a_failing_task_past_max_attempts() {
     let mut p = plan(3, 1);
     p.speculative = true;
