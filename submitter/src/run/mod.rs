@@ -183,6 +183,9 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
         summary.counters.map_input_records,
         summary.counters.reduce_output_records,
     );
+    for w in &summary.warnings {
+        println!("warning: {w}");
+    }
     println!("output: {}", spec.out.display());
     Ok(())
 }
