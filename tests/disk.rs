@@ -45,3 +45,75 @@ fn a_reduce_that_returns_none_gives_a_warning_in_the_summary_and_the_last_lines(
     assert_eq!(summary(&out2)["warnings"], serde_json::json!([]));
     assert!(!text(&o).contains("warning: "), "{}", text(&o));
 }
+
+/// A text file of `mib` MiB, and a thread appending a line to it every
+/// millisecond until the returned flag is set.
+fn growing_file(
+    path: &Path,
+    mib: usize,
+) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<()>) {
+    use std::io::Write;
+    let line = b"the quick brown fox jumps over the lazy dog again and again\n";
+    let mut block = Vec::with_capacity(1 << 20);
+    while block.len() + line.len() <= 1 << 20 {
+        block.extend_from_slice(line);
+    }
+    let mut f = std::fs::File::create(path).unwrap();
+    for _ in 0..mib {
+        f.write_all(&block).unwrap();
+    }
+    drop(f);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (flag, path) = (stop.clone(), path.to_path_buf());
+    let appender = std::thread::spawn(move || {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            f.write_all(b"still being written\n").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    });
+    (stop, appender)
+}
+
+/// The add of a 64 MiB input reads all of it (tens of milliseconds at the
+/// least, hashing or sending it) while a line is appended every millisecond:
+/// its size always differs between the start and the end of the add.
+fn assert_named_as_changing(t: &str, input: &Path) {
+    let named = format!("input {} changed while it was being added (size ", input.display());
+    assert!(t.contains(&named), "{t}");
+    assert!(t.contains("): wait until it is complete, or copy it first"), "{t}");
+    assert!(!t.contains("no data at offset"), "{t}");
+    assert!(t.contains("no output was written") || !t.contains("output: "), "{t}");
+}
+
+#[test]
+fn an_input_that_grows_while_it_is_added_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("job");
+    job(&dir, MAP, "def reduce(key, values):\n    yield key, sum(values)\n", "unused\n");
+    let input = tmp.path().join("growing.txt");
+    let (stop, appender) = growing_file(&input, 64);
+    let out = tmp.path().join("out");
+    let args = ["--input", input.to_str().unwrap(), "--out", out.to_str().unwrap()];
+
+    // --local: added by reference into the embedded store, in-process.
+    let mut local = vec!["run", "--local", "1", dir.to_str().unwrap()];
+    local.extend(args);
+    let o = submit(&local);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert_named_as_changing(&text(&o), &input);
+    assert!(!out.exists());
+
+    // Sent over HTTP to a store (the hub's).
+    let hub = Hub::start();
+    let _a = hub.agent("grow-1", &[]);
+    let mut remote = vec![dir.to_str().unwrap()];
+    remote.extend(args);
+    let o = hub.submit(&remote);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert_named_as_changing(&text(&o), &input);
+    assert!(!out.exists());
+
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    appender.join().unwrap();
+}

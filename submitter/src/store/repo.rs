@@ -292,7 +292,12 @@ impl Repo {
         let imported = import_file(&path).await?;
         let after = tokio::fs::metadata(&path).await?;
         if after.len() != imported.file_size || after.modified().ok() != modified {
-            return Err(io::Error::other(format!("{} changed while it was being added", path.display())));
+            return Err(io::Error::other(format!(
+                "{} changed while it was being added (size {} then {})",
+                path.display(),
+                imported.file_size,
+                after.len()
+            )));
         }
         let entry = Entry { path, size: imported.file_size, copied: false, modified };
         let key = imported.cid.to_string();
