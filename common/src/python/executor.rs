@@ -115,6 +115,11 @@ impl PythonExecutor {
             io::Error::new(e.kind(), format!("cannot write the Python runner to {}: {e}", runner.display()))
         })?;
         let memory = self.limits.effective_memory_bytes();
+        // The user's temporary files and home: a folder of the task's own,
+        // removed with it, so that what `tempfile` or `~` give its code is
+        // not left in the agent's temporary folder or the agent user's home.
+        let scratch = std::path::absolute(self.workdir.join("tmp"))?;
+        std::fs::create_dir_all(&scratch)?;
         let mut command = Command::new(&self.python);
         // -B: no .pyc files in the task folder. -s: no user site-packages,
         // whose .pth files run at every start: a job could otherwise leave
@@ -125,6 +130,7 @@ impl PythonExecutor {
             .arg(&runner)
             .args(args)
             .current_dir(&self.workdir)
+            .envs(["TMPDIR", "TEMP", "TMP", "HOME"].map(|k| (k, &scratch)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
