@@ -117,3 +117,63 @@ fn an_input_that_grows_while_it_is_added_is_named() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     appender.join().unwrap();
 }
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_job_leaves_nothing_in_the_work_dir_its_temp_folder_or_home() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("job");
+    // Everywhere user code can write without naming an absolute path.
+    let map = r#"import os, tempfile
+def map(line):
+    open('../../left-by-job', 'w').write('x')
+    os.makedirs('../../made/deep', exist_ok=True)
+    open('../../.dotfile', 'w').write('x')
+    with tempfile.NamedTemporaryFile(delete=False) as f:
+        f.write(b'x')
+    open(os.path.expanduser('~/in-home'), 'w').write('x')
+    for w in line.split():
+        yield w, 1
+"#;
+    job(&dir, map, "def reduce(key, values):\n    yield key, sum(values)\n", "a b a\nc\n");
+    let (work, agent_tmp, agent_home) =
+        (tmp.path().join("work"), tmp.path().join("agent-tmp"), tmp.path().join("agent-home"));
+    for d in [&work, &agent_tmp, &agent_home] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::create_dir(work.join("photos")).unwrap(); // the operator's
+    let hub = Hub::start();
+    let a = spawn(
+        &bin("ipdc-agent"),
+        &[
+            "--broker",
+            &hub.mqtt,
+            "--ipfs",
+            &hub.ipfs,
+            "--name",
+            "tidy-1",
+            "--heartbeat-secs",
+            "1",
+            "--work-dir",
+            work.to_str().unwrap(),
+        ],
+        &[("TMPDIR", agent_tmp.to_str().unwrap()), ("HOME", agent_home.to_str().unwrap())],
+    );
+    a.wait_for("connected to broker", std::time::Duration::from_secs(20));
+    let out = tmp.path().join("out");
+    let o = hub.submit(&[dir.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}\n{}", text(&o), a.output());
+    assert_eq!(std::fs::read_to_string(out.join("part-00000")).unwrap(), "a\t2\nb\t1\nc\t1\n");
+    // The agent's own, the operator's, and a dot file (taken for the agent's own) stay.
+    let want = [".dotfile", ".lock", "photos"];
+    wait_until("the work dir swept", std::time::Duration::from_secs(15), || names(&work) == want);
+    assert!(a.output().contains("that jobs left in the work dir"), "{}", a.output());
+    assert_eq!(names(&agent_tmp), Vec::<String>::new(), "the agent's TMPDIR");
+    assert_eq!(names(&agent_home), Vec::<String>::new(), "the agent user's home");
+}
