@@ -41,11 +41,9 @@ fn unusable_because(s: &AgentStatus, now_ms: u64) -> Option<String> {
     } else if !s.ipfs.is_ok() {
         // As good as gone until its node answers again (its status says so).
         Some(format!("cannot use its IPFS node ({})", s.ipfs))
-    } else if let Some(why) = s.low_on_disk() {
-        // Likewise until it has space again: its attempts might fill the disk.
-        Some(format!("is low on disk ({why})"))
     } else {
-        None
+        // Likewise, until it has space again: its attempts might fill the disk.
+        s.low_on_disk().map(|why| format!("is low on disk ({why})"))
     }
 }
 

@@ -161,6 +161,14 @@ fn warnings(map: &ExecStats, reduce: &ExecStats) -> Vec<String> {
     out
 }
 
+fn executors_used(records: &[TaskRecord]) -> String {
+    let used: BTreeSet<String> = records.iter().map(|r| r.executor.to_string()).collect();
+    match used.len() {
+        1 => used.into_iter().next().unwrap_or_default(),
+        _ => format!("mixed: {}", used.into_iter().collect::<Vec<_>>().join(", ")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,13 +203,5 @@ mod tests {
         );
         // An empty input (no lines) is no news.
         assert!(warnings(&ExecStats::default(), &ExecStats::default()).is_empty());
-    }
-}
-
-fn executors_used(records: &[TaskRecord]) -> String {
-    let used: BTreeSet<String> = records.iter().map(|r| r.executor.to_string()).collect();
-    match used.len() {
-        1 => used.into_iter().next().unwrap_or_default(),
-        _ => format!("mixed: {}", used.into_iter().collect::<Vec<_>>().join(", ")),
     }
 }
