@@ -128,14 +128,10 @@ async fn add(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Mul
         return error(StatusCode::INTERNAL_SERVER_ERROR, message);
     }
     let nocopy = q.get("nocopy").is_some_and(|v| v == "true" || v.is_empty());
-    if nocopy && state.nocopy_root.is_none() {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, NOCOPY_OFF);
-    }
-    // Every refusal of a nocopy part is the same answer (the hub's log has why).
-    let refused = |why: &dyn std::fmt::Display| {
-        log::warn!("refused a nocopy add: {why}");
-        error(StatusCode::INTERNAL_SERVER_ERROR, NOCOPY_REFUSED)
-    };
+    // Why a nocopy add is refused, for the hub's log: the answer is always
+    // the same one. It is sent once the whole upload has been read: sent
+    // earlier, a client still sending got a broken pipe instead.
+    let mut refused: Option<String> = None;
     let pin = q.get("pin").is_none_or(|v| v != "false");
     let mut lines = String::new();
     loop {
@@ -144,24 +140,36 @@ async fn add(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Mul
             Ok(None) => break,
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading the upload: {e}")),
         };
-        let name = field.file_name().or(field.name()).map(percent_decode).unwrap_or_default();
-        let reference = match (nocopy, &state.nocopy_root) {
-            (true, Some(root)) => {
+        let reference = match (nocopy, &state.nocopy_root, &refused) {
+            (false, ..) => None,
+            (true, Some(root), None) => {
                 let abspath = field.headers().get("Abspath").and_then(|v| v.to_str().ok());
-                match nocopy_path(root, abspath) {
-                    Some(p) => Some(p),
-                    None => {
-                        return refused(&format_args!("Abspath {abspath:?} is not under {}", root.display()));
-                    }
+                let path = nocopy_path(root, abspath);
+                if path.is_none() {
+                    refused =
+                        Some(format!("Abspath {abspath:?} is not a plain path under {}", root.display()));
                 }
+                path
             }
             _ => None,
         };
-        let mut upload = match state.repo.upload(reference).await {
-            Ok(u) => u,
-            Err(e) if nocopy => return refused(&e),
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        let upload = match &refused {
+            Some(_) => None,
+            None if nocopy && state.nocopy_root.is_none() => None,
+            None => match state.repo.upload(reference).await {
+                Ok(u) => Some(u),
+                Err(e) if nocopy => {
+                    refused = Some(e.to_string());
+                    None
+                }
+                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            },
         };
+        let Some(mut upload) = upload else {
+            while let Ok(Some(_)) = field.chunk().await {} // read and dropped
+            continue;
+        };
+        let name = field.file_name().or(field.name()).map(percent_decode).unwrap_or_default();
         loop {
             match field.chunk().await {
                 Ok(Some(chunk)) => {
@@ -177,7 +185,10 @@ async fn add(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Mul
         }
         let imported = match upload.finish(pin).await {
             Ok(i) => i,
-            Err(e) if nocopy => return refused(&e),
+            Err(e) if nocopy => {
+                refused = Some(e.to_string());
+                continue;
+            }
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         };
         let hash = imported.cid.to_string();
@@ -187,6 +198,13 @@ async fn add(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Mul
             "Size": imported.dag_size.to_string(),
         });
         lines.push_str(&format!("{line}\n"));
+    }
+    if nocopy && state.nocopy_root.is_none() {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, NOCOPY_OFF);
+    }
+    if let Some(why) = refused {
+        log::warn!("refused a nocopy add: {why}");
+        return error(StatusCode::INTERNAL_SERVER_ERROR, NOCOPY_REFUSED);
     }
     if lines.is_empty() {
         return error(StatusCode::BAD_REQUEST, "file argument 'path' is required");
