@@ -35,6 +35,7 @@ pub async fn run(c: &AgentConfig) -> bool {
     let shown = c.python.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none".into());
     ok &= report("Python", &shown, python);
     ok &= report("work dir", &c.work_dir.display().to_string(), check_work_dir(&c.work_dir));
+    ok &= report("free disk", &c.work_dir.display().to_string(), check_free_disk(c));
     println!("{}", if ok { "all checks passed" } else { "some checks failed" });
     ok
 }
@@ -84,6 +85,18 @@ async fn check_ipfs(api: &str) -> Result<String, String> {
 }
 
 /// Makes `dir` and writes a file in it: tasks will need both.
+/// The work dir's free space against the agent's floor (`min_free_disk_mb`).
+fn check_free_disk(c: &AgentConfig) -> Result<String, String> {
+    let floor = c.min_free_disk_mb;
+    match crate::status::free_disk_mb(&c.work_dir) {
+        None => Err("cannot read the free space of its file system".into()),
+        Some(free) if free < floor => Err(format!(
+            "{free} MiB free, below min_free_disk_mb = {floor}: the agent would take no tasks; free space there, or set work_dir to a larger disk"
+        )),
+        Some(free) => Ok(format!("{free} MiB free, floor {floor} MiB")),
+    }
+}
+
 pub fn check_work_dir(dir: &std::path::Path) -> Result<String, String> {
     const HINT: &str = "set work_dir (the packaged service may write only below /var/lib/ipdc: \
         make another folder the ipdc user's and list it under [Service] as ReadWritePaths= \

@@ -43,6 +43,9 @@ pub struct AgentSettings {
     /// The most memory a job may give one task's user code, MiB [default: 2048].
     #[arg(long, env = "IPDC_MAX_TASK_MEMORY_MB")]
     pub max_task_memory_mb: Option<u64>,
+    /// Take no tasks while the work dir's disk has less free than this, MiB; 0: no floor [default: 512].
+    #[arg(long, env = "IPDC_MIN_FREE_DISK_MB")]
+    pub min_free_disk_mb: Option<u64>,
 }
 
 impl OwnKeys for AgentSettings {
@@ -63,6 +66,7 @@ impl AgentSettings {
             heartbeat_secs: self.heartbeat_secs.or(other.heartbeat_secs),
             max_task_secs: self.max_task_secs.or(other.max_task_secs),
             max_task_memory_mb: self.max_task_memory_mb.or(other.max_task_memory_mb),
+            min_free_disk_mb: self.min_free_disk_mb.or(other.min_free_disk_mb),
         }
     }
 }
@@ -125,6 +129,9 @@ impl Settings {
         if let Some(mb) = own.max_task_memory_mb {
             c.max_task_memory_mb = mb.max(64);
         }
+        if let Some(mb) = own.min_free_disk_mb {
+            c.min_free_disk_mb = mb;
+        }
         c.credentials = shared.credentials()?;
         if let Some(creds) = &mut c.credentials {
             creds.check_own_key(Role::Agent, Some(&c.name))?;
@@ -158,6 +165,9 @@ pub struct AgentConfig {
     pub max_task_secs: u64,
     /// The most a job may set as a task's memory limit, MiB.
     pub max_task_memory_mb: u64,
+    /// With less free space than this in the work dir (MiB), the agent's
+    /// status says so and submitters give it no tasks; 0: no floor.
+    pub min_free_disk_mb: u64,
     /// This agent's key and the cluster's trust file: without them the
     /// cluster is open to anyone on the broker.
     pub credentials: Option<Credentials>,
@@ -185,6 +195,7 @@ impl AgentConfig {
             test_task_delay: Duration::ZERO,
             max_task_secs: 6 * 3600,
             max_task_memory_mb: 2048,
+            min_free_disk_mb: 512,
             credentials: None,
             warn_if_open: true,
             local_files: None,
@@ -235,6 +246,12 @@ mod tests {
         assert_eq!(c.python, None);
         assert_eq!(c.name, "pi-7");
         assert_eq!(c.memory_mb, 256);
+        assert_eq!(c.min_free_disk_mb, 512, "the default floor");
+        std::fs::write(&path, "min_free_disk_mb = 2048\n").unwrap();
+        let file = Settings::load(&path, true).unwrap();
+        assert_eq!(Settings::default().or(file.clone()).into_config().unwrap().min_free_disk_mb, 2048);
+        let flags = own(AgentSettings { min_free_disk_mb: Some(0), ..Default::default() });
+        assert_eq!(flags.or(file).into_config().unwrap().min_free_disk_mb, 0, "0 turns the floor off");
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //!   keeping its attempts in one table ([`attempts`]).
 //! - [`service`]: the event loop around it, which does the I/O.
 //! - [`task`]: one attempt: fetch, execute, add outputs.
+//! - `workdir` and `sweep`: the work dir, held by one agent, and the sweep
+//!   of what jobs leave in it.
 //!
 //! [`run`] sets these up and runs the loop; the `ipdc-agent` binary and the
 //! submitter's `--local` mode both call it.
@@ -18,6 +20,7 @@ pub mod config;
 pub mod service;
 pub mod state;
 pub mod status;
+mod sweep;
 pub mod task;
 mod workdir;
 
@@ -47,6 +50,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     validate_name("cluster name", &config.cluster)?;
     // A work dir no task could use would fail every task given to us.
     let work_dir = workdir::claim(&config.work_dir)?;
+    // What jobs of an earlier run left beside their folders (see sweep.rs).
+    sweep::at_start(&config.work_dir);
     let ipfs = IpfsClient::new(&config.ipfs).map_err(|e| e.to_string())?;
     let python = match config.python.clone() {
         Some(p) => detect_python(p).await,
@@ -72,6 +77,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         ipfs: IpfsHealth::not_checked(),
         session: new_session(),
         epoch: 0,
+        work_dir: config.work_dir.clone(),
+        min_free_disk_mb: config.min_free_disk_mb,
     };
     let ctx = Arc::new(TaskContext {
         agent: config.name.clone(),

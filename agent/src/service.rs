@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use crate::attempts::AttemptKey;
 use crate::state::{AgentState, Effect, Input};
 use crate::status::{FixedFacts, StatusProbe};
+use crate::sweep::Sweeper;
 use crate::task::{self, TaskContext, TaskError};
 use crate::workdir::WorkDir;
 
@@ -47,6 +48,10 @@ pub struct Service {
     state: AgentState,
     probe: StatusProbe,
     connected: bool,
+    /// The last status said the work dir is below its free-space floor.
+    disk_low: bool,
+    /// Removes what jobs leave in the work dir's root.
+    sweeper: Sweeper,
     /// Attempts running or stopping, with what cancels them: a cancelled
     /// attempt's user code is killed from a blocking thread, which aborting
     /// its task would not wait for, so its handle stays until it ends.
@@ -68,6 +73,7 @@ impl Service {
     ) -> (Self, mpsc::Receiver<Finished>) {
         let (done_tx, done_rx) = mpsc::channel(64);
         let state = AgentState::new(&fixed.name, &fixed.session, ipfs.api(), fixed.slots);
+        let sweeper = Sweeper::new(&ctx.work_dir);
         let service = Service {
             wire,
             client,
@@ -80,6 +86,8 @@ impl Service {
             state,
             probe: StatusProbe::new(),
             connected: false,
+            disk_low: false,
+            sweeper,
             tasks: HashMap::new(),
             done_tx,
         };
@@ -154,6 +162,10 @@ impl Service {
                 Some((key, result)) = done_rx.recv() => {
                     self.tasks.remove(&key);
                     self.apply(Input::Finished { key, result });
+                    if self.tasks.is_empty() && !self.state.holds_any_job() {
+                        // The last attempt of an ended job has stopped.
+                        self.sweep();
+                    }
                 }
                 Some(health) = ipfs_rx.recv() => {
                     probing = false;
@@ -220,12 +232,26 @@ impl Service {
                             let _ = tokio::fs::remove_dir_all(dir).await;
                         });
                     }
+                    self.sweep();
                 }
             }
         }
     }
 
+    /// Removes what jobs left in the work dir's root (the job folders of
+    /// jobs no longer held, and what their code wrote beside them).
+    fn sweep(&mut self) {
+        let idle = self.tasks.is_empty() && !self.state.holds_any_job();
+        let state = &self.state;
+        let aside = self.sweeper.sweep(|job| state.holds_job(job), idle);
+        if !aside.is_empty() {
+            tokio::task::spawn_blocking(move || Sweeper::delete(aside));
+        }
+    }
+
     fn start(&mut self, task: Task) {
+        // Before any user code runs: what is in the root now is not a job's.
+        self.sweeper.before_attempt();
         let key = AttemptKey::of(&task);
         let (ctx, tx, k) = (self.ctx.clone(), self.done_tx.clone(), key.clone());
         let cancel = CancelToken::new();
@@ -251,6 +277,15 @@ impl Service {
         let mut status = self.probe.status(&self.fixed, self.state.busy());
         status.rejected_messages = self.wire.rejected();
         status.keyed = self.wire.is_keyed();
+        let low = status.low_on_disk();
+        if low.is_some() != self.disk_low {
+            let dir = self.fixed.work_dir.display();
+            match &low {
+                Some(why) => warn!("work dir {dir}: {why}; this agent takes no tasks until there is more"),
+                None => info!("work dir {dir}: enough free space again; this agent takes tasks"),
+            }
+            self.disk_low = low.is_some();
+        }
         let out = self.wire.status(&status);
         if let Err(e) = self.client.try_publish(&out.topic, QoS::AtLeastOnce, true, out.payload) {
             debug!("status not sent: {e}");
@@ -279,6 +314,12 @@ impl Service {
         if tokio::time::timeout(Duration::from_secs(3), stopped).await.is_err() {
             aborts.iter().for_each(|a| a.abort()); // e.g. still fetching: nothing of the user's runs yet
         }
+        // Its attempts have stopped: what its jobs left goes now (their
+        // folders too, as at the next start), and so does the record, so
+        // that the next start does not sweep against an old one.
+        let aside = self.sweeper.sweep(|_| false, true);
+        let deleting = tokio::task::spawn_blocking(move || Sweeper::delete(aside));
+        let _ = tokio::time::timeout(Duration::from_secs(2), deleting).await;
         // Say goodbye ourselves: a clean disconnect does not fire the Last Will.
         let mut offline = AgentStatus::offline(&self.fixed.name);
         (offline.session, offline.epoch) = (self.fixed.session.clone(), self.fixed.epoch);

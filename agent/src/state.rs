@@ -100,6 +100,17 @@ impl AgentState {
         &self.ipfs
     }
 
+    /// Whether the agent holds `job`: it has attempts of it (queued, running
+    /// or reported) until the job ends.
+    pub fn holds_job(&self, job: &str) -> bool {
+        self.owners.contains_key(job) || self.attempts.holds(job)
+    }
+
+    /// Whether it holds any job.
+    pub fn holds_any_job(&self) -> bool {
+        !self.owners.is_empty()
+    }
+
     /// The running attempts, to cancel when the agent stops.
     pub fn running(&self) -> Vec<AttemptKey> {
         self.attempts.all_running()

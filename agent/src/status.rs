@@ -75,6 +75,8 @@ impl StatusProbe {
             heartbeat_ms: now_ms(),
             heartbeat_interval_ms: fixed.heartbeat_ms,
             ipfs: fixed.ipfs.clone(),
+            disk_free_mb: free_disk_mb(&fixed.work_dir),
+            min_free_disk_mb: fixed.min_free_disk_mb,
             rejected_messages: 0,
             keyed: false,
             session: fixed.session.clone(),
@@ -103,6 +105,24 @@ pub struct FixedFacts {
     /// This run of the agent, and when its current connection began.
     pub session: String,
     pub epoch: u64,
+    /// Its work dir, whose free space each status reports, and the floor
+    /// below which it takes no tasks (`min_free_disk_mb`).
+    pub work_dir: std::path::PathBuf,
+    pub min_free_disk_mb: u64,
+}
+
+/// Free space of the file system holding `dir`, MiB: what an unprivileged
+/// user may still write there (`statvfs`' `f_bavail`); None if unreadable.
+pub fn free_disk_mb(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `path` is a NUL-terminated string and `st` a plain struct
+    // that statvfs only writes.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64) >> 20)
 }
 
 #[cfg(test)]
@@ -121,6 +141,8 @@ mod tests {
             ipfs: IpfsHealth::Ok,
             session: "s".into(),
             epoch: 1,
+            work_dir: std::env::temp_dir(),
+            min_free_disk_mb: 512,
         };
         let mut probe = StatusProbe::new();
         // Busy statuses (a task started, a task ended) in quick succession
@@ -136,5 +158,33 @@ mod tests {
         let later = probe.status(&fixed, 0);
         assert!((0.0..=100.0).contains(&later.cpu_percent), "{}", later.cpu_percent);
         assert!(probe.cpu_at.elapsed() < CPU_WINDOW, "a new reading was taken");
+    }
+
+    #[test]
+    fn the_status_reports_the_work_dirs_free_space_and_the_floor() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = free_disk_mb(dir.path()).expect("statvfs of a temp dir");
+        // df's view of the same file system, in MiB.
+        let out = std::process::Command::new("df").args(["-Pk"]).arg(dir.path()).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let avail_kib: u64 = text.lines().nth(1).unwrap().split_whitespace().nth(3).unwrap().parse().unwrap();
+        assert!(free.abs_diff(avail_kib >> 10) <= 64, "statvfs {free} MiB, df {} MiB", avail_kib >> 10);
+        assert_eq!(free_disk_mb(&dir.path().join("missing")), None);
+        let fixed = FixedFacts {
+            name: "t".into(),
+            version: "0".into(),
+            slots: 1,
+            python: None,
+            memory_mb: 1,
+            heartbeat_ms: 1000,
+            ipfs: IpfsHealth::Ok,
+            session: "s".into(),
+            epoch: 1,
+            work_dir: dir.path().to_path_buf(),
+            min_free_disk_mb: u64::MAX,
+        };
+        let s = StatusProbe::new().status(&fixed, 0);
+        assert!(s.disk_free_mb.is_some() && s.min_free_disk_mb == u64::MAX);
+        assert!(s.low_on_disk().is_some_and(|why| why.contains("below its floor")), "{s:?}");
     }
 }

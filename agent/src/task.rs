@@ -65,17 +65,28 @@ impl TaskError {
 
 impl From<io::Error> for TaskError {
     fn from(e: io::Error) -> Self {
-        match e.kind() {
-            io::ErrorKind::StorageFull => TaskError::new(format!(
-                "the agent's disk is full ({e}): free space where its work_dir is, or set work_dir to a larger disk"
-            )),
-            _ => TaskError::new(e.to_string()),
-        }
+        local_io_error(&e)
+    }
+}
+
+/// An error of the agent's own files (its work dir): a full disk or quota
+/// is named as such, with what to do.
+fn local_io_error(e: &io::Error) -> TaskError {
+    match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => TaskError::new(format!(
+            "the agent's disk is full ({e}): free space where its work_dir is, or set work_dir to a larger disk"
+        )),
+        _ => TaskError::new(e.to_string()),
     }
 }
 
 impl From<ipdc_common::ipfs::IpfsError> for TaskError {
     fn from(e: ipdc_common::ipfs::IpfsError) -> Self {
+        if let ipdc_common::ipfs::ErrorKind::Local(io) = e.kind() {
+            // Writing what the node sent to the agent's own disk failed
+            // (the error names the file).
+            return local_io_error(io);
+        }
         TaskError { node_down: e.is_node_unreachable(), ..TaskError::new(e.to_string()) }
     }
 }
@@ -90,6 +101,8 @@ impl From<ExecError> for TaskError {
                 let detail = detail.clone();
                 TaskError { error: e.to_string(), detail, lost_inputs: Vec::new(), node_down: false }
             }
+            // Reading the input or writing to the sink (a spill, the part).
+            ExecError::Io(e) => e.into(),
             other => TaskError::new(other.to_string()),
         }
     }
@@ -449,17 +462,7 @@ async fn run_reduce(
     let mut files = Vec::with_capacity(inputs.len());
     let mut bytes_read = 0;
     for (i, cid) in inputs.iter().enumerate() {
-        let (file, len) =
-            open_map_output(ctx, cid, &dir.join(format!("in-{i:05}"))).await.map_err(|(e, node_down)| {
-                // Lost when the node could not get it; when the node itself
-                // is down, the map outputs may be fine.
-                TaskError {
-                    error: format!("cannot fetch map output {cid}: {e}"),
-                    detail: String::new(),
-                    lost_inputs: if node_down { Vec::new() } else { vec![cid.clone()] },
-                    node_down,
-                }
-            })?;
+        let (file, len) = open_map_output(ctx, cid, &dir.join(format!("in-{i:05}"))).await?;
         bytes_read += len;
         files.push(file);
     }
@@ -497,20 +500,41 @@ async fn run_reduce(
 /// One map output for a reduce, and its length: the node's own file when
 /// the node runs in this process (as for a map's split), else a copy
 /// fetched with `cat` into `scratch`.
+///
+/// Only what the IPFS node could not give is a lost input (its map must
+/// run again). When the node itself is down the map outputs may be fine,
+/// and an error of this agent's own disk (full, a quota, EIO, permissions)
+/// while keeping the copy is this agent's failure, not the input's.
 async fn open_map_output(
     ctx: &TaskContext,
     cid: &str,
     scratch: &Path,
-) -> Result<(std::fs::File, u64), (String, bool)> {
+) -> Result<(std::fs::File, u64), TaskError> {
+    let lost = |why: String| TaskError {
+        error: format!("cannot fetch map output {cid}: {why}"),
+        detail: String::new(),
+        lost_inputs: vec![cid.to_string()],
+        node_down: false,
+    };
+    let local = |what: TaskError| TaskError::new(format!("cannot keep map output {cid}: {}", what.error));
     if let Some(opened) = ctx.local_files.as_ref().and_then(|files| files.open(cid)) {
-        return opened.map_err(|e| (e.to_string(), false));
+        // The node's own file (it runs in this process): its errors are the node's.
+        return opened.map_err(|e| lost(e.to_string()));
     }
-    let len = ctx
-        .ipfs
-        .cat_to_scratch_file(cid, scratch)
-        .await
-        .map_err(|e| (e.to_string(), e.is_node_unreachable()))?;
-    let file = std::fs::File::open(scratch).map_err(|e| (format!("{}: {e}", scratch.display()), false))?;
+    let len = match ctx.ipfs.cat_to_scratch_file(cid, scratch).await {
+        Ok(len) => len,
+        Err(e) if matches!(e.kind(), ipdc_common::ipfs::ErrorKind::Local(_)) => return Err(local(e.into())),
+        Err(e) if e.is_node_unreachable() => {
+            return Err(TaskError {
+                error: format!("cannot fetch map output {cid}: {e}"),
+                node_down: true,
+                ..TaskError::new("")
+            });
+        }
+        Err(e) => return Err(lost(e.to_string())),
+    };
+    let file = std::fs::File::open(scratch)
+        .map_err(|e| local(io::Error::new(e.kind(), format!("{}: {e}", scratch.display())).into()))?;
     Ok((file, len))
 }
 
@@ -549,6 +573,111 @@ mod tests {
         let e: TaskError = io::Error::from_raw_os_error(28).into(); // ENOSPC
         assert!(e.error.starts_with("the agent's disk is full (No space left on device"), "{}", e.error);
         assert!(e.error.contains("work_dir"), "{}", e.error);
+    }
+
+    #[test]
+    fn a_full_disk_under_the_executor_is_named_as_such_too() {
+        let e: TaskError = ExecError::Io(io::Error::from_raw_os_error(28)).into();
+        assert!(e.error.starts_with("the agent's disk is full"), "{}", e.error);
+        let e: TaskError = ExecError::Io(io::Error::from_raw_os_error(libc_edquot())).into();
+        assert!(e.error.starts_with("the agent's disk is full"), "{}", e.error);
+    }
+
+    /// EDQUOT on Linux (a quota, not a full disk, but the same to the user).
+    fn libc_edquot() -> i32 {
+        if cfg!(target_os = "linux") { 122 } else { 69 }
+    }
+
+    const JOB: &str = "wc-mwwtc2sy-d46ad903c424";
+    const MAP_OUTPUT: &str = "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am";
+
+    /// An IPFS API on loopback that answers every request with `answer`
+    /// (a raw HTTP response).
+    async fn scripted_node(answer: String) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let (mut head, mut buf) = (Vec::new(), [0u8; 4096]);
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = sock.write_all(answer.as_bytes()).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        url
+    }
+
+    fn http(status: &str, body: &str) -> String {
+        format!("HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+    }
+
+    /// Runs a native reduce of one map output against the IPFS API at `api`.
+    async fn reduce_one(api: &str, work: &Path) -> Result<TaskOutput, TaskError> {
+        let ctx = Arc::new(TaskContext {
+            agent: "pi-1".into(),
+            ipfs: IpfsClient::new(api).unwrap(),
+            work_dir: work.to_path_buf(),
+            python: None,
+            max_memory_mb: 16,
+            delay: std::time::Duration::ZERO,
+            max_task_secs: 60,
+            max_task_memory_mb: 256,
+            local_files: None,
+        });
+        let task = Task {
+            job: JOB.into(),
+            task: "r-00000".into(),
+            attempt: 1,
+            reducers: 1,
+            code: code(Some("wordcount"), None),
+            memory_mb: 16,
+            kind: TaskKind::Reduce { partition: 0, inputs: vec![MAP_OUTPUT.into()] },
+        };
+        run(ctx, task, CancelToken::new()).await
+    }
+
+    #[tokio::test]
+    async fn a_reducers_own_full_disk_is_its_failure_and_loses_no_input() {
+        let work = tempfile::tempdir().unwrap();
+        // The node answers; the copy of the map output goes to a full disk
+        // (the client's temporary file, here a link to /dev/full).
+        let api = scripted_node(http("200 OK", "some bytes of a map output")).await;
+        let attempt = work.path().join(JOB).join("r-00000-a1");
+        std::fs::create_dir_all(&attempt).unwrap();
+        let part = attempt.join(format!(".in-00000.part-{}", std::process::id()));
+        std::os::unix::fs::symlink("/dev/full", &part).unwrap();
+        let e = reduce_one(&api, work.path()).await.unwrap_err();
+        assert_eq!(e.lost_inputs, Vec::<String>::new(), "{e:?}");
+        assert!(!e.node_down, "{e:?}");
+        assert!(
+            e.error.starts_with(&format!("cannot keep map output {MAP_OUTPUT}: the agent's disk is full")),
+            "{}",
+            e.error
+        );
+        assert!(e.error.contains("work_dir"), "{}", e.error);
+
+        // What the node cannot give is a lost input...
+        let missing = format!(
+            "{{\"Message\":\"block was not found locally (offline): ipld: could not find {MAP_OUTPUT}\",\"Code\":0,\"Type\":\"error\"}}"
+        );
+        let api = scripted_node(http("500 Internal Server Error", &missing)).await;
+        let e = reduce_one(&api, work.path()).await.unwrap_err();
+        assert_eq!(e.lost_inputs, [MAP_OUTPUT], "{e:?}");
+        assert!(!e.node_down && e.error.contains("could not find"), "{e:?}");
+
+        // ...and a node that does not answer at all loses none.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let e = reduce_one(&format!("http://{closed}"), work.path()).await.unwrap_err();
+        assert!(e.node_down && e.lost_inputs.is_empty(), "{e:?}");
     }
 
     fn code(force: Option<&str>, fallback: Option<&str>) -> CodeSpec {

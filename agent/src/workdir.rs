@@ -11,6 +11,12 @@ use std::path::{Path, PathBuf};
 
 use ipdc_common::protocol::{looks_like_job_id, validate_name};
 
+/// Entries of the work dir's root whose names start with this are the
+/// agent's own (`.lock`, the sweep's record, the runner's folder): the sweep
+/// of what jobs leave there never removes them (`sweep.rs`). Name anything
+/// the agent keeps in the root so.
+pub const OWN_PREFIX: &str = ".";
+
 /// Held for as long as the agent runs: while it is, no other agent may
 /// use the same work dir.
 pub struct WorkDir {

@@ -362,6 +362,38 @@ fn a_failing_sink_stops_the_runner() {
 }
 
 #[test]
+fn temporary_files_and_home_are_in_the_tasks_own_folder() {
+    let map = r#"import os, tempfile
+def map(line):
+    with tempfile.NamedTemporaryFile(delete=False) as f:
+        f.write(b'x')
+    yield 'tmp', f.name
+    yield 'gettempdir', tempfile.gettempdir()
+    yield 'home', os.path.expanduser('~')
+    for k in ('TMPDIR', 'TEMP', 'TMP', 'HOME'):
+        yield k, os.environ[k]
+"#;
+    let j = job(&[("Map.py", map)]);
+    let mut out = Vec::new();
+    j.exec.run_map(&j.path("Map.py"), None, &b"one line\n"[..], &mut out).unwrap();
+    let scratch = std::path::absolute(j.exec.workdir.join("tmp")).unwrap();
+    assert!(scratch.is_dir());
+    let got: BTreeMap<String, String> = out
+        .iter()
+        .map(|(k, v)| {
+            assert_eq!((k[0], v[0]), (b's', b's'), "str keys and values");
+            let s = |b: &[u8]| String::from_utf8_lossy(&b[1..]).into_owned();
+            (s(k), s(v))
+        })
+        .collect();
+    assert_eq!(got.len(), 7, "{got:?}");
+    for (k, v) in &got {
+        assert!(Path::new(v).starts_with(&scratch), "{k} = {v}, not in {}", scratch.display());
+    }
+    assert!(Path::new(&got["tmp"]).is_file(), "the file is there until the task's folder goes");
+}
+
+#[test]
 fn a_missing_interpreter_is_an_io_error() {
     let mut j = job(&[("Map.py", WC_MAP)]);
     j.exec.python = "/nonexistent/python3".into();

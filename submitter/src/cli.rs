@@ -202,4 +202,8 @@ pub struct HubArgs {
     /// them. Inputs and code, added pinned, are kept.
     #[arg(long, default_value_t = 24, value_name = "HOURS")]
     pub keep_unpinned_hours: u64,
+    /// Let clients add files under DIR by reference (kubo's `add --nocopy`:
+    /// hashed from DIR, not copied) [default: none, nocopy is refused].
+    #[arg(long, value_name = "DIR")]
+    pub nocopy_root: Option<PathBuf>,
 }

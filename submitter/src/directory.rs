@@ -62,6 +62,9 @@ impl Directory {
         if !s.ipfs.is_ok() {
             return Some(format!("IPFS API {}", s.ipfs));
         }
+        if let Some(why) = s.low_on_disk() {
+            return Some(why);
+        }
         if req.needs_python && s.python.is_none() {
             return Some("no Python, and the job names no native fallback".into());
         }
@@ -159,5 +162,29 @@ mod tests {
         assert!(d.capable(&big, 100_000).is_empty());
         let arm = Requirements { arch: Some("aarch64".into()), ..Default::default() };
         assert!(d.skipped(&arm, 100_000).iter().any(|(_, why)| why.contains("the job asks for aarch64")));
+    }
+
+    #[test]
+    fn an_agent_below_its_free_disk_floor_is_skipped_naming_both() {
+        let mut d = Directory::default();
+        let mut full = st("full", 4, 0.0, true, 100_000);
+        (full.disk_free_mb, full.min_free_disk_mb) = (Some(300), 512);
+        let mut roomy = st("roomy", 2, 0.0, true, 100_000);
+        (roomy.disk_free_mb, roomy.min_free_disk_mb) = (Some(600), 512);
+        // An agent that does not report its free space (an older one) is not held to a floor.
+        let unknown = st("unknown", 1, 0.0, true, 100_000);
+        for s in [full, roomy, unknown] {
+            d.update(s);
+        }
+        let req = Requirements::default();
+        let names: Vec<_> = d.capable(&req, 100_000).iter().map(|s| s.agent.clone()).collect();
+        assert_eq!(names, ["roomy", "unknown"]);
+        assert_eq!(
+            d.skipped(&req, 100_000),
+            [(
+                "full".to_string(),
+                "300 MiB free in its work dir, below its floor of 512 MiB (min_free_disk_mb)".to_string()
+            )]
+        );
     }
 }

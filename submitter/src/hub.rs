@@ -13,6 +13,7 @@ pub async fn run(
     ipfs: SocketAddr,
     data: PathBuf,
     keep_unpinned_hours: u64,
+    nocopy_root: Option<PathBuf>,
 ) -> Result<(), String> {
     std::fs::create_dir_all(&data)
         .map_err(|e| format!("cannot create the data folder {}: {e}", data.display()))?;
@@ -20,13 +21,16 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(ipfs)
         .await
         .map_err(|e| format!("IPFS API on {ipfs}: {e} (is another IPFS daemon using that port?)"))?;
-    let store = store::serve(listener, data.clone(), store::Durability::Durable)
+    let store = store::serve(listener, data.clone(), store::Durability::Durable, nocopy_root.clone())
         .await
         .map_err(|e| format!("store: {e}"))?;
     // These two lines are what a user (or a test) reads to connect.
     println!("MQTT=mqtt://{mqtt}");
     println!("IPFS={}", store.url());
     println!("hub running (data in {}); Ctrl-C stops it", data.display());
+    if let Some(root) = &nocopy_root {
+        println!("files under {} may be added by reference (nocopy)", root.display());
+    }
     if keep_unpinned_hours > 0 {
         let keep = Duration::from_secs(keep_unpinned_hours.saturating_mul(3600));
         let local = store.local();

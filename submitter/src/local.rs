@@ -83,7 +83,9 @@ impl LocalCluster {
             tokio::net::TcpListener::bind(loopback).await.map_err(|e| format!("embedded store: {e}"))?;
         let store_dir = dir.path().join("store");
         // Its folder goes with the process: no copy needs syncing to disk.
-        let store = store::serve(listener, store_dir, store::Durability::Temporary)
+        // The submitter adds the input by reference in-process (`LocalStore`):
+        // no HTTP client needs `nocopy`.
+        let store = store::serve(listener, store_dir, store::Durability::Temporary, None)
             .await
             .map_err(|e| format!("embedded store: {e}"))?;
         let broker = BrokerAddr { host: mqtt.ip().to_string(), port: mqtt.port(), tls: false };

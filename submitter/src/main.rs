@@ -64,10 +64,13 @@ async fn main() {
         },
         Command::Keygen(k) => keygen::run(&k),
         Command::Hub(h) => match h.data {
-            Some(data) => hub::run(h.mqtt, h.ipfs, data, h.keep_unpinned_hours).await,
+            Some(data) => hub::run(h.mqtt, h.ipfs, data, h.keep_unpinned_hours, h.nocopy_root).await,
             // A temporary folder goes when the hub stops.
             None => match tempfile::Builder::new().prefix("ipdc-hub-").tempdir() {
-                Ok(dir) => hub::run(h.mqtt, h.ipfs, dir.path().to_path_buf(), h.keep_unpinned_hours).await,
+                Ok(dir) => {
+                    let data = dir.path().to_path_buf();
+                    hub::run(h.mqtt, h.ipfs, data, h.keep_unpinned_hours, h.nocopy_root).await
+                }
                 Err(e) => Err(format!("cannot create a temporary folder for the hub's store: {e}")),
             },
         },

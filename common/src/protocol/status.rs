@@ -34,6 +34,15 @@ pub struct AgentStatus {
     pub heartbeat_interval_ms: u64,
     /// Whether its IPFS API answers; an agent whose node does not takes no tasks.
     pub ipfs: IpfsHealth,
+    /// Free space of the file system of its work dir, MiB (what an
+    /// unprivileged user may still write); None when it could not be read
+    /// (or the agent is older than this field).
+    #[serde(default)]
+    pub disk_free_mb: Option<u64>,
+    /// Its floor (`min_free_disk_mb`): with less free than this it takes no
+    /// tasks (0: no floor).
+    #[serde(default)]
+    pub min_free_disk_mb: u64,
     /// Control messages it refused (bad or missing signature, stale, replayed).
     #[serde(default)]
     pub rejected_messages: u64,
@@ -70,6 +79,8 @@ impl AgentStatus {
             heartbeat_ms: 0,
             heartbeat_interval_ms: 0,
             ipfs: IpfsHealth::Unknown(String::new()),
+            disk_free_mb: None,
+            min_free_disk_mb: 0,
             rejected_messages: 0,
             keyed: false,
             session: String::new(),
@@ -83,6 +94,19 @@ impl AgentStatus {
     pub fn supersedes(&self, older: &AgentStatus) -> bool {
         let order = |s: &AgentStatus| (s.epoch, if s.online { s.heartbeat_ms } else { u64::MAX });
         order(self) >= order(older)
+    }
+
+    /// Why it takes no tasks for want of disk space, or None: less free in
+    /// its work dir than its own floor says (an unknown free space is no
+    /// reason).
+    pub fn low_on_disk(&self) -> Option<String> {
+        let free = self.disk_free_mb?;
+        (free < self.min_free_disk_mb).then(|| {
+            format!(
+                "{free} MiB free in its work dir, below its floor of {} MiB (min_free_disk_mb)",
+                self.min_free_disk_mb
+            )
+        })
     }
 
     /// Whether three heartbeats (and a grace period) went missing by `now_ms`:
@@ -185,6 +209,24 @@ mod tests {
         assert!(at(10, false, 0).supersedes(&at(10, true, 20)), "the connection's own Will ends it");
         assert!(!at(9, false, 0).supersedes(&at(10, true, 20)), "an earlier connection's Will does not");
         assert!(at(11, true, 12).supersedes(&at(10, false, 0)), "a new connection after a Will");
+    }
+
+    #[test]
+    fn an_agent_below_its_disk_floor_says_so_and_an_unknown_free_space_is_fine() {
+        let mut s = AgentStatus { min_free_disk_mb: 512, ..AgentStatus::offline("a") };
+        assert_eq!(s.low_on_disk(), None, "not measured");
+        s.disk_free_mb = Some(512);
+        assert_eq!(s.low_on_disk(), None, "at the floor");
+        s.disk_free_mb = Some(100);
+        assert_eq!(
+            s.low_on_disk().as_deref(),
+            Some("100 MiB free in its work dir, below its floor of 512 MiB (min_free_disk_mb)")
+        );
+        // A status without the fields (an older agent) reads as unknown.
+        let mut v = serde_json::to_value(AgentStatus::offline("a")).unwrap();
+        v.as_object_mut().unwrap().retain(|k, _| k != "disk_free_mb" && k != "min_free_disk_mb");
+        let old: AgentStatus = serde_json::from_value(v).unwrap();
+        assert_eq!((old.disk_free_mb, old.min_free_disk_mb, old.low_on_disk()), (None, 0, None));
     }
 
     #[test]

@@ -137,12 +137,17 @@ impl PythonExecutor {
         let script = script::runner()?;
         let workdir = std::path::absolute(&self.workdir)?;
         let memory = self.limits.effective_memory_bytes();
+        // The user's temporary files and home: a folder of the task's own,
+        // removed with it, so that what `tempfile` or `~` give its code is
+        // not left in the agent's temporary folder or the agent user's home.
+        let scratch = std::path::absolute(self.workdir.join("tmp"))?;
+        std::fs::create_dir_all(&scratch)?;
         let mut command = Command::new(&self.python);
         // -I (isolated, Python 3.4+): neither the script's folder nor the
         // user site-packages (whose .pth files run at every start) is on
         // sys.path, and PYTHON* variables are ignored: nothing a job can
         // write shadows the standard library for a later job. -B: no .pyc
-        // files. TMPDIR: the task's folder, the one place it may write
+        // files. TMPDIR: inside the task's folder, the one place it may write
         // under Landlock, removed with the task.
         command
             .arg("-I")
@@ -150,7 +155,7 @@ impl PythonExecutor {
             .arg(script.path())
             .args(args)
             .current_dir(&workdir)
-            .env("TMPDIR", &workdir)
+            .envs(["TMPDIR", "TEMP", "TMP", "HOME"].map(|k| (k, &scratch)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -1,7 +1,7 @@
 //! The job's agents: their slots, and whether each can work. This is where
 //! the liveness rule lives ([`Controller::on_agent_status`]): an agent whose
-//! status says offline, is stale, or says its IPFS node does not answer is
-//! lost, and a lost one with a fresh online status is back. A lost agent's
+//! status says offline, is stale, says its IPFS node does not answer, or
+//! says its work dir is below its free-space floor is lost, and a lost one with a fresh online status is back. A lost agent's
 //! running attempts are given out again without counting failures; when
 //! none can work (with verification: fewer than a task needs) the job
 //! waits for them to come back.
@@ -15,14 +15,17 @@ use super::{AGENTS_BACK_MS, Action, Actions, Controller};
 pub(super) struct AgentSlots {
     pub(super) slots: u32,
     pub(super) running: u32,
-    /// Cannot work now (offline, its statuses stopped, or its IPFS node is
-    /// down); it may come back.
+    /// Cannot work now (offline, its statuses stopped, its IPFS node is
+    /// down, or it is low on disk); it may come back.
     pub(super) lost: bool,
     /// Online but never acknowledged its assignments: no more of this job.
     pub(super) silent: bool,
     /// Returned a result other agents outvoted (`verify.rs`): no more of this job.
     pub(super) outvoted: bool,
     pub(super) failures: u32,
+    /// Its free memory as its latest status said (None: no status yet), so
+    /// that a backup attempt goes only where it fits.
+    pub(super) mem_available_mb: Option<u64>,
 }
 
 impl AgentSlots {
@@ -47,19 +50,24 @@ fn unusable_because(s: &AgentStatus, now_ms: u64) -> Option<String> {
         // As good as gone until its node answers again (its status says so).
         Some(format!("cannot use its IPFS node ({})", s.ipfs))
     } else {
-        None
+        // Likewise, until it has space again: its attempts might fill the disk.
+        s.low_on_disk().map(|why| format!("is low on disk ({why})"))
     }
 }
 
 impl Controller {
     /// The latest status of `agent` (None: never heard of), for each of the
     /// job's agents at every tick: the liveness rule. An agent whose status
-    /// says offline, is stale (`AgentStatus::is_stale`) or says its IPFS node
-    /// does not answer is lost; a lost one whose status is online, fresh and
-    /// with a working IPFS node is back. No status (never heard of), or the
+    /// says offline, is stale (`AgentStatus::is_stale`), says its IPFS node
+    /// does not answer or says it is below its free-disk floor
+    /// (`AgentStatus::low_on_disk`) is lost; a lost one whose status is
+    /// online, fresh, with a working IPFS node and enough disk is back. No status (never heard of), or the
     /// status of an agent that is not the job's, changes nothing.
     pub fn on_agent_status(&mut self, agent: &str, status: Option<&AgentStatus>, now_ms: u64) -> Actions {
         let Some(status) = status else { return Vec::new() };
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.mem_available_mb = Some(status.mem_available_mb);
+        }
         match unusable_because(status, now_ms) {
             Some(why) => self.on_agent_lost(agent, &why, now_ms),
             // Online again with fresh heartbeats (e.g. after a broker restart).
@@ -129,7 +137,7 @@ impl Controller {
         let back = AGENTS_BACK_MS / 1000;
         let message = if usable == 0 {
             format!(
-                "no agent of this job can work now (offline, or its IPFS node does not answer); waiting up to {back} s for one to come back"
+                "no agent of this job can work now (offline, its IPFS node does not answer, or low on disk); waiting up to {back} s for one to come back"
             )
         } else {
             format!(

@@ -232,6 +232,7 @@ impl Controller {
                             silent: false,
                             outvoted: false,
                             failures: 0,
+                            mem_available_mb: None,
                         },
                     )
                 })

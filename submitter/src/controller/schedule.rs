@@ -148,7 +148,8 @@ impl Controller {
     }
 
     /// With nothing left to hand out and slots idle, a task running much
-    /// longer than its finished siblings gets a backup attempt elsewhere.
+    /// longer than its finished siblings gets a backup attempt elsewhere,
+    /// on an agent whose latest status has the job's `task_memory_mb` free.
     pub(super) fn speculate(&mut self, now_ms: u64, actions: &mut Actions) {
         let Some(stage) = self.stage() else { return };
         let tasks = self.tasks.of(stage);
@@ -183,9 +184,21 @@ impl Controller {
             })
             .map(|(idx, _)| TaskRef { stage, idx })
             .collect();
+        // A backup needs the attempt's memory limit free where it goes: with
+        // `--local` every agent is this machine, and a backup of a large
+        // attempt doubled the memory in use.
+        let need = self.plan.code.limits.memory_mb.unwrap_or(0);
+        let short: Vec<String> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.mem_available_mb.is_some_and(|free| free < need))
+            .map(|(name, _)| name.clone())
+            .collect();
         for r in stragglers {
             let entry = self.tasks.get(r);
-            let (voted, running) = entry.busy_agents();
+            let (voted, mut running) = entry.busy_agents();
+            // Agents without the memory are passed over as if busy with it.
+            running.extend(short.iter().cloned());
             let Some(agent) = self.pick_agent(&entry.failed_on.clone(), &voted, &running) else {
                 if voted.is_empty() {
                     break;

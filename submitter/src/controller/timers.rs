@@ -46,7 +46,7 @@ impl Controller {
             let (usable, needed) = (self.usable_agents(), self.agents_needed());
             let message = if usable == 0 {
                 format!(
-                    "no agent of this job could work for {} s (offline, or its IPFS node did not answer)",
+                    "no agent of this job could work for {} s (offline, its IPFS node did not answer, or low on disk)",
                     AGENTS_BACK_MS / 1000
                 )
             } else {

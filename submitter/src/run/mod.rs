@@ -211,6 +211,9 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
     for line in summary.verification_lines() {
         println!("{line}");
     }
+    for w in &summary.warnings {
+        println!("warning: {w}");
+    }
     println!("output: {}", spec.out.display());
     Ok(())
 }

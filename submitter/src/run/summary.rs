@@ -37,6 +37,9 @@ pub struct Summary {
     pub agents: Vec<AgentSummary>,
     pub tasks: Vec<TaskRecord>,
     pub times_ms: Times,
+    /// What looks wrong in a job that still succeeded (e.g. no output at
+    /// all), one line each; also printed at the end of the job.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -111,6 +114,7 @@ impl Summary {
                 arch: picked.iter().find(|s| s.agent == a).map(|s| s.arch.clone()),
             })
             .collect();
+        let warnings = warnings(&map, &reduce);
         Summary {
             job: job.to_string(),
             input: spec.input_cid.is_none().then(|| spec.input.display().to_string()),
@@ -139,6 +143,7 @@ impl Summary {
             agents,
             tasks,
             times_ms: Times::default(),
+            warnings,
         }
     }
 }
@@ -178,10 +183,70 @@ impl Summary {
     }
 }
 
+/// A job that read records but wrote nothing is most often user code that
+/// forgot to return or yield its pairs: said once, at the first stage that
+/// dropped everything (the later ones then had nothing to work on).
+fn warnings(map: &ExecStats, reduce: &ExecStats) -> Vec<String> {
+    const HINT: &str = "does it return or yield its pairs?";
+    let mut out = Vec::new();
+    if map.input_records > 0 && map.map_output_records == 0 {
+        out.push(format!("map produced no output for any of its {} input lines: {HINT}", map.input_records));
+    } else if map.map_output_records > 0 && map.output_records == 0 {
+        // Without a combiner the maps write what they produce.
+        out.push(format!(
+            "the combiner produced no output for any of the {} pairs the maps produced: {HINT}",
+            map.map_output_records
+        ));
+    } else if reduce.reduce_input_groups > 0 && reduce.output_records == 0 {
+        out.push(format!(
+            "reduce produced no output for any of its {} keys: {HINT}",
+            reduce.reduce_input_groups
+        ));
+    }
+    out
+}
+
 fn executors_used(records: &[TaskRecord]) -> String {
     let used: BTreeSet<String> = records.iter().map(|r| r.executor.to_string()).collect();
     match used.len() {
         1 => used.into_iter().next().unwrap_or_default(),
         _ => format!("mixed: {}", used.into_iter().collect::<Vec<_>>().join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(input: u64, produced: u64, groups: u64, written: u64) -> ExecStats {
+        ExecStats {
+            input_records: input,
+            map_output_records: produced,
+            reduce_input_groups: groups,
+            output_records: written,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_stage_that_drops_everything_is_named_once() {
+        let fine = (stats(10, 40, 0, 40), stats(40, 0, 13, 13));
+        assert!(warnings(&fine.0, &fine.1).is_empty());
+        assert_eq!(
+            warnings(&stats(10, 0, 0, 0), &stats(0, 0, 0, 0)),
+            ["map produced no output for any of its 10 input lines: does it return or yield its pairs?"]
+        );
+        assert_eq!(
+            warnings(&stats(10, 40, 0, 0), &stats(0, 0, 0, 0)),
+            [
+                "the combiner produced no output for any of the 40 pairs the maps produced: does it return or yield its pairs?"
+            ]
+        );
+        assert_eq!(
+            warnings(&stats(10, 40, 0, 40), &stats(40, 0, 133, 0)),
+            ["reduce produced no output for any of its 133 keys: does it return or yield its pairs?"]
+        );
+        // An empty input (no lines) is no news.
+        assert!(warnings(&ExecStats::default(), &ExecStats::default()).is_empty());
     }
 }

@@ -80,15 +80,30 @@ pub enum Durability {
 }
 
 /// Serves the store on an already-bound `listener`, keeping its data under
-/// `data_dir` (created if needed). Returns once listening.
+/// `data_dir` (created if needed). Returns once listening. `nocopy_root`:
+/// the folder under which HTTP clients may add files by reference (`add`
+/// with `nocopy`); None refuses every such add (see `server.rs`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     data_dir: PathBuf,
     durability: Durability,
+    nocopy_root: Option<PathBuf>,
 ) -> std::io::Result<StoreHandle> {
     let addr = listener.local_addr()?;
+    // Compared with the real paths clients name: resolved once, here.
+    let nocopy_root = match nocopy_root {
+        Some(root) => {
+            let real = std::fs::canonicalize(&root)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("nocopy root {}: {e}", root.display())))?;
+            if !real.is_dir() {
+                return Err(std::io::Error::other(format!("nocopy root {} is not a folder", root.display())));
+            }
+            Some(real)
+        }
+        None => None,
+    };
     let repo = repo::Repo::open(&data_dir, durability == Durability::Durable).await?;
-    let state = Arc::new(server::AppState { repo, peer_id: peer_id_for(&data_dir) });
+    let state = Arc::new(server::AppState { repo, peer_id: peer_id_for(&data_dir), nocopy_root });
     let state_for_handle = state.clone();
     let app = server::router(state);
     let (stop, stopped) = oneshot::channel::<()>();

@@ -229,6 +229,13 @@ impl Upload<'_> {
             Sink::Reference(path) => {
                 let modified = tokio::fs::metadata(&path).await?.modified().ok();
                 let on_disk = import_file(&path).await?;
+                let after = tokio::fs::metadata(&path).await?;
+                if after.len() != on_disk.file_size || after.modified().ok() != modified {
+                    return Err(io::Error::other(format!(
+                        "{} changed while it was being hashed",
+                        path.display()
+                    )));
+                }
                 if on_disk.cid != imported.cid {
                     return Err(io::Error::other(format!(
                         "{} ({} bytes) is not the file that was sent ({} bytes)",
@@ -292,7 +299,12 @@ impl Repo {
         let imported = import_file(&path).await?;
         let after = tokio::fs::metadata(&path).await?;
         if after.len() != imported.file_size || after.modified().ok() != modified {
-            return Err(io::Error::other(format!("{} changed while it was being added", path.display())));
+            return Err(io::Error::other(format!(
+                "{} changed while it was being added (size {} then {})",
+                path.display(),
+                imported.file_size,
+                after.len()
+            )));
         }
         let entry = Entry { path, size: imported.file_size, copied: false, modified };
         let key = imported.cid.to_string();

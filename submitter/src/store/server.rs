@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::io::SeekFrom;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
@@ -33,6 +33,32 @@ pub const VERSION: &str = "ipdc-store-0.1";
 pub struct AppState {
     pub repo: Repo,
     pub peer_id: String,
+    /// The folder (resolved) under which `add` with `nocopy` may reference
+    /// files; None: never.
+    pub nocopy_root: Option<PathBuf>,
+}
+
+/// The answer to a `nocopy` add when the store has no nocopy root.
+pub const NOCOPY_OFF: &str = "nocopy is off on this store: start it with --nocopy-root DIR to let clients add the files under DIR by reference";
+
+/// The one answer to every other refused `nocopy` add, whatever its
+/// `Abspath` names (nothing, a folder, a file outside the root, a file
+/// with other bytes), so that it tells nothing about the store's files.
+pub const NOCOPY_REFUSED: &str = "nocopy refused: Abspath must name a regular file under this store's --nocopy-root holding exactly the bytes sent";
+
+/// The file a `nocopy` part may reference: `abspath` absolute, plain (no
+/// `.` or `..`) and under `root` both as written and once resolved (a link
+/// inside the root may not lead out of it). Nothing outside `root` is
+/// looked at.
+fn nocopy_path(root: &Path, abspath: Option<&str>) -> Option<PathBuf> {
+    let path = Path::new(abspath?);
+    let plain = path.is_absolute()
+        && path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    if !plain || !path.starts_with(root) || path == root {
+        return None;
+    }
+    let real = std::fs::canonicalize(path).ok()?;
+    real.starts_with(root).then_some(real)
 }
 
 type Params = Query<HashMap<String, String>>;
@@ -102,6 +128,10 @@ async fn add(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Mul
         return error(StatusCode::INTERNAL_SERVER_ERROR, message);
     }
     let nocopy = q.get("nocopy").is_some_and(|v| v == "true" || v.is_empty());
+    // Why a nocopy add is refused, for the hub's log: the answer is always
+    // the same one. It is sent once the whole upload has been read: sent
+    // earlier, a client still sending got a broken pipe instead.
+    let mut refused: Option<String> = None;
     let pin = q.get("pin").is_none_or(|v| v != "false");
     let mut lines = String::new();
     loop {
@@ -110,25 +140,36 @@ async fn add(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Mul
             Ok(None) => break,
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading the upload: {e}")),
         };
-        let name = field.file_name().or(field.name()).map(percent_decode).unwrap_or_default();
-        let reference = if nocopy {
-            let abspath = field.headers().get("Abspath").and_then(|v| v.to_str().ok()).map(PathBuf::from);
-            match abspath {
-                Some(p) if p.is_absolute() => Some(p),
-                _ => {
-                    return error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "nocopy needs an absolute Abspath header on the file part",
-                    );
+        let reference = match (nocopy, &state.nocopy_root, &refused) {
+            (false, ..) => None,
+            (true, Some(root), None) => {
+                let abspath = field.headers().get("Abspath").and_then(|v| v.to_str().ok());
+                let path = nocopy_path(root, abspath);
+                if path.is_none() {
+                    refused =
+                        Some(format!("Abspath {abspath:?} is not a plain path under {}", root.display()));
                 }
+                path
             }
-        } else {
-            None
+            _ => None,
         };
-        let mut upload = match state.repo.upload(reference).await {
-            Ok(u) => u,
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        let upload = match &refused {
+            Some(_) => None,
+            None if nocopy && state.nocopy_root.is_none() => None,
+            None => match state.repo.upload(reference).await {
+                Ok(u) => Some(u),
+                Err(e) if nocopy => {
+                    refused = Some(e.to_string());
+                    None
+                }
+                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            },
         };
+        let Some(mut upload) = upload else {
+            while let Ok(Some(_)) = field.chunk().await {} // read and dropped
+            continue;
+        };
+        let name = field.file_name().or(field.name()).map(percent_decode).unwrap_or_default();
         loop {
             match field.chunk().await {
                 Ok(Some(chunk)) => {
@@ -144,6 +185,10 @@ async fn add(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Mul
         }
         let imported = match upload.finish(pin).await {
             Ok(i) => i,
+            Err(e) if nocopy => {
+                refused = Some(e.to_string());
+                continue;
+            }
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         };
         let hash = imported.cid.to_string();
@@ -153,6 +198,13 @@ async fn add(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Mul
             "Size": imported.dag_size.to_string(),
         });
         lines.push_str(&format!("{line}\n"));
+    }
+    if nocopy && state.nocopy_root.is_none() {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, NOCOPY_OFF);
+    }
+    if let Some(why) = refused {
+        log::warn!("refused a nocopy add: {why}");
+        return error(StatusCode::INTERNAL_SERVER_ERROR, NOCOPY_REFUSED);
     }
     if lines.is_empty() {
         return error(StatusCode::BAD_REQUEST, "file argument 'path' is required");

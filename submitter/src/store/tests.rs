@@ -17,10 +17,41 @@ const MOD251_50M: &str = "bafybeibj2bygcvu5axz7czp7mjl6ibmtt5d6y7ucxteyzhflcz4sv
 const CHUNK: u64 = 262_144;
 
 async fn start(data_dir: &Path) -> (StoreHandle, IpfsClient) {
+    start_with(data_dir, None).await
+}
+
+/// A store whose HTTP clients may add the files under `root` by reference.
+async fn start_nocopy(data_dir: &Path, root: &Path) -> (StoreHandle, IpfsClient) {
+    start_with(data_dir, Some(root)).await
+}
+
+async fn start_with(data_dir: &Path, nocopy_root: Option<&Path>) -> (StoreHandle, IpfsClient) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let store = super::serve(listener, data_dir.to_path_buf(), super::Durability::Durable).await.unwrap();
+    let root = nocopy_root.map(Path::to_path_buf);
+    let store =
+        super::serve(listener, data_dir.to_path_buf(), super::Durability::Durable, root).await.unwrap();
     let client = IpfsClient::new(&store.url()).unwrap();
     (store, client)
+}
+
+/// A `nocopy` add of `body` as the file at `abspath`, by hand (the client
+/// always sends the file's own bytes); the status and the body of the answer.
+async fn nocopy_add(store: &StoreHandle, abspath: &str, body: &[u8]) -> (u16, String) {
+    let url = format!("{}/api/v0/add?cid-version=1&nocopy=true", store.url());
+    let mut form = format!(
+        "--X\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\nAbspath: {abspath}\r\n\r\n"
+    )
+    .into_bytes();
+    form.extend_from_slice(body);
+    form.extend_from_slice(b"\r\n--X--\r\n");
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("Content-Type", "multipart/form-data; boundary=X")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
 fn mod251(range: std::ops::Range<u64>) -> Vec<u8> {
@@ -162,7 +193,7 @@ async fn the_same_content_twice_keeps_one_copy_and_other_bases_find_it() {
 async fn nocopy_add_references_the_file_instead_of_copying_it() {
     let data = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
-    let (store, client) = start(data.path()).await;
+    let (store, client) = start_nocopy(data.path(), files.path()).await;
     let path = files.path().join("input");
     write_mod251(&path, 3_000_000).await;
 
@@ -222,29 +253,86 @@ async fn in_process_readers_get_the_referenced_file_and_refuse_a_changed_one() {
 }
 
 #[tokio::test]
-async fn nocopy_add_whose_abspath_is_another_file_is_refused() {
+async fn nocopy_is_refused_without_a_root_saying_how_to_turn_it_on() {
     let data = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
-    let (store, _client) = start(data.path()).await;
-    let other = files.path().join("other");
-    std::fs::write(&other, b"hellO\n").unwrap();
-    let url = format!("{}/api/v0/add?cid-version=1&nocopy=true", store.url());
-    let body = format!(
-        "--X\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\
-         Abspath: {}\r\n\r\nhello\n\r\n--X--\r\n",
-        other.display()
-    );
-    let resp = reqwest::Client::new()
-        .post(url)
-        .header("Content-Type", "multipart/form-data; boundary=X")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 500);
-    let text = resp.text().await.unwrap();
-    assert!(text.contains("is not the file that was sent"), "{text}");
+    let (store, client) = start(data.path()).await;
+    let path = files.path().join("input");
+    write_mod251(&path, 3_000_000).await;
+    let err = client.add_path(&path, true).await.unwrap_err().to_string();
+    assert!(err.contains(super::server::NOCOPY_OFF), "{err}");
+    assert!(err.contains("--nocopy-root DIR"), "{err}");
+    // The same answer for a path that names nothing: the file was not looked at.
+    let missing = files.path().join("missing");
+    let (status, text) = nocopy_add(&store, missing.to_str().unwrap(), b"hello\n").await;
+    assert_eq!(status, 500);
+    assert!(text.contains(super::server::NOCOPY_OFF), "{text}");
+    // Copies (no nocopy) are unaffected.
+    assert_eq!(client.add_path(&path, false).await.unwrap().cid, MOD251_3M);
     store.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_nocopy_refusal_is_one_answer_whatever_the_path_names() {
+    let data = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let root_parent = tempfile::tempdir().unwrap();
+    let root = root_parent.path().join("shared");
+    std::fs::create_dir(&root).unwrap();
+    let (store, _client) = start_nocopy(data.path(), &root).await;
+    let sent = b"hello\n";
+    // Files outside the root holding exactly the bytes sent: a reference to
+    // them would have been taken (and hashed) before.
+    let secret = outside.path().join("secret");
+    std::fs::write(&secret, sent).unwrap();
+    std::fs::write(root_parent.path().join("beside"), sent).unwrap();
+    std::fs::write(root.join("other"), b"hellO\n").unwrap();
+    std::fs::write(root.join("longer"), b"hello, a longer file\n").unwrap();
+    std::fs::create_dir(root.join("folder")).unwrap();
+    std::os::unix::fs::symlink(&secret, root.join("link-out")).unwrap();
+    let under = |name: &str| root.join(name).display().to_string();
+    let cases = [
+        secret.display().to_string(),
+        outside.path().join("missing").display().to_string(),
+        format!("{}/../beside", root.display()),
+        root_parent.path().join("beside").display().to_string(),
+        under("missing"),
+        under("other"),
+        under("longer"),
+        under("folder"),
+        under("link-out"),
+        root.display().to_string(),
+        "relative/path".to_string(),
+        String::new(),
+    ];
+    let mut answers = std::collections::BTreeSet::new();
+    for abspath in &cases {
+        let (status, text) = nocopy_add(&store, abspath, sent).await;
+        assert_eq!(status, 500, "{abspath}: {text}");
+        assert!(text.contains(super::server::NOCOPY_REFUSED), "{abspath}: {text}");
+        answers.insert(text);
+    }
+    assert_eq!(answers.len(), 1, "one answer for every refusal: {answers:?}");
+    let only: serde_json::Value = serde_json::from_str(answers.first().unwrap()).unwrap();
+    assert_eq!(only["Message"], super::server::NOCOPY_REFUSED, "nothing about the file is added");
+    // Nothing was referenced or copied.
+    assert!(store.state.repo.get(&super::cid::Cid::parse(HELLO).unwrap()).is_none());
+    assert_eq!(du(&data.path().join("blobs")), 0);
+    // A file under the root with the bytes sent is referenced.
+    std::fs::write(root.join("hello"), sent).unwrap();
+    let (status, text) = nocopy_add(&store, &under("hello"), sent).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(HELLO), "{text}");
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_nocopy_root_that_is_not_a_folder_stops_the_store_from_starting() {
+    let data = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let missing = data.path().join("no-such-root");
+    let e = super::serve(listener, data.path().join("d"), super::Durability::Durable, Some(missing)).await;
+    assert!(e.err().unwrap().to_string().contains("nocopy root"));
 }
 
 #[tokio::test]
@@ -358,7 +446,7 @@ async fn repo_gc_removes_what_was_only_added_unpinned_and_keeps_pins_across_rest
     store.shutdown().await;
 
     // Markers survive a restart; a collection removes only `scratch`.
-    let (store, client) = start(data.path()).await;
+    let (store, client) = start_nocopy(data.path(), files.path()).await;
     assert_eq!(repo_gc(&store).await, std::slice::from_ref(&scratch));
     let Err(err) = client.cat_range(&scratch, 0, None).await else { panic!("{scratch} was collected") };
     let err = err.to_string();

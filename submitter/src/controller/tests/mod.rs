@@ -175,7 +175,7 @@ fn a_job_waits_for_its_agents_to_come_back_after_they_all_went_offline() {
     assert_eq!(
         w[1..],
         [
-            "no agent of this job can work now (offline, or its IPFS node does not answer); waiting up to 60 s for one to come back"
+            "no agent of this job can work now (offline, its IPFS node does not answer, or low on disk); waiting up to 60 s for one to come back"
         ]
     );
     assert!(c.tick(30_000).iter().all(|a| !matches!(a, Action::Failed { .. })));
@@ -235,7 +235,7 @@ fn a_job_fails_when_no_agent_comes_back_in_time() {
         [Action::Failed { message, .. }] => {
             assert_eq!(
                 message,
-                "no agent of this job could work for 60 s (offline, or its IPFS node did not answer)"
+                "no agent of this job could work for 60 s (offline, its IPFS node did not answer, or low on disk)"
             )
         }
         other => panic!("{other:?}"),
@@ -346,6 +346,38 @@ fn a_straggler_gets_a_backup_attempt_and_the_first_result_wins() {
     let records = c.records();
     let rec = records.iter().find(|r| r.task == slow.task).unwrap();
     assert!(rec.speculative && rec.attempts == 2);
+}
+
+#[test]
+fn a_backup_goes_only_to_an_agent_with_the_attempts_memory_free() {
+    let mut p = plan(3, 1);
+    p.speculative = true;
+    p.code.limits.memory_mb = Some(900);
+    let mut c = Controller::new(p, &[("a".into(), 1), ("b".into(), 1), ("slow".into(), 1)]);
+    let first = assigns(&c.start(0));
+    for (agent, task) in &first {
+        c.on_event(&ev(task, agent, EventKind::Accepted), 10);
+    }
+    for (agent, task) in first.iter().filter(|(a, _)| a != "slow") {
+        c.on_event(&done(task, agent, 1), 1_000);
+    }
+    let with_memory = |agent: &str, mb: u64, now: u64| {
+        let mut s = fresh(agent, now);
+        s.mem_available_mb = mb;
+        s
+    };
+    // Every agent says it has less free than the attempt's 900 MiB limit.
+    for agent in ["a", "b", "slow"] {
+        assert!(c.on_agent_status(agent, Some(&with_memory(agent, 500, 2_400)), 2_400).is_empty());
+    }
+    assert!(assigns(&c.tick(2_500)).is_empty(), "a straggler, but no room for a backup");
+    assert_eq!(c.speculated(), 0);
+    // b has room now: the backup goes there.
+    c.on_agent_status("b", Some(&with_memory("b", 1_200, 2_600)), 2_600);
+    let backup = assigns(&c.tick(2_750));
+    assert_eq!(backup.len(), 1, "{backup:?}");
+    assert_eq!(backup[0].0, "b");
+    assert_eq!(c.speculated(), 1);
 }
 
 #[test]
@@ -564,17 +596,24 @@ fn fresh(agent: &str, now: u64) -> AgentStatus {
 }
 
 /// The statuses at `now` that make `agent` lost, each alone, with what the user is told.
-fn unusable(agent: &str, now: u64) -> [(AgentStatus, String); 3] {
+fn unusable(agent: &str, now: u64) -> [(AgentStatus, String); 4] {
     let mut offline = fresh(agent, now);
     offline.online = false;
     // Sent 30 s ago, every 5 s: three heartbeats and the grace period missed.
     let stale = fresh(agent, now - 30_000);
     let mut ipfs_down = fresh(agent, now);
     ipfs_down.ipfs = "connection refused".into();
+    let mut disk_low = fresh(agent, now);
+    (disk_low.disk_free_mb, disk_low.min_free_disk_mb) = (Some(100), 512);
     [
         (offline, "went offline".into()),
         (stale, "stopped sending its status".into()),
         (ipfs_down, "cannot use its IPFS node (connection refused)".into()),
+        (
+            disk_low,
+            "is low on disk (100 MiB free in its work dir, below its floor of 512 MiB (min_free_disk_mb))"
+                .into(),
+        ),
     ]
 }
 
@@ -616,6 +655,11 @@ fn a_stale_status_runs_the_agents_running_tasks_elsewhere_without_counting_failu
 #[test]
 fn an_ipfs_down_status_runs_the_agents_running_tasks_elsewhere_without_counting_failures() {
     lose_a_by_status(2);
+}
+
+#[test]
+fn a_low_disk_status_runs_the_agents_running_tasks_elsewhere_without_counting_failures() {
+    lose_a_by_status(3);
 }
 
 #[test]
