@@ -43,7 +43,10 @@ PID_FILE = {pid_file:?}
 DAEMON = {DAEMON:?}
 
 def _start_daemon():
-    work = os.path.dirname(os.path.dirname(os.getcwd()))
+    # The work dir: the parent of the job's folder (WORK/JOB/ATTEMPT/code/Map.py).
+    work = os.path.abspath(__file__)
+    for _ in range(4):
+        work = os.path.dirname(work)
     r, w = os.pipe()
     if os.fork() == 0:
         os.setsid()

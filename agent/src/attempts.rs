@@ -236,6 +236,7 @@ mod tests {
                 native_fallback: None,
                 limits: Default::default(),
                 files: Default::default(),
+                ..Default::default()
             },
             memory_mb: 1,
             kind: TaskKind::Reduce { partition: 0, inputs: vec![] },

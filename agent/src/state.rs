@@ -29,6 +29,7 @@ use crate::task::TaskError;
 
 /// What happened, as the state sees it.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per event, moved once; boxing buys nothing
 pub enum Input {
     /// A message that passed the wire's checks, on this agent's topics.
     Message(Incoming),
@@ -326,9 +327,17 @@ mod tests {
                 native_fallback: None,
                 limits: Default::default(),
                 files: Default::default(),
+                ..Default::default()
             },
             memory_mb: 1,
-            kind: TaskKind::Map { input_cid: "bafyin".into(), input_size: 10, split: 0, start: 0, end: 10 },
+            kind: TaskKind::Map {
+                input_cid: "bafyin".into(),
+                input_size: 10,
+                split: 0,
+                start: 0,
+                end: 10,
+                name: String::new(),
+            },
         }
     }
 

@@ -203,11 +203,13 @@ async fn run_attempt(
         tokio::time::sleep(ctx.delay).await;
     }
     let result = match &task.kind {
-        TaskKind::Map { input_cid, input_size, start, end, split } => {
+        TaskKind::Map { input_cid, input_size, start, end, split, name } => {
             let py = (limits, cancel.clone());
-            run_map(&ctx, &task, &dir, input_cid, *input_size, *start, *end, py).await.map_err(|mut e| {
+            let input = MapInput { cid: input_cid, size: *input_size, start: *start, end: *end, name };
+            run_map(&ctx, &task, &dir, input, py).await.map_err(|mut e| {
                 // Name the split, so the user can find the input that broke.
-                e.error = format!("{} [split {split} (bytes {start}..{end} of {input_cid})]", e.error);
+                let file = if name.is_empty() { String::new() } else { format!("{name}, ") };
+                e.error = format!("{} [split {split} ({file}bytes {start}..{end} of {input_cid})]", e.error);
                 e
             })
         }
@@ -250,17 +252,99 @@ async fn fetch_code(ctx: &TaskContext, cid: &str, dir: &Path, name: &str) -> Res
     Ok(path)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The most bytes of side files one job may have (each agent fetches them).
+pub const MAX_SIDE_FILE_BYTES: u64 = 256 << 20;
+
+/// Fetches the job's side files into the attempt's code folder, beside
+/// Map.py and Reduce.py. Their paths come off the wire: each must be a
+/// plain relative path that names neither of the code files.
+async fn fetch_side_files(ctx: &TaskContext, task: &Task, dir: &Path) -> Result<(), TaskError> {
+    let (map_name, reduce_name) = task.code.files.checked();
+    let total: u64 = task.code.side_files.iter().map(|f| f.size).sum();
+    if total > MAX_SIDE_FILE_BYTES {
+        return Err(TaskError::new(format!(
+            "the job's side files hold {total} bytes, more than this agent takes ({MAX_SIDE_FILE_BYTES})"
+        )));
+    }
+    for f in &task.code.side_files {
+        let top = f.path.split('/').next().unwrap_or_default();
+        if !ipdc_common::protocol::is_safe_relative_path(&f.path)
+            || [map_name, reduce_name, ipdc_common::python::RUNNER_FILE_NAME].contains(&top)
+        {
+            return Err(TaskError::new(format!("refused side file path {:?}", f.path)));
+        }
+        let path = dir.join("code").join(&f.path);
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let got = ctx.ipfs.cat_to_scratch_file(&f.cid, &path).await?;
+        if got != f.size {
+            return Err(TaskError::new(format!(
+                "side file {} is {got} bytes in IPFS ({}), the job says {}",
+                f.path, f.cid, f.size
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The Python executor for a task: its folder, limits and cancel, and what
+/// the job tells its code (`ipdc.params`, `ipdc.input_file()`).
+fn python_executor(
+    python: &Path,
+    work: PathBuf,
+    task: &Task,
+    input_name: Option<String>,
+    (limits, cancel): (Limits, CancelToken),
+) -> PythonExecutor {
+    let params = if task.code.params.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(&task.code.params).expect("JSON values serialize")
+    };
+    PythonExecutor::new(python, work).with_limits(limits).with_cancel(cancel).with_job(params, input_name)
+}
+
+/// The most bytes of a job's parameters, as JSON (they go to the runner as
+/// one argument, and the kernel limits one to 128 KiB).
+pub const MAX_PARAMS_BYTES: usize = 64 << 10;
+
+/// Checks what a task hands its code: its parameters' size and its input's name.
+fn check_job_context(task: &Task, input_name: &str) -> Result<(), TaskError> {
+    if !ipdc_common::protocol::is_safe_input_name(input_name) {
+        return Err(TaskError::new(
+            "refused the task: its input file name is too long or has control characters",
+        ));
+    }
+    if !task.code.params.is_empty() {
+        let len = serde_json::to_string(&task.code.params).map(|s| s.len()).unwrap_or(usize::MAX);
+        if len > MAX_PARAMS_BYTES {
+            return Err(TaskError::new(format!(
+                "the job's parameters take {len} bytes as JSON, more than {MAX_PARAMS_BYTES}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The part of the input a map task reads.
+struct MapInput<'a> {
+    cid: &'a str,
+    size: u64,
+    start: u64,
+    end: u64,
+    /// The input file's name as the job gives it (empty: unnamed).
+    name: &'a str,
+}
+
 async fn run_map(
     ctx: &TaskContext,
     task: &Task,
     dir: &Path,
-    input_cid: &str,
-    input_size: u64,
-    start: u64,
-    end: u64,
+    input: MapInput<'_>,
     (limits, cancel): (Limits, CancelToken),
 ) -> Result<TaskOutput, TaskError> {
+    check_job_context(task, input.name)?;
     let exec = choose_executor(&task.code, ctx.python.as_deref())?;
     let mut combine_with = None;
     let mut map_py = PathBuf::new();
@@ -270,9 +354,13 @@ async fn run_map(
         if task.code.combiner {
             combine_with = Some(fetch_code(ctx, &task.code.reduce_cid, dir, reduce_name).await?);
         }
+        fetch_side_files(ctx, task, dir).await?;
     }
     let budget = budget_bytes(ctx, task);
-    let input = open_split(ctx, input_cid, input_size, start, end)?;
+    let input_name = (!input.name.is_empty()).then(|| input.name.to_string());
+    let python_job = (limits, cancel);
+    let task_copy = task.clone();
+    let input = open_split(ctx, input.cid, input.size, input.start, input.end)?;
 
     let reducers = task.reducers;
     let spill_dir = dir.join("spill");
@@ -285,9 +373,7 @@ async fn run_map(
         let mut out = MapOutput::new(reducers, budget / 2, &spill_dir)?;
         let stats = match &executor {
             Executor::NativeWordCount => wordcount::map(&mut input, &mut out, budget / 2)?,
-            Executor::Python(python) => PythonExecutor::new(python.clone(), work)
-                .with_limits(limits)
-                .with_cancel(cancel)
+            Executor::Python(python) => python_executor(python, work, &task_copy, input_name, python_job)
                 .run_map(&map_py, combine_with.as_deref(), &mut input, &mut out)?,
         };
         let spills = out.spills();
@@ -453,12 +539,16 @@ async fn run_reduce(
     (limits, cancel): (Limits, CancelToken),
 ) -> Result<TaskOutput, TaskError> {
     let exec = choose_executor(&task.code, ctx.python.as_deref())?;
+    check_job_context(task, "")?;
     let reduce_py = match exec {
         Executor::Python(_) => {
-            fetch_code(ctx, &task.code.reduce_cid, dir, task.code.files.checked().1).await?
+            let path = fetch_code(ctx, &task.code.reduce_cid, dir, task.code.files.checked().1).await?;
+            fetch_side_files(ctx, task, dir).await?;
+            path
         }
         Executor::NativeWordCount => PathBuf::new(),
     };
+    let task_copy = task.clone();
     let mut files = Vec::with_capacity(inputs.len());
     let mut bytes_read = 0;
     for (i, cid) in inputs.iter().enumerate() {
@@ -475,9 +565,7 @@ async fn run_reduce(
         let mut sink = PartWriter::create(&part)?;
         let stats = match &executor {
             Executor::NativeWordCount => wordcount::reduce(&mut source, &mut sink)?,
-            Executor::Python(python) => PythonExecutor::new(python.clone(), work)
-                .with_limits(limits)
-                .with_cancel(cancel)
+            Executor::Python(python) => python_executor(python, work, &task_copy, None, (limits, cancel))
                 .run_reduce(&reduce_py, &mut source, &mut sink)?,
         };
         sink.finish()?;
@@ -689,6 +777,8 @@ mod tests {
             native_fallback: fallback.map(String::from),
             limits: Default::default(),
             files: Default::default(),
+            params: Default::default(),
+            side_files: Vec::new(),
         }
     }
 

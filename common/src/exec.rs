@@ -38,7 +38,7 @@ impl RecordSink for Vec<(Vec<u8>, Vec<u8>)> {
 
 /// Counters an executor reports for one task. Summed over tasks into the
 /// job's `summary.json`.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExecStats {
     /// Map: lines read. Reduce: records read.
     pub input_records: u64,
@@ -50,6 +50,9 @@ pub struct ExecStats {
     pub reduce_input_groups: u64,
     /// Records written out by this task (to partitions or to the part file).
     pub output_records: u64,
+    /// The user's own counters (`ipdc.counter(name, n)`), by name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub user_counters: std::collections::BTreeMap<String, i64>,
 }
 
 impl ExecStats {
@@ -59,5 +62,9 @@ impl ExecStats {
         self.combine_output_records += o.combine_output_records;
         self.reduce_input_groups += o.reduce_input_groups;
         self.output_records += o.output_records;
+        for (name, n) in &o.user_counters {
+            let c = self.user_counters.entry(name.clone()).or_insert(0);
+            *c = c.saturating_add(*n);
+        }
     }
 }

@@ -5,13 +5,18 @@ can write) and runs it with the system Python (3.7 or newer) in isolated mode
 (-I: the script's folder is not on sys.path), one process per task, in the
 task's temporary folder:
 
-    python3 runner.py map MAP_PY [--combine REDUCE_PY]
-        stdin:  the raw bytes of the split's lines
+    python3 runner.py [--params JSON] [--input-name NAME] map MAP_PY [--combine REDUCE_PY]
+        stdin:  the raw bytes of the split's lines (to map(line) once per
+                line, or to map_split(lines) once)
         stdout: framed records: map() output, or with --combine the output of
                 combine() (or reduce() when Reduce.py has no combine())
-    python3 runner.py reduce REDUCE_PY
+    python3 runner.py [--params JSON] reduce REDUCE_PY
         stdin:  records sorted by key, in blocks (see read_blocks)
         stdout: framed records: reduce() output
+
+User code may `import ipdc`: `ipdc.params` (the job's parameters, from
+--params), `ipdc.input_file()` (the name of the file being mapped, from
+--input-name; None in a reduce) and `ipdc.counter(name, n=1)`.
 
 A record is `u32 LE len, key datum, u32 LE len, value datum`; a datum is
 `s` + UTF-8 (surrogateescape) bytes of a str, or `j` + JSON text of any other
@@ -20,7 +25,7 @@ value. User print() output goes to stderr, never into the records.
 stderr ends with exactly one protocol line:
     IPDC-STATS {"input_records":..,"map_output_records":..,
                 "combine_output_records":..,"reduce_input_groups":..,
-                "output_records":..}                       exit status 0
+                "output_records":..,"user_counters":{..}}  exit status 0
     IPDC-ERROR: <one-line summary>   after the traceback   exit status 2
                 (user file cannot be loaded), 3 (user code failed or produced
                 a value that cannot be stored), 4 (runner/protocol problem),
@@ -95,6 +100,72 @@ _USER_ERRORS = (Exception, SystemExit)
 
 # Folders the user's files were loaded from (the agent's task folder).
 _USER_DIRS = set()
+
+
+# ---------------------------------------------------------------- ipdc module
+
+# ipdc.counter() totals. A batch tried the fast way and then run again the
+# careful way must count once: see _Rollback.
+_COUNTS = {}
+MAX_COUNTERS = 100
+MAX_COUNTER_NAME = 100
+_I64 = (-(1 << 63), (1 << 63) - 1)
+
+
+class _Rollback:
+    """The counters as they were before a fast try, put back if it is redone."""
+
+    __slots__ = ("saved",)
+
+    def __init__(self):
+        self.saved = dict(_COUNTS)
+
+    def undo(self):
+        _COUNTS.clear()
+        _COUNTS.update(self.saved)
+
+
+# The `ipdc` module's own code, compiled under its own file name so that
+# its errors are the user's (a counter name that is not a str), not the
+# runner's (see _raised_in_runner).
+_IPDC_SOURCE = """
+def counter(name, n=1):
+    \"\"\"Adds n (an int) to the job's counter `name` (a str).\"\"\"
+    if not isinstance(name, str):
+        raise TypeError("ipdc.counter(name, n=1): name must be a str, not %s" % type(name).__name__)
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise TypeError("ipdc.counter(%r, n): n must be an int, not %s" % (name, type(n).__name__))
+    total = _COUNTS.get(name)
+    if total is not None:
+        _COUNTS[name] = total + int(n)
+    elif len(_COUNTS) >= MAX_COUNTERS:
+        raise ValueError("ipdc.counter(%r): a task may have at most %d counter names" % (name, MAX_COUNTERS))
+    elif not 0 < len(name) <= MAX_COUNTER_NAME:
+        raise ValueError("ipdc.counter(%r): a counter name has 1 to %d characters" % (name[:200], MAX_COUNTER_NAME))
+    else:
+        _COUNTS[str.__str__(name)] = int(n)
+
+
+def input_file():
+    \"\"\"The name of the input file being mapped (None in a reduce).\"\"\"
+    return _INPUT_NAME
+"""
+
+
+def install_ipdc_module(params, input_name):
+    import types
+
+    mod = types.ModuleType("ipdc", "What IPDC tells a job's code: params, input_file(), counter().")
+    mod.__dict__.update(
+        _COUNTS=_COUNTS, MAX_COUNTERS=MAX_COUNTERS, MAX_COUNTER_NAME=MAX_COUNTER_NAME, _INPUT_NAME=input_name
+    )
+    exec(compile(_IPDC_SOURCE, "<ipdc>", "exec"), mod.__dict__)
+    mod.params = params
+    sys.modules["ipdc"] = mod
+
+
+def user_counters():
+    return {k: min(max(v, _I64[0]), _I64[1]) for k, v in _COUNTS.items()}
 
 
 def _shown_name(filename):
@@ -214,8 +285,22 @@ def _normalise(v):
 # ---------------------------------------------------------------- loading
 
 
+_MODULES = {}
+
+
 def load(path, function, signature):
-    """Imports the user's file and returns its `function`."""
+    """Imports the user's file (once) and returns its `function`."""
+    module = _MODULES.get(path)
+    if module is None:
+        module = _MODULES[path] = _import(path)
+    fn = getattr(module, function, None)
+    if not callable(fn):
+        return None if function in ("combine", "map_split") else _missing(os.path.basename(path), function, signature)
+    return fn
+
+
+def _import(path):
+    """Imports the user's file as a module."""
     shown = os.path.basename(path)
     folder = os.path.dirname(os.path.abspath(path))
     _USER_DIRS.add(folder)
@@ -261,10 +346,29 @@ def load(path, function, signature):
             "and submit the job again." % (shown, at, _describe(e), shown),
             EXIT_LOAD,
         )
-    fn = getattr(module, function, None)
-    if not callable(fn):
-        return None if function == "combine" else _missing(shown, function, signature)
-    return fn
+    return module
+
+
+def load_mapper(path):
+    """(function, whether it is map_split) of the user's mapper file."""
+    split_fn = load(path, "map_split", "map_split(lines)")
+    map_fn = getattr(_MODULES[path], "map", None)
+    shown = os.path.basename(path)
+    if split_fn is not None and callable(map_fn):
+        raise Failure(
+            "IPDC-ERROR: %s defines both map() and map_split(): keep one (map(line) is called per line, "
+            "map_split(lines) once per split) and submit the job again." % shown,
+            EXIT_LOAD,
+        )
+    if split_fn is not None:
+        return split_fn, True
+    if not callable(map_fn):
+        raise Failure(
+            "IPDC-ERROR: %s defines no function map(): add `def map(line):` that yields (key, value) pairs "
+            "(or `def map_split(lines):`) and submit the job again." % shown,
+            EXIT_LOAD,
+        )
+    return map_fn, False
 
 
 def _missing(shown, function, signature):
@@ -660,9 +764,14 @@ class Mapper:
         self.grouped_values = 0
         self.groups_plain = True  # every key of `groups` a str, every value an int or str
         self.groups_ones = True  # every value of `groups` the int 1
+        # With map_split(): [lines read so far], for errors.
+        self.split_lines = None
 
     def batch(self, lines):
+        tried = _Rollback() if self.fast else None
         if not (self.fast and self.fast_batch(lines)):
+            if tried is not None:
+                tried.undo()
             plain = self.careful(lines)
             if self.fast is None and plain is not None:
                 self.fast = plain
@@ -778,9 +887,14 @@ class Mapper:
                 elif len(buf) > OUT_CHUNK:
                     self.out.write(b"")
         except _USER_ERRORS as e:
-            raise _map_failure(e, lineno, line)
+            raise self.failure(e, lineno, line)
         self.out.write(b"")
         return plain
+
+    def failure(self, e, lineno, line):
+        if self.split_lines is None:
+            return _map_failure(e, lineno, line)
+        return _split_failure(e, self.split_lines[0])
 
     def groups_to_counts(self):
         """Moves `groups` into the counts when all its values are the int 1
@@ -834,7 +948,10 @@ class Mapper:
         for at in range(0, len(keys), COMBINE_BATCH):
             end = at + COMBINE_BATCH
             ks, srcs = keys[at:end], sources[at:end]
+            tried = _Rollback() if plain else None
             if not (plain and self.fast_combine(ks, values_of(srcs))):
+                if tried is not None:
+                    tried.undo()
                 gks = datums[at:end] if datums else ks
                 for gk, key, vals in zip(gks, ks, values_of(srcs)):
                     self.combine_careful(gk, key, vals)
@@ -876,6 +993,68 @@ class Mapper:
 
 def gather2(fn, keys, value_iters):
     return gather(fn, [keys, value_iters])
+
+
+def _split_failure(e, lines_read):
+    """The Failure for exception `e` raised while map_split() ran (or while
+    its output was stored), after `lines_read` lines of the split."""
+    if isinstance(e, Failure):
+        return e
+    where = "after line %d of this split" % lines_read
+    if isinstance(e, EncodeError):
+        return Failure("IPDC-ERROR: map_split() produced %s, %s" % (e, where), EXIT_USER)
+    if isinstance(e, MemoryError):
+        return _out_of_memory(e, "map_split()", where)
+    sys.stderr.write(_user_traceback(e))
+    if _raised_in_runner(e):
+        return Failure(
+            "IPDC-ERROR: map_split(lines) must yield (key, value) pairs or return an iterable of them (or None); "
+            "%s it gave something else (%s)" % (where, _describe(e)),
+            EXIT_USER,
+        )
+    return Failure("IPDC-ERROR: map_split() raised %s %s" % (_describe(e), where), EXIT_USER)
+
+
+# Pairs map_split() yields that are stored at a time.
+SPLIT_CHUNK = 4096
+
+
+def _same(x):
+    return x
+
+
+def run_map_split(split_fn, combine_fn, combine_name, inp, out):
+    """Calls split_fn once with an iterator over the split's lines and
+    stores what it yields (combined, with a combiner), SPLIT_CHUNK pairs at
+    a time the careful way."""
+    m = Mapper(_same, combine_fn, combine_name, out)
+    read = m.split_lines = [0]
+
+    def lines():
+        for batch in line_batches(inp):
+            read[0] += len(batch)
+            yield from batch
+
+    try:
+        res = split_fn(lines())
+        pairs = iter(()) if res is None else iter(res)
+        while True:
+            chunk = list(islice(pairs, SPLIT_CHUNK))
+            if not chunk:
+                break
+            m.careful([chunk])
+    except _USER_ERRORS as e:
+        raise _split_failure(e, read[0])
+    m.lines_done = read[0]
+    m.finish()
+    combined = combine_fn is not None
+    return {
+        "input_records": read[0],
+        "map_output_records": m.nout,
+        "combine_output_records": m.ncomb,
+        "reduce_input_groups": 0,
+        "output_records": m.ncomb if combined else m.nout,
+    }
 
 
 def run_map(map_fn, combine_fn, combine_name, inp, out):
@@ -999,6 +1178,7 @@ class Reducer:
         self.groups += len(starts)
         gkeys = list(map(keys.__getitem__, starts))
         if set(map(_first, gkeys)) == _TAG_S:
+            tried = _Rollback()
             names = decode_all(gkeys)
             values = decode_all(vals)
             pairs = gather2(self.reduce_fn, names, list(map(iter, map(values.__getitem__, map(slice, starts, ends)))))
@@ -1008,6 +1188,7 @@ class Reducer:
                 self.out.write(data)
                 self.nout += len(plain[0])
                 return
+            tried.undo()
         for kb, a, b in zip(gkeys, starts, ends):
             self.nout += self.out.group(self.reduce_fn, "reduce", kb, decode(kb), map(decode, vals[a:b]))
 
@@ -1047,7 +1228,10 @@ def run_reduce(reduce_fn, inp, out):
 
 # ---------------------------------------------------------------- main
 
-USAGE = "usage: runner.py map MAP_PY [--combine REDUCE_PY] | runner.py reduce REDUCE_PY"
+USAGE = (
+    "usage: runner.py [--params JSON] [--input-name NAME] map MAP_PY [--combine REDUCE_PY] | "
+    "runner.py [--params JSON] reduce REDUCE_PY"
+)
 
 
 def main(argv):
@@ -1063,21 +1247,43 @@ def main(argv):
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    if len(argv) == 2 and argv[0] == "map":
-        stats = run_map(load(argv[1], "map", "map(line)"), None, None, inp, out)
-    elif len(argv) == 4 and argv[0] == "map" and argv[2] == "--combine":
-        map_fn = load(argv[1], "map", "map(line)")
-        combine_fn = load(argv[3], "combine", "combine(key, values)")
-        name = "combine"
-        if combine_fn is None:
-            combine_fn = load(argv[3], "reduce", "reduce(key, values)")
-            name = "reduce"
-        stats = run_map(map_fn, combine_fn, name, inp, out)
+    params, input_name = {}, None
+    while len(argv) >= 2 and argv[0] in ("--params", "--input-name"):
+        if argv[0] == "--params":
+            params = _loads(argv[1])
+        else:
+            input_name = argv[1]
+        argv = argv[2:]
+    install_ipdc_module(params, input_name)
+    if len(argv) >= 2:
+        # In the code's folder when it is inside the task's (an agent's
+        # code/, where the side files are): open("stopwords.txt") then finds
+        # what the job sent.
+        code = os.path.dirname(os.path.abspath(argv[1]))
+        if code.startswith(os.path.join(os.getcwd(), "")):
+            try:
+                os.chdir(code)
+            except OSError:
+                pass
+    if argv[:1] == ["map"] and (len(argv) == 2 or (len(argv) == 4 and argv[2] == "--combine")):
+        map_fn, whole_split = load_mapper(argv[1])
+        combine_fn, name = None, None
+        if len(argv) == 4:
+            combine_fn = load(argv[3], "combine", "combine(key, values)")
+            name = "combine"
+            if combine_fn is None:
+                combine_fn = load(argv[3], "reduce", "reduce(key, values)")
+                name = "reduce"
+        run = run_map_split if whole_split else run_map
+        stats = run(map_fn, combine_fn, name, inp, out)
     elif len(argv) == 2 and argv[0] == "reduce":
         stats = run_reduce(load(argv[1], "reduce", "reduce(key, values)"), inp, out)
     else:
         raise Failure("IPDC-ERROR: " + USAGE, EXIT_INTERNAL)
     out.flush()
+    counts = user_counters()
+    if counts:
+        stats["user_counters"] = counts
     return stats
 
 

@@ -77,12 +77,18 @@ pub struct RunArgs {
     pub local: Option<usize>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// Input file (overrides `input` in ipdc.toml) [default: <job>/data.dat].
+    /// Input file, folder or glob; repeat for more (overrides `input` in ipdc.toml) [default: <job>/data.dat].
     #[arg(long)]
-    pub input: Option<PathBuf>,
-    /// Run on a file already in IPFS (added with `ipfs add`, any CID version) instead of uploading one.
+    pub input: Vec<PathBuf>,
+    /// Run on a file already in IPFS (added with `ipfs add`, any CID version) instead of uploading one; repeat for more.
     #[arg(long, value_name = "CID", conflicts_with = "input")]
-    pub input_cid: Option<String>,
+    pub input_cid: Vec<String>,
+    /// A side file or folder placed beside the code on every agent; repeat for more (added to `files`).
+    #[arg(long = "file", value_name = "PATH")]
+    pub files: Vec<PathBuf>,
+    /// A job parameter, user code's `ipdc.params[KEY]` (VALUE as JSON, else a string); repeatable, over `[params]`.
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = crate::job::parse_param)]
+    pub params: Vec<(String, serde_json::Value)>,
     /// Mapper file (overrides `map`) [default: <job>/Map.py].
     #[arg(long)]
     pub map: Option<PathBuf>,
@@ -138,6 +144,8 @@ impl RunArgs {
         crate::job::Overrides {
             input: self.input.clone(),
             input_cid: self.input_cid.clone(),
+            files: self.files.clone(),
+            params: self.params.clone(),
             map: self.map.clone(),
             reduce: self.reduce.clone(),
             // `--local N` is a flag: it beats `workers` in ipdc.toml (all N

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::controller::{Verification, spot_check};
+use crate::inputs::{self, NamedFile};
 
 /// `ipdc.toml`. Every key is optional; paths are relative to the job folder.
 #[derive(Debug, Default, Deserialize)]
@@ -13,8 +14,12 @@ use crate::controller::{Verification, spot_check};
 pub struct JobFile {
     /// Job name, the prefix of its id (default: the folder's name).
     pub name: Option<String>,
-    /// The input file (default: data.dat).
-    pub input: Option<PathBuf>,
+    /// The input: a file, a folder, a glob, or a list of these (default: data.dat).
+    pub input: Option<OneOrMany>,
+    /// Side files and folders placed beside the code on every agent.
+    pub files: Option<Vec<PathBuf>>,
+    /// The job's parameters, user code's `ipdc.params`.
+    pub params: Option<toml::Table>,
     /// The mapper (default: Map.py).
     pub map: Option<PathBuf>,
     /// The reducer (default: Reduce.py).
@@ -47,6 +52,37 @@ pub struct JobFile {
     /// no check), or spot-check this share of the tasks on two (a fraction
     /// in (0, 1)). See [`Verify`].
     pub verify: Option<toml::Value>,
+}
+
+/// A path or a list of paths, as `input` takes them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<PathBuf> {
+        match self {
+            OneOrMany::One(p) => vec![p],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// The most bytes of a job's parameters as JSON (see the agent's own limit).
+pub const MAX_PARAMS_BYTES: usize = ipdc_agent::task::MAX_PARAMS_BYTES;
+
+/// `--param KEY=VALUE`: VALUE as JSON when it parses, else as a string.
+pub fn parse_param(s: &str) -> Result<(String, serde_json::Value), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => {
+            let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
+            Ok((k.trim().to_string(), value))
+        }
+        _ => Err(format!("--param {s:?} is not KEY=VALUE: give e.g. --param k=3 or --param name=alice")),
+    }
 }
 
 /// `verify` in ipdc.toml / `--verify`: how much of the job's work is done
@@ -155,8 +191,14 @@ impl Verify {
 /// Flags of `ipdc-submit run` that override the file.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
-    pub input: Option<PathBuf>,
-    pub input_cid: Option<String>,
+    /// `--input`, repeatable (empty: none given).
+    pub input: Vec<PathBuf>,
+    /// `--input-cid`, repeatable.
+    pub input_cid: Vec<String>,
+    /// `--file`, repeatable: added to `files`.
+    pub files: Vec<PathBuf>,
+    /// `--param KEY=VALUE`, repeatable: over `[params]`.
+    pub params: Vec<(String, serde_json::Value)>,
     pub map: Option<PathBuf>,
     pub reduce: Option<PathBuf>,
     pub workers: Option<usize>,
@@ -177,9 +219,16 @@ pub struct JobSpec {
     pub name: String,
     /// The job folder (`.` when none was given).
     pub folder: PathBuf,
-    pub input: PathBuf,
-    /// An input already in IPFS (`--input-cid`): nothing is uploaded.
-    pub input_cid: Option<String>,
+    /// The input as given (files, folders, globs).
+    pub input: Vec<PathBuf>,
+    /// The files it stands for, in order (empty with `--input-cid`).
+    pub input_files: Vec<NamedFile>,
+    /// Inputs already in IPFS (`--input-cid`): nothing is uploaded.
+    pub input_cids: Vec<String>,
+    /// Side files, placed under their names beside the code.
+    pub side_files: Vec<NamedFile>,
+    /// The job's parameters.
+    pub params: serde_json::Map<String, serde_json::Value>,
     pub map_py: PathBuf,
     pub reduce_py: PathBuf,
     pub workers: Option<usize>,
@@ -198,6 +247,10 @@ pub struct JobSpec {
     pub task_timeout_secs: u64,
     pub task_memory_mb: u64,
     pub verify: Verify,
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// Native executors agents have.
@@ -225,7 +278,21 @@ impl JobSpec {
             JobFile::default()
         };
         let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
-        let input = o.input.or(file.input.map(rel)).unwrap_or_else(|| base.join("data.dat"));
+        let input = if !o.input.is_empty() {
+            o.input
+        } else if let Some(given) = file.input {
+            given.into_vec().into_iter().map(rel).collect()
+        } else {
+            vec![base.join("data.dat")]
+        };
+        let side: Vec<PathBuf> = file.files.unwrap_or_default().into_iter().map(rel).chain(o.files).collect();
+        let mut params = serde_json::Map::new();
+        for (k, v) in file.params.unwrap_or_default() {
+            let v =
+                serde_json::to_value(v).map_err(|e| format!("{}: [params] {k}: {e}", file_path.display()))?;
+            params.insert(k, v);
+        }
+        params.extend(o.params);
         let map_py = o.map.or(file.map.map(rel)).unwrap_or_else(|| base.join("Map.py"));
         let reduce_py = o.reduce.or(file.reduce.map(rel)).unwrap_or_else(|| base.join("Reduce.py"));
         let out = o.out.or(file.output.map(rel)).unwrap_or_else(|| base.join("output"));
@@ -260,7 +327,10 @@ impl JobSpec {
             name,
             folder: base.clone(),
             input,
-            input_cid: o.input_cid,
+            input_files: Vec::new(),
+            input_cids: o.input_cid,
+            side_files: Vec::new(),
+            params,
             map_py,
             reduce_py,
             workers: o.workers.or(file.workers),
@@ -278,8 +348,74 @@ impl JobSpec {
             task_memory_mb: o.task_memory_mb.or(file.task_memory_mb).unwrap_or(1024),
             verify,
         };
+        let mut spec = spec;
         spec.check()?;
+        if spec.input_cids.is_empty() {
+            spec.input_files = inputs::expand(&spec.input, &spec.folder, "input")?;
+            spec.check_input_files()?;
+        }
+        spec.side_files = inputs::expand(&side, &spec.folder, "side file")?;
+        spec.check_side_files()?;
         Ok(spec)
+    }
+
+    /// Inputs of the job's files: some bytes, and not more files than map tasks may be.
+    fn check_input_files(&self) -> Result<(), String> {
+        let total: u64 = self.input_files.iter().map(|f| f.size).sum();
+        if total == 0 {
+            let given: Vec<String> = self.input.iter().map(|p| p.display().to_string()).collect();
+            return Err(format!("input {} is empty: there is nothing to map", given.join(", ")));
+        }
+        let files = self.input_files.iter().filter(|f| f.size > 0).count();
+        if files > crate::run::MAX_MAP_TASKS {
+            return Err(format!(
+                "the input has {files} files, more than the {} map tasks a job may have (one per file at least):                  join small files first, or run several jobs",
+                crate::run::MAX_MAP_TASKS
+            ));
+        }
+        Ok(())
+    }
+
+    /// Side files: names the agents accept, within the size limit, not the code itself.
+    fn check_side_files(&mut self) -> Result<(), String> {
+        let (map_name, reduce_name) = (file_name(&self.map_py), file_name(&self.reduce_py));
+        let code = [std::fs::canonicalize(&self.map_py).ok(), std::fs::canonicalize(&self.reduce_py).ok()];
+        // The code is sent anyway: listing it (files = ["*.py"]) is no error.
+        self.side_files.retain(|f| !code.contains(&std::fs::canonicalize(&f.path).ok()));
+        let mut total = 0u64;
+        for f in &self.side_files {
+            if !ipdc_common::protocol::is_safe_relative_path(&f.name) {
+                return Err(format!(
+                    "side file {} would be {:?} on the agents, which they refuse: use names of letters, digits and ._-+@ (no spaces, none starting with a dot), at most 8 folders deep",
+                    f.path.display(),
+                    f.name
+                ));
+            }
+            let top = f.name.split('/').next().unwrap_or_default();
+            if top == map_name || top == reduce_name || top == ipdc_common::python::RUNNER_FILE_NAME {
+                return Err(format!(
+                    "side file {} has the name of the job's code ({top}) on the agents: rename it",
+                    f.path.display()
+                ));
+            }
+            total += f.size;
+        }
+        let max = ipdc_agent::task::MAX_SIDE_FILE_BYTES;
+        if total > max {
+            return Err(format!(
+                "the side files hold {} in all, more than the {} an agent takes: put large data in the input instead",
+                crate::run::human_bytes(total),
+                crate::run::human_bytes(max)
+            ));
+        }
+        let params = serde_json::to_string(&self.params).expect("JSON values serialize");
+        if params.len() > MAX_PARAMS_BYTES {
+            return Err(format!(
+                "the job's parameters take {} bytes as JSON, more than {MAX_PARAMS_BYTES}: put large data in a side file (`files` in ipdc.toml)",
+                params.len()
+            ));
+        }
+        Ok(())
     }
 
     fn check(&self) -> Result<(), String> {
@@ -312,12 +448,10 @@ impl JobSpec {
         if self.memory_mb == 0 {
             return Err("memory_mb = 0: give the tasks at least 1 MiB".into());
         }
-        if let Some(cid) = &self.input_cid {
+        for cid in &self.input_cids {
             if cid.is_empty() || !cid.bytes().all(|b| b.is_ascii_alphanumeric()) {
                 return Err(format!("--input-cid {cid:?} is not a CID: give the CID `ipfs add` printed"));
             }
-        } else {
-            self.check_input_file()?;
         }
         if self.force_native.is_none() {
             for (what, path) in [("mapper", &self.map_py), ("reducer", &self.reduce_py)] {
@@ -333,34 +467,6 @@ impl JobSpec {
         Ok(())
     }
 
-    fn check_input_file(&self) -> Result<(), String> {
-        match std::fs::metadata(&self.input) {
-            Err(e) => {
-                return Err(format!(
-                    "input file {} cannot be read ({e}): check `input` in ipdc.toml or --input",
-                    self.input.display()
-                ));
-            }
-            Ok(m) if !m.is_file() => {
-                return Err(format!(
-                    "input {} is not a file: give a file with --input",
-                    self.input.display()
-                ));
-            }
-            Ok(m) if m.len() == 0 => {
-                return Err(format!("input file {} is empty: there is nothing to map", self.input.display()));
-            }
-            Ok(_) => {}
-        }
-        // Readable now, not only once agents are picked (permissions).
-        std::fs::File::open(&self.input).map(drop).map_err(|e| {
-            format!(
-                "input file {} cannot be read ({e}): check its permissions, or `input` in ipdc.toml / --input",
-                self.input.display()
-            )
-        })
-    }
-
     /// Compiles Map.py and Reduce.py with a local Python, when there is one,
     /// so a syntax error is reported before anything is uploaded.
     pub fn check_python_syntax(&self) -> Result<(), String> {
@@ -370,6 +476,8 @@ impl JobSpec {
         // One interpreter start for both files: it prints the first error,
         // as the problem's first line and its details after.
         const CHECK: &str = r#"import sys
+sent = set(sys.argv[sys.argv.index("--sent") + 1:])
+sys.argv = sys.argv[:sys.argv.index("--sent")]
 for path in sys.argv[1:]:
     try:
         src = open(path, "rb").read()
@@ -391,6 +499,25 @@ for path in sys.argv[1:]:
         print("syntax error in %s" % path)
         print("%s: %s" % (path, e))
         sys.exit(1)
+# A module beside the code that it imports but the job does not send.
+import ast, os
+for path in sys.argv[1:]:
+    folder = os.path.dirname(os.path.abspath(path))
+    for node in ast.walk(ast.parse(open(path, "rb").read(), path)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names = [node.module]
+        else:
+            continue
+        for name in names:
+            top = name.split(".")[0]
+            for beside in (top + ".py", top):
+                if top not in sent and os.path.exists(os.path.join(folder, beside)) and top != "ipdc":
+                    print("%s imports %s, which is beside it (%s) but is not sent to the agents "
+                          "(only the mapper, the reducer and the side files are)" % (os.path.basename(path), top, beside))
+                    print('add it to `files` in ipdc.toml (files = ["%s"]) or give --file %s' % (beside, beside))
+                    sys.exit(1)
 "#;
         let out = match std::process::Command::new("python3")
             .arg("-S") // compiling needs no site-packages (and starts faster)
@@ -398,6 +525,12 @@ for path in sys.argv[1:]:
             .arg(CHECK)
             .arg(&self.map_py)
             .arg(&self.reduce_py)
+            .arg("--sent")
+            .args(self.side_files.iter().map(|f| {
+                // The importable name: `util` of util.py, `model` of model/x.
+                let top = f.name.split('/').next().unwrap_or_default();
+                top.strip_suffix(".py").unwrap_or(top).to_string()
+            }))
             .output()
         {
             Ok(out) => out,
@@ -406,6 +539,9 @@ for path in sys.argv[1:]:
         let text = String::from_utf8_lossy(&out.stdout);
         if out.status.success() || text.trim().is_empty() {
             return Ok(()); // nothing found, or the check itself broke: the agents will say
+        }
+        if text.contains("is not sent to the agents") {
+            return Err(text.trim_end().to_string());
         }
         Err(format!("{}\nfix the file and run again", text.trim_end()))
     }

@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod controller;
 pub mod directory;
 pub mod hub;
+pub mod inputs;
 pub mod job;
 pub mod keygen;
 pub mod local;

@@ -16,7 +16,7 @@ use ipdc_common::protocol::{
 use rumqttc::{Event, Packet, QoS};
 
 use crate::cluster::Connection;
-use crate::controller::{Controller, JobPlan};
+use crate::controller::{Controller, JobPlan, MapSplit};
 use crate::directory::Requirements;
 use crate::run::{self, drive::drive, session::Session};
 
@@ -60,11 +60,18 @@ pub async fn run(agents: usize, tasks: usize, broker: Option<String>) -> Result<
         native_fallback: None,
         limits: Default::default(),
         files: Default::default(),
+        ..Default::default()
     };
     let plan = JobPlan {
-        input_cid: "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku".into(),
-        input_size: tasks as u64,
-        splits: (0..tasks as u64).map(|i| (i, i + 1)).collect(),
+        splits: (0..tasks as u64)
+            .map(|i| MapSplit {
+                input_cid: "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku".into(),
+                input_size: tasks as u64,
+                name: String::new(),
+                start: i,
+                end: i + 1,
+            })
+            .collect(),
         speculative: false,
         ..JobPlan::defaults(&job, code)
     };

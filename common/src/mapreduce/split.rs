@@ -76,10 +76,35 @@ pub fn plan_splits(input_len: u64, slots: usize, max_splits: usize) -> Vec<Split
     let (slots, max) = (slots.max(1) as u64, max_splits.max(1) as u64);
     let with_slack = input_len.div_ceil(SPLITS_PER_SLOT.saturating_mul(slots).min(max));
     let size = if with_slack >= SLACK_MIN_SPLIT { with_slack } else { input_len.div_ceil(slots.min(max)) };
-    let size = size.clamp(MIN_SPLIT, MAX_SPLIT);
-    let n = input_len.div_ceil(size);
-    let at = |i: u64| ((input_len as u128 * i as u128) / n as u128) as u64;
-    (0..n).map(|i| Split { index: i as u32, start: at(i), end: at(i + 1) }).collect()
+    cut(input_len, size.clamp(MIN_SPLIT, MAX_SPLIT), 0)
+}
+
+/// `len` bytes in `ceil(len / size)` splits of nearly equal sizes, numbered from `first`.
+fn cut(len: u64, size: u64, first: u32) -> Vec<Split> {
+    let n = len.div_ceil(size.max(1));
+    let at = |i: u64| ((len as u128 * i as u128) / n as u128) as u64;
+    (0..n).map(|i| Split { index: first + i as u32, start: at(i), end: at(i + 1) }).collect()
+}
+
+/// The splits of several input files: the split size [`plan_splits`] would
+/// choose for their total, each file cut on its own (a split never crosses
+/// files), so every non-empty file has at least one. Returns (file index,
+/// split) pairs, numbered in file order.
+pub fn plan_file_splits(file_lens: &[u64], slots: usize, max_splits: usize) -> Vec<(usize, Split)> {
+    let total: u64 = file_lens.iter().sum();
+    let size = match plan_splits(total, slots, max_splits).first() {
+        Some(s) => s.len().max(1),
+        None => return Vec::new(),
+    };
+    // plan_splits' first split is at most its target size and within one
+    // byte of it; a file of exactly that size stays one split.
+    let mut out = Vec::new();
+    for (f, &len) in file_lens.iter().enumerate() {
+        for s in cut(len, size, out.len() as u32) {
+            out.push((f, s));
+        }
+    }
+    out
 }
 
 /// What one [`LineOwner::push`] found in a chunk.
@@ -280,6 +305,26 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_splits_never_cross_files_and_number_in_order() {
+        const MIB: u64 = 1 << 20;
+        // One file: the same as plan_splits.
+        let one: Vec<Split> = plan_file_splits(&[400 * MIB], 5, 100).into_iter().map(|(_, s)| s).collect();
+        assert_eq!(one, plan_splits(400 * MIB, 5, 100));
+        // A big file and small ones: each small one is a split of its own.
+        let got = plan_file_splits(&[100 * MIB, 10, 0, 3 * MIB], 2, 100);
+        let files: Vec<usize> = got.iter().map(|(f, _)| *f).collect();
+        assert_eq!(files, [0, 0, 1, 3]); // 103 MiB on 2 slots: splits of about 52 MiB
+        assert!(got.iter().enumerate().all(|(i, (_, s))| s.index == i as u32));
+        for f in [0, 1, 3] {
+            let mine: Vec<&Split> = got.iter().filter(|(g, _)| *g == f).map(|(_, s)| s).collect();
+            assert_eq!(mine.first().unwrap().start, 0);
+            assert_eq!(mine.last().unwrap().end, [100 * MIB, 10, 0, 3 * MIB][f]);
+            assert!(mine.windows(2).all(|w| w[0].end == w[1].start));
+        }
+        assert!(plan_file_splits(&[0, 0], 2, 10).is_empty());
+    }
 
     /// Drives a split over `input` with chunks of the sizes `sizes` yields
     /// (cycled), returning the owned bytes.

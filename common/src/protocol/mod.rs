@@ -30,9 +30,12 @@ mod wire;
 use serde::{Deserialize, Serialize};
 
 pub use event::{ControllerState, ControllerStatus, EventKind, Executor, TaskEvent, TaskOutput};
-pub use names::{is_plain_code_file_name, looks_like_job_id, validate_name, validate_task_id};
+pub use names::{
+    MAX_INPUT_NAME, is_plain_code_file_name, is_safe_input_name, is_safe_relative_path, looks_like_job_id,
+    validate_name, validate_task_id,
+};
 pub use status::{AgentStatus, IpfsHealth};
-pub use task::{CodeFiles, CodeSpec, Task, TaskCommand, TaskKind, TaskLimits, TaskMessage};
+pub use task::{CodeFiles, CodeSpec, SideFile, Task, TaskCommand, TaskKind, TaskLimits, TaskMessage};
 pub use topics::{Route, Topics};
 pub use wire::{Incoming, Outgoing, Refused, Wire};
 
@@ -120,9 +123,18 @@ pub(crate) fn sample_task() -> Task {
             native_fallback: Some("wordcount".into()),
             limits: TaskLimits { wall_secs: Some(60), memory_mb: None },
             files: CodeFiles { map: "wc.py".into(), reduce: "Reduce.py".into() },
+            params: serde_json::json!({"k": 3, "name": "x"}).as_object().cloned().unwrap(),
+            side_files: vec![SideFile { path: "model/w.bin".into(), cid: "bafkside".into(), size: 9 }],
         },
         memory_mb: 64,
-        kind: TaskKind::Map { input_cid: "bafyin".into(), input_size: 100, split: 0, start: 0, end: 100 },
+        kind: TaskKind::Map {
+            input_cid: "bafyin".into(),
+            input_size: 100,
+            split: 0,
+            start: 0,
+            end: 100,
+            name: "in/a.txt".into(),
+        },
     }
 }
 

@@ -53,9 +53,68 @@ pub fn is_plain_code_file_name(name: &str) -> bool {
         && name != crate::python::RUNNER_FILE_NAME
 }
 
+/// Whether `path` (a side file's place in a task's code folder, from the
+/// wire) is a relative path of plain components: at most 8 of them, each of
+/// ASCII letters, digits and `._-+@`, not starting with `.`, joined by `/`,
+/// 255 bytes at most. So no `..`, no absolute path, no hidden file, nothing
+/// a shell or a terminal reads specially.
+pub fn is_safe_relative_path(path: &str) -> bool {
+    let plain = |c: &str| {
+        !c.is_empty()
+            && !c.starts_with('.')
+            && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+@".contains(&b))
+    };
+    !path.is_empty() && path.len() <= 255 && path.split('/').count() <= 8 && path.split('/').all(plain)
+}
+
+/// The most bytes of an input file's name (`TaskKind::Map`'s `name`).
+pub const MAX_INPUT_NAME: usize = 1024;
+
+/// Whether an input file's name from the wire may be handed to user code:
+/// short, and no control characters (it is an argument of the runner).
+pub fn is_safe_input_name(name: &str) -> bool {
+    name.len() <= MAX_INPUT_NAME && !name.chars().any(char::is_control)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn side_file_paths_stay_inside_the_code_folder() {
+        for ok in ["stopwords.txt", "util.py", "model/weights.bin", "a/b/c/d/e/f/g/h", "v1.2_x-y+z@w"] {
+            assert!(is_safe_relative_path(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "/etc/passwd",
+            "..",
+            "../x",
+            "a/../b",
+            "./a",
+            "a//b",
+            "a/",
+            ".hidden",
+            "a/.git/config",
+            "a\\b",
+            "a b",
+            "caf\u{e9}",
+            "a\0b",
+            "a/b/c/d/e/f/g/h/i",
+        ] {
+            assert!(!is_safe_relative_path(bad), "{bad:?}");
+        }
+        assert!(!is_safe_relative_path(&"a".repeat(256)));
+    }
+
+    #[test]
+    fn input_names_are_data_without_control_characters() {
+        assert!(is_safe_input_name("orders/2024 q1.csv"));
+        assert!(is_safe_input_name("caf\u{e9}.txt"));
+        assert!(!is_safe_input_name("a\nb"));
+        assert!(!is_safe_input_name("a\u{1b}[31m"));
+        assert!(!is_safe_input_name(&"a".repeat(MAX_INPUT_NAME + 1)));
+    }
 
     #[test]
     fn job_ids_are_told_from_other_folder_names() {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::names::is_plain_code_file_name;
 
 /// How a task's user code runs.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CodeSpec {
     /// CID of Map.py and Reduce.py in IPFS.
     pub map_cid: String,
@@ -24,6 +24,24 @@ pub struct CodeSpec {
     /// What the user calls the two files (absent from older submitters).
     #[serde(default)]
     pub files: CodeFiles,
+    /// The job's parameters (`[params]`, `--param`), user code's `ipdc.params`.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// Side files (`files` in ipdc.toml): placed beside the code in each
+    /// task's folder. Their paths come off the wire: an agent checks each
+    /// with [`is_safe_relative_path`](super::names::is_safe_relative_path).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub side_files: Vec<SideFile>,
+}
+
+/// One side file of a job: where it goes in the task's code folder and
+/// what to fetch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SideFile {
+    /// A relative path with `/` between plain components (`model/weights.bin`).
+    pub path: String,
+    pub cid: String,
+    pub size: u64,
 }
 
 /// The names of the user's mapper and reducer files on the submitting
@@ -78,8 +96,17 @@ pub struct TaskLimits {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TaskKind {
-    /// Map one byte range of the input.
-    Map { input_cid: String, input_size: u64, split: u32, start: u64, end: u64 },
+    /// Map one byte range of one input file. `name` is the file's name as
+    /// the job gives it (user code's `ipdc.input_file()`; only ever data).
+    Map {
+        input_cid: String,
+        input_size: u64,
+        split: u32,
+        start: u64,
+        end: u64,
+        #[serde(default)]
+        name: String,
+    },
     /// Reduce partition `partition`: its piece of every map's output.
     Reduce { partition: u32, inputs: Vec<String> },
 }

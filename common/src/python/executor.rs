@@ -48,6 +48,10 @@ pub struct PythonExecutor {
     /// Whether the runner may write only in `workdir` (and /dev/null),
     /// where the kernel has Landlock; see [`landlock_abi`](super::landlock_abi).
     pub landlock: bool,
+    /// What user code reads from the `ipdc` module: the job's parameters
+    /// (a JSON object's text; empty: none) and the input file's name.
+    pub params_json: String,
+    pub input_name: Option<String>,
 }
 
 impl PythonExecutor {
@@ -62,7 +66,29 @@ impl PythonExecutor {
             cancel: CancelToken::default(),
             containment: Containment::shared().clone(),
             landlock: !landlock::disabled(),
+            params_json: String::new(),
+            input_name: None,
         }
+    }
+
+    /// This executor with the job's parameters (a JSON object's text) and,
+    /// for a map, its input file's name, for user code's `ipdc` module.
+    pub fn with_job(mut self, params_json: String, input_name: Option<String>) -> Self {
+        self.params_json = params_json;
+        self.input_name = input_name;
+        self
+    }
+
+    /// The runner's options that come before its command.
+    fn job_args(&self, stage: Stage) -> Vec<OsString> {
+        let mut args = Vec::new();
+        if !self.params_json.is_empty() {
+            args.extend(["--params".into(), self.params_json.clone().into()]);
+        }
+        if let (Stage::Map, Some(name)) = (stage, &self.input_name) {
+            args.extend(["--input-name".into(), name.clone().into()]);
+        }
+        args
     }
 
     /// This executor without Landlock, whatever the kernel offers.
@@ -99,7 +125,8 @@ impl PythonExecutor {
         mut input: impl Read + Send,
         sink: &mut dyn RecordSink,
     ) -> Result<ExecStats, ExecError> {
-        let mut args: Vec<OsString> = vec!["map".into(), std::path::absolute(map_py)?.into()];
+        let mut args = self.job_args(Stage::Map);
+        args.extend(["map".into(), std::path::absolute(map_py)?.into()]);
         if let Some(reduce_py) = combine_with {
             args.push("--combine".into());
             args.push(std::path::absolute(reduce_py)?.into());
@@ -116,7 +143,8 @@ impl PythonExecutor {
         source: &mut dyn RecordSource,
         sink: &mut dyn RecordSink,
     ) -> Result<ExecStats, ExecError> {
-        let args: Vec<OsString> = vec!["reduce".into(), std::path::absolute(reduce_py)?.into()];
+        let mut args = self.job_args(Stage::Reduce);
+        args.extend(["reduce".into(), std::path::absolute(reduce_py)?.into()]);
         let mut blocks = ReduceBlocks::default();
         let feed = move |buf: &mut Vec<u8>| blocks.next_block(source, buf);
         self.run(Stage::Reduce, &args, feed, sink)

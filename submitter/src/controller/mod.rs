@@ -67,9 +67,8 @@ pub use verify::{Disagreement, EXTRA_RESULTS, Verification, VoteRecord, spot_che
 #[derive(Debug, Clone)]
 pub struct JobPlan {
     pub job: String,
-    pub input_cid: String,
-    pub input_size: u64,
-    pub splits: Vec<(u64, u64)>,
+    /// One map task per split.
+    pub splits: Vec<MapSplit>,
     pub reducers: u32,
     pub code: CodeSpec,
     pub memory_mb: u64,
@@ -87,13 +86,23 @@ pub struct JobPlan {
     pub verify: Verification,
 }
 
+/// One map task's input: a byte range of one input file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapSplit {
+    pub input_cid: String,
+    /// The whole file's length.
+    pub input_size: u64,
+    /// The file's name as the job's code sees it.
+    pub name: String,
+    pub start: u64,
+    pub end: u64,
+}
+
 impl JobPlan {
     /// A plan with the usual timings.
     pub fn defaults(job: &str, code: CodeSpec) -> JobPlan {
         JobPlan {
             job: job.to_string(),
-            input_cid: String::new(),
-            input_size: 0,
             splits: Vec::new(),
             reducers: 1,
             code,
@@ -197,13 +206,14 @@ impl Controller {
             .splits
             .iter()
             .enumerate()
-            .map(|(i, &(start, end))| {
+            .map(|(i, s)| {
                 let kind = TaskKind::Map {
-                    input_cid: plan.input_cid.clone(),
-                    input_size: plan.input_size,
+                    input_cid: s.input_cid.clone(),
+                    input_size: s.input_size,
                     split: i as u32,
-                    start,
-                    end,
+                    start: s.start,
+                    end: s.end,
+                    name: s.name.clone(),
                 };
                 let id = verify::map_id(i);
                 let need = plan.verify.votes(&id);
@@ -315,7 +325,7 @@ impl Controller {
                     bytes_read: d.output.bytes_read,
                     output_bytes: d.output.sizes.iter().sum(),
                     spills: d.output.spills,
-                    stats: d.output.stats,
+                    stats: d.output.stats.clone(),
                 })
             })
             .collect()

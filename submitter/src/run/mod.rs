@@ -13,17 +13,19 @@ pub mod drive;
 pub mod pick;
 pub mod session;
 pub mod summary;
-mod upload;
+pub mod upload;
 
 use std::time::{Duration, Instant};
 
 use ipdc_common::ipfs::IpfsClient;
-use ipdc_common::mapreduce::split::{Split, plan_splits};
+#[cfg(test)]
+use ipdc_common::mapreduce::split::Split;
+use ipdc_common::mapreduce::split::plan_file_splits;
 use ipdc_common::protocol::{CodeFiles, CodeSpec, TaskLimits, now_ms};
 use log::info;
 
 use crate::cluster::Cluster;
-use crate::controller::{Controller, JobPlan, Verification};
+use crate::controller::{Controller, JobPlan, MapSplit, Verification};
 use crate::job::JobSpec;
 use crate::output;
 use crate::progress::ProgressView;
@@ -53,7 +55,7 @@ impl Default for RunOptions {
 
 /// Map tasks per job at most: a reduce assignment carries one CID per map
 /// and must stay under the message size limit.
-const MAX_MAP_TASKS: usize = 10_000;
+pub const MAX_MAP_TASKS: usize = 10_000;
 
 /// A job id: the job's name, the time in base 36 and random bits, so ids of
 /// jobs submitted anywhere at any time do not collide.
@@ -76,7 +78,8 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
     let t0 = Instant::now();
     let conn = cluster.connection();
     let job = new_job_id(&spec.name);
-    let keep = [spec.folder.as_path(), &spec.input, &spec.map_py, &spec.reduce_py];
+    let mut keep = vec![spec.folder.as_path(), &spec.map_py, &spec.reduce_py];
+    keep.extend(spec.input_files.iter().chain(&spec.side_files).map(|f| f.path.as_path()));
     let target = output::Target::claim(&spec.out, opts.overwrite, &job, &keep)?;
     // Check the Python files while connecting (an interpreter start is slow).
     let syntax = {
@@ -104,10 +107,14 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
     // Upload while the MQTT connection stays served.
     let uploaded = session.pump_until(upload::upload(&ipfs, spec, local_add)).await?;
     let upload_ms = t0.elapsed().as_millis() as u64;
-    let input_size = uploaded.input_size;
-    info!("input is {} ({} bytes)", uploaded.input_cid, input_size);
+    let input_size = uploaded.input_size();
+    for i in &uploaded.inputs {
+        info!("input {} is {} ({} bytes)", i.name, i.cid, i.size);
+    }
 
-    let splits = splits_for(input_size, picked.iter().map(|s| s.slots));
+    let sizes: Vec<u64> = uploaded.inputs.iter().map(|i| i.size).collect();
+    let slots: usize = picked.iter().map(|s| s.slots.max(1) as usize).sum();
+    let splits = plan_file_splits(&sizes, slots, MAX_MAP_TASKS);
     if splits.len() > MAX_MAP_TASKS {
         return Err(format!(
             "input of {} needs {} map tasks, more than the limit of {MAX_MAP_TASKS} (a reduce assignment lists every map's output): split the input into several jobs",
@@ -116,18 +123,31 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
         ));
     }
     let code = CodeSpec {
-        map_cid: uploaded.map_cid,
-        reduce_cid: uploaded.reduce_cid,
+        map_cid: uploaded.map_cid.clone(),
+        reduce_cid: uploaded.reduce_cid.clone(),
         combiner: spec.combiner,
         force_native: spec.force_native.clone(),
         native_fallback: spec.native_fallback.clone(),
         limits: TaskLimits { wall_secs: Some(spec.task_timeout_secs), memory_mb: Some(spec.task_memory_mb) },
         files: CodeFiles::of(&spec.map_py, &spec.reduce_py),
+        params: spec.params.clone(),
+        side_files: uploaded.side_files.clone(),
     };
+    let map_splits = splits
+        .iter()
+        .map(|(f, s)| {
+            let input = &uploaded.inputs[*f];
+            MapSplit {
+                input_cid: input.cid.clone(),
+                input_size: input.size,
+                name: input.name.clone(),
+                start: s.start,
+                end: s.end,
+            }
+        })
+        .collect();
     let plan = JobPlan {
-        input_cid: uploaded.input_cid.clone(),
-        input_size,
-        splits: splits.iter().map(|s| (s.start, s.end)).collect(),
+        splits: map_splits,
         reducers: spec.reducers,
         memory_mb: spec.memory_mb,
         accept_timeout_ms: opts.accept_timeout.as_millis() as u64,
@@ -141,8 +161,12 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
         Verification::Every(n) => format!(", each task verified on {n} agents"),
         Verification::Spot { tasks, .. } => format!(", {} task(s) spot-checked on 2 agents", tasks.len()),
     };
+    let files = match uploaded.inputs.len() {
+        1 => String::new(),
+        n => format!(" in {n} files"),
+    };
     println!(
-        "job {job}: {} map task(s) over {}, {} reduce task(s), {} agent(s){verifying}",
+        "job {job}: {} map task(s) over {}{files}, {} reduce task(s), {} agent(s){verifying}",
         splits.len(),
         human_bytes(input_size),
         spec.reducers,
@@ -171,7 +195,7 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
     }
 
     let parts = ctl.part_cids();
-    let input = InputFacts { cid: &uploaded.input_cid, size: input_size };
+    let input = InputFacts { inputs: &uploaded.inputs };
     let mut summary = Summary::new(
         &job,
         input,
@@ -211,6 +235,9 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
     for line in summary.verification_lines() {
         println!("{line}");
     }
+    for (name, n) in &summary.user_counters {
+        println!("counter {name}: {n}");
+    }
     for w in &summary.warnings {
         println!("warning: {w}");
     }
@@ -225,13 +252,14 @@ fn random_seed() -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// The input's splits for the picked agents' slots: per slot, not per
-/// agent, as a board runs one task per core at once. Only the input's size
-/// (not a huge cluster, or an agent announcing absurd slots) can need more
-/// than [`MAX_MAP_TASKS`] splits.
+/// The splits of one input file for the picked agents' slots: per slot,
+/// not per agent, as a board runs one task per core at once. Only the
+/// input's size (not a huge cluster, or an agent announcing absurd slots)
+/// can need more than [`MAX_MAP_TASKS`] splits.
+#[cfg(test)]
 fn splits_for(input_size: u64, slots: impl Iterator<Item = u32>) -> Vec<Split> {
     let slots: usize = slots.map(|s| s.max(1) as usize).sum();
-    plan_splits(input_size, slots, MAX_MAP_TASKS)
+    plan_file_splits(&[input_size], slots, MAX_MAP_TASKS).into_iter().map(|(_, s)| s).collect()
 }
 
 pub fn human_bytes(n: u64) -> String {

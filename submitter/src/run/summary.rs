@@ -13,10 +13,14 @@ use crate::job::{JobSpec, Verify};
 #[derive(Debug, Serialize)]
 pub struct Summary {
     pub job: String,
-    /// The input file, or None when the job ran on a CID (`--input-cid`).
+    /// The input as given (files, folders, globs), or None when the job
+    /// ran on CIDs (`--input-cid`).
     pub input: Option<String>,
-    pub input_cid: String,
+    /// The input's CID when it is one file.
+    pub input_cid: Option<String>,
     pub input_bytes: u64,
+    /// Every input file: its name (`ipdc.input_file()`), CID and size.
+    pub inputs: Vec<InputEntry>,
     pub reducers: u32,
     pub combiner: bool,
     /// The executor every task ran (`python`, `native:wordcount`), or
@@ -40,6 +44,16 @@ pub struct Summary {
     /// What looks wrong in a job that still succeeded (e.g. no output at
     /// all), one line each; also printed at the end of the job.
     pub warnings: Vec<String>,
+    /// The user's counters (`ipdc.counter`), summed over the winning
+    /// attempt of every task, map, combine and reduce together.
+    pub user_counters: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InputEntry {
+    pub name: String,
+    pub cid: String,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -74,8 +88,7 @@ pub struct Times {
 
 /// What the summary says of the job's input.
 pub struct InputFacts<'a> {
-    pub cid: &'a str,
-    pub size: u64,
+    pub inputs: &'a [super::upload::InputObject],
 }
 
 impl Summary {
@@ -115,11 +128,24 @@ impl Summary {
             })
             .collect();
         let warnings = warnings(&map, &reduce);
+        let mut all = map.clone();
+        all.add(&reduce);
         Summary {
             job: job.to_string(),
-            input: spec.input_cid.is_none().then(|| spec.input.display().to_string()),
-            input_cid: input.cid.to_string(),
-            input_bytes: input.size,
+            input: spec
+                .input_cids
+                .is_empty()
+                .then(|| spec.input.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")),
+            input_cid: match input.inputs {
+                [one] => Some(one.cid.clone()),
+                _ => None,
+            },
+            input_bytes: input.inputs.iter().map(|i| i.size).sum(),
+            inputs: input
+                .inputs
+                .iter()
+                .map(|i| InputEntry { name: i.name.clone(), cid: i.cid.clone(), bytes: i.size })
+                .collect(),
             reducers: spec.reducers,
             combiner: spec.combiner,
             executor: executors_used(&tasks),
@@ -144,6 +170,7 @@ impl Summary {
             tasks,
             times_ms: Times::default(),
             warnings,
+            user_counters: all.user_counters,
         }
     }
 }

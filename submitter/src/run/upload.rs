@@ -11,22 +11,38 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use ipdc_common::ipfs::IpfsClient;
+use ipdc_common::protocol::SideFile;
 use tokio::task::JoinHandle;
 
 use crate::cluster::Cluster;
 use crate::job::JobSpec;
 
+/// One input file in IPFS.
+#[derive(Debug, Clone)]
+pub struct InputObject {
+    pub cid: String,
+    /// The file's own length (not its DAG's).
+    pub size: u64,
+    /// Its name as the job's code sees it (`ipdc.input_file()`).
+    pub name: String,
+}
+
 /// What the agents will fetch.
 pub struct Uploaded {
-    pub input_cid: String,
-    /// The input file's own length (not its DAG's).
-    pub input_size: u64,
+    pub inputs: Vec<InputObject>,
     /// Empty for native jobs.
     pub map_cid: String,
     pub reduce_cid: String,
+    pub side_files: Vec<SideFile>,
 }
 
-pub type LocalAdd = JoinHandle<Result<(String, u64), String>>;
+impl Uploaded {
+    pub fn input_size(&self) -> u64 {
+        self.inputs.iter().map(|i| i.size).sum()
+    }
+}
+
+pub type LocalAdd = JoinHandle<Result<Vec<InputObject>, String>>;
 
 /// What tells a file that changed: its length and modification time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +52,7 @@ struct Stamp {
 }
 
 fn stamp(path: &Path) -> Result<Stamp, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("input file {}: {e}", path.display()))?;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(Stamp { len: meta.len(), modified: meta.modified().ok() })
 }
 
@@ -67,17 +83,21 @@ async fn add_unchanged<T>(
     Ok((added?, before.len))
 }
 
-/// Starts adding the input to this process's store, when the cluster is
-/// local and the input is a file.
+/// Starts adding the input files to this process's store, when the
+/// cluster is local and the input is files.
 pub fn start_local_add(cluster: &Cluster, spec: &JobSpec) -> Option<LocalAdd> {
     let store = cluster.local_store()?;
-    if spec.input_cid.is_some() {
+    if !spec.input_cids.is_empty() {
         return None;
     }
-    let path = spec.input.clone();
+    let files = spec.input_files.clone();
     Some(tokio::spawn(async move {
-        let ((cid, size), _) = add_unchanged(&path, store.add_file(&path)).await?;
-        Ok((cid, size))
+        let mut added = Vec::with_capacity(files.len());
+        for f in files.into_iter().filter(|f| f.size > 0) {
+            let ((cid, size), _) = add_unchanged(&f.path, store.add_file(&f.path)).await?;
+            added.push(InputObject { cid, size, name: f.name });
+        }
+        Ok(added)
     }))
 }
 
@@ -86,24 +106,36 @@ pub async fn upload(
     spec: &JobSpec,
     local_add: Option<LocalAdd>,
 ) -> Result<Uploaded, String> {
-    let (input_cid, input_size) = match (&spec.input_cid, local_add) {
-        (Some(cid), _) => {
-            let size = ipfs.file_size(cid).await.map_err(|e| format!("input {cid}: {e}"))?;
-            (cid.clone(), size)
+    let inputs = match local_add {
+        Some(adding) => adding.await.map_err(|e| format!("adding the input crashed: {e}"))??,
+        None if !spec.input_cids.is_empty() => {
+            let mut inputs = Vec::new();
+            for cid in &spec.input_cids {
+                let size = ipfs.file_size(cid).await.map_err(|e| format!("input {cid}: {e}"))?;
+                inputs.push(InputObject { cid: cid.clone(), size, name: cid.clone() });
+            }
+            inputs
         }
-        (None, Some(adding)) => adding.await.map_err(|e| format!("adding the input crashed: {e}"))??,
-        (None, None) => {
-            let add = async {
-                ipfs.add_path(&spec.input, false).await.map_err(|e| format!("uploading the input: {e}"))
-            };
-            // The store's `Size` is the DAG's; splits need the file's own length.
-            let (added, size) = add_unchanged(&spec.input, add).await?;
-            (added.cid, size)
+        None => {
+            let mut inputs = Vec::new();
+            for f in spec.input_files.iter().filter(|f| f.size > 0) {
+                let add = async {
+                    ipfs.add_path(&f.path, false)
+                        .await
+                        .map_err(|e| format!("uploading input {}: {e}", f.path.display()))
+                };
+                // The store's `Size` is the DAG's; splits need the file's own length.
+                let (added, size) = add_unchanged(&f.path, add).await?;
+                inputs.push(InputObject { cid: added.cid, size, name: f.name.clone() });
+            }
+            inputs
         }
     };
-    if input_size == 0 {
-        return Err(format!("input {input_cid} is empty: there is nothing to map"));
+    if inputs.iter().all(|i| i.size == 0) {
+        let cids: Vec<&str> = inputs.iter().map(|i| i.cid.as_str()).collect();
+        return Err(format!("input {} is empty: there is nothing to map", cids.join(", ")));
     }
+    let inputs = inputs.into_iter().filter(|i| i.size > 0).collect();
     let (map_cid, reduce_cid) = if spec.force_native.is_some() {
         (String::new(), String::new())
     } else {
@@ -111,9 +143,18 @@ pub async fn upload(
         let r = ipfs.add_path(&spec.reduce_py, false).await.map_err(|e| e.to_string())?;
         (m.cid, r.cid)
     };
-    Ok(Uploaded { input_cid, input_size, map_cid, reduce_cid })
+    let mut side_files = Vec::with_capacity(spec.side_files.len());
+    for f in &spec.side_files {
+        let add = async {
+            ipfs.add_path(&f.path, false)
+                .await
+                .map_err(|e| format!("uploading side file {}: {e}", f.path.display()))
+        };
+        let (added, size) = add_unchanged(&f.path, add).await?;
+        side_files.push(SideFile { path: f.name.clone(), cid: added.cid, size });
+    }
+    Ok(Uploaded { inputs, map_cid, reduce_cid, side_files })
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,11 +12,18 @@ fn plan(splits: usize, reducers: u32) -> JobPlan {
         native_fallback: None,
         limits: Default::default(),
         files: Default::default(),
+        ..Default::default()
     };
     JobPlan {
-        input_cid: "in".into(),
-        input_size: splits as u64 * 10,
-        splits: (0..splits as u64).map(|i| (i * 10, i * 10 + 10)).collect(),
+        splits: (0..splits as u64)
+            .map(|i| MapSplit {
+                input_cid: "in".into(),
+                input_size: splits as u64 * 10,
+                name: String::new(),
+                start: i * 10,
+                end: i * 10 + 10,
+            })
+            .collect(),
         reducers,
         accept_timeout_ms: 10_000,
         speculative: false,
