@@ -73,10 +73,15 @@ pub fn plan_splits(input_len: u64, slots: usize, max_splits: usize) -> Vec<Split
     if input_len == 0 {
         return Vec::new();
     }
+    cut(input_len, split_size(input_len, slots, max_splits), 0)
+}
+
+/// The target split size of [`plan_splits`] for an input of `input_len` bytes.
+fn split_size(input_len: u64, slots: usize, max_splits: usize) -> u64 {
     let (slots, max) = (slots.max(1) as u64, max_splits.max(1) as u64);
     let with_slack = input_len.div_ceil(SPLITS_PER_SLOT.saturating_mul(slots).min(max));
     let size = if with_slack >= SLACK_MIN_SPLIT { with_slack } else { input_len.div_ceil(slots.min(max)) };
-    cut(input_len, size.clamp(MIN_SPLIT, MAX_SPLIT), 0)
+    size.clamp(MIN_SPLIT, MAX_SPLIT)
 }
 
 /// `len` bytes in `ceil(len / size)` splits of nearly equal sizes, numbered from `first`.
@@ -92,12 +97,10 @@ fn cut(len: u64, size: u64, first: u32) -> Vec<Split> {
 /// split) pairs, numbered in file order.
 pub fn plan_file_splits(file_lens: &[u64], slots: usize, max_splits: usize) -> Vec<(usize, Split)> {
     let total: u64 = file_lens.iter().sum();
-    let size = match plan_splits(total, slots, max_splits).first() {
-        Some(s) => s.len().max(1),
-        None => return Vec::new(),
-    };
-    // plan_splits' first split is at most its target size and within one
-    // byte of it; a file of exactly that size stays one split.
+    if total == 0 {
+        return Vec::new();
+    }
+    let size = split_size(total, slots, max_splits);
     let mut out = Vec::new();
     for (f, &len) in file_lens.iter().enumerate() {
         for s in cut(len, size, out.len() as u32) {
