@@ -158,6 +158,10 @@ pub async fn run(ctx: Arc<TaskContext>, task: Task, cancel: CancelToken) -> Resu
         Ok(result) => {
             let mut out = result?;
             out.elapsed_ms = started.elapsed().as_millis() as u64;
+            let log = std::mem::take(&mut out.stats.log);
+            if !log.is_empty() {
+                out.log_cid = Some(ctx.ipfs.add_bytes(log.into_bytes()).await?.cid);
+            }
             lie_for_tests(&ctx, &task, out).await
         }
         Err(_) => {
@@ -369,6 +373,22 @@ async fn run_map(
     let mapped = tokio::task::spawn_blocking(move || -> Result<_, TaskError> {
         std::fs::create_dir_all(&spill_dir)?;
         let mut input = input.reader;
+        if reducers == 0 {
+            // Map-only: the map's records, in input order, are the job's part.
+            let Executor::Python(python) = &executor else {
+                return Err(TaskError::new("a map-only job (reducers = 0) needs Python on the agent"));
+            };
+            let path = work.join("part");
+            let mut sink = PartWriter::create(&path)?;
+            let stats = python_executor(python, work, &task_copy, input_name, python_job)
+                .map_only(true)
+                .run_map(&map_py, None, &mut input, &mut sink)?;
+            sink.finish()?;
+            let bytes = std::fs::metadata(&path)?.len();
+            let records = stats.output_records;
+            let part = ipdc_common::mapreduce::sorter::PartitionFile { partition: 0, path, records, bytes };
+            return Ok((stats, vec![part], 0, input.bytes_read()));
+        }
         // Half the budget for the executor's own table, half for the sort buffer.
         let mut out = MapOutput::new(reducers, budget / 2, &spill_dir)?;
         let stats = match &executor {
@@ -645,8 +665,10 @@ impl PartWriter {
 
 impl RecordSink for PartWriter {
     fn emit(&mut self, key: &[u8], value: &[u8]) -> io::Result<()> {
-        record::write_text_datum(&mut self.out, key)?;
-        self.out.write_all(b"\t")?;
+        if key != record::NO_KEY {
+            record::write_text_datum(&mut self.out, key)?;
+            self.out.write_all(b"\t")?;
+        }
         record::write_text_datum(&mut self.out, value)?;
         self.out.write_all(b"\n")
     }

@@ -53,6 +53,10 @@ pub struct ExecStats {
     /// The user's own counters (`ipdc.counter(name, n)`), by name.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub user_counters: std::collections::BTreeMap<String, i64>,
+    /// What the user's code printed (the end of it), kept by the agent as
+    /// the task's log; not part of the counters on the wire.
+    #[serde(skip)]
+    pub log: String,
 }
 
 impl ExecStats {

@@ -19,6 +19,9 @@ use std::io::{self, BufRead, Write};
 pub const TAG_STR: u8 = b's';
 /// Tag of any other datum: the payload is JSON text.
 pub const TAG_JSON: u8 = b'j';
+/// The key datum of a map-only job's single value: no key at all (its
+/// part line is the value alone).
+pub const NO_KEY: &[u8] = b"n";
 
 /// Largest datum (key or value) accepted anywhere, in bytes. Larger ones are
 /// refused with an error instead of being allocated.

@@ -5,7 +5,7 @@ can write) and runs it with the system Python (3.7 or newer) in isolated mode
 (-I: the script's folder is not on sys.path), one process per task, in the
 task's temporary folder:
 
-    python3 runner.py [--params JSON] [--input-name NAME] map MAP_PY [--combine REDUCE_PY]
+    python3 runner.py [--params JSON] [--input-name NAME] [--map-only] map MAP_PY [--combine REDUCE_PY]
         stdin:  the raw bytes of the split's lines (to map(line) once per
                 line, or to map_split(lines) once)
         stdout: framed records: map() output, or with --combine the output of
@@ -20,7 +20,8 @@ User code may `import ipdc`: `ipdc.params` (the job's parameters, from
 
 A record is `u32 LE len, key datum, u32 LE len, value datum`; a datum is
 `s` + UTF-8 (surrogateescape) bytes of a str, or `j` + JSON text of any other
-value. User print() output goes to stderr, never into the records.
+value; a map-only job's single value (not a pair) has the key datum `n`.
+User print() output goes to stderr, never into the records.
 
 stderr ends with exactly one protocol line:
     IPDC-STATS {"input_records":..,"map_output_records":..,
@@ -614,6 +615,9 @@ def frame_all(keys, vals, vt):
     return b"".join(chain.from_iterable(zip(map(_pack, map(len, datums)), datums)))
 
 
+# The framed key datum of a map-only job's single value (tag n: no key).
+_NO_KEY = _pack(1) + b"n"
+
 # A framed value datum of the int 1.
 _ONE = _pack(2) + b"j1"
 
@@ -766,6 +770,8 @@ class Mapper:
         self.groups_ones = True  # every value of `groups` the int 1
         # With map_split(): [lines read so far], for errors.
         self.split_lines = None
+        # A map-only job (no reducers): map() may yield single values too.
+        self.map_only = False
 
     def batch(self, lines):
         tried = _Rollback() if self.fast else None
@@ -848,7 +854,16 @@ class Mapper:
                     continue
                 for pair in res:
                     if type(pair) is not tuple and not isinstance(pair, _PAIR):
-                        raise ValueError(_NOT_A_PAIR % type(pair).__name__)
+                        if not self.map_only:
+                            raise ValueError(_NOT_A_PAIR % type(pair).__name__)
+                        # A map-only job's single value: written as its text alone.
+                        vb = encode(pair, "value")
+                        buf += _NO_KEY
+                        buf += pack(len(vb))
+                        buf += vb
+                        self.nout += 1
+                        plain = False
+                        continue
                     k, v = pair
                     self.nout += 1
                     if plain is not False:
@@ -1023,11 +1038,12 @@ def _same(x):
     return x
 
 
-def run_map_split(split_fn, combine_fn, combine_name, inp, out):
+def run_map_split(split_fn, combine_fn, combine_name, inp, out, map_only=False):
     """Calls split_fn once with an iterator over the split's lines and
     stores what it yields (combined, with a combiner), SPLIT_CHUNK pairs at
     a time the careful way."""
     m = Mapper(_same, combine_fn, combine_name, out)
+    m.map_only = map_only
     read = m.split_lines = [0]
 
     def lines():
@@ -1057,8 +1073,9 @@ def run_map_split(split_fn, combine_fn, combine_name, inp, out):
     }
 
 
-def run_map(map_fn, combine_fn, combine_name, inp, out):
+def run_map(map_fn, combine_fn, combine_name, inp, out, map_only=False):
     m = Mapper(map_fn, combine_fn, combine_name, out)
+    m.map_only = map_only
     for lines in line_batches(inp):
         m.batch(lines)
     m.finish()
@@ -1229,7 +1246,7 @@ def run_reduce(reduce_fn, inp, out):
 # ---------------------------------------------------------------- main
 
 USAGE = (
-    "usage: runner.py [--params JSON] [--input-name NAME] map MAP_PY [--combine REDUCE_PY] | "
+    "usage: runner.py [--params JSON] [--input-name NAME] [--map-only] map MAP_PY [--combine REDUCE_PY] | "
     "runner.py [--params JSON] reduce REDUCE_PY"
 )
 
@@ -1247,8 +1264,12 @@ def main(argv):
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    params, input_name = {}, None
-    while len(argv) >= 2 and argv[0] in ("--params", "--input-name"):
+    params, input_name, map_only = {}, None, False
+    while argv[:1] == ["--map-only"] or (len(argv) >= 2 and argv[0] in ("--params", "--input-name")):
+        if argv[0] == "--map-only":
+            map_only = True
+            argv = argv[1:]
+            continue
         if argv[0] == "--params":
             params = _loads(argv[1])
         else:
@@ -1275,7 +1296,7 @@ def main(argv):
                 combine_fn = load(argv[3], "reduce", "reduce(key, values)")
                 name = "reduce"
         run = run_map_split if whole_split else run_map
-        stats = run(map_fn, combine_fn, name, inp, out)
+        stats = run(map_fn, combine_fn, name, inp, out, map_only)
     elif len(argv) == 2 and argv[0] == "reduce":
         stats = run_reduce(load(argv[1], "reduce", "reduce(key, values)"), inp, out)
     else:

@@ -419,8 +419,14 @@ impl JobSpec {
     }
 
     fn check(&self) -> Result<(), String> {
-        if self.reducers == 0 || self.reducers > 10_000 {
-            return Err(format!("reducers = {}: use 1 to 10000", self.reducers));
+        if self.reducers > 10_000 {
+            return Err(format!("reducers = {}: use 0 (a map-only job) to 10000", self.reducers));
+        }
+        if self.reducers == 0 && self.combiner {
+            return Err("combiner = true with reducers = 0: a map-only job has no reduce for a combiner to work for; drop one of them".into());
+        }
+        if self.reducers == 0 && self.force_native.is_some() {
+            return Err("reducers = 0 (a map-only job) runs Python's map(); the native executors count words for a reduce: drop --native or set reducers".into());
         }
         if self.workers == Some(0) {
             return Err("workers = 0: a job needs at least one agent".into());

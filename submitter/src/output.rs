@@ -96,7 +96,7 @@ impl Target {
     pub async fn write(
         mut self,
         ipfs: &IpfsClient,
-        parts: &[(String, u64)],
+        parts: &Parts<'_>,
         summary: &serde_json::Value,
     ) -> Result<u64, String> {
         let total = fill(ipfs, parts, summary, &self.tmp).await?;
@@ -171,16 +171,37 @@ fn absolute(path: &Path) -> std::io::Result<PathBuf> {
     Ok(abs)
 }
 
-async fn fill(
-    ipfs: &IpfsClient,
-    parts: &[(String, u64)],
-    summary: &serde_json::Value,
-    dir: &Path,
-) -> Result<u64, String> {
+/// What goes into the output folder besides `summary.json`.
+pub struct Parts<'a> {
+    /// CIDs (and sizes) of the parts, in order.
+    pub cids: &'a [(String, u64)],
+    /// Their names: `part-` (a reduce's) or `part-m-` (a map-only job's), then the number.
+    pub prefix: &'a str,
+    /// (task, CID) of what each task's winning attempt printed, for `_logs/TASK.log`.
+    pub logs: &'a [(String, String)],
+}
+
+impl Parts<'_> {
+    /// The name of part `i`.
+    pub fn name(&self, i: usize) -> String {
+        format!("{}{i:05}", self.prefix)
+    }
+}
+
+async fn fill(ipfs: &IpfsClient, parts: &Parts<'_>, summary: &serde_json::Value, dir: &Path) -> Result<u64, String> {
     let mut total = 0;
-    for (i, (cid, _)) in parts.iter().enumerate() {
-        let path: PathBuf = dir.join(format!("part-{i:05}"));
+    for (i, (cid, _)) in parts.cids.iter().enumerate() {
+        let path: PathBuf = dir.join(parts.name(i));
         total += ipfs.cat_to_file(cid, &path).await.map_err(|e| format!("fetching part {i}: {e}"))?;
+    }
+    if !parts.logs.is_empty() {
+        let logs = dir.join("_logs");
+        std::fs::create_dir_all(&logs).map_err(|e| format!("creating {}: {e}", logs.display()))?;
+        for (task, cid) in parts.logs {
+            // Task ids are checked (`m-00001`): a plain file name.
+            let path = logs.join(format!("{task}.log"));
+            ipfs.cat_to_file(cid, &path).await.map_err(|e| format!("fetching the log of task {task}: {e}"))?;
+        }
     }
     let text = serde_json::to_string_pretty(summary).expect("a JSON value serializes");
     std::fs::write(dir.join("summary.json"), text + "\n")

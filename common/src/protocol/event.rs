@@ -19,6 +19,10 @@ pub struct TaskOutput {
     pub executor: Executor,
     pub elapsed_ms: u64,
     pub spills: u32,
+    /// What the attempt's user code printed (its last 64 KiB), added to
+    /// IPFS; none when it printed nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_cid: Option<String>,
 }
 
 /// The executor an attempt ran with. On the wire: `"python"` or

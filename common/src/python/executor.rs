@@ -25,7 +25,7 @@ use super::landlock::{self, Ruleset};
 use super::pipes::{Exited, PipeReader, set_nonblocking, write_all};
 use super::protocol::{
     FEED_CHUNK, Frames, ReduceBlocks, memory_error, next_map_chunk, parse_stats, read_some, read_tail,
-    runner_error, user_error,
+    runner_error, user_error, user_output,
 };
 use super::sandbox::{KillOnDrop, Running, Stop, confine, has_exited, watch};
 use super::{CancelToken, Containment, ExecError, Limits, Stage, script};
@@ -52,6 +52,8 @@ pub struct PythonExecutor {
     /// (a JSON object's text; empty: none) and the input file's name.
     pub params_json: String,
     pub input_name: Option<String>,
+    /// A map-only job's map: single values are allowed (key datum `n`).
+    pub map_only: bool,
 }
 
 impl PythonExecutor {
@@ -68,6 +70,7 @@ impl PythonExecutor {
             landlock: !landlock::disabled(),
             params_json: String::new(),
             input_name: None,
+            map_only: false,
         }
     }
 
@@ -79,6 +82,12 @@ impl PythonExecutor {
         self
     }
 
+    /// This executor for a map-only job's maps (no reducers).
+    pub fn map_only(mut self, map_only: bool) -> Self {
+        self.map_only = map_only;
+        self
+    }
+
     /// The runner's options that come before its command.
     fn job_args(&self, stage: Stage) -> Vec<OsString> {
         let mut args = Vec::new();
@@ -87,6 +96,9 @@ impl PythonExecutor {
         }
         if let (Stage::Map, Some(name)) = (stage, &self.input_name) {
             args.extend(["--input-name".into(), name.clone().into()]);
+        }
+        if let (Stage::Map, true) = (stage, self.map_only) {
+            args.push("--map-only".into());
         }
         args
     }
@@ -328,7 +340,8 @@ impl PythonExecutor {
                         stderr_tail: tail,
                     });
                 }
-                let stats = parse_stats(&tail)?;
+                let mut stats = parse_stats(&tail)?;
+                stats.log = user_output(&tail);
                 if stats.output_records != records {
                     return Err(ExecError::Protocol(format!(
                         "it reported {} output records but wrote {records}",

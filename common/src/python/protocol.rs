@@ -209,6 +209,14 @@ pub(super) fn parse_stats(tail: &str) -> Result<ExecStats, ExecError> {
     serde_json::from_str(json).map_err(|e| ExecError::Protocol(format!("bad IPDC-STATS line {json:?}: {e}")))
 }
 
+/// What the user's code printed: the stderr tail without the runner's
+/// closing IPDC-STATS line (and the blank line the runner puts before it).
+pub(super) fn user_output(tail: &str) -> String {
+    let end = tail.rfind(STATS_PREFIX).unwrap_or(tail.len());
+    let text = &tail[..end];
+    text.strip_suffix('\n').unwrap_or(text).to_string()
+}
+
 /// Cuts the runner's stdout (arriving in arbitrary chunks) into records.
 #[derive(Default)]
 pub(super) struct Frames {

@@ -179,6 +179,9 @@ pub struct TaskRecord {
     pub output_bytes: u64,
     pub spills: u32,
     pub stats: ExecStats,
+    /// What the winning attempt's code printed, in IPFS (`_logs/TASK.log`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_cid: Option<String>,
 }
 
 pub struct Controller {
@@ -279,10 +282,11 @@ impl Controller {
         actions
     }
 
-    /// Part CIDs in partition order, once the job is Done.
+    /// Part CIDs in partition order (a map-only job's: in split order),
+    /// once the job is Done.
     pub fn part_cids(&self) -> Vec<(String, u64)> {
-        self.tasks
-            .reduces
+        let parts = if self.plan.reducers == 0 { &self.tasks.maps } else { &self.tasks.reduces };
+        parts
             .iter()
             .filter_map(|t| {
                 let d = t.done.as_ref()?;
@@ -326,6 +330,7 @@ impl Controller {
                     output_bytes: d.output.sizes.iter().sum(),
                     spills: d.output.spills,
                     stats: d.output.stats.clone(),
+                    log_cid: d.output.log_cid.clone(),
                 })
             })
             .collect()

@@ -208,7 +208,11 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
     summary.times_ms =
         Times { upload: upload_ms, map: map_ms, reduce: reduce_ms, total: t0.elapsed().as_millis() as u64 };
     let summary_json = serde_json::to_value(&summary).expect("a summary serializes");
-    let written = session.pump_until(target.write(&ipfs, &parts, &summary_json)).await;
+    let logs: Vec<(String, String)> =
+        summary.tasks.iter().filter_map(|r| Some((r.task.clone(), r.log_cid.clone()?))).collect();
+    let prefix = if spec.reducers == 0 { "part-m-" } else { "part-" };
+    let files = output::Parts { cids: &parts, prefix, logs: &logs };
+    let written = session.pump_until(target.write(&ipfs, &files, &summary_json)).await;
     session.disconnect().await;
     if let Err(e) = written {
         if cluster.is_local() {
@@ -216,7 +220,7 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
         }
         // The parts may still be in IPFS for a while: say where.
         let listed: Vec<String> =
-            parts.iter().enumerate().map(|(i, (cid, _))| format!("part-{i:05} {cid}")).collect();
+            parts.iter().enumerate().map(|(i, (cid, _))| format!("{} {cid}", files.name(i))).collect();
         return Err(format!(
             "{e}\nthe result's parts were added to IPFS unpinned by the agents that made them and may still be \
              there (fetch them with `ipfs cat CID` soon: garbage collection removes them): {}",
@@ -230,7 +234,11 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
         summary.reduce_tasks,
         picked.len(),
         summary.counters.map_input_records,
-        summary.counters.reduce_output_records,
+        if spec.reducers == 0 {
+            summary.counters.map_output_written_records
+        } else {
+            summary.counters.reduce_output_records
+        },
     );
     for line in summary.verification_lines() {
         println!("{line}");
