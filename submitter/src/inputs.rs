@@ -143,8 +143,10 @@ fn glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
     if has_wildcard(&dir.to_string_lossy()) {
         return Err("wildcards work only in the last part of a path (logs/*.log, not */x.log)".into());
     }
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("folder {} cannot be read ({e})", dir.display()))?;
+    let entries = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        other => other.map_err(|e| format!("folder {} cannot be read ({e})", dir.display()))?,
+    };
     let mut out: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .filter(|e| {

@@ -461,6 +461,9 @@ impl JobSpec {
         }
         if self.force_native.is_none() {
             for (what, path) in [("mapper", &self.map_py), ("reducer", &self.reduce_py)] {
+                if what == "reducer" && !self.needs_reducer_file() {
+                    continue;
+                }
                 if !path.is_file() {
                     return Err(format!(
                         "{what} {} not found: write it, point to it in ipdc.toml / with --{}, or run with --native wordcount",
@@ -471,6 +474,11 @@ impl JobSpec {
             }
         }
         Ok(())
+    }
+
+    /// Whether the job runs Reduce.py: a map-only job (reducers = 0) does not.
+    pub fn needs_reducer_file(&self) -> bool {
+        self.reducers > 0
     }
 
     /// Compiles Map.py and Reduce.py with a local Python, when there is one,
@@ -530,7 +538,7 @@ for path in sys.argv[1:]:
             .arg("-c")
             .arg(CHECK)
             .arg(&self.map_py)
-            .arg(&self.reduce_py)
+            .args(self.needs_reducer_file().then_some(&self.reduce_py))
             .arg("--sent")
             .args(self.side_files.iter().map(|f| {
                 // The importable name: `util` of util.py, `model` of model/x.

@@ -188,7 +188,12 @@ impl Parts<'_> {
     }
 }
 
-async fn fill(ipfs: &IpfsClient, parts: &Parts<'_>, summary: &serde_json::Value, dir: &Path) -> Result<u64, String> {
+async fn fill(
+    ipfs: &IpfsClient,
+    parts: &Parts<'_>,
+    summary: &serde_json::Value,
+    dir: &Path,
+) -> Result<u64, String> {
     let mut total = 0;
     for (i, (cid, _)) in parts.cids.iter().enumerate() {
         let path: PathBuf = dir.join(parts.name(i));
@@ -200,7 +205,9 @@ async fn fill(ipfs: &IpfsClient, parts: &Parts<'_>, summary: &serde_json::Value,
         for (task, cid) in parts.logs {
             // Task ids are checked (`m-00001`): a plain file name.
             let path = logs.join(format!("{task}.log"));
-            ipfs.cat_to_file(cid, &path).await.map_err(|e| format!("fetching the log of task {task}: {e}"))?;
+            ipfs.cat_to_file(cid, &path)
+                .await
+                .map_err(|e| format!("fetching the log of task {task}: {e}"))?;
         }
     }
     let text = serde_json::to_string_pretty(summary).expect("a JSON value serializes");

@@ -140,8 +140,11 @@ pub async fn upload(
         (String::new(), String::new())
     } else {
         let m = ipfs.add_path(&spec.map_py, false).await.map_err(|e| e.to_string())?;
-        let r = ipfs.add_path(&spec.reduce_py, false).await.map_err(|e| e.to_string())?;
-        (m.cid, r.cid)
+        let r = match spec.needs_reducer_file() {
+            true => ipfs.add_path(&spec.reduce_py, false).await.map_err(|e| e.to_string())?.cid,
+            false => String::new(),
+        };
+        (m.cid, r)
     };
     let mut side_files = Vec::with_capacity(spec.side_files.len());
     for f in &spec.side_files {

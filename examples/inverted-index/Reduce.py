@@ -1,0 +1,2 @@
+def reduce(word, docs):
+    yield word, sorted(set(docs))
