@@ -430,3 +430,48 @@ fn python_map_speed() {
         );
     }
 }
+
+/// A batch tried the fast way and redone the careful way (here: one float
+/// value among int ones) runs map() twice on its lines; its counts must
+/// count once. Likewise for combine() and reduce().
+#[test]
+fn counters_count_each_line_and_key_once_whichever_way_a_batch_ran() {
+    let map = "import ipdc\n\
+               def map(line):\n    \
+                   ipdc.counter('lines')\n    \
+                   for w in line.split():\n        \
+                       yield w, (1.5 if w == 'odd' else 1)\n";
+    let reduce = "import ipdc\n\
+                  def combine(k, vs):\n    \
+                      ipdc.counter('combined_keys')\n    \
+                      yield k, sum(vs)\n\
+                  def reduce(k, vs):\n    \
+                      ipdc.counter('keys')\n    \
+                      yield k, (sum(vs) if k != 'odd' else str(sum(vs)))\n";
+    let j = job(&[("Map.py", map), ("Reduce.py", reduce)]);
+    let mut text = String::new();
+    for i in 0..20_000 {
+        text += &format!("w{} x y\n", i % 3000);
+        if i == 15_000 {
+            text += "odd\n";
+        }
+    }
+    let lines = 20_001i64;
+    let mut out = Vec::new();
+    let stats = j.exec.run_map(&j.path("Map.py"), None, text.as_bytes(), &mut out).unwrap();
+    assert_eq!(stats.user_counters, BTreeMap::from([("lines".to_string(), lines)]));
+    let mut combined = Vec::new();
+    let stats = j
+        .exec
+        .run_map(&j.path("Map.py"), Some(&j.path("Reduce.py")), text.as_bytes(), &mut combined)
+        .unwrap();
+    let keys = combined.len() as i64;
+    assert_eq!(
+        stats.user_counters,
+        BTreeMap::from([("lines".to_string(), lines), ("combined_keys".to_string(), keys)])
+    );
+    combined.sort();
+    let mut reduced = Vec::new();
+    let stats = j.exec.run_reduce(&j.path("Reduce.py"), &mut Sorted(combined, 0), &mut reduced).unwrap();
+    assert_eq!(stats.user_counters, BTreeMap::from([("keys".to_string(), keys)]));
+}
