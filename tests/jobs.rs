@@ -315,3 +315,48 @@ fn counters_count_the_winning_attempt_only() {
     let s = summary(&job.join("output"));
     assert_eq!(s["user_counters"], serde_json::json!({"lines": 3, "keys": 3}), "{s:#}");
 }
+
+#[test]
+fn gzip_inputs_are_read_decompressed_and_a_corrupt_one_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = tmp.path();
+    std::fs::create_dir(job.join("in")).unwrap();
+    // Big enough that a plain file of its size would get several splits.
+    let script = "import gzip, random, sys\n\
+                  r = random.Random(3)\n\
+                  words = ['w%d' % i for i in range(500)]\n\
+                  lines = [' '.join(r.choice(words) for _ in range(12)) for _ in range(300000)]\n\
+                  with gzip.open(sys.argv[1] + '/in/big.txt.gz', 'wt') as f:\n    f.write('\\n'.join(lines) + '\\n')\n\
+                  open(sys.argv[1] + '/in/plain.txt', 'w').write('w1 w2\\nw2\\n')\n";
+    let o = std::process::Command::new("python3").args(["-c", script]).arg(job).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::write(job.join("Map.py"), "def map(line):\n    for w in line.split():\n        yield w, 1\n")
+        .unwrap();
+    std::fs::write(job.join("Reduce.py"), "def reduce(k, vs):\n    yield k, sum(vs)\n").unwrap();
+    std::fs::write(job.join("ipdc.toml"), "input = \"in\"\nreducers = 2\n").unwrap();
+    let o = submit(&["run", "--local", "2", job.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("2 map task(s)"), "one split per file: {}", text(&o));
+    let reference = "import collections, gzip, sys\n\
+                     c = collections.Counter()\n\
+                     for line in gzip.open(sys.argv[1] + '/in/big.txt.gz', 'rt'):\n    c.update(line.split())\n\
+                     for line in open(sys.argv[1] + '/in/plain.txt'):\n    c.update(line.split())\n\
+                     for w in sorted(c):\n    print('%s\\t%d' % (w, c[w]))\n";
+    let o = std::process::Command::new("python3").args(["-c", reference]).arg(job).output().unwrap();
+    let mut want: Vec<String> = String::from_utf8(o.stdout).unwrap().lines().map(String::from).collect();
+    let mut got = output_lines(&job.join("output"));
+    got.sort();
+    want.sort();
+    assert_eq!(got.len(), 500);
+    assert_eq!(got, want);
+
+    // A corrupt one (cut short) fails the job, naming the file.
+    let gz = std::fs::read(job.join("in/big.txt.gz")).unwrap();
+    std::fs::write(job.join("in/big.txt.gz"), &gz[..gz.len() / 2]).unwrap();
+    let o =
+        submit(&["run", "--local", "1", job.to_str().unwrap(), "--out", job.join("out2").to_str().unwrap()]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("in/big.txt.gz is not a valid gzip file"), "{t}");
+    assert!(!job.join("out2").exists());
+}

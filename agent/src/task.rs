@@ -207,9 +207,10 @@ async fn run_attempt(
         tokio::time::sleep(ctx.delay).await;
     }
     let result = match &task.kind {
-        TaskKind::Map { input_cid, input_size, start, end, split, name } => {
+        TaskKind::Map { input_cid, input_size, start, end, split, name, gzip } => {
             let py = (limits, cancel.clone());
-            let input = MapInput { cid: input_cid, size: *input_size, start: *start, end: *end, name };
+            let input =
+                MapInput { cid: input_cid, size: *input_size, start: *start, end: *end, name, gzip: *gzip };
             run_map(&ctx, &task, &dir, input, py).await.map_err(|mut e| {
                 // Name the split, so the user can find the input that broke.
                 let file = if name.is_empty() { String::new() } else { format!("{name}, ") };
@@ -339,6 +340,8 @@ struct MapInput<'a> {
     end: u64,
     /// The input file's name as the job gives it (empty: unnamed).
     name: &'a str,
+    /// Gzip-compressed: one split of the whole file, decompressed by the runner.
+    gzip: bool,
 }
 
 async fn run_map(
@@ -350,6 +353,15 @@ async fn run_map(
 ) -> Result<TaskOutput, TaskError> {
     check_job_context(task, input.name)?;
     let exec = choose_executor(&task.code, ctx.python.as_deref())?;
+    let gzip = input.gzip;
+    if gzip && (input.start != 0 || input.end != input.size) {
+        return Err(TaskError::new("refused the task: a gzip input is mapped whole, not in byte ranges"));
+    }
+    if gzip && !matches!(exec, Executor::Python(_)) {
+        return Err(TaskError::new(
+            "a gzip-compressed input needs Python on the agent (the native executors read plain text)",
+        ));
+    }
     let mut combine_with = None;
     let mut map_py = PathBuf::new();
     if let Executor::Python(_) = exec {
@@ -382,6 +394,7 @@ async fn run_map(
             let mut sink = PartWriter::create(&path)?;
             let stats = python_executor(python, work, &task_copy, input_name, python_job)
                 .map_only(true)
+                .gzip(gzip)
                 .run_map(&map_py, None, &mut input, &mut sink)?;
             sink.finish()?;
             let bytes = std::fs::metadata(&path)?.len();
@@ -394,6 +407,7 @@ async fn run_map(
         let stats = match &executor {
             Executor::NativeWordCount => wordcount::map(&mut input, &mut out, budget / 2)?,
             Executor::Python(python) => python_executor(python, work, &task_copy, input_name, python_job)
+                .gzip(gzip)
                 .run_map(&map_py, combine_with.as_deref(), &mut input, &mut out)?,
         };
         let spills = out.spills();

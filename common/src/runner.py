@@ -5,7 +5,7 @@ can write) and runs it with the system Python (3.7 or newer) in isolated mode
 (-I: the script's folder is not on sys.path), one process per task, in the
 task's temporary folder:
 
-    python3 runner.py [--params JSON] [--input-name NAME] [--map-only] map MAP_PY [--combine REDUCE_PY]
+    python3 runner.py [--params JSON] [--input-name NAME] [--map-only] [--gzip] map MAP_PY [--combine REDUCE_PY]
         stdin:  the raw bytes of the split's lines (to map(line) once per
                 line, or to map_split(lines) once)
         stdout: framed records: map() output, or with --combine the output of
@@ -1073,6 +1073,29 @@ def run_map_split(split_fn, combine_fn, combine_name, inp, out, map_only=False):
     }
 
 
+class Gunzip:
+    """The decompressed bytes of a gzip input; a corrupt or cut file is
+    named as the user's input, not as the runner's error."""
+
+    def __init__(self, raw, name):
+        import gzip
+
+        self.gz = gzip.GzipFile(fileobj=raw, mode="rb")
+        self.name = name or "the input"
+
+    def read(self, n):
+        import zlib
+
+        try:
+            return self.gz.read(n)
+        except (OSError, EOFError, zlib.error) as e:
+            raise Failure(
+                "IPDC-ERROR: %s is not a valid gzip file (%s): check the file, or rename it if it is not compressed"
+                % (self.name, _describe(e)),
+                EXIT_USER,
+            )
+
+
 def run_map(map_fn, combine_fn, combine_name, inp, out, map_only=False):
     m = Mapper(map_fn, combine_fn, combine_name, out)
     m.map_only = map_only
@@ -1246,7 +1269,7 @@ def run_reduce(reduce_fn, inp, out):
 # ---------------------------------------------------------------- main
 
 USAGE = (
-    "usage: runner.py [--params JSON] [--input-name NAME] [--map-only] map MAP_PY [--combine REDUCE_PY] | "
+    "usage: runner.py [--params JSON] [--input-name NAME] [--map-only] [--gzip] map MAP_PY [--combine REDUCE_PY] | "
     "runner.py [--params JSON] reduce REDUCE_PY"
 )
 
@@ -1264,10 +1287,11 @@ def main(argv):
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    params, input_name, map_only = {}, None, False
-    while argv[:1] == ["--map-only"] or (len(argv) >= 2 and argv[0] in ("--params", "--input-name")):
-        if argv[0] == "--map-only":
-            map_only = True
+    params, input_name, map_only, gzipped = {}, None, False, False
+    while argv[:1] in (["--map-only"], ["--gzip"]) or (len(argv) >= 2 and argv[0] in ("--params", "--input-name")):
+        if argv[0] in ("--map-only", "--gzip"):
+            map_only = map_only or argv[0] == "--map-only"
+            gzipped = gzipped or argv[0] == "--gzip"
             argv = argv[1:]
             continue
         if argv[0] == "--params":
@@ -1296,6 +1320,8 @@ def main(argv):
                 combine_fn = load(argv[3], "reduce", "reduce(key, values)")
                 name = "reduce"
         run = run_map_split if whole_split else run_map
+        if gzipped:
+            inp = Gunzip(inp, input_name)
         stats = run(map_fn, combine_fn, name, inp, out, map_only)
     elif len(argv) == 2 and argv[0] == "reduce":
         stats = run_reduce(load(argv[1], "reduce", "reduce(key, values)"), inp, out)

@@ -366,6 +366,14 @@ impl JobSpec {
             let given: Vec<String> = self.input.iter().map(|p| p.display().to_string()).collect();
             return Err(format!("input {} is empty: there is nothing to map", given.join(", ")));
         }
+        if self.force_native.is_some()
+            && let Some(gz) = self.input_files.iter().find(|f| crate::run::upload::is_gzip(&f.path))
+        {
+            return Err(format!(
+                "input {} is gzip-compressed, which the native executors cannot read: run it with Python (drop --native)",
+                gz.path.display()
+            ));
+        }
         let files = self.input_files.iter().filter(|f| f.size > 0).count();
         if files > crate::run::MAX_MAP_TASKS {
             return Err(format!(

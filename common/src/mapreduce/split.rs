@@ -93,9 +93,15 @@ fn cut(len: u64, size: u64, first: u32) -> Vec<Split> {
 
 /// The splits of several input files: the split size [`plan_splits`] would
 /// choose for their total, each file cut on its own (a split never crosses
-/// files), so every non-empty file has at least one. Returns (file index,
-/// split) pairs, numbered in file order.
-pub fn plan_file_splits(file_lens: &[u64], slots: usize, max_splits: usize) -> Vec<(usize, Split)> {
+/// files), so every non-empty file has at least one; a file marked `whole`
+/// (compressed: it cannot be read from the middle) is one split. Returns
+/// (file index, split) pairs, numbered in file order.
+pub fn plan_file_splits(
+    file_lens: &[u64],
+    whole: &[bool],
+    slots: usize,
+    max_splits: usize,
+) -> Vec<(usize, Split)> {
     let total: u64 = file_lens.iter().sum();
     if total == 0 {
         return Vec::new();
@@ -103,6 +109,7 @@ pub fn plan_file_splits(file_lens: &[u64], slots: usize, max_splits: usize) -> V
     let size = split_size(total, slots, max_splits);
     let mut out = Vec::new();
     for (f, &len) in file_lens.iter().enumerate() {
+        let size = if whole.get(f).copied().unwrap_or(false) { len.max(1) } else { size };
         for s in cut(len, size, out.len() as u32) {
             out.push((f, s));
         }
@@ -313,10 +320,11 @@ mod tests {
     fn file_splits_never_cross_files_and_number_in_order() {
         const MIB: u64 = 1 << 20;
         // One file: the same as plan_splits.
-        let one: Vec<Split> = plan_file_splits(&[400 * MIB], 5, 100).into_iter().map(|(_, s)| s).collect();
+        let one: Vec<Split> =
+            plan_file_splits(&[400 * MIB], &[false], 5, 100).into_iter().map(|(_, s)| s).collect();
         assert_eq!(one, plan_splits(400 * MIB, 5, 100));
         // A big file and small ones: each small one is a split of its own.
-        let got = plan_file_splits(&[100 * MIB, 10, 0, 3 * MIB], 2, 100);
+        let got = plan_file_splits(&[100 * MIB, 10, 0, 3 * MIB], &[false; 4], 2, 100);
         let files: Vec<usize> = got.iter().map(|(f, _)| *f).collect();
         assert_eq!(files, [0, 0, 1, 3]); // 103 MiB on 2 slots: splits of about 52 MiB
         assert!(got.iter().enumerate().all(|(i, (_, s))| s.index == i as u32));
@@ -326,7 +334,11 @@ mod tests {
             assert_eq!(mine.last().unwrap().end, [100 * MIB, 10, 0, 3 * MIB][f]);
             assert!(mine.windows(2).all(|w| w[0].end == w[1].start));
         }
-        assert!(plan_file_splits(&[0, 0], 2, 10).is_empty());
+        assert!(plan_file_splits(&[0, 0], &[false, false], 2, 10).is_empty());
+        // A compressed file is one split, however large.
+        let got = plan_file_splits(&[100 * MIB, 100 * MIB], &[true, false], 2, 100);
+        assert_eq!(got.iter().filter(|(f, _)| *f == 0).count(), 1);
+        assert_eq!(got.iter().filter(|(f, _)| *f == 1).count(), 2);
     }
 
     /// Drives a split over `input` with chunks of the sizes `sizes` yields

@@ -134,6 +134,7 @@ pub(crate) fn sample_task() -> Task {
             start: 0,
             end: 100,
             name: "in/a.txt".into(),
+            gzip: true,
         },
     }
 }

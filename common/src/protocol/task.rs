@@ -106,6 +106,10 @@ pub enum TaskKind {
         end: u64,
         #[serde(default)]
         name: String,
+        /// The file is gzip-compressed: the split is the whole file, and
+        /// the runner decompresses it as it reads.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        gzip: bool,
     },
     /// Reduce partition `partition`: its piece of every map's output.
     Reduce { partition: u32, inputs: Vec<String> },

@@ -54,6 +54,8 @@ pub struct PythonExecutor {
     pub input_name: Option<String>,
     /// A map-only job's map: single values are allowed (key datum `n`).
     pub map_only: bool,
+    /// The map's input is gzip-compressed: the runner decompresses it.
+    pub gzip: bool,
 }
 
 impl PythonExecutor {
@@ -71,6 +73,7 @@ impl PythonExecutor {
             params_json: String::new(),
             input_name: None,
             map_only: false,
+            gzip: false,
         }
     }
 
@@ -88,6 +91,12 @@ impl PythonExecutor {
         self
     }
 
+    /// This executor for a gzip-compressed map input.
+    pub fn gzip(mut self, gzip: bool) -> Self {
+        self.gzip = gzip;
+        self
+    }
+
     /// The runner's options that come before its command.
     fn job_args(&self, stage: Stage) -> Vec<OsString> {
         let mut args = Vec::new();
@@ -99,6 +108,9 @@ impl PythonExecutor {
         }
         if let (Stage::Map, true) = (stage, self.map_only) {
             args.push("--map-only".into());
+        }
+        if let (Stage::Map, true) = (stage, self.gzip) {
+            args.push("--gzip".into());
         }
         args
     }

@@ -94,6 +94,8 @@ pub struct MapSplit {
     pub input_size: u64,
     /// The file's name as the job's code sees it.
     pub name: String,
+    /// Gzip-compressed (then the split is the whole file).
+    pub gzip: bool,
     pub start: u64,
     pub end: u64,
 }
@@ -217,6 +219,7 @@ impl Controller {
                     start: s.start,
                     end: s.end,
                     name: s.name.clone(),
+                    gzip: s.gzip,
                 };
                 let id = verify::map_id(i);
                 let need = plan.verify.votes(&id);

@@ -114,7 +114,8 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
 
     let sizes: Vec<u64> = uploaded.inputs.iter().map(|i| i.size).collect();
     let slots: usize = picked.iter().map(|s| s.slots.max(1) as usize).sum();
-    let splits = plan_file_splits(&sizes, slots, MAX_MAP_TASKS);
+    let whole: Vec<bool> = uploaded.inputs.iter().map(|i| i.gzip).collect();
+    let splits = plan_file_splits(&sizes, &whole, slots, MAX_MAP_TASKS);
     if splits.len() > MAX_MAP_TASKS {
         return Err(format!(
             "input of {} needs {} map tasks, more than the limit of {MAX_MAP_TASKS} (a reduce assignment lists every map's output): split the input into several jobs",
@@ -141,6 +142,7 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
                 input_cid: input.cid.clone(),
                 input_size: input.size,
                 name: input.name.clone(),
+                gzip: input.gzip,
                 start: s.start,
                 end: s.end,
             }
@@ -267,7 +269,7 @@ fn random_seed() -> u64 {
 #[cfg(test)]
 fn splits_for(input_size: u64, slots: impl Iterator<Item = u32>) -> Vec<Split> {
     let slots: usize = slots.map(|s| s.max(1) as usize).sum();
-    plan_file_splits(&[input_size], slots, MAX_MAP_TASKS).into_iter().map(|(_, s)| s).collect()
+    plan_file_splits(&[input_size], &[false], slots, MAX_MAP_TASKS).into_iter().map(|(_, s)| s).collect()
 }
 
 pub fn human_bytes(n: u64) -> String {

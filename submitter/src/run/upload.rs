@@ -25,6 +25,13 @@ pub struct InputObject {
     pub size: u64,
     /// Its name as the job's code sees it (`ipdc.input_file()`).
     pub name: String,
+    /// A `.gz` file: mapped whole, decompressed by the runner.
+    pub gzip: bool,
+}
+
+/// Whether a local input file is gzip-compressed (by its name, as Hadoop decides).
+pub fn is_gzip(path: &std::path::Path) -> bool {
+    path.extension().is_some_and(|e| e == "gz")
 }
 
 /// What the agents will fetch.
@@ -95,7 +102,7 @@ pub fn start_local_add(cluster: &Cluster, spec: &JobSpec) -> Option<LocalAdd> {
         let mut added = Vec::with_capacity(files.len());
         for f in files.into_iter().filter(|f| f.size > 0) {
             let ((cid, size), _) = add_unchanged(&f.path, store.add_file(&f.path)).await?;
-            added.push(InputObject { cid, size, name: f.name });
+            added.push(InputObject { cid, size, gzip: is_gzip(&f.path), name: f.name });
         }
         Ok(added)
     }))
@@ -112,7 +119,7 @@ pub async fn upload(
             let mut inputs = Vec::new();
             for cid in &spec.input_cids {
                 let size = ipfs.file_size(cid).await.map_err(|e| format!("input {cid}: {e}"))?;
-                inputs.push(InputObject { cid: cid.clone(), size, name: cid.clone() });
+                inputs.push(InputObject { cid: cid.clone(), size, name: cid.clone(), gzip: false });
             }
             inputs
         }
@@ -126,7 +133,12 @@ pub async fn upload(
                 };
                 // The store's `Size` is the DAG's; splits need the file's own length.
                 let (added, size) = add_unchanged(&f.path, add).await?;
-                inputs.push(InputObject { cid: added.cid, size, name: f.name.clone() });
+                inputs.push(InputObject {
+                    cid: added.cid,
+                    size,
+                    name: f.name.clone(),
+                    gzip: is_gzip(&f.path),
+                });
             }
             inputs
         }
