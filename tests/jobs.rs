@@ -223,9 +223,12 @@ const MAP: (&str, &str) = ("Map.py", "def map(line):\n    yield line, 1\n");
 const REDUCE: (&str, &str) = ("Reduce.py", "def reduce(k, vs):\n    yield k, sum(vs)\n");
 const DATA: (&str, &str) = ("data.dat", "a b\n");
 
+/// A bad job: its files, its flags, and what the error must say.
+type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a [&'a str]);
+
 #[test]
 fn bad_inputs_of_such_jobs_are_named_before_anything_runs() {
-    let cases: &[(&[(&str, &str)], &[&str], &[&str])] = &[
+    let cases: &[Case] = &[
         (
             &[MAP, REDUCE, DATA, ("ipdc.toml", "files = [\"stop.txt\"]\n")],
             &[],
