@@ -53,9 +53,9 @@ def parse_size(text):
 # ------------------------------------------------------------------ systems
 
 
-def ipdc(k, native):
+def ipdc(k, native, job=os.path.join(ROOT, "examples", "wordcount")):
     def cmd(inp, out):
-        c = [SUBMIT, "run", "--local", str(k), os.path.join(ROOT, "examples", "wordcount"), "--input", inp, "--out", out]
+        c = [SUBMIT, "run", "--local", str(k), job, "--input", inp, "--out", out]
         return c + (["--native", "wordcount"] if native else [])
 
     return cmd
@@ -70,6 +70,7 @@ SYSTEMS = collections.OrderedDict(
     [
         ("ipdc-native", ("IPDC --local 2 --native wordcount", ipdc(2, True), "part-*", "tsv")),
         ("ipdc-python", ("IPDC --local 2, Map.py/Reduce.py, combiner", ipdc(2, False), "part-*", "tsv")),
+        ("ipdc-python-split", ("IPDC --local 2, map_split(lines) into a Counter", ipdc(2, False, os.path.join(BENCH, "jobs", "wordcount-split")), "part-*", "tsv")),
         ("ipdc-native-k1", ("IPDC --local 1 --native wordcount", ipdc(1, True), "part-*", "tsv")),
         ("ipdc-python-k1", ("IPDC --local 1, Map.py/Reduce.py, combiner", ipdc(1, False), "part-*", "tsv")),
         ("native-2t", ("native single pass, 2 threads (Rust, std only)", lambda i, o: [NATIVE_WC, i, o + "/counts.tsv", "2"], "counts.tsv", "tsv")),
