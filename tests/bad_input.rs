@@ -29,7 +29,7 @@ fn a_missing_input_file_is_named() {
     job(tmp.path(), MAP, REDUCE, "a\n");
     let (ok, t) = run(tmp.path(), &["--input", "/no/such/file.txt"]);
     assert!(!ok);
-    assert!(t.contains("input file /no/such/file.txt cannot be read"), "{t}");
+    assert!(t.contains("input /no/such/file.txt cannot be read"), "{t}");
 }
 
 #[test]

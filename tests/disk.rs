@@ -132,9 +132,10 @@ fn a_job_leaves_nothing_in_the_work_dir_its_temp_folder_or_home() {
     // Everywhere user code can write without naming an absolute path.
     let map = r#"import os, tempfile
 def map(line):
-    open('../../left-by-job', 'w').write('x')
-    os.makedirs('../../made/deep', exist_ok=True)
-    open('../../.dotfile', 'w').write('x')
+    # The code runs in WORK/JOB/ATTEMPT/code: three levels up is the work dir.
+    open('../../../left-by-job', 'w').write('x')
+    os.makedirs('../../../made/deep', exist_ok=True)
+    open('../../../.dotfile', 'w').write('x')
     with tempfile.NamedTemporaryFile(delete=False) as f:
         f.write(b'x')
     open(os.path.expanduser('~/in-home'), 'w').write('x')

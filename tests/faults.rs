@@ -221,7 +221,7 @@ fn a_map_that_raises_on_one_line_fails_the_job_after_four_attempts_with_its_trac
     assert!(t.contains("m-00000 failed 4 times"), "{t}");
     assert!(t.contains("ValueError: cannot map a poison pill line"), "{t}");
     assert!(t.contains("line 2001 of this split"), "the line is named: {t}");
-    assert!(t.contains("split 0 (bytes 0.."), "the split is named: {t}");
+    assert!(t.contains("split 0 (data.dat, bytes 0.."), "the split is named: {t}");
     assert!(t.contains("Map.py\", line 3"), "the traceback reaches the user: {t}");
     assert!(!job.join("output").exists(), "no output folder, no _SUCCESS");
 }
