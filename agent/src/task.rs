@@ -14,7 +14,7 @@ use ipdc_common::mapreduce::merge::KWayMerge;
 use ipdc_common::mapreduce::sorter::MapOutput;
 use ipdc_common::mapreduce::split::{LineOwner, SplitFileReader};
 use ipdc_common::protocol::{CodeSpec, Task, TaskKind, TaskOutput};
-use ipdc_common::python::{CancelToken, ExecError, Limits, PythonExecutor};
+use ipdc_common::python::{CancelToken, ExecError, Limits, PythonExecutor, UserJob};
 use ipdc_common::{record, wordcount};
 use tokio::sync::mpsc;
 
@@ -294,42 +294,46 @@ async fn fetch_side_files(ctx: &TaskContext, task: &Task, dir: &Path) -> Result<
 }
 
 /// The Python executor for a task: its folder, limits and cancel, and what
-/// the job tells its code (`ipdc.params`, `ipdc.input_file()`).
+/// the job tells its runner.
 fn python_executor(
     python: &Path,
     work: PathBuf,
-    task: &Task,
-    input_name: Option<String>,
+    job: UserJob,
     (limits, cancel): (Limits, CancelToken),
 ) -> PythonExecutor {
-    let params = if task.code.params.is_empty() {
-        String::new()
-    } else {
-        serde_json::to_string(&task.code.params).expect("JSON values serialize")
-    };
-    PythonExecutor::new(python, work).with_limits(limits).with_cancel(cancel).with_job(params, input_name)
+    PythonExecutor::new(python, work).with_limits(limits).with_cancel(cancel).with_job(job)
 }
 
 /// The most bytes of a job's parameters, as JSON (they go to the runner as
 /// one argument, and the kernel limits one to 128 KiB).
 pub const MAX_PARAMS_BYTES: usize = 64 << 10;
 
-/// Checks what a task hands its code: its parameters' size and its input's name.
-fn check_job_context(task: &Task, input_name: &str) -> Result<(), TaskError> {
-    if !ipdc_common::protocol::is_safe_input_name(input_name) {
+/// What a task (a map of `input`, or a reduce) tells its runner, checked:
+/// its parameters' size and its input's name come off the wire.
+fn user_job(task: &Task, input: Option<&MapInput<'_>>) -> Result<UserJob, TaskError> {
+    let name = input.map_or("", |i| i.name);
+    if !ipdc_common::protocol::is_safe_input_name(name) {
         return Err(TaskError::new(
             "refused the task: its input file name is too long or has control characters",
         ));
     }
-    if !task.code.params.is_empty() {
-        let len = serde_json::to_string(&task.code.params).map(|s| s.len()).unwrap_or(usize::MAX);
-        if len > MAX_PARAMS_BYTES {
-            return Err(TaskError::new(format!(
-                "the job's parameters take {len} bytes as JSON, more than {MAX_PARAMS_BYTES}"
-            )));
-        }
+    let params_json = if task.code.params.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(&task.code.params).expect("JSON values serialize")
+    };
+    if params_json.len() > MAX_PARAMS_BYTES {
+        return Err(TaskError::new(format!(
+            "the job's parameters take {} bytes as JSON, more than {MAX_PARAMS_BYTES}",
+            params_json.len()
+        )));
     }
-    Ok(())
+    Ok(UserJob {
+        params_json,
+        input_name: (!name.is_empty()).then(|| name.to_string()),
+        map_only: input.is_some() && task.reducers == 0,
+        gzip: input.is_some_and(|i| i.gzip),
+    })
 }
 
 /// The part of the input a map task reads.
@@ -351,7 +355,7 @@ async fn run_map(
     input: MapInput<'_>,
     (limits, cancel): (Limits, CancelToken),
 ) -> Result<TaskOutput, TaskError> {
-    check_job_context(task, input.name)?;
+    let job = user_job(task, Some(&input))?;
     let exec = choose_executor(&task.code, ctx.python.as_deref())?;
     let gzip = input.gzip;
     if gzip && (input.start != 0 || input.end != input.size) {
@@ -373,9 +377,7 @@ async fn run_map(
         fetch_side_files(ctx, task, dir).await?;
     }
     let budget = budget_bytes(ctx, task);
-    let input_name = (!input.name.is_empty()).then(|| input.name.to_string());
     let python_job = (limits, cancel);
-    let task_copy = task.clone();
     let input = open_split(ctx, input.cid, input.size, input.start, input.end)?;
 
     let reducers = task.reducers;
@@ -392,9 +394,7 @@ async fn run_map(
             };
             let path = work.join("part");
             let mut sink = PartWriter::create(&path)?;
-            let stats = python_executor(python, work, &task_copy, input_name, python_job)
-                .map_only(true)
-                .gzip(gzip)
+            let stats = python_executor(python, work, job, python_job)
                 .run_map(&map_py, None, &mut input, &mut sink)?;
             sink.finish()?;
             let bytes = std::fs::metadata(&path)?.len();
@@ -406,9 +406,12 @@ async fn run_map(
         let mut out = MapOutput::new(reducers, budget / 2, &spill_dir)?;
         let stats = match &executor {
             Executor::NativeWordCount => wordcount::map(&mut input, &mut out, budget / 2)?,
-            Executor::Python(python) => python_executor(python, work, &task_copy, input_name, python_job)
-                .gzip(gzip)
-                .run_map(&map_py, combine_with.as_deref(), &mut input, &mut out)?,
+            Executor::Python(python) => python_executor(python, work, job, python_job).run_map(
+                &map_py,
+                combine_with.as_deref(),
+                &mut input,
+                &mut out,
+            )?,
         };
         let spills = out.spills();
         let parts = out.finish()?;
@@ -573,7 +576,7 @@ async fn run_reduce(
     (limits, cancel): (Limits, CancelToken),
 ) -> Result<TaskOutput, TaskError> {
     let exec = choose_executor(&task.code, ctx.python.as_deref())?;
-    check_job_context(task, "")?;
+    let job = user_job(task, None)?;
     let reduce_py = match exec {
         Executor::Python(_) => {
             let path = fetch_code(ctx, &task.code.reduce_cid, dir, task.code.files.checked().1).await?;
@@ -582,7 +585,6 @@ async fn run_reduce(
         }
         Executor::NativeWordCount => PathBuf::new(),
     };
-    let task_copy = task.clone();
     let mut files = Vec::with_capacity(inputs.len());
     let mut bytes_read = 0;
     for (i, cid) in inputs.iter().enumerate() {
@@ -594,19 +596,21 @@ async fn run_reduce(
     let work = dir.to_path_buf();
     let executor = exec.clone();
     let part = part_path.clone();
-    let stats = tokio::task::spawn_blocking(move || -> Result<ExecStats, TaskError> {
-        let mut source = KWayMerge::from_files(files)?;
-        let mut sink = PartWriter::create(&part)?;
-        let stats = match &executor {
-            Executor::NativeWordCount => wordcount::reduce(&mut source, &mut sink)?,
-            Executor::Python(python) => python_executor(python, work, &task_copy, None, (limits, cancel))
-                .run_reduce(&reduce_py, &mut source, &mut sink)?,
-        };
-        sink.finish()?;
-        Ok(stats)
-    })
-    .await
-    .map_err(|e| TaskError::new(format!("reduce task crashed: {e}")))??;
+    let stats =
+        tokio::task::spawn_blocking(move || -> Result<ExecStats, TaskError> {
+            let mut source = KWayMerge::from_files(files)?;
+            let mut sink = PartWriter::create(&part)?;
+            let stats =
+                match &executor {
+                    Executor::NativeWordCount => wordcount::reduce(&mut source, &mut sink)?,
+                    Executor::Python(python) => python_executor(python, work, job, (limits, cancel))
+                        .run_reduce(&reduce_py, &mut source, &mut sink)?,
+                };
+            sink.finish()?;
+            Ok(stats)
+        })
+        .await
+        .map_err(|e| TaskError::new(format!("reduce task crashed: {e}")))??;
     let size = tokio::fs::metadata(&part_path).await?.len();
     let added = ctx.ipfs.add_scratch(&part_path).await?;
     Ok(TaskOutput {

@@ -356,6 +356,7 @@ impl JobSpec {
         }
         spec.side_files = inputs::expand(&side, &spec.folder, "side file")?;
         spec.check_side_files()?;
+        spec.check_params()?;
         Ok(spec)
     }
 
@@ -416,6 +417,11 @@ impl JobSpec {
                 crate::run::human_bytes(max)
             ));
         }
+        Ok(())
+    }
+
+    /// Parameters within what the agents take.
+    fn check_params(&self) -> Result<(), String> {
         let params = serde_json::to_string(&self.params).expect("JSON values serialize");
         if params.len() > MAX_PARAMS_BYTES {
             return Err(format!(

@@ -48,14 +48,40 @@ pub struct PythonExecutor {
     /// Whether the runner may write only in `workdir` (and /dev/null),
     /// where the kernel has Landlock; see [`landlock_abi`](super::landlock_abi).
     pub landlock: bool,
-    /// What user code reads from the `ipdc` module: the job's parameters
-    /// (a JSON object's text; empty: none) and the input file's name.
+    /// What the job tells the runner beyond its code (see [`UserJob`]).
+    pub job: UserJob,
+}
+
+/// What a task tells the runner beyond its code: what user code reads from
+/// the `ipdc` module, and how a map reads and writes its records.
+#[derive(Debug, Clone, Default)]
+pub struct UserJob {
+    /// The job's parameters, a JSON object's text (empty: none).
     pub params_json: String,
+    /// A map's input file name (`ipdc.input_file()`).
     pub input_name: Option<String>,
     /// A map-only job's map: single values are allowed (key datum `n`).
     pub map_only: bool,
     /// The map's input is gzip-compressed: the runner decompresses it.
     pub gzip: bool,
+}
+
+impl UserJob {
+    /// The runner's options that come before its command.
+    fn args(&self, stage: Stage) -> Vec<OsString> {
+        let mut args = Vec::new();
+        if !self.params_json.is_empty() {
+            args.extend(["--params".into(), self.params_json.clone().into()]);
+        }
+        if stage == Stage::Map {
+            if let Some(name) = &self.input_name {
+                args.extend(["--input-name".into(), name.clone().into()]);
+            }
+            args.extend(self.map_only.then(|| "--map-only".into()));
+            args.extend(self.gzip.then(|| "--gzip".into()));
+        }
+        args
+    }
 }
 
 impl PythonExecutor {
@@ -70,49 +96,14 @@ impl PythonExecutor {
             cancel: CancelToken::default(),
             containment: Containment::shared().clone(),
             landlock: !landlock::disabled(),
-            params_json: String::new(),
-            input_name: None,
-            map_only: false,
-            gzip: false,
+            job: UserJob::default(),
         }
     }
 
-    /// This executor with the job's parameters (a JSON object's text) and,
-    /// for a map, its input file's name, for user code's `ipdc` module.
-    pub fn with_job(mut self, params_json: String, input_name: Option<String>) -> Self {
-        self.params_json = params_json;
-        self.input_name = input_name;
+    /// This executor for a task of `job`.
+    pub fn with_job(mut self, job: UserJob) -> Self {
+        self.job = job;
         self
-    }
-
-    /// This executor for a map-only job's maps (no reducers).
-    pub fn map_only(mut self, map_only: bool) -> Self {
-        self.map_only = map_only;
-        self
-    }
-
-    /// This executor for a gzip-compressed map input.
-    pub fn gzip(mut self, gzip: bool) -> Self {
-        self.gzip = gzip;
-        self
-    }
-
-    /// The runner's options that come before its command.
-    fn job_args(&self, stage: Stage) -> Vec<OsString> {
-        let mut args = Vec::new();
-        if !self.params_json.is_empty() {
-            args.extend(["--params".into(), self.params_json.clone().into()]);
-        }
-        if let (Stage::Map, Some(name)) = (stage, &self.input_name) {
-            args.extend(["--input-name".into(), name.clone().into()]);
-        }
-        if let (Stage::Map, true) = (stage, self.map_only) {
-            args.push("--map-only".into());
-        }
-        if let (Stage::Map, true) = (stage, self.gzip) {
-            args.push("--gzip".into());
-        }
-        args
     }
 
     /// This executor without Landlock, whatever the kernel offers.
@@ -149,7 +140,7 @@ impl PythonExecutor {
         mut input: impl Read + Send,
         sink: &mut dyn RecordSink,
     ) -> Result<ExecStats, ExecError> {
-        let mut args = self.job_args(Stage::Map);
+        let mut args = self.job.args(Stage::Map);
         args.extend(["map".into(), std::path::absolute(map_py)?.into()]);
         if let Some(reduce_py) = combine_with {
             args.push("--combine".into());
@@ -167,7 +158,7 @@ impl PythonExecutor {
         source: &mut dyn RecordSource,
         sink: &mut dyn RecordSink,
     ) -> Result<ExecStats, ExecError> {
-        let mut args = self.job_args(Stage::Reduce);
+        let mut args = self.job.args(Stage::Reduce);
         args.extend(["reduce".into(), std::path::absolute(reduce_py)?.into()]);
         let mut blocks = ReduceBlocks::default();
         let feed = move |buf: &mut Vec<u8>| blocks.next_block(source, buf);

@@ -44,7 +44,7 @@ mod script;
 pub use contain::{CONTAINMENT_ENV, Containment};
 pub use detect::{detect, detect_version};
 pub use error::{ExecError, Stage};
-pub use executor::PythonExecutor;
+pub use executor::{PythonExecutor, UserJob};
 pub use landlock::{LANDLOCK_ENV, abi as landlock_abi};
 pub use limits::{CancelToken, Limits, MIN_MEMORY_BYTES};
 pub use protocol::{RUNNER_FILE_NAME, RUNNER_PY, STDERR_TAIL};
