@@ -121,24 +121,24 @@ fn protocol_fields_never_become_paths_outside_the_work_dir() {
     let tasks = "ipdc/default/agents/path-1/tasks";
     let assign = |job: &str, task: &str| {
         format!(
-            r#"{{"v":2,"to":"{session}","type":"assign","task":{{"job":"{job}","task":"{task}","attempt":1,"reducers":1,"code":{{"map_cid":"","reduce_cid":"","combiner":false,"force_native":"wordcount","native_fallback":null}},"memory_mb":8,"kind":"map","input_cid":"bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku","input_size":1,"split":0,"start":0,"end":1}}}}"#
+            r#"{{"v":3,"to":"{session}","type":"assign","task":{{"job":"{job}","task":"{task}","attempt":1,"reducers":1,"code":{{"map_cid":"","reduce_cid":"","combiner":false,"force_native":"wordcount","native_fallback":null}},"memory_mb":8,"kind":"map","input_cid":"bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku","input_size":1,"split":0,"start":0,"end":1}}}}"#
         )
     };
     for (topic, payload, retain) in [
         // A controller status naming a folder as its job, on a job's topic and on a `..` topic.
         (
             "ipdc/default/jobs/j1/controller".to_string(),
-            format!(r#"{{"v":2,"job":"{v}","state":"gone","epoch":1}}"#),
+            format!(r#"{{"v":3,"job":"{v}","state":"gone","epoch":1}}"#),
             true,
         ),
         (
             "ipdc/default/jobs/../controller".to_string(),
-            r#"{"v":2,"job":"..","state":"gone","epoch":1}"#.to_string(),
+            r#"{"v":3,"job":"..","state":"gone","epoch":1}"#.to_string(),
             true,
         ),
         // The end of job `..` and `.` (the work dir's parent and itself).
-        (tasks.to_string(), format!(r#"{{"v":2,"to":"{session}","type":"end_job","job":".."}}"#), false),
-        (tasks.to_string(), format!(r#"{{"v":2,"to":"{session}","type":"end_job","job":"."}}"#), false),
+        (tasks.to_string(), format!(r#"{{"v":3,"to":"{session}","type":"end_job","job":".."}}"#), false),
+        (tasks.to_string(), format!(r#"{{"v":3,"to":"{session}","type":"end_job","job":"."}}"#), false),
         // Task ids and job ids that climb out, or are absolute.
         (tasks.to_string(), assign("j-1", "../../victim/x"), false),
         (tasks.to_string(), assign("j-1", &format!("{v}/x")), false),
@@ -155,6 +155,64 @@ fn protocol_fields_never_become_paths_outside_the_work_dir() {
     assert!(victim.join("x-a1").is_dir() && victim.join("keep.txt").is_file(), "the victim folder survives");
     assert!(work.join(".lock").is_file(), "the work dir's own lock survives");
     assert!(top.path().join("work").is_dir());
+}
+
+#[test]
+fn a_per_file_task_holds_its_files_to_their_sizes_and_never_uses_their_names_as_paths() {
+    let broker = Mosquitto::start("");
+    let store = Hub::start();
+    let top = tempfile::tempdir().unwrap();
+    let work = top.path().join("work");
+    let a = agent(&broker.url(), &store.ipfs, "files-1", &["--work-dir", work.to_str().unwrap()]);
+    wait_online(&broker, &["files-1"], &[]);
+    let session = agents_json(&["--broker", &broker.url()])
+        .into_iter()
+        .find(|s| s["agent"] == "files-1")
+        .unwrap()["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let add = |name: &str, body: &[u8]| {
+        let path = top.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        let o = Command::new("curl")
+            .args(["-sS", "-F"])
+            .arg(format!("file=@{}", path.display()))
+            .arg(format!("{}/api/v0/add?cid-version=1&pin=true", store.ipfs))
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["Hash"].as_str().unwrap().to_string()
+    };
+    let map = add("Map.py", b"def map(name, data):\n    yield name, len(data)\n");
+    let reduce = add("Reduce.py", b"def reduce(k, vs):\n    yield k, sum(vs)\n");
+    let big = add("big.bin", &vec![b'x'; 1 << 20]);
+    let tasks = "ipdc/default/agents/files-1/tasks";
+    let assign = |task: &str, files: &str| {
+        format!(
+            r#"{{"v":3,"to":"{session}","type":"assign","task":{{"job":"files-1","task":"{task}","attempt":1,"reducers":1,"code":{{"map_cid":"{map}","reduce_cid":"{reduce}","combiner":false,"force_native":null,"native_fallback":null}},"memory_mb":8,"kind":"map_files","split":0,"files":[{files}]}}}}"#
+        )
+    };
+    // A 1 MiB object said to be 10 bytes: no more than 11 are written.
+    let lie = format!(r#"{{"name":"small.bin","cid":"{big}","size":10}}"#);
+    // A name that climbs out is data for map(), never a path.
+    let climb = format!(r#"{{"name":"../../victim","cid":"{big}","size":{}}}"#, 1 << 20);
+    mosquitto_pub(broker.port, tasks, assign("m-00000", &lie).as_bytes(), false);
+    a.wait_for("files-1/m-00000 attempt 1 failed", Duration::from_secs(30));
+    let log = a.output();
+    assert!(
+        log.contains("input file small.bin (")
+            && log.contains("is not the 10 bytes the job says: IPFS holds more"),
+        "{log}"
+    );
+    mosquitto_pub(broker.port, tasks, assign("m-00001", &climb).as_bytes(), false);
+    a.wait_for("finished files-1/m-00001", Duration::from_secs(30));
+    fn named(dir: &Path, name: &str) -> bool {
+        std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
+            e.file_name() == name || (e.file_type().is_ok_and(|t| t.is_dir()) && named(&e.path(), name))
+        })
+    }
+    assert!(!named(top.path(), "victim"), "{}", a.output());
 }
 
 #[test]
@@ -185,7 +243,7 @@ fn a_result_forged_with_another_boards_key_never_counts() {
     let topic = format!("ipdc/default/jobs/{id}/events");
     let done = |agent: &str| {
         format!(
-            r#"{{"v":2,"job":"{id}","task":"m-00000","attempt":1,"agent":"{agent}","type":"done","output":{{"cids":["bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku","bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"],"sizes":[0,0],"stats":{{"input_records":0,"map_output_records":0,"combine_output_records":0,"reduce_input_groups":0,"output_records":0}},"bytes_read":0,"executor":"native:wordcount","elapsed_ms":1,"spills":0}}}}"#
+            r#"{{"v":3,"job":"{id}","task":"m-00000","attempt":1,"agent":"{agent}","type":"done","output":{{"cids":["bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku","bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"],"sizes":[0,0],"stats":{{"input_records":0,"map_output_records":0,"combine_output_records":0,"reduce_input_groups":0,"output_records":0}},"bytes_read":0,"executor":"native:wordcount","elapsed_ms":1,"spills":0}}}}"#
         )
     };
     let liar = Sealer::new(Some(NodeKey::load(Path::new(&k2)).unwrap()));

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use ipdc_tests::*;
 
 /// The examples that carry a `reference.py`.
-const EXAMPLES: &[&str] = &["inverted-index", "log-rollup", "join", "grep", "wordcount-split"];
+const EXAMPLES: &[&str] = &["inverted-index", "log-rollup", "join", "grep", "wordcount-split", "file-stats"];
 
 /// A copy of example `name` in a temporary folder (so its output lands there).
 fn copy_example(name: &str) -> (tempfile::TempDir, PathBuf) {
@@ -222,6 +222,7 @@ fn refused(files: &[(&str, &str)], args: &[&str]) -> String {
 const MAP: (&str, &str) = ("Map.py", "def map(line):\n    yield line, 1\n");
 const REDUCE: (&str, &str) = ("Reduce.py", "def reduce(k, vs):\n    yield k, sum(vs)\n");
 const DATA: (&str, &str) = ("data.dat", "a b\n");
+const FILES_MAP: (&str, &str) = ("Map.py", "def map(name, data):\n    yield name, len(data)\n");
 
 /// A bad job: its files, its flags, and what the error must say.
 type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a [&'a str]);
@@ -261,6 +262,36 @@ fn bad_inputs_of_such_jobs_are_named_before_anything_runs() {
             &[MAP, REDUCE, DATA, ("ipdc.toml", "files = [\"my model.bin\"]\n"), ("my model.bin", "w")],
             &[],
             &["which they refuse"],
+        ),
+        (
+            &[MAP, REDUCE, DATA, ("ipdc.toml", "input_format = \"csv\"\n")],
+            &[],
+            &["input_format = \"csv\"", "\"files\""],
+        ),
+        (
+            &[MAP, REDUCE, DATA, ("ipdc.toml", "input_format = \"files\"\n")],
+            &[],
+            &["Map.py defines map(line), but input_format = \"files\" calls map(name, data)"],
+        ),
+        (
+            &[
+                ("Map.py", "def map_split(lines):\n    yield 'a', 1\n"),
+                REDUCE,
+                DATA,
+                ("ipdc.toml", "input_format = \"files\"\n"),
+            ],
+            &[],
+            &["Map.py defines map_split(), but input_format = \"files\""],
+        ),
+        (
+            &[("Map.py", "def map(name, data):\n    yield name, 1\n"), REDUCE, DATA],
+            &[],
+            &["Map.py defines map(name, data), which takes a whole file", "set input_format = \"files\""],
+        ),
+        (
+            &[FILES_MAP, REDUCE, DATA, ("ipdc.toml", "input_format = \"files\"\n")],
+            &["--native", "wordcount"],
+            &["drop --native"],
         ),
     ];
     for (files, args, needles) in cases {
@@ -362,4 +393,159 @@ fn gzip_inputs_are_read_decompressed_and_a_corrupt_one_is_named() {
     assert!(!o.status.success(), "{t}");
     assert!(t.contains("in/big.txt.gz is not a valid gzip file"), "{t}");
     assert!(!job.join("out2").exists());
+}
+
+/// The order Python users expect, as a plain-Python sort key: by type
+/// (None < bool < numbers < str < list < dict), then by value.
+const PY_KEY_ORDER: &str = "def rank(v):\n\
+    \x20   if v is None: return (0,)\n\
+    \x20   if isinstance(v, bool): return (1, v)\n\
+    \x20   if isinstance(v, (int, float)): return (2, v, isinstance(v, int))\n\
+    \x20   if isinstance(v, str): return (3, v)\n\
+    \x20   if isinstance(v, list): return (4, [rank(x) for x in v])\n\
+    \x20   return (5, sorted((k, rank(x)) for k, x in v.items()))\n";
+
+#[test]
+fn keys_sort_as_python_sorts_them_and_equal_keys_meet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = tmp.path();
+    // One JSON value per line; a two-item list is mapped as a tuple, a
+    // dict's items are shuffled: both must still meet their equals.
+    let generator = "import json, random, sys\n\
+               r = random.Random(7)\n\
+               pool = [None, True, False, 0, 1, -1, 2, 10, 100, -10, -20, -30, 0.25, 1.0, 2.0, -0.5, 1e300,\n\
+               \x20       2**53 + 1, 2**64, -2**64, 10**30, -10**30, 10**400, 'a', 'b', '', '10', '9', 'é', 'a\\u0000',\n\
+               \x20       [], [1], [1, 2], [1, 'a'], [2], ['a', [None]], [[1], 2], {'a': 1, 'b': [2]}, {'a': 0}, {}]\n\
+               with open(sys.argv[1] + '/data.jsonl', 'w') as f:\n\
+               \x20   for _ in range(20000):\n\
+               \x20       v = r.choice(pool)\n\
+               \x20       if isinstance(v, dict):\n\
+               \x20           items = list(v.items()); r.shuffle(items); v = dict(items)\n\
+               \x20       f.write(json.dumps(v) + '\\n')\n";
+    let o = std::process::Command::new("python3").args(["-c", generator]).arg(job).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::write(
+        job.join("Map.py"),
+        "import json\n\ndef map(line):\n    v = json.loads(line)\n    \
+         yield (tuple(v) if isinstance(v, list) and len(v) == 2 else v), 1\n",
+    )
+    .unwrap();
+    std::fs::write(job.join("Reduce.py"), "def reduce(k, vs):\n    yield k, sum(vs)\n").unwrap();
+    // The reference: Python's own grouping and this order, each part's
+    // lines as the job writes them (a str as its text, else compact JSON).
+    let reference = format!(
+        "import collections, json, sys\n{PY_KEY_ORDER}\
+         c = collections.Counter()\n\
+         for line in open(sys.argv[1] + '/data.jsonl'):\n    c[json.dumps(json.loads(line), sort_keys=True)] += 1\n\
+         keys = sorted((json.loads(k) for k in c), key=rank)\n\
+         for k in keys:\n    n = c[json.dumps(k, sort_keys=True)]\n    \
+         t = k if isinstance(k, str) else json.dumps(k, separators=(',', ':'), ensure_ascii=False)\n    \
+         print('%s\\t%d' % (t, n))\n"
+    );
+    let o = std::process::Command::new("python3").args(["-c", &reference]).arg(job).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let want: Vec<String> = String::from_utf8(o.stdout).unwrap().lines().map(String::from).collect();
+    assert!(want.len() > 35, "{want:?}");
+    let in_order = |got: &[String]| {
+        // Each part's lines are a subsequence of the reference, in its order.
+        let mut at = want.iter();
+        got.iter().all(|line| at.any(|w| w == line))
+    };
+    let hub = Hub::start();
+    let _a = hub.agent("pi-1", &[]);
+    let _b = hub.agent("pi-2", &[]);
+    for (reducers, combiner) in [("1", "false"), ("3", "true")] {
+        std::fs::write(
+            job.join("ipdc.toml"),
+            format!("input = \"data.jsonl\"\nreducers = {reducers}\ncombiner = {combiner}\n"),
+        )
+        .unwrap();
+        for how in ["--local 2", "a hub"] {
+            let o = match how {
+                "a hub" => hub.submit(&[job.to_str().unwrap(), "--workers", "2"]),
+                _ => submit(&["run", "--local", "2", job.to_str().unwrap()]),
+            };
+            let what = format!("reducers {reducers}, combiner {combiner}, {how}");
+            assert!(o.status.success(), "{what}: {}", text(&o));
+            let out = job.join("output");
+            let mut all = Vec::new();
+            for p in 0..reducers.parse::<u32>().unwrap() {
+                let part = std::fs::read_to_string(out.join(format!("part-{p:05}"))).unwrap();
+                let lines: Vec<String> = part.lines().map(String::from).collect();
+                assert!(in_order(&lines), "{what}: part {p} is not in key order:\n{part}");
+                all.extend(lines);
+            }
+            all.sort();
+            let mut sorted_want = want.clone();
+            sorted_want.sort();
+            assert_eq!(all, sorted_want, "{what}");
+            std::fs::remove_dir_all(&out).unwrap();
+        }
+    }
+}
+
+#[test]
+fn per_file_jobs_hand_map_each_whole_file_spread_over_the_slots() {
+    // Map-only: one line per file, in name order, from several tasks.
+    let hub = Hub::start();
+    let _a = hub.agent("pi-1", &[]);
+    let _b = hub.agent("pi-2", &[]);
+    let (_tmp, job) = copy_example("file-stats");
+    for how in ["--local 2", "a hub"] {
+        let o = match how {
+            "a hub" => {
+                hub.submit(&[job.to_str().unwrap(), "--workers", "2", "--reducers", "0", "--overwrite"])
+            }
+            _ => submit(&["run", "--local", "2", job.to_str().unwrap(), "--reducers", "0", "--overwrite"]),
+        };
+        assert!(o.status.success(), "{how}: {}", text(&o));
+        check(&job, &job.join("output"), &["--reducers", "0"], &format!("file-stats map-only, {how}"));
+        let s = summary(&job.join("output"));
+        assert!(s["map_tasks"].as_u64().unwrap() >= 2, "{how}: 20 small files in one task: {s}");
+    }
+
+    // A file larger than half the task memory is named before anything runs.
+    let big = "x".repeat(40 << 20);
+    let t = refused(
+        &[
+            FILES_MAP,
+            REDUCE,
+            ("in/small.bin", "a"),
+            ("in/big.bin", &big),
+            ("ipdc.toml", "input = \"in\"\ninput_format = \"files\"\n"),
+        ],
+        &["--task-memory-mb", "64"],
+    );
+    assert!(t.contains("input file") && t.contains("big.bin") && t.contains("raise task_memory_mb"), "{t}");
+
+    // A file's bytes reach map() unchanged, whatever they hold.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::create_dir_all(d.join("in")).unwrap();
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    std::fs::write(d.join("in/all-bytes.bin"), &bytes).unwrap();
+    std::fs::write(d.join("in/crlf.txt"), b"a\r\nb\r\n\xff").unwrap();
+    std::fs::write(
+        d.join("Map.py"),
+        "import hashlib, ipdc\ndef map(name, data):\n    assert ipdc.input_file() == name\n    \
+         yield name, hashlib.sha256(data).hexdigest()\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("Reduce.py"), "def reduce(k, vs):\n    yield k, list(vs)\n").unwrap();
+    std::fs::write(d.join("ipdc.toml"), "input = \"in\"\ninput_format = \"files\"\n").unwrap();
+    let o = submit(&["run", "--local", "2", d.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let sha = |b: &[u8]| {
+        let o = std::process::Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        o.stdin.as_ref().unwrap().write_all(b).unwrap();
+        String::from_utf8(o.wait_with_output().unwrap().stdout).unwrap()[..64].to_string()
+    };
+    let want =
+        format!("in/all-bytes.bin\t[\"{}\"]\nin/crlf.txt\t[\"{}\"]\n", sha(&bytes), sha(b"a\r\nb\r\n\xff"));
+    assert_eq!(std::fs::read_to_string(d.join("output/part-00000")).unwrap(), want);
 }

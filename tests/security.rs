@@ -83,7 +83,7 @@ fn keys(dir: &Path, agents: &str) {
 /// agent would run if it obeyed whoever can publish, for its run `session`.
 fn forged_assignment(job_id: &str, session: &str) -> String {
     format!(
-        r#"{{"v":2,"to":"{session}","type":"assign","task":{{"job":"{job_id}","task":"m-00000","attempt":1,"reducers":1,"code":{{"map_cid":"","reduce_cid":"","combiner":false,"force_native":"wordcount","native_fallback":null}},"memory_mb":8,"kind":"map","input_cid":"bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku","input_size":1,"split":0,"start":0,"end":1}}}}"#
+        r#"{{"v":3,"to":"{session}","type":"assign","task":{{"job":"{job_id}","task":"m-00000","attempt":1,"reducers":1,"code":{{"map_cid":"","reduce_cid":"","combiner":false,"force_native":"wordcount","native_fallback":null}},"memory_mb":8,"kind":"map","input_cid":"bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku","input_size":1,"split":0,"start":0,"end":1}}}}"#
     )
 }
 

@@ -13,7 +13,7 @@ use ipdc_common::ipfs::{IpfsClient, LocalFiles};
 use ipdc_common::mapreduce::merge::KWayMerge;
 use ipdc_common::mapreduce::sorter::MapOutput;
 use ipdc_common::mapreduce::split::{LineOwner, SplitFileReader};
-use ipdc_common::protocol::{CodeSpec, Task, TaskKind, TaskOutput};
+use ipdc_common::protocol::{CodeSpec, InputFile, MAX_FILES_PER_TASK, Task, TaskKind, TaskOutput};
 use ipdc_common::python::{CancelToken, ExecError, Limits, PythonExecutor, UserJob};
 use ipdc_common::{record, wordcount};
 use tokio::sync::mpsc;
@@ -209,12 +209,25 @@ async fn run_attempt(
     let result = match &task.kind {
         TaskKind::Map { input_cid, input_size, start, end, split, name, gzip } => {
             let py = (limits, cancel.clone());
-            let input =
-                MapInput { cid: input_cid, size: *input_size, start: *start, end: *end, name, gzip: *gzip };
+            let input = MapInput::Range {
+                cid: input_cid,
+                size: *input_size,
+                start: *start,
+                end: *end,
+                name,
+                gzip: *gzip,
+            };
             run_map(&ctx, &task, &dir, input, py).await.map_err(|mut e| {
                 // Name the split, so the user can find the input that broke.
                 let file = if name.is_empty() { String::new() } else { format!("{name}, ") };
                 e.error = format!("{} [split {split} ({file}bytes {start}..{end} of {input_cid})]", e.error);
+                e
+            })
+        }
+        TaskKind::MapFiles { split, files } => {
+            let py = (limits, cancel.clone());
+            run_map(&ctx, &task, &dir, MapInput::Files(files), py).await.map_err(|mut e| {
+                e.error = format!("{} [split {split} ({})]", e.error, files_named(files));
                 e
             })
         }
@@ -282,11 +295,14 @@ async fn fetch_side_files(ctx: &TaskContext, task: &Task, dir: &Path) -> Result<
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
-        let got = ctx.ipfs.cat_to_scratch_file(&f.cid, &path).await?;
+        let got = ctx.ipfs.cat_sized_to_scratch_file(&f.cid, &path, f.size).await?;
         if got != f.size {
             return Err(TaskError::new(format!(
-                "side file {} is {got} bytes in IPFS ({}), the job says {}",
-                f.path, f.cid, f.size
+                "side file {} ({}) is not the {} bytes the job says: {}",
+                f.path,
+                f.cid,
+                f.size,
+                held(got, f.size)
             )));
         }
     }
@@ -311,8 +327,13 @@ pub const MAX_PARAMS_BYTES: usize = 64 << 10;
 /// What a task (a map of `input`, or a reduce) tells its runner, checked:
 /// its parameters' size and its input's name come off the wire.
 fn user_job(task: &Task, input: Option<&MapInput<'_>>) -> Result<UserJob, TaskError> {
-    let name = input.map_or("", |i| i.name);
-    if !ipdc_common::protocol::is_safe_input_name(name) {
+    let (name, gzip, files) = match input {
+        None => ("", false, &[][..]),
+        Some(MapInput::Range { name, gzip, .. }) => (*name, *gzip, &[][..]),
+        Some(MapInput::Files(files)) => ("", false, *files),
+    };
+    let names = std::iter::once(name).chain(files.iter().map(|f| f.name.as_str()));
+    if !names.into_iter().all(ipdc_common::protocol::is_safe_input_name) {
         return Err(TaskError::new(
             "refused the task: its input file name is too long or has control characters",
         ));
@@ -332,20 +353,137 @@ fn user_job(task: &Task, input: Option<&MapInput<'_>>) -> Result<UserJob, TaskEr
         params_json,
         input_name: (!name.is_empty()).then(|| name.to_string()),
         map_only: input.is_some() && task.reducers == 0,
-        gzip: input.is_some_and(|i| i.gzip),
+        gzip,
+        files: matches!(input, Some(MapInput::Files(_))),
     })
 }
 
 /// The part of the input a map task reads.
-struct MapInput<'a> {
-    cid: &'a str,
-    size: u64,
-    start: u64,
-    end: u64,
-    /// The input file's name as the job gives it (empty: unnamed).
-    name: &'a str,
-    /// Gzip-compressed: one split of the whole file, decompressed by the runner.
-    gzip: bool,
+enum MapInput<'a> {
+    /// The lines of a byte range of one file.
+    Range {
+        cid: &'a str,
+        size: u64,
+        start: u64,
+        end: u64,
+        /// The input file's name as the job gives it (empty: unnamed).
+        name: &'a str,
+        /// Gzip-compressed: one split of the whole file, decompressed by the runner.
+        gzip: bool,
+    },
+    /// Whole files, for `map(name, data)`.
+    Files(&'a [InputFile]),
+}
+
+/// What IPFS held of an object said to be `size` bytes, of which at most
+/// `size + 1` were fetched.
+fn held(got: u64, size: u64) -> String {
+    if got > size { "IPFS holds more".to_string() } else { format!("IPFS holds {got}") }
+}
+
+/// A few of `files`' names, for an error message.
+fn files_named(files: &[InputFile]) -> String {
+    let shown: Vec<&str> = files.iter().take(3).map(|f| f.name.as_str()).collect();
+    match files.len() {
+        n if n > 3 => format!("files {} and {} more", shown.join(", "), n - 3),
+        1 => format!("file {}", shown[0]),
+        _ => format!("files {}", shown.join(", ")),
+    }
+}
+
+/// Fetches a per-file task's files into the attempt's `input/` folder
+/// (under their index: the names are the job's, never paths here) and
+/// opens them as the runner's framed input. A file that would not fit in
+/// the user code's memory limit is refused, named.
+async fn open_files(
+    ctx: &TaskContext,
+    dir: &Path,
+    files: &[InputFile],
+    limits: &Limits,
+) -> Result<SplitInput, TaskError> {
+    if files.len() > MAX_FILES_PER_TASK {
+        return Err(TaskError::new(format!(
+            "refused the task: it lists {} files, more than {MAX_FILES_PER_TASK}",
+            files.len()
+        )));
+    }
+    // The runner holds one file's bytes at a time, beside Python and the job's code.
+    let most = limits.memory_bytes.map_or(u64::MAX, |m| m / 2);
+    if let Some(big) = files.iter().find(|f| f.size > most) {
+        return Err(TaskError::new(format!(
+            "input file {} is {} bytes, more than half the memory user code may use here ({} MiB): \
+             raise task_memory_mb or split the file",
+            big.name,
+            big.size,
+            most >> 19
+        )));
+    }
+    let folder = dir.join("input");
+    tokio::fs::create_dir_all(&folder).await?;
+    let mut local = Vec::with_capacity(files.len());
+    for (i, f) in files.iter().enumerate() {
+        let path = folder.join(i.to_string());
+        let got = ctx.ipfs.cat_sized_to_scratch_file(&f.cid, &path, f.size).await.map_err(|e| {
+            let mut e = TaskError::from(e);
+            e.error = format!("input file {}: {}", f.name, e.error);
+            e
+        })?;
+        if got != f.size {
+            return Err(TaskError::new(format!(
+                "input file {} ({}) is not the {} bytes the job says: {}",
+                f.name,
+                f.cid,
+                f.size,
+                held(got, f.size)
+            )));
+        }
+        local.push((f.name.clone(), path));
+    }
+    Ok(SplitInput { reader: SplitReader::Files(FramedFiles::new(local)), fetch: None })
+}
+
+/// Whole local files as the runner reads them: each one as `u32 LE name
+/// length, name, u64 LE data length, data`, one after another.
+struct FramedFiles {
+    files: std::vec::IntoIter<(String, PathBuf)>,
+    /// The current file's header (its unread part) and data.
+    head: io::Cursor<Vec<u8>>,
+    data: Option<std::fs::File>,
+    bytes_read: u64,
+}
+
+impl FramedFiles {
+    fn new(files: Vec<(String, PathBuf)>) -> Self {
+        FramedFiles { files: files.into_iter(), head: io::Cursor::new(Vec::new()), data: None, bytes_read: 0 }
+    }
+}
+
+impl Read for FramedFiles {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let n = self.head.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            if let Some(data) = self.data.as_mut() {
+                let n = data.read(buf)?;
+                if n > 0 {
+                    self.bytes_read += n as u64;
+                    return Ok(n);
+                }
+                self.data = None;
+            }
+            let Some((name, path)) = self.files.next() else { return Ok(0) };
+            let file = std::fs::File::open(&path)?;
+            let len = file.metadata()?.len();
+            let mut head = Vec::with_capacity(12 + name.len());
+            head.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            head.extend_from_slice(name.as_bytes());
+            head.extend_from_slice(&len.to_le_bytes());
+            self.head = io::Cursor::new(head);
+            self.data = Some(file);
+        }
+    }
 }
 
 async fn run_map(
@@ -357,14 +495,22 @@ async fn run_map(
 ) -> Result<TaskOutput, TaskError> {
     let job = user_job(task, Some(&input))?;
     let exec = choose_executor(&task.code, ctx.python.as_deref())?;
-    let gzip = input.gzip;
-    if gzip && (input.start != 0 || input.end != input.size) {
-        return Err(TaskError::new("refused the task: a gzip input is mapped whole, not in byte ranges"));
-    }
-    if gzip && !matches!(exec, Executor::Python(_)) {
-        return Err(TaskError::new(
-            "a gzip-compressed input needs Python on the agent (the native executors read plain text)",
-        ));
+    let python = matches!(exec, Executor::Python(_));
+    match input {
+        MapInput::Range { start, end, size, gzip: true, .. } if start != 0 || end != size => {
+            return Err(TaskError::new("refused the task: a gzip input is mapped whole, not in byte ranges"));
+        }
+        MapInput::Range { gzip: true, .. } if !python => {
+            return Err(TaskError::new(
+                "a gzip-compressed input needs Python on the agent (the native executors read plain text)",
+            ));
+        }
+        MapInput::Files(_) if !python => {
+            return Err(TaskError::new(
+                "a per-file job (input_format = \"files\") needs Python on the agent for map(name, data)",
+            ));
+        }
+        _ => {}
     }
     let mut combine_with = None;
     let mut map_py = PathBuf::new();
@@ -377,8 +523,11 @@ async fn run_map(
         fetch_side_files(ctx, task, dir).await?;
     }
     let budget = budget_bytes(ctx, task);
+    let input = match input {
+        MapInput::Range { cid, size, start, end, .. } => open_split(ctx, cid, size, start, end)?,
+        MapInput::Files(files) => open_files(ctx, dir, files, &limits).await?,
+    };
     let python_job = (limits, cancel);
-    let input = open_split(ctx, input.cid, input.size, input.start, input.end)?;
 
     let reducers = task.reducers;
     let spill_dir = dir.join("spill");
@@ -451,6 +600,8 @@ enum SplitReader {
     File(SplitFileReader),
     /// Streamed with `cat` from the IPFS node's API.
     Fetched(ChannelReader),
+    /// Whole files fetched into the attempt's folder, framed.
+    Files(FramedFiles),
 }
 
 impl SplitReader {
@@ -458,6 +609,7 @@ impl SplitReader {
     fn bytes_read(&self) -> u64 {
         match self {
             SplitReader::File(r) => r.bytes_read(),
+            SplitReader::Files(r) => r.bytes_read,
             SplitReader::Fetched(_) => 0,
         }
     }
@@ -468,6 +620,7 @@ impl Read for SplitReader {
         match self {
             SplitReader::File(r) => r.read(buf),
             SplitReader::Fetched(r) => r.read(buf),
+            SplitReader::Files(r) => r.read(buf),
         }
     }
 }

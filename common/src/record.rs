@@ -5,10 +5,13 @@
 //! - `s` + the bytes of a string. Python strings cross as UTF-8 with
 //!   `surrogateescape`, so bytes that are not valid UTF-8 survive unchanged.
 //! - `j` + the JSON text of any other value (numbers, lists, objects, ...).
+//! - Map and combine output keys that are not strings use the runner's
+//!   order-preserving tags (`a`, `b`, `d`, `u`, `v`; see "sortable keys" in
+//!   `runner.py`), which Rust never parses: it only compares their bytes.
 //!
 //! A *record* is `u32 LE key length, key datum, u32 LE value length, value datum`.
 //! Records are sorted and grouped by the bytes of the key datum, tag included,
-//! so string keys sort by their raw bytes (code point order for UTF-8).
+//! which orders keys as Python would (numbers by value, strings by code point).
 //!
 //! This module is part of the wire contract: the Python runner (`runner.py`)
 //! writes and reads exactly this framing.

@@ -5,9 +5,10 @@ can write) and runs it with the system Python (3.7 or newer) in isolated mode
 (-I: the script's folder is not on sys.path), one process per task, in the
 task's temporary folder:
 
-    python3 runner.py [--params JSON] [--input-name NAME] [--map-only] [--gzip] map MAP_PY [--combine REDUCE_PY]
+    python3 runner.py [--params JSON] [--input-name NAME] [--map-only] [--gzip|--files] map MAP_PY [--combine REDUCE_PY]
         stdin:  the raw bytes of the split's lines (to map(line) once per
-                line, or to map_split(lines) once)
+                line, or to map_split(lines) once); with --files whole
+                files, framed (see read_files), to map(name, data) once each
         stdout: framed records: map() output, or with --combine the output of
                 combine() (or reduce() when Reduce.py has no combine())
     python3 runner.py [--params JSON] reduce REDUCE_PY
@@ -20,7 +21,9 @@ User code may `import ipdc`: `ipdc.params` (the job's parameters, from
 
 A record is `u32 LE len, key datum, u32 LE len, value datum`; a datum is
 `s` + UTF-8 (surrogateescape) bytes of a str, or `j` + JSON text of any other
-value; a map-only job's single value (not a pair) has the key datum `n`.
+value; map and combine output keys that are not str are written sortable
+instead (see "sortable keys"); a map-only job's single value (not a pair)
+has the key datum `n`.
 User print() output goes to stderr, never into the records.
 
 stderr ends with exactly one protocol line:
@@ -257,6 +260,9 @@ def encode(obj, what):
         raise EncodeError("a %s containing text that is not valid Unicode (%s)" % (what, e))
 
 
+_KEY_TAGS = frozenset(b"abduv")
+
+
 def decode(datum):
     tag = datum[0]
     if tag == 115:  # s
@@ -269,7 +275,169 @@ def decode(datum):
             except ValueError:
                 pass
         return _loads(datum[1:].decode("utf-8", "surrogateescape"))
+    if tag in _KEY_TAGS:
+        return _decode_item(datum, 0)[0]
     raise Failure("IPDC-ERROR: the runner received a datum with unknown tag %r" % datum[:1], EXIT_INTERNAL)
+
+
+# ------------------------------------------------------- sortable keys
+#
+# Map and combine output keys are written so that sorting their bytes sorts
+# them the way Python would: by type first (None < bool < numbers < str <
+# list/tuple < dict), then by value (numbers numerically, int and float
+# together; str by code point; lists element by element, a shorter prefix
+# first). A str key is `s` + its bytes, as before; the other tags are:
+#   a                 None
+#   b 00|01           False, True
+#   d F8 kind [rest]  a number: F8 = the nearest float in sortable bits
+#                     (sign bit flipped, negatives inverted), then for a
+#                     float kind 02, for an int equal to F8 kind 03, for an
+#                     int below / above F8 kind 01 / 04 + the difference as
+#                     4 bytes of length and big-endian magnitude (inverted
+#                     when negative): exact for ints of any size
+#   u ITEMS 00        a list or tuple, each item nested
+#   v (K V)* 00       a dict, items in key order, keys as str
+# Nested str: `s` + bytes with 00 written 00 FF, then 00. Reduce output and
+# map-only output keep the plain datums (`j` + JSON), so part files read
+# as before.
+
+_F8 = struct.Struct(">d")
+_U8 = struct.Struct(">Q")
+_SIGN = 1 << 63
+_ALL = (1 << 64) - 1
+_INF = float("inf")
+
+
+def _sortable_float(f):
+    u = _U8.unpack(_F8.pack(f + 0.0))[0]  # + 0.0: -0.0 is 0.0
+    return _U8.pack(u ^ _ALL if u & _SIGN else u | _SIGN)
+
+
+def _float_of(b):
+    u = _U8.unpack(b)[0]
+    return _F8.unpack(_U8.pack(u ^ _SIGN if u & _SIGN else u ^ _ALL))[0]
+
+
+def _key_number(out, n, what):
+    if type(n) is float or isinstance(n, float):
+        if n - n != 0:
+            raise EncodeError("a %s float that is not finite (%r)" % (what, n))
+        out += b"d"
+        out += _sortable_float(n)
+        out += b"\x02"
+        return
+    n = int(n)
+    try:
+        f = float(n)
+        base = int(f)
+    except OverflowError:  # beyond the floats: ordered by the difference alone
+        f = _INF if n > 0 else -_INF
+        base = 0
+    out += b"d"
+    out += _sortable_float(f)
+    r = n - base
+    if r == 0:
+        out += b"\x03"
+        return
+    mag = abs(r).to_bytes((abs(r).bit_length() + 7) // 8, "big")
+    head = len(mag).to_bytes(4, "big")
+    if r < 0:
+        out += b"\x01"
+        out += bytes(255 - c for c in head + mag)
+    else:
+        out += b"\x04"
+        out += head + mag
+
+
+def _key_str(out, s, what):
+    try:
+        b = str.encode(s, "utf-8", "surrogateescape")
+    except UnicodeEncodeError as e:
+        raise EncodeError("a %s str that is not valid Unicode text (%s)" % (what, e))
+    out += b"s"
+    out += b.replace(b"\x00", b"\x00\xff")
+    out += b"\x00"
+
+
+def _key_item(out, obj, what, depth):
+    if depth > 100:
+        raise EncodeError("a %s nested more than 100 levels deep" % what)
+    if obj is None:
+        out += b"a"
+    elif obj is True or obj is False:
+        out += b"b\x01" if obj else b"b\x00"
+    elif isinstance(obj, str):
+        _key_str(out, obj, what)
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        _key_number(out, obj, what)
+    elif isinstance(obj, (list, tuple)):
+        out += b"u"
+        for item in obj:
+            _key_item(out, item, what, depth + 1)
+        out += b"\x00"
+    elif isinstance(obj, dict):
+        if not all(type(k) is str for k in obj):
+            obj = _loads(_dumps(obj))  # JSON's own names for other keys ("1", "true")
+        out += b"v"
+        for k in sorted(obj):
+            _key_str(out, k, what)
+            _key_item(out, obj[k], what, depth + 1)
+        out += b"\x00"
+    else:
+        encode(obj, what)  # raises the error naming the type
+        raise EncodeError("a %s of type %s, which cannot be stored as a key" % (what, type(obj).__name__))
+
+
+def encode_key(obj):
+    """The sortable datum of a map or combine output key (see above)."""
+    if isinstance(obj, str):
+        return encode(obj, "key")
+    out = bytearray()
+    _key_item(out, obj, "key", 0)
+    return bytes(out)
+
+
+def _nested_str(d, i):
+    end = d.index(b"\x00", i)
+    while end + 1 < len(d) and d[end + 1] == 0xFF:
+        end = d.index(b"\x00", end + 2)
+    return d[i:end].replace(b"\x00\xff", b"\x00").decode("utf-8", "surrogateescape"), end + 1
+
+
+def _decode_item(d, i):
+    """The key item at `d[i]` and where the next one starts."""
+    t = d[i]
+    i += 1
+    if t == 97:  # a
+        return None, i
+    if t == 98:  # b
+        return d[i] == 1, i + 1
+    if t == 115:  # s
+        return _nested_str(d, i)
+    if t == 100:  # d
+        raw, kind = d[i : i + 8], d[i + 8]
+        i += 9
+        if kind == 2:
+            return _float_of(raw), i
+        f = _float_of(raw)
+        base = 0 if f in (_INF, -_INF) else int(f)
+        if kind == 3:
+            return base, i
+        neg = kind == 1
+        head = bytes(255 - c for c in d[i : i + 4]) if neg else d[i : i + 4]
+        n = int.from_bytes(head, "big")
+        mag = d[i + 4 : i + 4 + n]
+        r = int.from_bytes(bytes(255 - c for c in mag) if neg else mag, "big")
+        return base + (-r if neg else r), i + 4 + n
+    if t == 117 or t == 118:  # u, v
+        items = []
+        while d[i] != 0:
+            item, i = _decode_item(d, i)
+            items.append(item)
+        if t == 117:
+            return items, i + 1
+        return dict(zip(items[0::2], items[1::2])), i + 1
+    raise Failure("IPDC-ERROR: the runner received a key with unknown tag %r" % bytes([t]), EXIT_INTERNAL)
 
 
 def _normalise(v):
@@ -350,11 +518,46 @@ def _import(path):
     return module
 
 
-def load_mapper(path):
-    """(function, whether it is map_split) of the user's mapper file."""
+def _takes(fn, n):
+    """Whether fn can be called with n positional arguments (True when its
+    signature cannot be read)."""
+    import inspect
+
+    try:
+        inspect.signature(fn).bind(*range(n))
+    except TypeError:
+        return False
+    except ValueError:
+        return True
+    return True
+
+
+def load_mapper(path, files=False):
+    """(function, whether it is map_split) of the user's mapper file;
+    `files`: the job's input_format is "files" (map(name, data))."""
     split_fn = load(path, "map_split", "map_split(lines)")
     map_fn = getattr(_MODULES[path], "map", None)
     shown = os.path.basename(path)
+    if files:
+        if split_fn is not None:
+            raise Failure(
+                "IPDC-ERROR: %s defines map_split(), but the job's input_format is \"files\": "
+                "define map(name, data), called once per file, instead" % shown,
+                EXIT_LOAD,
+            )
+        if not callable(map_fn):
+            raise Failure(
+                "IPDC-ERROR: %s defines no function map(): add `def map(name, data):` (input_format = \"files\": "
+                "called once per input file with its bytes) that yields (key, value) pairs" % shown,
+                EXIT_LOAD,
+            )
+        if not _takes(map_fn, 2) and _takes(map_fn, 1):
+            raise Failure(
+                "IPDC-ERROR: %s defines map(line), but the job's input_format is \"files\", which calls "
+                "map(name, data) once per file: change map() or drop input_format from ipdc.toml" % shown,
+                EXIT_LOAD,
+            )
+        return map_fn, False
     if split_fn is not None and callable(map_fn):
         raise Failure(
             "IPDC-ERROR: %s defines both map() and map_split(): keep one (map(line) is called per line, "
@@ -367,6 +570,12 @@ def load_mapper(path):
         raise Failure(
             "IPDC-ERROR: %s defines no function map(): add `def map(line):` that yields (key, value) pairs "
             "(or `def map_split(lines):`) and submit the job again." % shown,
+            EXIT_LOAD,
+        )
+    if not _takes(map_fn, 1) and _takes(map_fn, 2):
+        raise Failure(
+            "IPDC-ERROR: %s defines map(name, data), which is called once per file with input_format = \"files\": "
+            "set that in ipdc.toml, or define map(line) to be called once per line" % shown,
             EXIT_LOAD,
         )
     return map_fn, False
@@ -715,10 +924,11 @@ class Output:
             self.out.write(buf)
             del buf[:]
 
-    def group(self, fn, name, kb, key, values):
+    def group(self, fn, name, kb, key, values, encode_key_of):
         """Runs fn(key, values) the careful way, framing each pair as it is
-        yielded (`kb`: the datum of `key`, reused when fn yields `key`
-        itself). Returns how many records it wrote."""
+        yielded, its key by `encode_key_of` (`kb`: the datum of `key` in that
+        encoding, reused when fn yields `key` itself; None to always encode).
+        Returns how many records it wrote."""
         buf = self.buf
         n = 0
         try:
@@ -728,7 +938,7 @@ class Output:
                     if type(pair) is not tuple and not isinstance(pair, _PAIR):
                         raise ValueError(_NOT_A_PAIR % type(pair).__name__)
                     k, v = pair
-                    _frame_one(buf, kb if k is key else encode(k, "key"), encode(v, "value"))
+                    _frame_one(buf, kb if k is key and kb is not None else encode_key_of(k), encode(v, "value"))
                     n += 1
         except _USER_ERRORS as e:
             raise _group_failure(e, name, key)
@@ -770,6 +980,8 @@ class Mapper:
         self.groups_ones = True  # every value of `groups` the int 1
         # With map_split(): [lines read so far], for errors.
         self.split_lines = None
+        # Set by run_map_files: each "line" is a (name, data) file.
+        self.whole_files = False
         # A map-only job (no reducers): map() may yield single values too.
         self.map_only = False
 
@@ -869,7 +1081,10 @@ class Mapper:
                     if plain is not False:
                         plain = type(pair) is tuple and type(k) is str and (type(v) is int or type(v) is str)
                     if not combine:
-                        kb = b"s" + k.encode("utf-8", "surrogateescape") if type(k) is str else encode(k, "key")
+                        if type(k) is str:
+                            kb = b"s" + k.encode("utf-8", "surrogateescape")
+                        else:
+                            kb = encode(k, "key") if self.map_only else encode_key(k)
                         vb = encode(v, "value")
                         buf += pack(len(kb))
                         buf += kb
@@ -881,7 +1096,7 @@ class Mapper:
                     elif isinstance(k, str):
                         k = str.__str__(k)  # the plain str it equals (StrEnum, numpy.str_)
                     else:
-                        k = encode(k, "key")
+                        k = encode_key(k)
                         self.groups_plain = False
                     t = type(v)
                     if t is not int and t is not str:
@@ -907,6 +1122,8 @@ class Mapper:
         return plain
 
     def failure(self, e, lineno, line):
+        if self.whole_files:
+            return _file_failure(e, line[0])
         if self.split_lines is None:
             return _map_failure(e, lineno, line)
         return _split_failure(e, self.split_lines[0])
@@ -998,7 +1215,7 @@ class Mapper:
                 )
         else:
             kb = gk
-        self.ncomb += self.out.group(self.combine_fn, self.combine_name, kb, key, values)
+        self.ncomb += self.out.group(self.combine_fn, self.combine_name, kb, key, values, encode_key)
 
     def finish(self):
         self.flush_counts()
@@ -1066,6 +1283,66 @@ def run_map_split(split_fn, combine_fn, combine_name, inp, out, map_only=False):
     combined = combine_fn is not None
     return {
         "input_records": read[0],
+        "map_output_records": m.nout,
+        "combine_output_records": m.ncomb,
+        "reduce_input_groups": 0,
+        "output_records": m.ncomb if combined else m.nout,
+    }
+
+
+def read_files(inp):
+    """Yields (name, data) of each whole file on `inp`, framed by the agent
+    as `u32 LE name length, name (UTF-8), u64 LE data length, data`."""
+    while True:
+        head = inp.read(4)
+        if not head:
+            return
+        name = inp.read(_unpack_from(head)[0]) if len(head) == 4 else b""
+        size = inp.read(8)
+        if len(head) < 4 or len(size) < 8:
+            raise Failure("IPDC-ERROR: the runner's input ends in the middle of a file's header", EXIT_INTERNAL)
+        n = struct.unpack("<Q", size)[0]
+        data = inp.read(n)
+        if len(data) < n:
+            raise Failure("IPDC-ERROR: the runner's input ends in the middle of a file", EXIT_INTERNAL)
+        yield name.decode("utf-8", "surrogateescape"), data
+
+
+def _file_failure(e, name):
+    """The Failure for exception `e` raised while mapping file `name`."""
+    if isinstance(e, Failure):
+        return e
+    where = "for file %s" % name
+    if isinstance(e, EncodeError):
+        return Failure("IPDC-ERROR: map() yielded %s %s" % (e, where), EXIT_USER)
+    if isinstance(e, MemoryError):
+        return _out_of_memory(e, "map()", where)
+    sys.stderr.write(_user_traceback(e))
+    if _raised_in_runner(e):
+        return Failure(
+            "IPDC-ERROR: map(name, data) must yield (key, value) pairs or return an iterable of them (or None); "
+            "%s it gave something else (%s)" % (where, _describe(e)),
+            EXIT_USER,
+        )
+    return Failure("IPDC-ERROR: map() raised %s %s" % (_describe(e), where), EXIT_USER)
+
+
+def run_map_files(map_fn, combine_fn, combine_name, inp, out, map_only=False):
+    """Calls map_fn(name, data) once per whole file on `inp`, `ipdc.input_file()`
+    naming it, and stores what it yields the careful way."""
+    ipdc = sys.modules["ipdc"].__dict__
+    m = Mapper(lambda item: map_fn(*item), combine_fn, combine_name, out)
+    m.map_only = map_only
+    m.whole_files = True
+    files = 0
+    for name, data in read_files(inp):
+        files += 1
+        ipdc["_INPUT_NAME"] = name
+        m.careful([(name, data)])
+    m.finish()
+    combined = combine_fn is not None
+    return {
+        "input_records": files,
         "map_output_records": m.nout,
         "combine_output_records": m.ncomb,
         "reduce_input_groups": 0,
@@ -1230,7 +1507,9 @@ class Reducer:
                 return
             tried.undo()
         for kb, a, b in zip(gkeys, starts, ends):
-            self.nout += self.out.group(self.reduce_fn, "reduce", kb, decode(kb), map(decode, vals[a:b]))
+            self.nout += self.out.group(
+                self.reduce_fn, "reduce", _plain(kb), decode(kb), map(decode, vals[a:b]), _encode_plain_key
+            )
 
     def streamed_group(self, kb, first_vals, after, blocks):
         """Reduces the group of key datum `kb` that starts with `first_vals`
@@ -1256,10 +1535,22 @@ class Reducer:
 
         values = more()
         self.groups += 1
-        self.nout += self.out.group(self.reduce_fn, "reduce", kb, decode(kb), chain(map(decode, first_vals), values))
+        self.nout += self.out.group(
+            self.reduce_fn, "reduce", _plain(kb), decode(kb), chain(map(decode, first_vals), values), _encode_plain_key
+        )
         for _ in values:  # the values reduce() did not read
             pass
         return rest[0]
+
+
+def _plain(kb):
+    """A sorted key datum as reduce output may reuse it: a str's (the same
+    in both encodings), else None."""
+    return kb if kb[0] == _S_TAG else None
+
+
+def _encode_plain_key(k):
+    return encode(k, "key")
 
 
 def run_reduce(reduce_fn, inp, out):
@@ -1269,7 +1560,7 @@ def run_reduce(reduce_fn, inp, out):
 # ---------------------------------------------------------------- main
 
 USAGE = (
-    "usage: runner.py [--params JSON] [--input-name NAME] [--map-only] [--gzip] map MAP_PY [--combine REDUCE_PY] | "
+    "usage: runner.py [--params JSON] [--input-name NAME] [--map-only] [--gzip|--files] map MAP_PY [--combine REDUCE_PY] | "
     "runner.py [--params JSON] reduce REDUCE_PY"
 )
 
@@ -1287,11 +1578,12 @@ def main(argv):
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    params, input_name, map_only, gzipped = {}, None, False, False
-    while argv[:1] in (["--map-only"], ["--gzip"]) or (len(argv) >= 2 and argv[0] in ("--params", "--input-name")):
-        if argv[0] in ("--map-only", "--gzip"):
-            map_only = map_only or argv[0] == "--map-only"
-            gzipped = gzipped or argv[0] == "--gzip"
+    params, input_name, flags = {}, None, set()
+    while argv[:1] in (["--map-only"], ["--gzip"], ["--files"]) or (
+        len(argv) >= 2 and argv[0] in ("--params", "--input-name")
+    ):
+        if argv[0] in ("--map-only", "--gzip", "--files"):
+            flags.add(argv[0])
             argv = argv[1:]
             continue
         if argv[0] == "--params":
@@ -1311,7 +1603,8 @@ def main(argv):
             except OSError:
                 pass
     if argv[:1] == ["map"] and (len(argv) == 2 or (len(argv) == 4 and argv[2] == "--combine")):
-        map_fn, whole_split = load_mapper(argv[1])
+        whole_files = "--files" in flags
+        map_fn, whole_split = load_mapper(argv[1], whole_files)
         combine_fn, name = None, None
         if len(argv) == 4:
             combine_fn = load(argv[3], "combine", "combine(key, values)")
@@ -1319,10 +1612,10 @@ def main(argv):
             if combine_fn is None:
                 combine_fn = load(argv[3], "reduce", "reduce(key, values)")
                 name = "reduce"
-        run = run_map_split if whole_split else run_map
-        if gzipped:
+        run = run_map_files if whole_files else run_map_split if whole_split else run_map
+        if "--gzip" in flags:
             inp = Gunzip(inp, input_name)
-        stats = run(map_fn, combine_fn, name, inp, out, map_only)
+        stats = run(map_fn, combine_fn, name, inp, out, "--map-only" in flags)
     elif len(argv) == 2 and argv[0] == "reduce":
         stats = run_reduce(load(argv[1], "reduce", "reduce(key, values)"), inp, out)
     else:

@@ -90,11 +90,14 @@ def reduce(key, values):
     let j = job(&[("Map.py", map), ("Reduce.py", reduce)]);
     let mut mapped = Vec::new();
     j.exec.run_map(&j.path("Map.py"), None, &b"1 a\n2 caf\xc3\xa9\n1 \xff\n"[..], &mut mapped).unwrap();
-    assert_eq!(mapped[0], (b"j1".to_vec(), br#"j["a",{"w":"a","f":1.5,"b":true,"z":null}]"#.to_vec()));
-    assert_eq!(mapped[1], (br#"j[1,"a"]"#.to_vec(), b"j[1,2]".to_vec()));
-    assert_eq!(mapped[2], (b"jnull".to_vec(), b"j1".to_vec()));
+    // A map's keys are in their sortable form (a number as 8 ordered bytes
+    // and its kind, a list's items nested), its values JSON text.
+    let one = b"d\xbf\xf0\0\0\0\0\0\0\x03";
+    assert_eq!(mapped[0], (one.to_vec(), br#"j["a",{"w":"a","f":1.5,"b":true,"z":null}]"#.to_vec()));
+    assert_eq!(mapped[1], ([&b"u"[..], one, b"sa\0\0"].concat(), b"j[1,2]".to_vec()));
+    assert_eq!(mapped[2], (b"a".to_vec(), b"j1".to_vec()));
     assert_eq!(mapped[3], (b"sa".to_vec(), b"j2.5".to_vec()));
-    assert_eq!(mapped[4].0, b"j2".to_vec());
+    assert_eq!(mapped[4].0, b"d\xc0\0\0\0\0\0\0\0\x03".to_vec());
     assert_eq!(mapped[4].1, "j[\"café\",{\"w\":\"café\",\"f\":1.5,\"b\":true,\"z\":null}]".as_bytes());
     // Undecodable bytes inside JSON text stay raw bytes.
     assert_eq!(mapped[8].1, b"j[\"\xff\",{\"w\":\"\xff\",\"f\":1.5,\"b\":true,\"z\":null}]".to_vec());
@@ -117,7 +120,9 @@ fn combine_sees_values_as_the_reducer_would() {
     let j = job(&[("Map.py", map), ("Reduce.py", reduce)]);
     let mut out = Vec::new();
     j.exec.run_map(&j.path("Map.py"), Some(&j.path("Reduce.py")), &b"a\nb\n"[..], &mut out).unwrap();
-    assert_eq!(out, vec![(br#"j[1,"x"]"#.to_vec(), br#"j[["list","list","list"]]"#.to_vec())]);
+    // The combiner's output key keeps the map's sortable form.
+    let key = b"ud\xbf\xf0\0\0\0\0\0\0\x03sx\0\0";
+    assert_eq!(out, vec![(key.to_vec(), br#"j[["list","list","list"]]"#.to_vec())]);
 }
 
 #[test]

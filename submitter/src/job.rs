@@ -16,6 +16,9 @@ pub struct JobFile {
     pub name: Option<String>,
     /// The input: a file, a folder, a glob, or a list of these (default: data.dat).
     pub input: Option<OneOrMany>,
+    /// How map reads the input: "lines" (`map(line)`, the default) or
+    /// "files" (`map(name, data)` once per whole file).
+    pub input_format: Option<String>,
     /// Side files and folders placed beside the code on every agent.
     pub files: Option<Vec<PathBuf>>,
     /// The job's parameters, user code's `ipdc.params`.
@@ -52,6 +55,28 @@ pub struct JobFile {
     /// no check), or spot-check this share of the tasks on two (a fraction
     /// in (0, 1)). See [`Verify`].
     pub verify: Option<toml::Value>,
+}
+
+/// How a job's map reads its input (`input_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InputFormat {
+    /// `map(line)` once per line; files are cut into splits.
+    #[default]
+    Lines,
+    /// `map(name, data)` once per whole file; files are grouped into tasks.
+    Files,
+}
+
+impl InputFormat {
+    fn parse(s: &str) -> Result<InputFormat, String> {
+        match s {
+            "lines" => Ok(InputFormat::Lines),
+            "files" => Ok(InputFormat::Files),
+            _ => Err(format!(
+                "input_format = {s:?}: use \"lines\" (the default: map(line) once per line) or \"files\" (map(name, data) once per whole file)"
+            )),
+        }
+    }
 }
 
 /// A path or a list of paths, as `input` takes them.
@@ -225,6 +250,7 @@ pub struct JobSpec {
     pub input_files: Vec<NamedFile>,
     /// Inputs already in IPFS (`--input-cid`): nothing is uploaded.
     pub input_cids: Vec<String>,
+    pub input_format: InputFormat,
     /// Side files, placed under their names beside the code.
     pub side_files: Vec<NamedFile>,
     /// The job's parameters.
@@ -329,6 +355,10 @@ impl JobSpec {
             input,
             input_files: Vec::new(),
             input_cids: o.input_cid,
+            input_format: match &file.input_format {
+                Some(f) => InputFormat::parse(f).map_err(|e| format!("{}: {e}", file_path.display()))?,
+                None => InputFormat::Lines,
+            },
             side_files: Vec::new(),
             params,
             map_py,
@@ -360,12 +390,31 @@ impl JobSpec {
         Ok(spec)
     }
 
+    /// Whether an empty input file is a map input (a per-file job maps every
+    /// file) rather than nothing to read.
+    pub fn maps_empty_files(&self) -> bool {
+        self.input_format == InputFormat::Files
+    }
+
     /// Inputs of the job's files: some bytes, and not more files than map tasks may be.
     fn check_input_files(&self) -> Result<(), String> {
         let total: u64 = self.input_files.iter().map(|f| f.size).sum();
         if total == 0 {
             let given: Vec<String> = self.input.iter().map(|p| p.display().to_string()).collect();
             return Err(format!("input {} is empty: there is nothing to map", given.join(", ")));
+        }
+        if self.input_format == InputFormat::Files {
+            let most = (self.task_memory_mb << 20) / 2;
+            if let Some(big) = self.input_files.iter().find(|f| f.size > most) {
+                return Err(format!(
+                    "input file {} is {}, more than half the memory a task's code may use (task_memory_mb = {}), \
+                     and input_format = \"files\" hands map() a whole file: raise task_memory_mb or split the file",
+                    big.path.display(),
+                    crate::run::human_bytes(big.size),
+                    self.task_memory_mb
+                ));
+            }
+            return Ok(());
         }
         if self.force_native.is_some()
             && let Some(gz) = self.input_files.iter().find(|f| crate::run::upload::is_gzip(&f.path))
@@ -378,7 +427,7 @@ impl JobSpec {
         let files = self.input_files.iter().filter(|f| f.size > 0).count();
         if files > crate::run::MAX_MAP_TASKS {
             return Err(format!(
-                "the input has {files} files, more than the {} map tasks a job may have (one per file at least):                  join small files first, or run several jobs",
+                "the input has {files} files, more than the {} map tasks a job may have (one per file at least): join small files first, or run several jobs",
                 crate::run::MAX_MAP_TASKS
             ));
         }
@@ -441,6 +490,9 @@ impl JobSpec {
         }
         if self.reducers == 0 && self.force_native.is_some() {
             return Err("reducers = 0 (a map-only job) runs Python's map(); the native executors count words for a reduce: drop --native or set reducers".into());
+        }
+        if self.input_format == InputFormat::Files && self.force_native.is_some() {
+            return Err("input_format = \"files\" runs Python's map(name, data) on each file; the native executors read lines: drop --native".into());
         }
         if self.workers == Some(0) {
             return Err("workers = 0: a job needs at least one agent".into());
@@ -506,6 +558,7 @@ impl JobSpec {
         const CHECK: &str = r#"import sys
 sent = set(sys.argv[sys.argv.index("--sent") + 1:])
 sys.argv = sys.argv[:sys.argv.index("--sent")]
+files_format = sys.argv.pop() == "files"
 for path in sys.argv[1:]:
     try:
         src = open(path, "rb").read()
@@ -527,8 +580,31 @@ for path in sys.argv[1:]:
         print("syntax error in %s" % path)
         print("%s: %s" % (path, e))
         sys.exit(1)
-# A module beside the code that it imports but the job does not send.
+# map() that does not take what input_format hands it (the mapper is first).
 import ast, os
+mapper = sys.argv[1]
+for node in ast.parse(open(mapper, "rb").read(), mapper).body:
+    if not isinstance(node, ast.FunctionDef) or node.name not in ("map", "map_split"):
+        continue
+    a = node.args
+    shown = os.path.basename(mapper)
+    if node.name == "map_split" and files_format:
+        print('%s defines map_split(), but input_format = "files" calls map(name, data) once per file' % shown)
+        print("define map(name, data) instead, or drop input_format from ipdc.toml")
+        sys.exit(1)
+    if node.name != "map" or a.vararg:
+        continue
+    positional = len(getattr(a, "posonlyargs", [])) + len(a.args)
+    required = positional - len(a.defaults)
+    if files_format and positional < 2:
+        print('%s defines map(%s), but input_format = "files" calls map(name, data) once per file' % (shown, ", ".join(x.arg for x in a.args)))
+        print("define map(name, data), or drop input_format from ipdc.toml to map lines")
+        sys.exit(1)
+    if not files_format and required >= 2:
+        print("%s defines map(%s), which takes a whole file: map(name, data) is called with input_format = \"files\"" % (shown, ", ".join(x.arg for x in a.args)))
+        print('set input_format = "files" in ipdc.toml, or define map(line) to be called once per line')
+        sys.exit(1)
+# A module beside the code that it imports but the job does not send.
 for path in sys.argv[1:]:
     folder = os.path.dirname(os.path.abspath(path))
     for node in ast.walk(ast.parse(open(path, "rb").read(), path)):
@@ -553,6 +629,7 @@ for path in sys.argv[1:]:
             .arg(CHECK)
             .arg(&self.map_py)
             .args(self.needs_reducer_file().then_some(&self.reduce_py))
+            .arg(if self.input_format == InputFormat::Files { "files" } else { "lines" })
             .arg("--sent")
             .args(self.side_files.iter().map(|f| {
                 // The importable name: `util` of util.py, `model` of model/x.
@@ -568,7 +645,7 @@ for path in sys.argv[1:]:
         if out.status.success() || text.trim().is_empty() {
             return Ok(()); // nothing found, or the check itself broke: the agents will say
         }
-        if text.contains("is not sent to the agents") {
+        if text.contains("is not sent to the agents") || text.contains("input_format") {
             return Err(text.trim_end().to_string());
         }
         Err(format!("{}\nfix the file and run again", text.trim_end()))

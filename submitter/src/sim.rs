@@ -71,6 +71,7 @@ pub async fn run(agents: usize, tasks: usize, broker: Option<String>) -> Result<
                 gzip: false,
                 start: i,
                 end: i + 1,
+                files: Vec::new(),
             })
             .collect(),
         speculative: false,

@@ -64,22 +64,41 @@ impl IpfsClient {
     /// the same directory, synced to disk and renamed when complete); returns
     /// the bytes written.
     pub async fn cat_to_file(&self, cid: &str, path: &Path) -> Result<u64, IpfsError> {
-        self.cat_to_path(cid, path, true).await
+        self.cat_to_path(cid, path, true, None).await
     }
 
     /// [`cat_to_file`](Self::cat_to_file) for a scratch file (a task's input,
     /// removed with its work folder): not synced to disk, which costs
     /// milliseconds per file and protects nothing here.
     pub async fn cat_to_scratch_file(&self, cid: &str, path: &Path) -> Result<u64, IpfsError> {
-        self.cat_to_path(cid, path, false).await
+        self.cat_to_path(cid, path, false, None).await
+    }
+
+    /// [`cat_to_scratch_file`](Self::cat_to_scratch_file) of an object a
+    /// message says is `size` bytes: at most `size + 1` bytes are written,
+    /// so an object larger than it said (compare the count returned) never
+    /// fills the disk.
+    pub async fn cat_sized_to_scratch_file(
+        &self,
+        cid: &str,
+        path: &Path,
+        size: u64,
+    ) -> Result<u64, IpfsError> {
+        self.cat_to_path(cid, path, false, Some(size.saturating_add(1))).await
     }
 
     /// Writes `cid` to `path` through a temporary name beside it, synced to
     /// disk first when `sync`; the temporary file goes if anything fails.
-    async fn cat_to_path(&self, cid: &str, path: &Path, sync: bool) -> Result<u64, IpfsError> {
+    async fn cat_to_path(
+        &self,
+        cid: &str,
+        path: &Path,
+        sync: bool,
+        most: Option<u64>,
+    ) -> Result<u64, IpfsError> {
         let ctx = self.ctx("cat", Some(cid));
         let local = |e: std::io::Error, p: &Path| ctx.err(ErrorKind::Local(with_path(e, p)));
-        let mut stream = self.cat_range(cid, 0, None).await?;
+        let mut stream = self.cat_range(cid, 0, most).await?;
         let file_name =
             path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "cat".to_string());
         let tmp = path.with_file_name(format!(".{file_name}.part-{}", std::process::id()));

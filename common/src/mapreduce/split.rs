@@ -117,6 +117,46 @@ pub fn plan_file_splits(
     out
 }
 
+/// The map tasks of a per-file job (`input_format = "files"`): runs of
+/// consecutive files, each file read whole by one task. Aims at as many
+/// tasks as [`plan_splits`] would cut the files' total into, but at least
+/// one per slot while there are files enough (a split's 1 MiB floor would
+/// otherwise put a folder of small images in one task), and no task holds
+/// more than `max_files` files. A file weighs its size plus one byte, so
+/// empty files are spread too. Returns the index ranges of the groups.
+pub fn plan_file_groups(
+    file_lens: &[u64],
+    slots: usize,
+    max_tasks: usize,
+    max_files: usize,
+) -> Vec<Range<usize>> {
+    let files = file_lens.len();
+    if files == 0 {
+        return Vec::new();
+    }
+    let weight = |len: u64| len.saturating_add(1);
+    let total: u64 = file_lens.iter().map(|&l| weight(l)).fold(0, u64::saturating_add);
+    let by_size = total.div_ceil(split_size(total, slots, max_tasks)) as usize;
+    let tasks = by_size.max(slots.max(1).min(max_tasks.max(1))).min(files) as u128;
+    // Each file goes to the task its middle byte falls in.
+    let mut groups: Vec<Range<usize>> = Vec::new();
+    let mut before: u128 = 0;
+    let mut current = (0u128, 0usize);
+    for (i, &len) in file_lens.iter().enumerate() {
+        let w = weight(len) as u128;
+        let task = ((before + w / 2) * tasks / total as u128).min(tasks - 1);
+        before += w;
+        if task != current.0 || i - current.1 >= max_files.max(1) {
+            if i > current.1 {
+                groups.push(current.1..i);
+            }
+            current = (task, i);
+        }
+    }
+    groups.push(current.1..files);
+    groups
+}
+
 /// What one [`LineOwner::push`] found in a chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Push {
@@ -315,6 +355,32 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_groups_cover_every_file_once_in_order_and_spread_over_the_slots() {
+        const MIB: u64 = 1 << 20;
+        let check = |lens: &[u64], slots: usize, max_files: usize| {
+            let groups = plan_file_groups(lens, slots, 10_000, max_files);
+            let flat: Vec<usize> = groups.iter().flat_map(|g| g.clone()).collect();
+            assert_eq!(flat, (0..lens.len()).collect::<Vec<_>>(), "{lens:?} on {slots} slots");
+            assert!(groups.iter().all(|g| !g.is_empty() && g.len() <= max_files), "{groups:?}");
+            groups
+        };
+        assert!(plan_file_groups(&[], 4, 100, 10).is_empty());
+        // Small files: one task per slot, not one task for the lot.
+        assert_eq!(check(&[1000; 40], 4, 1000).len(), 4);
+        assert_eq!(check(&[0; 6], 4, 1000).len(), 4);
+        // Fewer files than slots: one task each.
+        assert_eq!(check(&[10, 0, 7], 8, 1000).len(), 3);
+        // Large files are as many tasks as their bytes need, a file never cut.
+        let two_big = check(&[200 * MIB, 1, 1, 200 * MIB], 1, 1000);
+        assert!(two_big.len() >= 3 && two_big[0] == (0..1) && two_big.last() == Some(&(3..4)), "{two_big:?}");
+        let big_and_small = check(&[300 * MIB, 10, 10, 10], 2, 1000);
+        assert_eq!(big_and_small[0], 0..1, "{big_and_small:?}");
+        // The per-task file limit splits a run of many tiny files.
+        let many = check(&vec![1; 2500], 1, 1000);
+        assert_eq!(many.len(), 3, "{many:?}");
+    }
 
     #[test]
     fn file_splits_never_cross_files_and_number_in_order() {

@@ -140,9 +140,9 @@ mod tests {
             assert!(serde_json::from_str::<Executor>(bad).is_err(), "{bad}");
         }
         let s = ControllerStatus::new("j1", ControllerState::Gone, 7);
-        assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"v":2,"job":"j1","state":"gone","epoch":7}"#);
+        assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"v":3,"job":"j1","state":"gone","epoch":7}"#);
         let running: ControllerStatus =
-            serde_json::from_str(r#"{"v":2,"job":"j1","state":"running","epoch":7}"#).unwrap();
+            serde_json::from_str(r#"{"v":3,"job":"j1","state":"running","epoch":7}"#).unwrap();
         assert_eq!(running.state, ControllerState::Running);
     }
 }

@@ -35,12 +35,15 @@ pub use names::{
     validate_name, validate_task_id,
 };
 pub use status::{AgentStatus, IpfsHealth};
-pub use task::{CodeFiles, CodeSpec, SideFile, Task, TaskCommand, TaskKind, TaskLimits, TaskMessage};
+pub use task::{
+    CodeFiles, CodeSpec, InputFile, MAX_FILES_PER_TASK, SideFile, Task, TaskCommand, TaskKind, TaskLimits,
+    TaskMessage,
+};
 pub use topics::{Route, Topics};
 pub use wire::{Incoming, Outgoing, Refused, Wire};
 
 /// Bumped on any incompatible change to a message below.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest payload either side accepts; larger messages are dropped with a log line.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;

@@ -111,8 +111,25 @@ pub enum TaskKind {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         gzip: bool,
     },
+    /// Map whole files (`input_format = "files"`): user code's
+    /// `map(name, data)` runs once per file, with its bytes.
+    MapFiles { split: u32, files: Vec<InputFile> },
     /// Reduce partition `partition`: its piece of every map's output.
     Reduce { partition: u32, inputs: Vec<String> },
+}
+
+/// The most files one per-file map task may list (a thousand names and
+/// CIDs stay well under [`MAX_MESSAGE_BYTES`](super::MAX_MESSAGE_BYTES)).
+pub const MAX_FILES_PER_TASK: usize = 1000;
+
+/// One whole input file of a per-file map task. `name` comes off the wire:
+/// an agent checks it with [`is_safe_input_name`](super::names::is_safe_input_name)
+/// and only ever hands it to user code as data.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InputFile {
+    pub name: String,
+    pub cid: String,
+    pub size: u64,
 }
 
 impl TaskKind {
@@ -120,8 +137,13 @@ impl TaskKind {
     pub fn partition(&self) -> u32 {
         match self {
             TaskKind::Reduce { partition, .. } => *partition,
-            TaskKind::Map { .. } => 0,
+            TaskKind::Map { .. } | TaskKind::MapFiles { .. } => 0,
         }
+    }
+
+    /// Whether this is a map task (of a byte range or of whole files).
+    pub fn is_map(&self) -> bool {
+        !matches!(self, TaskKind::Reduce { .. })
     }
 }
 

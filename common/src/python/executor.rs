@@ -64,6 +64,9 @@ pub struct UserJob {
     pub map_only: bool,
     /// The map's input is gzip-compressed: the runner decompresses it.
     pub gzip: bool,
+    /// The map's input is whole files, framed (see the runner's
+    /// `read_files`): `map(name, data)` runs once per file.
+    pub files: bool,
 }
 
 impl UserJob {
@@ -79,6 +82,7 @@ impl UserJob {
             }
             args.extend(self.map_only.then(|| "--map-only".into()));
             args.extend(self.gzip.then(|| "--gzip".into()));
+            args.extend(self.files.then(|| "--files".into()));
         }
         args
     }

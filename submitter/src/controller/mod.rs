@@ -57,7 +57,7 @@ mod verify;
 use std::collections::BTreeMap;
 
 use ipdc_common::exec::ExecStats;
-use ipdc_common::protocol::{CodeSpec, Task, TaskKind};
+use ipdc_common::protocol::{CodeSpec, InputFile, Task, TaskKind};
 
 use liveness::AgentSlots;
 use task::{TaskEntry, Tasks};
@@ -86,8 +86,9 @@ pub struct JobPlan {
     pub verify: Verification,
 }
 
-/// One map task's input: a byte range of one input file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One map task's input: a byte range of one input file, or (a per-file
+/// job's task) whole files.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MapSplit {
     pub input_cid: String,
     /// The whole file's length.
@@ -98,6 +99,8 @@ pub struct MapSplit {
     pub gzip: bool,
     pub start: u64,
     pub end: u64,
+    /// A per-file job's task: these whole files (the fields above unused).
+    pub files: Vec<InputFile>,
 }
 
 impl JobPlan {
@@ -212,14 +215,18 @@ impl Controller {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let kind = TaskKind::Map {
-                    input_cid: s.input_cid.clone(),
-                    input_size: s.input_size,
-                    split: i as u32,
-                    start: s.start,
-                    end: s.end,
-                    name: s.name.clone(),
-                    gzip: s.gzip,
+                let kind = if s.files.is_empty() {
+                    TaskKind::Map {
+                        input_cid: s.input_cid.clone(),
+                        input_size: s.input_size,
+                        split: i as u32,
+                        start: s.start,
+                        end: s.end,
+                        name: s.name.clone(),
+                        gzip: s.gzip,
+                    }
+                } else {
+                    TaskKind::MapFiles { split: i as u32, files: s.files.clone() }
                 };
                 let id = verify::map_id(i);
                 let need = plan.verify.votes(&id);

@@ -57,7 +57,7 @@ impl Vote {
 pub(super) fn inputs_key(kind: &TaskKind) -> u64 {
     use std::hash::{Hash, Hasher};
     match kind {
-        TaskKind::Map { .. } => 0,
+        TaskKind::Map { .. } | TaskKind::MapFiles { .. } => 0,
         TaskKind::Reduce { inputs, .. } => {
             // SipHash with fixed keys: the same in every run.
             let mut h = std::hash::DefaultHasher::new();

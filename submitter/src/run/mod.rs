@@ -20,17 +20,18 @@ use std::time::{Duration, Instant};
 use ipdc_common::ipfs::IpfsClient;
 #[cfg(test)]
 use ipdc_common::mapreduce::split::Split;
-use ipdc_common::mapreduce::split::plan_file_splits;
-use ipdc_common::protocol::{CodeFiles, CodeSpec, TaskLimits, now_ms};
+use ipdc_common::mapreduce::split::{plan_file_groups, plan_file_splits};
+use ipdc_common::protocol::{CodeFiles, CodeSpec, InputFile, MAX_FILES_PER_TASK, TaskLimits, now_ms};
 use log::info;
 
 use crate::cluster::Cluster;
 use crate::controller::{Controller, JobPlan, MapSplit, Verification};
-use crate::job::JobSpec;
+use crate::job::{InputFormat, JobSpec};
 use crate::output;
 use crate::progress::ProgressView;
 use session::Session;
 use summary::{InputFacts, Summary, Times};
+use upload::InputObject;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -112,15 +113,13 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
         info!("input {} is {} ({} bytes)", i.name, i.cid, i.size);
     }
 
-    let sizes: Vec<u64> = uploaded.inputs.iter().map(|i| i.size).collect();
     let slots: usize = picked.iter().map(|s| s.slots.max(1) as usize).sum();
-    let whole: Vec<bool> = uploaded.inputs.iter().map(|i| i.gzip).collect();
-    let splits = plan_file_splits(&sizes, &whole, slots, MAX_MAP_TASKS);
-    if splits.len() > MAX_MAP_TASKS {
+    let map_splits = plan_map_tasks(spec.input_format, &uploaded.inputs, slots);
+    if map_splits.len() > MAX_MAP_TASKS {
         return Err(format!(
             "input of {} needs {} map tasks, more than the limit of {MAX_MAP_TASKS} (a reduce assignment lists every map's output): split the input into several jobs",
             human_bytes(input_size),
-            splits.len()
+            map_splits.len()
         ));
     }
     let code = CodeSpec {
@@ -134,28 +133,14 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
         params: spec.params.clone(),
         side_files: uploaded.side_files.clone(),
     };
-    let map_splits = splits
-        .iter()
-        .map(|(f, s)| {
-            let input = &uploaded.inputs[*f];
-            MapSplit {
-                input_cid: input.cid.clone(),
-                input_size: input.size,
-                name: input.name.clone(),
-                gzip: input.gzip,
-                start: s.start,
-                end: s.end,
-            }
-        })
-        .collect();
     let plan = JobPlan {
-        splits: map_splits,
+        splits: map_splits.clone(),
         reducers: spec.reducers,
         memory_mb: spec.memory_mb,
         accept_timeout_ms: opts.accept_timeout.as_millis() as u64,
         speculative: spec.speculative,
         // The spot check's tasks, drawn here: the agents cannot predict them.
-        verify: spec.verify.plan(splits.len(), spec.reducers, random_seed()),
+        verify: spec.verify.plan(map_splits.len(), spec.reducers, random_seed()),
         ..JobPlan::defaults(&job, code)
     };
     let verifying = match &plan.verify {
@@ -169,7 +154,7 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
     };
     println!(
         "job {job}: {} map task(s) over {}{files}, {} reduce task(s), {} agent(s){verifying}",
-        splits.len(),
+        map_splits.len(),
         human_bytes(input_size),
         spec.reducers,
         picked.len()
@@ -253,6 +238,40 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
     }
     println!("output: {}", spec.out.display());
     Ok(())
+}
+
+/// The map tasks of a job: byte ranges of its files (a gzip file whole),
+/// or for a per-file job runs of whole files, for the picked agents' slots.
+fn plan_map_tasks(format: InputFormat, inputs: &[InputObject], slots: usize) -> Vec<MapSplit> {
+    let sizes: Vec<u64> = inputs.iter().map(|i| i.size).collect();
+    if format == InputFormat::Files {
+        return plan_file_groups(&sizes, slots, MAX_MAP_TASKS, MAX_FILES_PER_TASK)
+            .into_iter()
+            .map(|group| MapSplit {
+                files: inputs[group]
+                    .iter()
+                    .map(|i| InputFile { name: i.name.clone(), cid: i.cid.clone(), size: i.size })
+                    .collect(),
+                ..MapSplit::default()
+            })
+            .collect();
+    }
+    let whole: Vec<bool> = inputs.iter().map(|i| i.gzip).collect();
+    plan_file_splits(&sizes, &whole, slots, MAX_MAP_TASKS)
+        .into_iter()
+        .map(|(f, s)| {
+            let input = &inputs[f];
+            MapSplit {
+                input_cid: input.cid.clone(),
+                input_size: input.size,
+                name: input.name.clone(),
+                gzip: input.gzip,
+                start: s.start,
+                end: s.end,
+                files: Vec::new(),
+            }
+        })
+        .collect()
 }
 
 /// 64 bits from the OS's random source.

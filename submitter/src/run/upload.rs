@@ -98,9 +98,10 @@ pub fn start_local_add(cluster: &Cluster, spec: &JobSpec) -> Option<LocalAdd> {
         return None;
     }
     let files = spec.input_files.clone();
+    let keep_empty = spec.maps_empty_files();
     Some(tokio::spawn(async move {
         let mut added = Vec::with_capacity(files.len());
-        for f in files.into_iter().filter(|f| f.size > 0) {
+        for f in files.into_iter().filter(|f| f.size > 0 || keep_empty) {
             let ((cid, size), _) = add_unchanged(&f.path, store.add_file(&f.path)).await?;
             added.push(InputObject { cid, size, gzip: is_gzip(&f.path), name: f.name });
         }
@@ -125,7 +126,7 @@ pub async fn upload(
         }
         None => {
             let mut inputs = Vec::new();
-            for f in spec.input_files.iter().filter(|f| f.size > 0) {
+            for f in spec.input_files.iter().filter(|f| f.size > 0 || spec.maps_empty_files()) {
                 let add = async {
                     ipfs.add_path(&f.path, false)
                         .await
@@ -147,7 +148,7 @@ pub async fn upload(
         let cids: Vec<&str> = inputs.iter().map(|i| i.cid.as_str()).collect();
         return Err(format!("input {} is empty: there is nothing to map", cids.join(", ")));
     }
-    let inputs = inputs.into_iter().filter(|i| i.size > 0).collect();
+    let inputs = inputs.into_iter().filter(|i| i.size > 0 || spec.maps_empty_files()).collect();
     let (map_cid, reduce_cid) = if spec.force_native.is_some() {
         (String::new(), String::new())
     } else {

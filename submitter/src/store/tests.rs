@@ -155,6 +155,11 @@ async fn cat_slices_equal_the_files_bytes_around_chunk_boundaries() {
     assert_eq!(client.cat_to_file(&cid, &dest).await.unwrap(), len);
     assert!(std::fs::read(&dest).unwrap() == mod251(0..len));
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1, "no temp left");
+    // An object larger than a message said: one byte more is written, no more.
+    let small = out.path().join("said-small");
+    assert_eq!(client.cat_sized_to_scratch_file(&cid, &small, 10).await.unwrap(), 11);
+    assert!(std::fs::read(&small).unwrap() == mod251(0..11));
+    assert_eq!(client.cat_sized_to_scratch_file(&cid, &small, len).await.unwrap(), len);
     store.shutdown().await;
 }
 

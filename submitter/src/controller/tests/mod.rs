@@ -23,6 +23,7 @@ fn plan(splits: usize, reducers: u32) -> JobPlan {
                 gzip: false,
                 start: i * 10,
                 end: i * 10 + 10,
+                files: Vec::new(),
             })
             .collect(),
         reducers,

@@ -9,7 +9,7 @@ fn verified(splits: usize, reducers: u32, n: u32) -> JobPlan {
 /// What an honest agent returns for `task`: the same CIDs on every agent.
 fn honest(task: &Task, agent: &str) -> TaskEvent {
     let n = match task.kind {
-        TaskKind::Map { .. } => task.reducers,
+        TaskKind::Map { .. } | TaskKind::MapFiles { .. } => task.reducers,
         TaskKind::Reduce { .. } => 1,
     };
     done(task, agent, n)
