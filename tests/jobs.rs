@@ -549,3 +549,72 @@ fn per_file_jobs_hand_map_each_whole_file_spread_over_the_slots() {
         format!("in/all-bytes.bin\t[\"{}\"]\nin/crlf.txt\t[\"{}\"]\n", sha(&bytes), sha(b"a\r\nb\r\n\xff"));
     assert_eq!(std::fs::read_to_string(d.join("output/part-00000")).unwrap(), want);
 }
+
+#[test]
+fn python_modules_pick_only_agents_that_import_them_and_name_the_others() {
+    // One agent's Python is a virtual environment holding a module the
+    // system's Python lacks.
+    let tmp = tempfile::tempdir().unwrap();
+    let venv = tmp.path().join("venv");
+    let o = std::process::Command::new("python3")
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let python = venv.join("bin/python3");
+    let o = std::process::Command::new(&python)
+        .args(["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
+        .output()
+        .unwrap();
+    let site = PathBuf::from(String::from_utf8(o.stdout).unwrap().trim());
+    std::fs::write(site.join("ipdc_test_extra.py"), "ANSWER = 42\n").unwrap();
+    let hub = Hub::start();
+    let _with = hub.agent("pi-with", &["--python", python.to_str().unwrap()]);
+    let _without = hub.agent("pi-without", &[]);
+
+    let job = tmp.path().join("job");
+    std::fs::create_dir_all(&job).unwrap();
+    std::fs::write(job.join("data.dat"), "a b a\n").unwrap();
+    std::fs::write(
+        job.join("Map.py"),
+        "import ipdc_test_extra\ndef map(line):\n    for w in line.split():\n        yield w, ipdc_test_extra.ANSWER\n",
+    )
+    .unwrap();
+    std::fs::write(job.join("Reduce.py"), "def reduce(k, vs):\n    yield k, sum(vs)\n").unwrap();
+    let toml = |modules: &str| {
+        std::fs::write(job.join("ipdc.toml"), format!("python_modules = {modules}\n")).unwrap()
+    };
+
+    toml(r#"["ipdc_test_extra", "json"]"#);
+    let o = hub.submit(&[job.to_str().unwrap()]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("picked 1 agent(s)") && t.contains("  pi-with ("), "{t}");
+    assert!(
+        t.contains("pi-without (its Python (3.") && t.contains("cannot import ipdc_test_extra: install it"),
+        "{t}"
+    );
+    assert_eq!(std::fs::read_to_string(job.join("output/part-00000")).unwrap(), "a\t84\nb\t42\n");
+    std::fs::remove_dir_all(job.join("output")).unwrap();
+
+    // A module no agent imports: the job does not start, and says why of each.
+    toml(r#"["ipdc_no_such_module_7"]"#);
+    let o = hub.submit(&[job.to_str().unwrap(), "--wait", "3"]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    for agent in ["pi-with", "pi-without"] {
+        assert!(t.contains(&format!("{agent}: its Python (3.")), "{t}");
+    }
+    assert!(t.contains("cannot import ipdc_no_such_module_7"), "{t}");
+    assert!(!job.join("output").exists());
+
+    // A name that is not a module's is refused before anything is asked.
+    toml(r#"["numpy; import os"]"#);
+    let o = hub.submit(&[job.to_str().unwrap()]);
+    assert!(
+        !o.status.success() && text(&o).contains("\"numpy; import os\" is not a Python module name"),
+        "{}",
+        text(&o)
+    );
+}

@@ -17,6 +17,7 @@
 pub mod attempts;
 pub mod check;
 pub mod config;
+mod modules;
 pub mod service;
 pub mod state;
 pub mod status;

@@ -4,7 +4,7 @@
 //! ([`Wire::receive`]) and then the state, and the state's effects are
 //! carried out here. Broker and IPFS outages are waited out, never fatal.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::attempts::AttemptKey;
+use crate::modules::{self, ModuleCache};
 use crate::state::{AgentState, Effect, Input};
 use crate::status::{FixedFacts, StatusProbe};
 use crate::sweep::Sweeper;
@@ -57,6 +58,13 @@ pub struct Service {
     /// its task would not wait for, so its handle stays until it ends.
     tasks: HashMap<AttemptKey, (JoinHandle<()>, CancelToken)>,
     done_tx: mpsc::Sender<Finished>,
+    /// Which Python modules import here, as far as checked.
+    modules: ModuleCache,
+    /// Names asked about while a check runs (one check at a time).
+    modules_waiting: Vec<String>,
+    modules_checking: bool,
+    modules_tx: mpsc::Sender<BTreeMap<String, bool>>,
+    modules_rx: Option<mpsc::Receiver<BTreeMap<String, bool>>>,
 }
 
 impl Service {
@@ -74,6 +82,7 @@ impl Service {
         let (done_tx, done_rx) = mpsc::channel(64);
         let state = AgentState::new(&fixed.name, &fixed.session, ipfs.api(), fixed.slots);
         let sweeper = Sweeper::new(&ctx.work_dir);
+        let (modules_tx, modules_rx) = mpsc::channel(4);
         let service = Service {
             wire,
             client,
@@ -90,6 +99,11 @@ impl Service {
             sweeper,
             tasks: HashMap::new(),
             done_tx,
+            modules: ModuleCache::default(),
+            modules_waiting: Vec::new(),
+            modules_checking: false,
+            modules_tx,
+            modules_rx: Some(modules_rx),
         };
         (service, done_rx)
     }
@@ -103,6 +117,7 @@ impl Service {
         shutdown: impl Future<Output = ()>,
     ) {
         let (ipfs_tx, mut ipfs_rx) = mpsc::channel::<IpfsHealth>(4);
+        let mut modules_rx = self.modules_rx.take().expect("run once");
         let mut probing = false;
         let mut heartbeat = tokio::time::interval(self.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -167,6 +182,14 @@ impl Service {
                         self.sweep();
                     }
                 }
+                Some(answers) = modules_rx.recv() => {
+                    info!("python modules: {}", answers.iter().map(|(m, ok)| format!("{m} {}", if *ok { "imports" } else { "does not import" })).collect::<Vec<_>>().join(", "));
+                    self.modules.record(answers);
+                    self.modules_checking = false;
+                    let waiting = std::mem::take(&mut self.modules_waiting);
+                    self.check_modules(waiting);
+                    self.publish_status();
+                }
                 Some(health) = ipfs_rx.recv() => {
                     probing = false;
                     self.apply(Input::IpfsHealth(health));
@@ -222,6 +245,11 @@ impl Service {
                     self.publish(out, "event");
                 }
                 Effect::PublishStatus => self.publish_status(),
+                Effect::CheckModules(asked) => {
+                    self.check_modules(asked);
+                    // What is known already is said at once.
+                    self.publish_status();
+                }
                 Effect::ClearController(job) => {
                     let out = self.wire.controller_cleared(&job);
                     self.publish(out, "clearing a gone status");
@@ -263,6 +291,29 @@ impl Service {
         self.tasks.insert(key, (handle, cancel));
     }
 
+    /// Starts checking the modules of `asked` not known yet (one check at a
+    /// time: names asked meanwhile wait for it, a bounded few).
+    fn check_modules(&mut self, asked: Vec<String>) {
+        if self.modules_checking {
+            self.modules_waiting.extend(self.modules.to_check(&asked));
+            self.modules_waiting.truncate(ipdc_common::protocol::MAX_PYTHON_MODULES);
+            return;
+        }
+        let names = self.modules.to_check(&asked);
+        if names.is_empty() {
+            return;
+        }
+        let Some(python) = self.ctx.python.clone() else {
+            self.modules.record(names.into_iter().map(|n| (n, false)).collect());
+            return;
+        };
+        self.modules_checking = true;
+        let tx = self.modules_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = tx.blocking_send(modules::check(&python, &names));
+        });
+    }
+
     fn publish(&self, out: Outgoing, what: &str) {
         if let Err(e) = self.client.try_publish(&out.topic, QoS::AtLeastOnce, out.retain, out.payload) {
             warn!("{what} on {} not sent: {e}", out.topic);
@@ -276,6 +327,7 @@ impl Service {
         self.fixed.ipfs = self.state.ipfs().clone();
         let mut status = self.probe.status(&self.fixed, self.state.busy());
         status.rejected_messages = self.wire.rejected();
+        status.python_modules = self.modules.report();
         status.keyed = self.wire.is_keyed();
         let low = status.low_on_disk();
         if low.is_some() != self.disk_low {

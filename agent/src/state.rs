@@ -52,6 +52,8 @@ pub enum Effect {
     PublishStatus,
     /// Remove what is left of this job in the work dir (a valid job name).
     RemoveJobDir(String),
+    /// Find out whether these Python modules import here, and say so in the status.
+    CheckModules(Vec<String>),
     /// Clear the job's retained `gone` status: it has been acted on, and
     /// left there every agent would read it again at each start.
     ClearController(String),
@@ -179,7 +181,10 @@ impl AgentState {
     fn on_command(&mut self, command: TaskCommand, from: Option<String>, fx: &mut Vec<Effect>) {
         let job = match &command {
             TaskCommand::Assign { task } => &task.job,
-            TaskCommand::Cancel { job, .. } | TaskCommand::EndJob { job } | TaskCommand::Query { job } => job,
+            TaskCommand::Cancel { job, .. }
+            | TaskCommand::EndJob { job }
+            | TaskCommand::Query { job }
+            | TaskCommand::CheckModules { job, .. } => job,
         };
         if let Err(e) = validate_name("job id", job) {
             warn!("refused a task message: {e}");
@@ -216,6 +221,7 @@ impl AgentState {
                 }
             }
             TaskCommand::EndJob { job } => self.end_job(&job, fx),
+            TaskCommand::CheckModules { modules, .. } => fx.push(Effect::CheckModules(modules)),
             TaskCommand::Query { job } => {
                 for (key, report) in self.attempts.of_job(&job) {
                     let kind = report.cloned().unwrap_or(EventKind::Accepted);

@@ -77,6 +77,7 @@ impl StatusProbe {
             ipfs: fixed.ipfs.clone(),
             disk_free_mb: free_disk_mb(&fixed.work_dir),
             min_free_disk_mb: fixed.min_free_disk_mb,
+            python_modules: Default::default(),
             rejected_messages: 0,
             keyed: false,
             session: fixed.session.clone(),

@@ -13,6 +13,8 @@ pub struct Requirements {
     pub arch: Option<String>,
     /// This submitter signs with the cluster key.
     pub have_key: bool,
+    /// Modules the agent's Python must import (`python_modules`).
+    pub python_modules: Vec<String>,
 }
 
 /// Latest status per agent.
@@ -75,6 +77,26 @@ impl Directory {
         }
         if s.mem_available_mb < req.min_memory_mb {
             return Some(format!("{} MiB free, the job asks for {}", s.mem_available_mb, req.min_memory_mb));
+        }
+        let missing: Vec<&str> = req
+            .python_modules
+            .iter()
+            .filter(|m| s.python_modules.get(m.as_str()) == Some(&false))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Some(format!(
+                "its Python ({}) cannot import {}: install {} for it (e.g. with pip), then run the job again",
+                s.python.as_deref().unwrap_or("none"),
+                missing.join(", "),
+                if missing.len() == 1 { "it" } else { "them" }
+            ));
+        }
+        if let Some(unknown) = req.python_modules.iter().find(|m| !s.python_modules.contains_key(m.as_str()))
+        {
+            return Some(format!(
+                "has not said whether its Python imports {unknown} (an agent older than python_modules never does)"
+            ));
         }
         None
     }
@@ -152,13 +174,13 @@ mod tests {
         d.update(st("nopy", 2, 0.0, false, 100_000));
         d.update(st("old", 2, 0.0, true, 0));
         d.update(st("ok", 2, 0.0, true, 100_000));
-        let req = Requirements { needs_python: true, min_memory_mb: 10, arch: None, have_key: false };
+        let req = Requirements { needs_python: true, min_memory_mb: 10, ..Default::default() };
         let names: Vec<_> = d.capable(&req, 100_000).iter().map(|s| s.agent.clone()).collect();
         assert_eq!(names, ["ok"]);
         let skipped = d.skipped(&req, 100_000);
         assert!(skipped.iter().any(|(a, why)| a == "nopy" && why.contains("no Python")));
         assert!(skipped.iter().any(|(a, why)| a == "old" && why.contains("silent")));
-        let big = Requirements { needs_python: false, min_memory_mb: 5000, arch: None, have_key: false };
+        let big = Requirements { needs_python: false, min_memory_mb: 5000, ..Default::default() };
         assert!(d.capable(&big, 100_000).is_empty());
         let arm = Requirements { arch: Some("aarch64".into()), ..Default::default() };
         assert!(d.skipped(&arm, 100_000).iter().any(|(_, why)| why.contains("the job asks for aarch64")));

@@ -43,6 +43,8 @@ pub struct JobFile {
     pub needs_python: Option<bool>,
     /// Only agents of this architecture (as `uname -m` / Rust names it: x86_64, aarch64, arm).
     pub arch: Option<String>,
+    /// Only agents whose Python imports these modules (e.g. ["numpy", "PIL"]).
+    pub python_modules: Option<Vec<String>>,
     /// Output folder (default: output, inside the job folder).
     pub output: Option<PathBuf>,
     /// Run backup attempts of straggling tasks (default: true).
@@ -268,6 +270,8 @@ pub struct JobSpec {
     pub min_memory_mb: u64,
     pub needs_python: bool,
     pub arch: Option<String>,
+    /// Modules every picked agent's Python must import.
+    pub python_modules: Vec<String>,
     pub out: PathBuf,
     pub speculative: bool,
     pub task_timeout_secs: u64,
@@ -348,7 +352,10 @@ impl JobSpec {
             (None, Some(v)) => Verify::from_toml(v).map_err(|e| format!("{}: {e}", file_path.display()))?,
             (None, None) => Verify::default(),
         };
-        let needs_python = file.needs_python.unwrap_or(force_native.is_none() && native_fallback.is_none());
+        let python_modules = file.python_modules.unwrap_or_default();
+        let needs_python = file
+            .needs_python
+            .unwrap_or(force_native.is_none() && (native_fallback.is_none() || !python_modules.is_empty()));
         let spec = JobSpec {
             name,
             folder: base.clone(),
@@ -372,6 +379,7 @@ impl JobSpec {
             min_memory_mb: file.min_memory_mb.unwrap_or(0),
             needs_python,
             arch: file.arch,
+            python_modules,
             out,
             speculative: o.speculative.or(file.speculative).unwrap_or(true),
             task_timeout_secs: o.task_timeout_secs.or(file.task_timeout_secs).unwrap_or(3600),
@@ -387,6 +395,7 @@ impl JobSpec {
         spec.side_files = inputs::expand(&side, &spec.folder, "side file")?;
         spec.check_side_files()?;
         spec.check_params()?;
+        spec.check_python_modules().map_err(|e| format!("{}: {e}", file_path.display()))?;
         Ok(spec)
     }
 
@@ -470,6 +479,25 @@ impl JobSpec {
     }
 
     /// Parameters within what the agents take.
+    fn check_python_modules(&self) -> Result<(), String> {
+        use ipdc_common::protocol::{MAX_PYTHON_MODULES, is_module_name};
+        if let Some(bad) = self.python_modules.iter().find(|m| !is_module_name(m)) {
+            return Err(format!(
+                "python_modules: {bad:?} is not a Python module name (dotted identifiers such as \"numpy\" or \"PIL.Image\": what `import` takes, not a pip package name)"
+            ));
+        }
+        if self.python_modules.len() > MAX_PYTHON_MODULES {
+            return Err(format!(
+                "python_modules names {} modules, more than {MAX_PYTHON_MODULES}: name the top-level packages the job imports",
+                self.python_modules.len()
+            ));
+        }
+        if !self.python_modules.is_empty() && self.force_native.is_some() {
+            return Err("python_modules names what the job's Python code imports, but --native runs no Python: drop one of them".into());
+        }
+        Ok(())
+    }
+
     fn check_params(&self) -> Result<(), String> {
         let params = serde_json::to_string(&self.params).expect("JSON values serialize");
         if params.len() > MAX_PARAMS_BYTES {

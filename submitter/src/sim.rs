@@ -40,7 +40,7 @@ pub async fn run(agents: usize, tasks: usize, broker: Option<String>) -> Result<
     let job = run::new_job_id("sim");
     let mut session = Session::connect(&conn, &format!("ipdc-sim-{job}"), Some(&job))?;
     session.connect_and_listen(Duration::from_secs(10)).await?;
-    let req = Requirements { needs_python: false, min_memory_mb: 0, arch: None, have_key: false };
+    let req = Requirements::default();
     let deadline = Instant::now() + Duration::from_secs(60);
     while session.directory.capable(&req, now_ms()).len() < agents {
         if Instant::now() > deadline {

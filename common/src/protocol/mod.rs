@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 
 pub use event::{ControllerState, ControllerStatus, EventKind, Executor, TaskEvent, TaskOutput};
 pub use names::{
-    MAX_INPUT_NAME, is_plain_code_file_name, is_safe_input_name, is_safe_relative_path, looks_like_job_id,
-    validate_name, validate_task_id,
+    MAX_INPUT_NAME, MAX_PYTHON_MODULES, is_module_name, is_plain_code_file_name, is_safe_input_name,
+    is_safe_relative_path, looks_like_job_id, validate_name, validate_task_id,
 };
 pub use status::{AgentStatus, IpfsHealth};
 pub use task::{

@@ -70,6 +70,20 @@ pub fn is_safe_relative_path(path: &str) -> bool {
 /// The most bytes of an input file's name (`TaskKind::Map`'s `name`).
 pub const MAX_INPUT_NAME: usize = 1024;
 
+/// The most Python modules a job may name (`python_modules`).
+pub const MAX_PYTHON_MODULES: usize = 32;
+
+/// Whether `name` is a Python module name (`numpy`, `PIL.Image`): dotted
+/// identifiers of ASCII letters, digits and `_`, at most 100 bytes. Only
+/// such names are ever handed to an interpreter.
+pub fn is_module_name(name: &str) -> bool {
+    let identifier = |p: &str| {
+        p.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    name.len() <= 100 && name.split('.').all(identifier)
+}
+
 /// Whether an input file's name from the wire may be handed to user code:
 /// short, and no control characters (it is an argument of the runner).
 pub fn is_safe_input_name(name: &str) -> bool {
@@ -79,6 +93,16 @@ pub fn is_safe_input_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn module_names_are_dotted_identifiers() {
+        for ok in ["numpy", "PIL.Image", "_private", "a1.b_2"] {
+            assert!(is_module_name(ok), "{ok}");
+        }
+        for bad in ["", "1abc", "a..b", ".a", "a.", "os; import x", "-c", "a-b", "é", &"a".repeat(101)] {
+            assert!(!is_module_name(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn side_file_paths_stay_inside_the_code_folder() {

@@ -43,6 +43,10 @@ pub struct AgentStatus {
     /// tasks (0: no floor).
     #[serde(default)]
     pub min_free_disk_mb: u64,
+    /// The Python modules it was asked about, and whether each imports
+    /// (see `python_modules`); the most recent few hundred names.
+    #[serde(default)]
+    pub python_modules: std::collections::BTreeMap<String, bool>,
     /// Control messages it refused (bad or missing signature, stale, replayed).
     #[serde(default)]
     pub rejected_messages: u64,
@@ -81,6 +85,7 @@ impl AgentStatus {
             ipfs: IpfsHealth::Unknown(String::new()),
             disk_free_mb: None,
             min_free_disk_mb: 0,
+            python_modules: Default::default(),
             rejected_messages: 0,
             keyed: false,
             session: String::new(),

@@ -183,6 +183,12 @@ pub enum TaskCommand {
     Query {
         job: String,
     },
+    /// Say in the status whether these Python modules import here (the
+    /// job's `python_modules`; at most [`MAX_PYTHON_MODULES`](super::MAX_PYTHON_MODULES)).
+    CheckModules {
+        job: String,
+        modules: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -205,7 +211,10 @@ impl TaskMessage {
     pub fn job(&self) -> &str {
         match &self.command {
             TaskCommand::Assign { task } => &task.job,
-            TaskCommand::Cancel { job, .. } | TaskCommand::EndJob { job } | TaskCommand::Query { job } => job,
+            TaskCommand::Cancel { job, .. }
+            | TaskCommand::EndJob { job }
+            | TaskCommand::Query { job }
+            | TaskCommand::CheckModules { job, .. } => job,
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use ipdc_common::protocol::{AgentStatus, now_ms};
+use ipdc_common::protocol::{AgentStatus, TaskCommand, now_ms};
 use log::debug;
 
 use super::session::Session;
@@ -14,6 +14,39 @@ use crate::job::JobSpec;
 
 /// The least `--wait` for agents started by `--local`.
 const LOCAL_MIN_WAIT: Duration = Duration::from_secs(10);
+
+/// Asks every online agent with Python not asked yet whether it imports `modules`.
+fn ask_for_modules(
+    session: &mut Session,
+    modules: &[String],
+    asked: &mut std::collections::BTreeSet<String>,
+) {
+    let Some(job) = session.job().map(str::to_string) else { return };
+    let new: Vec<String> = session
+        .directory
+        .all()
+        .filter(|s| s.online && s.python.is_some() && !asked.contains(&s.session))
+        .map(|s| s.agent.clone())
+        .collect();
+    for agent in new {
+        let command = TaskCommand::CheckModules { job: job.clone(), modules: modules.to_vec() };
+        session.command(&agent, command);
+        if let Some(s) = session.directory.get(&agent) {
+            asked.insert(s.session.clone());
+        }
+    }
+}
+
+/// Whether every online agent with Python has said whether it imports each
+/// of `modules` (an importing agent says so within a second or two; a
+/// large package on a slow board, or an old agent, takes the whole wait).
+fn modules_answered(session: &Session, modules: &[String]) -> bool {
+    session
+        .directory
+        .all()
+        .filter(|s| s.online && s.python.is_some())
+        .all(|s| modules.iter().all(|m| s.python_modules.contains_key(m)))
+}
 
 /// Picks K capable agents, waiting up to `wait` for enough of them. Called
 /// right after the status subscription was acknowledged: it picks only once
@@ -33,7 +66,10 @@ pub async fn pick_agents(
         min_memory_mb: spec.min_memory_mb,
         arch: spec.arch.clone(),
         have_key: session.wire().is_keyed(),
+        python_modules: spec.python_modules.clone(),
     };
+    // Agents asked whether they import the job's modules (by their session).
+    let mut asked: std::collections::BTreeSet<String> = Default::default();
     // Local agents start with this job: they need a moment to report
     // (their IPFS check too) whatever --wait says.
     let wait = if local_agents.is_some() { wait.max(LOCAL_MIN_WAIT) } else { wait };
@@ -41,12 +77,17 @@ pub async fn pick_agents(
     let mut said_waiting = false;
     loop {
         let now = now_ms();
+        if !req.python_modules.is_empty() {
+            ask_for_modules(session, &req.python_modules, &mut asked);
+        }
         let capable = session.directory.capable(&req, now);
         // At least the agents verification needs (each task on that many).
         let least = spec.workers.unwrap_or(1).max(spec.verify.agents_needed());
         let enough = capable.len() >= least;
-        let settled =
-            session.statuses_settled() || local_agents.is_some_and(|n| session.directory.all().count() >= n);
+        let settled = (session.statuses_settled()
+            || local_agents.is_some_and(|n| session.directory.all().count() >= n))
+            // An agent that never answers (an old one) is waited for most of the wait, not all.
+            && (modules_answered(session, &req.python_modules) || start.elapsed() >= wait.mul_f32(0.8));
         if enough && settled {
             let k = spec.workers.unwrap_or(capable.len());
             let picked: Vec<AgentStatus> = capable.into_iter().take(k).cloned().collect();

@@ -130,6 +130,11 @@ impl Session {
         }
     }
 
+    /// The job this session runs, if any.
+    pub fn job(&self) -> Option<&str> {
+        self.job.as_deref()
+    }
+
     /// Sends a command to `agent`'s current run (the session in its latest status).
     pub fn command(&mut self, agent: &str, command: TaskCommand) {
         let session = self.directory.get(agent).map(|s| s.session.clone()).unwrap_or_default();
