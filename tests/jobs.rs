@@ -618,3 +618,36 @@ fn python_modules_pick_only_agents_that_import_them_and_name_the_others() {
         text(&o)
     );
 }
+
+#[test]
+fn side_files_are_fetched_once_per_agent_and_each_task_gets_its_own_copy() {
+    let hub = Hub::start();
+    let agent = hub.agent("pi-1", &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let job = tmp.path();
+    std::fs::create_dir_all(job.join("in")).unwrap();
+    for i in 0..3 {
+        std::fs::write(job.join(format!("in/{i}.txt")), "one line\n").unwrap();
+    }
+    std::fs::write(job.join("table.txt"), "original\n").unwrap();
+    // Each task changes its copy: no other task, of this job or the next, may see it.
+    std::fs::write(
+        job.join("Map.py"),
+        "def map(line):\n    seen = open('table.txt').read()\n    \
+         open('table.txt', 'a').write('changed\\n')\n    yield seen.strip(), 1\n",
+    )
+    .unwrap();
+    std::fs::write(job.join("Reduce.py"), "def reduce(k, vs):\n    yield k, sum(vs)\n").unwrap();
+    std::fs::write(job.join("ipdc.toml"), "input = \"in\"\nfiles = [\"table.txt\"]\n").unwrap();
+    for _ in 0..2 {
+        let o = hub.submit(&[job.to_str().unwrap(), "--overwrite"]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(std::fs::read_to_string(job.join("output/part-00000")).unwrap(), "original\t3\n");
+    }
+    // Two jobs of 3 maps and a reduce each: one fetch, seven copies from the cache.
+    let log = agent.output();
+    let fetched = log.matches("side file table.txt (").count();
+    assert_eq!(log.matches(") fetched").count(), 1, "{log}");
+    assert_eq!(log.matches(") from the cache").count(), 7, "{log}");
+    assert_eq!(fetched, 8, "{log}");
+}

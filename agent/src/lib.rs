@@ -19,6 +19,7 @@ pub mod check;
 pub mod config;
 mod modules;
 pub mod service;
+mod side_cache;
 pub mod state;
 pub mod status;
 mod sweep;
@@ -91,6 +92,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         max_task_secs: config.max_task_secs,
         max_task_memory_mb: config.max_task_memory_mb,
         local_files: config.local_files.clone(),
+        side_files: side_cache::SideCache::new(&config.work_dir),
     });
     info!(
         "agent {} starting: cluster {}, broker {}, IPFS {}, {} slots, Python {}",

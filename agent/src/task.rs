@@ -16,6 +16,9 @@ use ipdc_common::mapreduce::split::{LineOwner, SplitFileReader};
 use ipdc_common::protocol::{CodeSpec, InputFile, MAX_FILES_PER_TASK, Task, TaskKind, TaskOutput};
 use ipdc_common::python::{CancelToken, ExecError, Limits, PythonExecutor, UserJob};
 use ipdc_common::{record, wordcount};
+use log::info;
+
+use crate::side_cache::{Got, SideCache};
 use tokio::sync::mpsc;
 
 /// What every task of this agent shares.
@@ -34,6 +37,8 @@ pub struct TaskContext {
     pub max_task_memory_mb: u64,
     /// The IPFS node's files, when the node runs in this process.
     pub local_files: Option<Arc<dyn LocalFiles>>,
+    /// Side files of earlier tasks, by CID.
+    pub side_files: SideCache,
 }
 
 impl TaskContext {
@@ -295,15 +300,18 @@ async fn fetch_side_files(ctx: &TaskContext, task: &Task, dir: &Path) -> Result<
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
-        let got = ctx.ipfs.cat_sized_to_scratch_file(&f.cid, &path, f.size).await?;
-        if got != f.size {
-            return Err(TaskError::new(format!(
-                "side file {} ({}) is not the {} bytes the job says: {}",
-                f.path,
-                f.cid,
-                f.size,
-                held(got, f.size)
-            )));
+        match ctx.side_files.copy_to(&ctx.ipfs, &f.cid, f.size, &path).await? {
+            Ok(Got::Cached) => info!("side file {} ({}) from the cache", f.path, f.cid),
+            Ok(Got::Fetched) => info!("side file {} ({}) fetched", f.path, f.cid),
+            Err(got) => {
+                return Err(TaskError::new(format!(
+                    "side file {} ({}) is not the {} bytes the job says: {}",
+                    f.path,
+                    f.cid,
+                    f.size,
+                    held(got, f.size)
+                )));
+            }
         }
     }
     Ok(())
@@ -913,6 +921,7 @@ mod tests {
             max_task_secs: 60,
             max_task_memory_mb: 256,
             local_files: None,
+            side_files: SideCache::new(work),
         });
         let task = Task {
             job: JOB.into(),
