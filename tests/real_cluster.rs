@@ -343,3 +343,97 @@ fn two_agents_with_one_name_are_told_why_the_broker_drops_them() {
         a.output().contains(hint) || b.output().contains(hint)
     });
 }
+
+#[test]
+fn a_directory_cid_is_the_input_each_file_named_by_its_path_inside_it() {
+    let broker = Mosquitto::start("");
+    let ipfs = IpfsPeer::start();
+    let _agents: Vec<_> = (1..=2).map(|i| agent(&broker.url(), &ipfs.api, &format!("d-{i}"), &[])).collect();
+    wait_online(&broker.url(), &["d-1", "d-2"]);
+    // The example's docs/ folder as `ipfs add -r -w` adds it: the last line is the wrapping directory.
+    let example = repo_root().join("examples/inverted-index");
+    let mut curl = std::process::Command::new("curl");
+    curl.args(["-sS", "-X", "POST"]);
+    let mut files: Vec<_> = walk(&example.join("docs"));
+    files.sort();
+    for f in &files {
+        let rel = f.strip_prefix(&example).unwrap().to_str().unwrap();
+        curl.arg("-F").arg(format!("file=@{};filename={rel}", f.display()));
+    }
+    let out =
+        curl.arg(format!("{}/api/v0/add?cid-version=1&wrap-with-directory=true", ipfs.api)).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().to_string();
+    let root: serde_json::Value = serde_json::from_str(&last).unwrap();
+    let root = root["Hash"].as_str().unwrap().to_string();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let job = tmp.path().join("inverted-index");
+    std::fs::create_dir_all(&job).unwrap();
+    for f in ["Map.py", "Reduce.py"] {
+        std::fs::copy(example.join(f), job.join(f)).unwrap();
+    }
+    std::fs::write(job.join("ipdc.toml"), "reducers = 2\n").unwrap();
+    let o = submit(&[
+        "run",
+        job.to_str().unwrap(),
+        "--broker",
+        &broker.url(),
+        "--ipfs",
+        &ipfs.api,
+        "--input-cid",
+        &root,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains(&format!("in {} files", files.len())), "{}", text(&o));
+    // The reference reads the example's own docs/: the names inside the CID are the same paths.
+    let want = std::process::Command::new("python3")
+        .arg(example.join("reference.py"))
+        .arg(&example)
+        .output()
+        .unwrap();
+    let mut want: Vec<String> = String::from_utf8(want.stdout).unwrap().lines().map(String::from).collect();
+    let mut got: Vec<String> = (0..2)
+        .flat_map(|p| {
+            let part = std::fs::read_to_string(job.join(format!("output/part-{p:05}"))).unwrap();
+            part.lines().map(String::from).collect::<Vec<_>>()
+        })
+        .collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+
+    // A directory with no files is named.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-X", "POST", "-F", "file=;type=application/x-directory;filename=empty"])
+        .arg(format!("{}/api/v0/add?cid-version=1", ipfs.api))
+        .output()
+        .unwrap();
+    let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string();
+    let empty: serde_json::Value =
+        serde_json::from_str(&last).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let empty = empty["Hash"].as_str().unwrap();
+    let (b, i) = (broker.url(), ipfs.api.clone());
+    let o = submit(&[
+        "run",
+        job.to_str().unwrap(),
+        "--broker",
+        &b,
+        "--ipfs",
+        &i,
+        "--input-cid",
+        empty,
+        "--overwrite",
+    ]);
+    assert!(!o.status.success() && text(&o).contains("is a directory with no files"), "{}", text(&o));
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flat_map(|e| {
+            let p = e.unwrap().path();
+            if p.is_dir() { walk(&p) } else { vec![p] }
+        })
+        .collect()
+}

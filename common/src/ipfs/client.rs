@@ -123,16 +123,54 @@ impl IpfsClient {
     /// The length in bytes of the file `cid` (`files/stat`), for inputs added
     /// by a user with `ipfs add` (any CID version).
     pub async fn file_size(&self, cid: &str) -> Result<u64, IpfsError> {
+        match self.stat(cid).await? {
+            Object::File(size) => Ok(size),
+            Object::Directory => Err(self
+                .ctx("files/stat", Some(cid))
+                .err(ErrorKind::Protocol(format!("{cid} is a directory, not a file")))),
+        }
+    }
+
+    /// Whether `cid` is a UnixFS file (and its length) or a directory.
+    pub async fn stat(&self, cid: &str) -> Result<Object, IpfsError> {
         let ctx = self.ctx("files/stat", Some(cid));
         let url = self.url("files/stat", &[("arg", format!("/ipfs/{cid}"))]);
         let v = self.small_json_call(ctx, url).await?;
-        if let Some(t) = json_str(&v, "Type")
-            && t != "file"
-        {
-            return Err(ctx.err(ErrorKind::Protocol(format!("{cid} is a {t}, not a file"))));
+        match json_str(&v, "Type").as_deref() {
+            Some("directory") => return Ok(Object::Directory),
+            Some("file") | None => {}
+            Some(t) => return Err(ctx.err(ErrorKind::Protocol(format!("{cid} is a {t}, not a file")))),
         }
         // kubo answers a number; be lenient with a string too.
-        json_u64(&v, "Size").ok_or_else(|| ctx.err(ErrorKind::Protocol(format!("no Size in {v}"))))
+        json_u64(&v, "Size")
+            .map(Object::File)
+            .ok_or_else(|| ctx.err(ErrorKind::Protocol(format!("no Size in {v}"))))
+    }
+
+    /// The entries of the UnixFS directory `cid` (`ls`), in its order.
+    pub async fn ls(&self, cid: &str) -> Result<Vec<DirEntry>, IpfsError> {
+        let ctx = self.ctx("ls", Some(cid));
+        let url = self.url("ls", &[("arg", cid.to_string())]);
+        let v = self.small_json_call(ctx, url).await?;
+        let bad = || ctx.err(ErrorKind::Protocol(format!("unexpected ls answer {v}")));
+        let objects = v.get("Objects").and_then(|o| o.as_array()).ok_or_else(bad)?;
+        let links =
+            objects.first().and_then(|o| o.get("Links")).and_then(|l| l.as_array()).ok_or_else(bad)?;
+        links
+            .iter()
+            .map(|l| {
+                let is_dir = match l.get("Type") {
+                    Some(serde_json::Value::Number(n)) => n.as_u64() == Some(1),
+                    Some(serde_json::Value::String(s)) => s == "dir" || s == "directory",
+                    _ => false,
+                };
+                Ok(DirEntry {
+                    name: json_str(l, "Name").ok_or_else(bad)?,
+                    cid: json_str(l, "Hash").ok_or_else(bad)?,
+                    is_dir,
+                })
+            })
+            .collect()
     }
 
     /// A call without a body whose answer is one small JSON object; retried.
@@ -154,6 +192,23 @@ impl IpfsClient {
 }
 
 /// The string `key` of a JSON object.
+/// What a CID holds, as far as a job's input goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Object {
+    /// A file of this many bytes.
+    File(u64),
+    Directory,
+}
+
+/// One entry of a UnixFS directory. `name` comes from the node: check it
+/// before it names anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: String,
+    pub cid: String,
+    pub is_dir: bool,
+}
+
 pub(super) fn json_str(v: &serde_json::Value, key: &str) -> Option<String> {
     v.get(key).and_then(|s| s.as_str()).map(str::to_string)
 }

@@ -33,7 +33,7 @@ mod error;
 
 pub use add::Added;
 pub use cat::CatStream;
-pub use client::{IpfsClient, Timeouts};
+pub use client::{DirEntry, IpfsClient, Object, Timeouts};
 pub use error::{ErrorKind, IpfsError};
 
 /// The files of an IPFS node running in this same process (the submitter's

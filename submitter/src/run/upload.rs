@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use ipdc_common::ipfs::IpfsClient;
+use ipdc_common::ipfs::{IpfsClient, Object};
 use ipdc_common::protocol::SideFile;
 use tokio::task::JoinHandle;
 
@@ -109,6 +109,70 @@ pub fn start_local_add(cluster: &Cluster, spec: &JobSpec) -> Option<LocalAdd> {
     }))
 }
 
+/// The most entries an input directory CID may hold, all levels together.
+const MAX_DIRECTORY_ENTRIES: usize = 100_000;
+/// The deepest folder of an input directory CID.
+const MAX_DIRECTORY_DEPTH: usize = 32;
+
+/// Adds the files of input CID `cid` to `out`: itself when it is a file
+/// (named by its CID), else every file under the directory (what `ipfs add
+/// -r` printed last), recursively, hidden entries (`.name`) skipped, in
+/// name order, each named by its path inside the directory.
+async fn input_cid_files(ipfs: &IpfsClient, cid: &str, out: &mut Vec<InputObject>) -> Result<(), String> {
+    let at = |e: ipdc_common::ipfs::IpfsError| format!("input {cid}: {e}");
+    if let Object::File(size) = ipfs.stat(cid).await.map_err(at)? {
+        out.push(InputObject { cid: cid.to_string(), size, name: cid.to_string(), gzip: false });
+        return Ok(());
+    }
+    let mut files = Vec::new();
+    let (mut folders, mut seen) = (vec![(String::new(), cid.to_string(), 0usize)], 0usize);
+    while let Some((prefix, dir, depth)) = folders.pop() {
+        for e in ipfs.ls(&dir).await.map_err(at)? {
+            seen += 1;
+            if seen > MAX_DIRECTORY_ENTRIES {
+                return Err(format!(
+                    "input {cid}: the directory holds more than {MAX_DIRECTORY_ENTRIES} entries: run the job on its parts"
+                ));
+            }
+            if e.name.is_empty()
+                || e.name.contains('/')
+                || e.name == ".."
+                || e.name.chars().any(char::is_control)
+            {
+                return Err(format!(
+                    "input {cid}: the directory holds an entry named {:?}, which no file can be",
+                    e.name
+                ));
+            }
+            if e.name.starts_with('.') {
+                continue;
+            }
+            let name = format!("{prefix}{}", e.name);
+            if !ipdc_common::protocol::is_safe_input_name(&name) {
+                return Err(format!("input {cid}: the path {name:?} inside it is too long for a file name"));
+            }
+            match (e.is_dir, depth < MAX_DIRECTORY_DEPTH) {
+                (true, true) => folders.push((format!("{name}/"), e.cid, depth + 1)),
+                (true, false) => {
+                    return Err(format!(
+                        "input {cid}: {name} is more than {MAX_DIRECTORY_DEPTH} folders deep"
+                    ));
+                }
+                (false, _) => files.push((name, e.cid)),
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(format!("input {cid} is a directory with no files: there is nothing to map"));
+    }
+    files.sort();
+    for (name, file) in files {
+        let size = ipfs.file_size(&file).await.map_err(|e| format!("input {cid}: {name}: {e}"))?;
+        out.push(InputObject { gzip: is_gzip(Path::new(&name)), cid: file, size, name });
+    }
+    Ok(())
+}
+
 pub async fn upload(
     ipfs: &IpfsClient,
     spec: &JobSpec,
@@ -119,8 +183,7 @@ pub async fn upload(
         None if !spec.input_cids.is_empty() => {
             let mut inputs = Vec::new();
             for cid in &spec.input_cids {
-                let size = ipfs.file_size(cid).await.map_err(|e| format!("input {cid}: {e}"))?;
-                inputs.push(InputObject { cid: cid.clone(), size, name: cid.clone(), gzip: false });
+                input_cid_files(ipfs, cid, &mut inputs).await?;
             }
             inputs
         }
