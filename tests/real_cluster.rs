@@ -352,20 +352,34 @@ fn a_directory_cid_is_the_input_each_file_named_by_its_path_inside_it() {
     wait_online(&broker.url(), &["d-1", "d-2"]);
     // The example's docs/ folder as `ipfs add -r -w` adds it: the last line is the wrapping directory.
     let example = repo_root().join("examples/inverted-index");
-    let mut curl = std::process::Command::new("curl");
-    curl.args(["-sS", "-X", "POST"]);
     let mut files: Vec<_> = walk(&example.join("docs"));
     files.sort();
-    for f in &files {
-        let rel = f.strip_prefix(&example).unwrap().to_str().unwrap();
-        curl.arg("-F").arg(format!("file=@{};filename={rel}", f.display()));
-    }
-    let out =
-        curl.arg(format!("{}/api/v0/add?cid-version=1&wrap-with-directory=true", ipfs.api)).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().to_string();
-    let root: serde_json::Value = serde_json::from_str(&last).unwrap();
-    let root = root["Hash"].as_str().unwrap().to_string();
+    let add_folder = |api: &str| {
+        let mut curl = std::process::Command::new("curl");
+        curl.args(["-sS", "-X", "POST"]);
+        for f in &files {
+            let rel = f.strip_prefix(&example).unwrap().to_str().unwrap();
+            curl.arg("-F").arg(format!("file=@{};filename={rel}", f.display()));
+        }
+        let out =
+            curl.arg(format!("{api}/api/v0/add?cid-version=1&cid-base=base32&wrap-with-directory=true")).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let lines: Vec<serde_json::Value> =
+            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        lines
+            .iter()
+            .map(|l| (l["Name"].as_str().unwrap().to_string(), l["Hash"].as_str().unwrap().to_string()))
+            .collect::<Vec<_>>()
+    };
+    let added = add_folder(&ipfs.api);
+    let root = added.last().unwrap().1.clone();
+    // The hub's embedded store builds the same directories, with the same CIDs.
+    let hub = Hub::start();
+    let mut by_store = add_folder(&hub.ipfs);
+    let mut by_peer = added.clone();
+    by_store.sort();
+    by_peer.sort();
+    assert_eq!(by_store, by_peer, "the embedded store's add -r against js-ipfs's");
 
     let tmp = tempfile::tempdir().unwrap();
     let job = tmp.path().join("inverted-index");
@@ -402,6 +416,19 @@ fn a_directory_cid_is_the_input_each_file_named_by_its_path_inside_it() {
     want.sort();
     got.sort();
     assert_eq!(got, want);
+
+    // The same by CID on the hub, its agents reading the store's directory.
+    let _hub_agent = hub.agent("hub-1", &[]);
+    let o = hub.submit(&[job.to_str().unwrap(), "--input-cid", &root, "--overwrite"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut on_hub: Vec<String> = (0..2)
+        .flat_map(|p| {
+            let part = std::fs::read_to_string(job.join(format!("output/part-{p:05}"))).unwrap();
+            part.lines().map(String::from).collect::<Vec<_>>()
+        })
+        .collect();
+    on_hub.sort();
+    assert_eq!(on_hub, want, "by CID on the hub");
 
     // A directory with no files is named.
     let out = std::process::Command::new("curl")

@@ -72,7 +72,7 @@ impl Cid {
         Cid::from_bytes(&bytes).map_err(|e| bad(&e))
     }
 
-    fn from_bytes(b: &[u8]) -> Result<Cid, String> {
+    pub(super) fn from_bytes(b: &[u8]) -> Result<Cid, String> {
         let (version, n1) = read_varint(b).ok_or("truncated version")?;
         if version != 1 {
             return Err(format!("unsupported CID version {version}"));

@@ -15,6 +15,7 @@
 #![allow(dead_code)]
 
 pub mod cid;
+pub mod dir;
 pub mod importer;
 pub mod repo;
 pub mod server;

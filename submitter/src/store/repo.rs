@@ -11,6 +11,10 @@
 //! Invariant: an index entry's file held, when it was indexed, exactly the
 //! bytes whose CID is the key (the bytes were hashed as they arrived).
 //!
+//! Directories (`add` of paths, `wrap-with-directory`) are their dag-pb
+//! nodes in `dirs/<cid>`, indexed again on start; they are small and
+//! always kept.
+//!
 //! Pins: a copy added with `pin=false` (agents' map outputs and parts) and
 //! never with `pin=true` has a marker `unpinned/<cid>`, whose modification
 //! time is its last add; [`Repo::collect`] removes such copies (kubo's
@@ -28,6 +32,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::cid::Cid;
+use super::dir::{self, DirLink};
 use super::importer::{CHUNK_SIZE, Imported, Importer};
 
 /// Where an object's bytes are.
@@ -49,6 +54,9 @@ pub struct Repo {
     unpinned: PathBuf,
     /// Keys are CIDs in their normal form ([`Cid`]'s base32 text).
     index: Mutex<HashMap<String, Entry>>,
+    dirs_path: PathBuf,
+    /// Directories: their links and DAG size, by CID in its normal form.
+    dirs: Mutex<HashMap<String, (Vec<DirLink>, u64)>>,
     seq: AtomicU64,
     /// Sync each copy to disk before indexing it (see `Durability`).
     sync: bool,
@@ -83,7 +91,30 @@ impl Repo {
                 index.insert(name, entry);
             }
         }
-        Ok(Repo { blobs, tmp, unpinned, index: Mutex::new(index), seq: AtomicU64::new(0), sync })
+        let dirs_path = data_dir.join("dirs");
+        tokio::fs::create_dir_all(&dirs_path).await?;
+        let mut dirs = HashMap::new();
+        let mut listing = tokio::fs::read_dir(&dirs_path).await?;
+        while let Some(e) = listing.next_entry().await? {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let node = tokio::fs::read(e.path()).await?;
+            if let Some(links) = dir::decode(&node)
+                && Cid::parse(&name).is_ok_and(|c| c.to_string() == name)
+            {
+                let tsize = node.len() as u64 + links.iter().map(|l| l.tsize).sum::<u64>();
+                dirs.insert(name, (links, tsize));
+            }
+        }
+        Ok(Repo {
+            blobs,
+            tmp,
+            unpinned,
+            index: Mutex::new(index),
+            dirs_path,
+            dirs: Mutex::new(dirs),
+            seq: AtomicU64::new(0),
+            sync,
+        })
     }
 
     /// Removes the copies added only unpinned, last added more than
@@ -151,6 +182,30 @@ impl Repo {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+
+    /// Keeps a directory node (its bytes hash to `cid`).
+    pub async fn put_dir(&self, cid: &Cid, node: &[u8], links: Vec<DirLink>, tsize: u64) -> io::Result<()> {
+        let name = cid.to_string();
+        let path = self.dirs_path.join(&name);
+        if tokio::fs::metadata(&path).await.is_err() {
+            let tmp = self.tmp.join(format!("dir-{}", self.seq.fetch_add(1, Ordering::Relaxed)));
+            tokio::fs::write(&tmp, node).await?;
+            tokio::fs::rename(&tmp, &path).await?;
+        }
+        self.dirs.lock().expect("dirs").insert(name, (links, tsize));
+        Ok(())
+    }
+
+    /// A directory's links (each marked a folder or not) and DAG size.
+    pub fn dir(&self, cid: &Cid) -> Option<(Vec<DirLink>, u64)> {
+        let dirs = self.dirs.lock().expect("dirs");
+        let (links, tsize) = dirs.get(&cid.to_string())?;
+        let marked = links
+            .iter()
+            .map(|l| DirLink { is_dir: dirs.contains_key(&l.cid.to_string()), ..l.clone() })
+            .collect();
+        Some((marked, *tsize))
     }
 
     pub fn get(&self, cid: &Cid) -> Option<Entry> {

@@ -24,6 +24,7 @@ use futures_util::stream;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::cid::Cid;
+use super::dir::Tree;
 use super::importer::CHUNK_SIZE;
 use super::repo::Repo;
 
@@ -68,6 +69,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v0/add", post(add).layer(DefaultBodyLimit::disable()))
         .route("/api/v0/cat", post(cat))
         .route("/api/v0/files/stat", post(files_stat))
+        .route("/api/v0/ls", post(ls))
         .route("/api/v0/id", post(id))
         .route("/api/v0/version", post(version))
         .route("/api/v0/repo/gc", post(repo_gc))
@@ -133,6 +135,9 @@ async fn add(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Mul
     // earlier, a client still sending got a broken pipe instead.
     let mut refused: Option<String> = None;
     let pin = q.get("pin").is_none_or(|v| v != "false");
+    let wrap = q.get("wrap-with-directory").is_some_and(|v| v == "true" || v.is_empty());
+    // The folders of the add: files named `a/b.txt` and folder parts.
+    let mut tree = Tree::default();
     let mut lines = String::new();
     loop {
         let mut field = match form.next_field().await {
@@ -140,6 +145,14 @@ async fn add(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Mul
             Ok(None) => break,
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading the upload: {e}")),
         };
+        if field.content_type() == Some("application/x-directory") {
+            let name = field.file_name().or(field.name()).map(percent_decode).unwrap_or_default();
+            if let Err(e) = tree.insert(&name, None) {
+                return error(StatusCode::BAD_REQUEST, e);
+            }
+            while let Ok(Some(_)) = field.chunk().await {}
+            continue;
+        }
         let reference = match (nocopy, &state.nocopy_root, &refused) {
             (false, ..) => None,
             (true, Some(root), None) => {
@@ -192,12 +205,29 @@ async fn add(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Mul
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         };
         let hash = imported.cid.to_string();
+        if !name.is_empty()
+            && (wrap || name.contains('/'))
+            && let Err(e) = tree.insert(&name, Some((imported.cid.clone(), imported.dag_size)))
+        {
+            return error(StatusCode::BAD_REQUEST, e);
+        }
         let line = serde_json::json!({
             "Name": if name.is_empty() { hash.clone() } else { name },
             "Hash": hash,
             "Size": imported.dag_size.to_string(),
         });
         lines.push_str(&format!("{line}\n"));
+    }
+    if wrap || tree.has_folders() {
+        // Folders after their files, deepest first, the wrapping one last (as kubo prints them).
+        for b in tree.build(wrap) {
+            if let Err(e) = state.repo.put_dir(&b.cid, &b.node, b.links, b.tsize).await {
+                return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+            }
+            let line =
+                serde_json::json!({"Name": b.path, "Hash": b.cid.to_string(), "Size": b.tsize.to_string()});
+            lines.push_str(&format!("{line}\n"));
+        }
     }
     if nocopy && state.nocopy_root.is_none() {
         return error(StatusCode::INTERNAL_SERVER_ERROR, NOCOPY_OFF);
@@ -237,6 +267,16 @@ async fn files_stat(State(state): State<Arc<AppState>>, Query(q): Params) -> Res
         Ok(cid) => cid,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("invalid path {arg:?}: {e}")),
     };
+    if let Some((links, tsize)) = state.repo.dir(&cid) {
+        let body = serde_json::json!({
+            "Hash": cid.to_string(),
+            "Size": 0,
+            "CumulativeSize": tsize,
+            "Blocks": links.len(),
+            "Type": "directory",
+        });
+        return (json_headers(), body.to_string()).into_response();
+    }
     let Some(entry) = state.repo.get(&cid) else {
         let message = format!("block was not found locally (offline): ipld: could not find {cid}");
         return error(StatusCode::INTERNAL_SERVER_ERROR, message);
@@ -249,6 +289,41 @@ async fn files_stat(State(state): State<Arc<AppState>>, Query(q): Params) -> Res
         "Type": "file",
     });
     (json_headers(), body.to_string()).into_response()
+}
+
+/// `ls` of a directory (its entries, `Type` 1 a folder, 2 a file) or of a
+/// file (no entries), as kubo answers it.
+async fn ls(State(state): State<Arc<AppState>>, Query(q): Params) -> Response {
+    let Some(arg) = q.get("arg") else {
+        return error(StatusCode::BAD_REQUEST, "argument \"ipfs-path\" is required");
+    };
+    let text = arg.strip_prefix("/ipfs/").unwrap_or(arg);
+    let cid = match Cid::parse(text) {
+        Ok(cid) => cid,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("invalid path {arg:?}: {e}")),
+    };
+    let links: Vec<serde_json::Value> = match state.repo.dir(&cid) {
+        Some((links, _)) => links
+            .iter()
+            .map(|l| {
+                let size = if l.is_dir { 0 } else { state.repo.get(&l.cid).map_or(l.tsize, |e| e.size) };
+                serde_json::json!({
+                    "Name": l.name,
+                    "Hash": l.cid.to_string(),
+                    "Size": size,
+                    "Type": if l.is_dir { 1 } else { 2 },
+                    "Target": "",
+                })
+            })
+            .collect(),
+        None if state.repo.get(&cid).is_some() => Vec::new(),
+        None => {
+            let message = format!("block was not found locally (offline): ipld: could not find {cid}");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, message);
+        }
+    };
+    let body = serde_json::json!({"Objects": [{"Hash": cid.to_string(), "Links": links}]});
+    (json_headers(), format!("{body}\n")).into_response()
 }
 
 async fn cat(State(state): State<Arc<AppState>>, Query(q): Params) -> Response {
@@ -276,6 +351,9 @@ async fn cat(State(state): State<Arc<AppState>>, Query(q): Params) -> Response {
         (Ok(o), Ok(l)) => (o.unwrap_or(0), l),
         (Err(m), _) | (_, Err(m)) => return error(StatusCode::INTERNAL_SERVER_ERROR, m),
     };
+    if state.repo.dir(&cid).is_some() {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "this dag node is a directory");
+    }
     let Some(entry) = state.repo.get(&cid) else {
         let message = format!("block was not found locally (offline): ipld: could not find {cid}");
         return error(StatusCode::INTERNAL_SERVER_ERROR, message);
