@@ -651,3 +651,41 @@ fn side_files_are_fetched_once_per_agent_and_each_task_gets_its_own_copy() {
     assert_eq!(log.matches(") from the cache").count(), 7, "{log}");
     assert_eq!(fetched, 8, "{log}");
 }
+
+#[test]
+fn an_unchanged_side_file_is_not_sent_again_and_a_changed_one_is() {
+    let hub = Hub::start();
+    let _agent = hub.agent("pi-1", &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let job = tmp.path().join("job");
+    std::fs::create_dir_all(&job).unwrap();
+    std::fs::write(job.join("data.dat"), "x\n").unwrap();
+    std::fs::write(job.join("model.txt"), "v1\n").unwrap();
+    std::fs::write(job.join("Map.py"), "def map(line):\n    yield open('model.txt').read().strip(), 1\n")
+        .unwrap();
+    std::fs::write(job.join("Reduce.py"), "def reduce(k, vs):\n    yield k, sum(vs)\n").unwrap();
+    std::fs::write(job.join("ipdc.toml"), "files = [\"model.txt\"]\n").unwrap();
+    let cache = tmp.path().join("cache");
+    let run = || {
+        let o = std::process::Command::new(bin("ipdc-submit"))
+            .args(["run", "--broker", &hub.mqtt, "--ipfs", &hub.ipfs, job.to_str().unwrap(), "--overwrite"])
+            .env("XDG_CACHE_HOME", &cache)
+            .env("RUST_LOG", "warn,rumqttd=off")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        (text(&o), std::fs::read_to_string(job.join("output/part-00000")).unwrap())
+    };
+    let (first, out) = run();
+    assert!(!first.contains("not sent again"), "{first}");
+    assert_eq!(out, "v1\t1\n");
+    let (second, out) = run();
+    assert!(second.contains("1 side file(s) unchanged since an earlier job: not sent again"), "{second}");
+    assert_eq!(out, "v1\t1\n");
+    // Changed (same size, later time): sent again, and the job sees the new bytes.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(job.join("model.txt"), "v2\n").unwrap();
+    let (third, out) = run();
+    assert!(!third.contains("not sent again"), "{third}");
+    assert_eq!(out, "v2\t1\n");
+}

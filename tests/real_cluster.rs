@@ -361,8 +361,10 @@ fn a_directory_cid_is_the_input_each_file_named_by_its_path_inside_it() {
             let rel = f.strip_prefix(&example).unwrap().to_str().unwrap();
             curl.arg("-F").arg(format!("file=@{};filename={rel}", f.display()));
         }
-        let out =
-            curl.arg(format!("{api}/api/v0/add?cid-version=1&cid-base=base32&wrap-with-directory=true")).output().unwrap();
+        let out = curl
+            .arg(format!("{api}/api/v0/add?cid-version=1&cid-base=base32&wrap-with-directory=true"))
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", text(&out));
         let lines: Vec<serde_json::Value> =
             String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();

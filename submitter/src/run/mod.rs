@@ -11,6 +11,7 @@
 
 pub mod drive;
 pub mod pick;
+mod sent;
 pub mod session;
 pub mod summary;
 pub mod upload;
@@ -106,7 +107,8 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
     }
 
     // Upload while the MQTT connection stays served.
-    let uploaded = session.pump_until(upload::upload(&ipfs, spec, local_add)).await?;
+    let remember = !cluster.is_local(); // a --local store starts empty every time
+    let uploaded = session.pump_until(upload::upload(&ipfs, spec, local_add, remember)).await?;
     let upload_ms = t0.elapsed().as_millis() as u64;
     let input_size = uploaded.input_size();
     for i in &uploaded.inputs {

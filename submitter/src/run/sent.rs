@@ -25,7 +25,8 @@ impl Sent {
     /// The record in the user's cache folder (empty when there is none).
     pub fn load() -> Sent {
         let Some(file) = record_file() else { return Sent::default() };
-        let mut sent: Sent = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let mut sent: Sent =
+            std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         sent.file = Some(file);
         sent
     }

@@ -14,6 +14,7 @@ use ipdc_common::ipfs::{IpfsClient, Object};
 use ipdc_common::protocol::SideFile;
 use tokio::task::JoinHandle;
 
+use super::sent::Sent;
 use crate::cluster::Cluster;
 use crate::job::JobSpec;
 
@@ -173,10 +174,14 @@ async fn input_cid_files(ipfs: &IpfsClient, cid: &str, out: &mut Vec<InputObject
     Ok(())
 }
 
+/// Adds the job's input (unless it is given by CID or added locally
+/// already), code and side files. With `remember`, a side file added to
+/// this node before and unchanged since is not sent again (see `sent.rs`).
 pub async fn upload(
     ipfs: &IpfsClient,
     spec: &JobSpec,
     local_add: Option<LocalAdd>,
+    remember: bool,
 ) -> Result<Uploaded, String> {
     let inputs = match local_add {
         Some(adding) => adding.await.map_err(|e| format!("adding the input crashed: {e}"))??,
@@ -223,16 +228,41 @@ pub async fn upload(
         (m.cid, r)
     };
     let mut side_files = Vec::with_capacity(spec.side_files.len());
+    let mut sent = remember.then(Sent::load);
+    let mut not_sent = 0;
     for f in &spec.side_files {
+        if let Some(cid) = sent.as_ref().and_then(|s| s.get(ipfs.api(), &f.path))
+            && still_held(ipfs, &cid, f.size).await
+        {
+            side_files.push(SideFile { path: f.name.clone(), cid, size: f.size });
+            not_sent += 1;
+            continue;
+        }
         let add = async {
             ipfs.add_path(&f.path, false)
                 .await
                 .map_err(|e| format!("uploading side file {}: {e}", f.path.display()))
         };
         let (added, size) = add_unchanged(&f.path, add).await?;
+        if let Some(s) = sent.as_mut() {
+            s.insert(ipfs.api(), &f.path, &added.cid);
+        }
         side_files.push(SideFile { path: f.name.clone(), cid: added.cid, size });
     }
+    if let Some(s) = &sent {
+        s.save();
+    }
+    if not_sent > 0 {
+        println!("{not_sent} side file(s) unchanged since an earlier job: not sent again");
+    }
     Ok(Uploaded { inputs, map_cid, reduce_cid, side_files })
+}
+
+/// Whether the node still holds `cid` as `size` bytes (a few seconds at
+/// most: a node that has to search the network for it has lost it).
+async fn still_held(ipfs: &IpfsClient, cid: &str, size: u64) -> bool {
+    let stat = tokio::time::timeout(std::time::Duration::from_secs(5), ipfs.file_size(cid)).await;
+    matches!(stat, Ok(Ok(n)) if n == size)
 }
 #[cfg(test)]
 mod tests {
