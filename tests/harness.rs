@@ -91,12 +91,19 @@ impl Drop for Proc {
 }
 
 /// Starts a program with stdout and stderr going to a log file.
+/// The cache folder the tests' submitters use (what a submitter records
+/// there stays in the clone, not in the user's `~/.cache`).
+pub fn test_cache() -> PathBuf {
+    repo_root().join("target").join("test-cache")
+}
+
 pub fn spawn(program: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
     let logdir = tempfile::tempdir().expect("temp dir");
     let log = logdir.path().join("log");
     let file = std::fs::File::create(&log).expect("log file");
     let child = Command::new(program)
         .args(args)
+        .env("XDG_CACHE_HOME", test_cache())
         .envs(envs.iter().copied())
         .env("RUST_LOG", "info,rumqttd=off")
         .stdin(Stdio::null())
@@ -165,6 +172,7 @@ impl Hub {
 pub fn submit(args: &[&str]) -> Output {
     Command::new(bin("ipdc-submit"))
         .args(args)
+        .env("XDG_CACHE_HOME", test_cache())
         .env("RUST_LOG", "warn,rumqttd=off")
         .stdin(Stdio::null())
         .output()
