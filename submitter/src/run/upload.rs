@@ -228,7 +228,7 @@ pub async fn upload(
         (m.cid, r)
     };
     let mut side_files = Vec::with_capacity(spec.side_files.len());
-    let mut sent = remember.then(Sent::load);
+    let mut sent = (remember && !spec.side_files.is_empty()).then(Sent::load);
     let mut not_sent = 0;
     for f in &spec.side_files {
         if let Some(cid) = sent.as_ref().and_then(|s| s.get(ipfs.api(), &f.path))
