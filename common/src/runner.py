@@ -1230,21 +1230,28 @@ def gather2(fn, keys, value_iters):
 def _split_failure(e, lines_read):
     """The Failure for exception `e` raised while map_split() ran (or while
     its output was stored), after `lines_read` lines of the split."""
+    where = "after line %d of this split" % lines_read
+    return _user_failure(e, "map_split()", "map_split(lines)", where, "map_split() produced %s, %s")
+
+
+def _user_failure(e, fn, signature, where, produced):
+    """The Failure for exception `e` raised while user function `fn` (called
+    as `signature`) ran `where`; `produced`: the text of a pair that cannot
+    be stored, with the error and `where`."""
     if isinstance(e, Failure):
         return e
-    where = "after line %d of this split" % lines_read
     if isinstance(e, EncodeError):
-        return Failure("IPDC-ERROR: map_split() produced %s, %s" % (e, where), EXIT_USER)
+        return Failure("IPDC-ERROR: " + produced % (e, where), EXIT_USER)
     if isinstance(e, MemoryError):
-        return _out_of_memory(e, "map_split()", where)
+        return _out_of_memory(e, fn, where)
     sys.stderr.write(_user_traceback(e))
     if _raised_in_runner(e):
         return Failure(
-            "IPDC-ERROR: map_split(lines) must yield (key, value) pairs or return an iterable of them (or None); "
-            "%s it gave something else (%s)" % (where, _describe(e)),
+            "IPDC-ERROR: %s must yield (key, value) pairs or return an iterable of them (or None); "
+            "%s it gave something else (%s)" % (signature, where, _describe(e)),
             EXIT_USER,
         )
-    return Failure("IPDC-ERROR: map_split() raised %s %s" % (_describe(e), where), EXIT_USER)
+    return Failure("IPDC-ERROR: %s raised %s %s" % (fn, _describe(e), where), EXIT_USER)
 
 
 # Pairs map_split() yields that are stored at a time.
@@ -1310,21 +1317,7 @@ def read_files(inp):
 
 def _file_failure(e, name):
     """The Failure for exception `e` raised while mapping file `name`."""
-    if isinstance(e, Failure):
-        return e
-    where = "for file %s" % name
-    if isinstance(e, EncodeError):
-        return Failure("IPDC-ERROR: map() yielded %s %s" % (e, where), EXIT_USER)
-    if isinstance(e, MemoryError):
-        return _out_of_memory(e, "map()", where)
-    sys.stderr.write(_user_traceback(e))
-    if _raised_in_runner(e):
-        return Failure(
-            "IPDC-ERROR: map(name, data) must yield (key, value) pairs or return an iterable of them (or None); "
-            "%s it gave something else (%s)" % (where, _describe(e)),
-            EXIT_USER,
-        )
-    return Failure("IPDC-ERROR: map() raised %s %s" % (_describe(e), where), EXIT_USER)
+    return _user_failure(e, "map()", "map(name, data)", "for file %s" % name, "map() yielded %s %s")
 
 
 def run_map_files(map_fn, combine_fn, combine_name, inp, out, map_only=False):

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use super::cid::{Cid, DAG_PB, put_varint, read_varint};
+use super::cid::{Cid, DAG_PB, read_varint};
+use super::importer::{push_data, push_link};
 
 /// One entry of a directory node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,22 +29,9 @@ pub fn encode(links: &mut [DirLink]) -> (Vec<u8>, Cid, u64) {
     links.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     let mut node = Vec::new();
     for l in links.iter() {
-        let mut pblink = Vec::with_capacity(48 + l.name.len());
-        pblink.push(0x0a);
-        put_varint(&mut pblink, l.cid.as_bytes().len() as u64);
-        pblink.extend_from_slice(l.cid.as_bytes());
-        pblink.push(0x12);
-        put_varint(&mut pblink, l.name.len() as u64);
-        pblink.extend_from_slice(l.name.as_bytes());
-        pblink.push(0x18);
-        put_varint(&mut pblink, l.tsize);
-        node.push(0x12);
-        put_varint(&mut node, pblink.len() as u64);
-        node.extend_from_slice(&pblink);
+        push_link(&mut node, &l.cid, &l.name, l.tsize);
     }
-    node.push(0x0a);
-    put_varint(&mut node, DIRECTORY_DATA.len() as u64);
-    node.extend_from_slice(&DIRECTORY_DATA);
+    push_data(&mut node, &DIRECTORY_DATA);
     let cid = Cid::v1_sha256(DAG_PB, &Sha256::digest(&node));
     let tsize = node.len() as u64 + links.iter().map(|l| l.tsize).sum::<u64>();
     (node, cid, tsize)

@@ -146,22 +146,10 @@ fn build_node(links: &[Link]) -> Link {
     }
     // PBNode: Links (2) first, then Data (1). PBLink: Hash (1), Name (2), Tsize (3).
     let mut node = Vec::with_capacity(links.len() * 48 + unixfs.len() + 4);
-    let mut pblink = Vec::with_capacity(48);
     for l in links {
-        pblink.clear();
-        pblink.push(0x0a);
-        put_varint(&mut pblink, l.cid.as_bytes().len() as u64);
-        pblink.extend_from_slice(l.cid.as_bytes());
-        pblink.extend_from_slice(&[0x12, 0x00]);
-        pblink.push(0x18);
-        put_varint(&mut pblink, l.tsize);
-        node.push(0x12);
-        put_varint(&mut node, pblink.len() as u64);
-        node.extend_from_slice(&pblink);
+        push_link(&mut node, &l.cid, "", l.tsize);
     }
-    node.push(0x0a);
-    put_varint(&mut node, unixfs.len() as u64);
-    node.extend_from_slice(&unixfs);
+    push_data(&mut node, &unixfs);
 
     let children: u64 = links.iter().map(|l| l.tsize).sum();
     Link {
@@ -169,6 +157,30 @@ fn build_node(links: &[Link]) -> Link {
         tsize: node.len() as u64 + children,
         file_size,
     }
+}
+
+/// Appends a PBNode link (PBLink: Hash (1), Name (2), Tsize (3)) to `node`;
+/// a node's links come before its Data.
+pub(super) fn push_link(node: &mut Vec<u8>, cid: &Cid, name: &str, tsize: u64) {
+    let mut pblink = Vec::with_capacity(48 + name.len());
+    pblink.push(0x0a);
+    put_varint(&mut pblink, cid.as_bytes().len() as u64);
+    pblink.extend_from_slice(cid.as_bytes());
+    pblink.push(0x12);
+    put_varint(&mut pblink, name.len() as u64);
+    pblink.extend_from_slice(name.as_bytes());
+    pblink.push(0x18);
+    put_varint(&mut pblink, tsize);
+    node.push(0x12);
+    put_varint(node, pblink.len() as u64);
+    node.extend_from_slice(&pblink);
+}
+
+/// Appends a PBNode's Data (1) to `node`, after its links.
+pub(super) fn push_data(node: &mut Vec<u8>, data: &[u8]) {
+    node.push(0x0a);
+    put_varint(node, data.len() as u64);
+    node.extend_from_slice(data);
 }
 
 /// The CID of `data` as a whole (for tests and small values).

@@ -257,15 +257,21 @@ async fn repo_gc(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// `files/stat` of a stored file, as kubo answers it for `/ipfs/<cid>`.
-async fn files_stat(State(state): State<Arc<AppState>>, Query(q): Params) -> Response {
+/// The CID a call names in `arg` (`CID` or `/ipfs/CID`), or kubo's answer
+/// when it names none (`what`: the argument's name in kubo's message).
+fn cid_arg(q: &HashMap<String, String>, what: &str) -> Result<Cid, (StatusCode, String)> {
     let Some(arg) = q.get("arg") else {
-        return error(StatusCode::BAD_REQUEST, "argument \"path\" is required");
+        return Err((StatusCode::BAD_REQUEST, format!("argument \"{what}\" is required")));
     };
     let text = arg.strip_prefix("/ipfs/").unwrap_or(arg);
-    let cid = match Cid::parse(text) {
+    Cid::parse(text).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("invalid path {arg:?}: {e}")))
+}
+
+/// `files/stat` of a stored file, as kubo answers it for `/ipfs/<cid>`.
+async fn files_stat(State(state): State<Arc<AppState>>, Query(q): Params) -> Response {
+    let cid = match cid_arg(&q, "path") {
         Ok(cid) => cid,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("invalid path {arg:?}: {e}")),
+        Err((status, message)) => return error(status, message),
     };
     if let Some((links, tsize)) = state.repo.dir(&cid) {
         let body = serde_json::json!({
@@ -294,13 +300,9 @@ async fn files_stat(State(state): State<Arc<AppState>>, Query(q): Params) -> Res
 /// `ls` of a directory (its entries, `Type` 1 a folder, 2 a file) or of a
 /// file (no entries), as kubo answers it.
 async fn ls(State(state): State<Arc<AppState>>, Query(q): Params) -> Response {
-    let Some(arg) = q.get("arg") else {
-        return error(StatusCode::BAD_REQUEST, "argument \"ipfs-path\" is required");
-    };
-    let text = arg.strip_prefix("/ipfs/").unwrap_or(arg);
-    let cid = match Cid::parse(text) {
+    let cid = match cid_arg(&q, "ipfs-path") {
         Ok(cid) => cid,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("invalid path {arg:?}: {e}")),
+        Err((status, message)) => return error(status, message),
     };
     let links: Vec<serde_json::Value> = match state.repo.dir(&cid) {
         Some((links, _)) => links
@@ -327,16 +329,9 @@ async fn ls(State(state): State<Arc<AppState>>, Query(q): Params) -> Response {
 }
 
 async fn cat(State(state): State<Arc<AppState>>, Query(q): Params) -> Response {
-    let Some(arg) = q.get("arg") else {
-        return error(StatusCode::BAD_REQUEST, "argument \"ipfs-path\" is required");
-    };
-    let text = arg.strip_prefix("/ipfs/").unwrap_or(arg);
-    let cid = match Cid::parse(text) {
+    let cid = match cid_arg(&q, "ipfs-path") {
         Ok(cid) => cid,
-        Err(e) => {
-            let message = format!("invalid path {arg:?}: {e}");
-            return error(StatusCode::INTERNAL_SERVER_ERROR, message);
-        }
+        Err((status, message)) => return error(status, message),
     };
     let number = |key: &str| -> Result<Option<u64>, String> {
         match q.get(key) {
@@ -360,6 +355,7 @@ async fn cat(State(state): State<Arc<AppState>>, Query(q): Params) -> Response {
     };
     let start = offset.min(entry.size);
     let end = length.map_or(entry.size, |n| start.saturating_add(n).min(entry.size));
+    let cid_text = cid.to_string();
     let opened = {
         let entry = entry.clone();
         tokio::task::spawn_blocking(move || entry.open_unchanged(&cid)).await
@@ -367,7 +363,7 @@ async fn cat(State(state): State<Arc<AppState>>, Query(q): Params) -> Response {
     let mut file = match opened {
         Ok(Ok(f)) => tokio::fs::File::from_std(f),
         Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("opening {arg}: {e}")),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("opening {cid_text}: {e}")),
     };
     if start < end
         && let Err(e) = file.seek(SeekFrom::Start(start)).await
