@@ -36,6 +36,10 @@ fn an_aarch64_agent_under_qemu_runs_map_and_reduce_tasks_beside_an_x86_64_agent(
     assert!(version.contains(env!("CARGO_PKG_VERSION")), "{version}");
     assert!(version.contains("aarch64-unknown-linux-musl"), "{version}");
     assert!(version.contains("dist"), "not the size-tuned dist profile: {version}");
+    // Every dependency must earn its bytes on a board: the agent stays under 6 MB.
+    let bytes = std::fs::metadata(&agent).unwrap().len();
+    println!("static aarch64 agent: {bytes} bytes");
+    assert!(bytes < 6_000_000, "the static aarch64 agent is {bytes} bytes, over the 6 MB budget");
 
     let hub = Hub::start();
     // One slot each: every agent gets maps at the start and, with two

@@ -395,6 +395,61 @@ fn gzip_inputs_are_read_decompressed_and_a_corrupt_one_is_named() {
     assert!(!job.join("out2").exists());
 }
 
+#[test]
+fn zstd_inputs_are_read_decompressed_by_either_executor_and_a_corrupt_one_is_named() {
+    use ruzstd::encoding::{CompressionLevel, compress_to_vec};
+    let tmp = tempfile::tempdir().unwrap();
+    let job = tmp.path();
+    std::fs::create_dir(job.join("in")).unwrap();
+    let script = "import random, sys\n\
+                  r = random.Random(5)\n\
+                  words = ['w%d' % i for i in range(400)] + ['caf\\u00e9', 'x\\ty']\n\
+                  for name, n in (('a', 200000), ('b', 7)):\n\
+                  \x20   lines = [' '.join(r.choice(words) for _ in range(10)) for _ in range(n)]\n\
+                  \x20   open(sys.argv[1] + '/' + name, 'w').write('\\n'.join(lines) + '\\n')\n";
+    let o = std::process::Command::new("python3").args(["-c", script]).arg(job).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let reference = "import collections, sys\n\
+                     c = collections.Counter()\n\
+                     for name in ('a', 'b'):\n    c.update(open(sys.argv[1] + '/' + name).read().split())\n\
+                     for w in sorted(c):\n    print('%s\\t%d' % (w, c[w]))\n";
+    let o = std::process::Command::new("python3").args(["-c", reference]).arg(job).output().unwrap();
+    let mut want: Vec<String> = String::from_utf8(o.stdout).unwrap().lines().map(String::from).collect();
+    want.sort();
+    // Two frames in one file, as `cat a.zst b.zst` (or pzstd) makes.
+    let mut zst = compress_to_vec(&std::fs::read(job.join("a")).unwrap()[..], CompressionLevel::Fastest);
+    zst.extend(compress_to_vec(&std::fs::read(job.join("b")).unwrap()[..], CompressionLevel::Fastest));
+    std::fs::write(job.join("in/words.txt.zst"), &zst).unwrap();
+    std::fs::write(job.join("Map.py"), "def map(line):\n    for w in line.split():\n        yield w, 1\n")
+        .unwrap();
+    std::fs::write(job.join("Reduce.py"), "def reduce(k, vs):\n    yield k, sum(vs)\n").unwrap();
+    std::fs::write(job.join("ipdc.toml"), "input = \"in\"\nreducers = 2\nnative = \"wordcount\"\n").unwrap();
+    for (out, native) in [("out-py", false), ("out-native", true)] {
+        let mut args = vec!["run", "--local", "2", job.to_str().unwrap(), "--out"];
+        let path = job.join(out);
+        args.push(path.to_str().unwrap());
+        if native {
+            args.extend(["--native", "wordcount"]);
+        }
+        let o = submit(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("1 map task(s)"), "one split for the file: {}", text(&o));
+        let mut got = output_lines(&path);
+        got.sort();
+        assert_eq!(got.len(), 403, "400 words, café, x and y");
+        assert_eq!(got, want, "native: {native}");
+    }
+
+    // A corrupt one (cut short) fails the job, naming the file.
+    std::fs::write(job.join("in/words.txt.zst"), &zst[..zst.len() / 3]).unwrap();
+    let o =
+        submit(&["run", "--local", "1", job.to_str().unwrap(), "--out", job.join("out2").to_str().unwrap()]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("input in/words.txt.zst is not a valid zstd file ("), "{t}");
+    assert!(!job.join("out2").exists());
+}
+
 /// The order Python users expect, as a plain-Python sort key: by type
 /// (None < bool < numbers < str < list < dict), then by value.
 const PY_KEY_ORDER: &str = "def rank(v):\n\

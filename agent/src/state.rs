@@ -343,7 +343,7 @@ mod tests {
                 start: 0,
                 end: 10,
                 name: String::new(),
-                gzip: false,
+                compression: None,
             },
         }
     }

@@ -11,7 +11,7 @@ use ipdc_common::exec::{ExecStats, RecordSink};
 use ipdc_common::ipfs::{IpfsClient, LocalFiles};
 use ipdc_common::mapreduce::merge::KWayMerge;
 use ipdc_common::mapreduce::sorter::MapOutput;
-use ipdc_common::protocol::{CodeSpec, Task, TaskKind, TaskOutput};
+use ipdc_common::protocol::{CodeSpec, Compression, Task, TaskKind, TaskOutput};
 use ipdc_common::python::{CancelToken, ExecError, Limits, PythonExecutor, UserJob};
 use ipdc_common::{record, wordcount};
 use log::info;
@@ -19,6 +19,7 @@ use log::info;
 use crate::side_cache::{Got, SideCache};
 
 mod input;
+mod unzstd;
 use input::{MapInput, files_named, open_files, open_split, wrong_size};
 
 /// What every task of this agent shares.
@@ -212,7 +213,7 @@ async fn run_attempt(
         tokio::time::sleep(ctx.delay).await;
     }
     let result = match &task.kind {
-        TaskKind::Map { input_cid, input_size, start, end, split, name, gzip } => {
+        TaskKind::Map { input_cid, input_size, start, end, split, name, compression } => {
             let py = (limits, cancel.clone());
             let input = MapInput::Range {
                 cid: input_cid,
@@ -220,7 +221,7 @@ async fn run_attempt(
                 start: *start,
                 end: *end,
                 name,
-                gzip: *gzip,
+                compression: *compression,
             };
             run_map(&ctx, &task, &dir, input, py).await.map_err(|mut e| {
                 // Name the split, so the user can find the input that broke.
@@ -327,10 +328,10 @@ pub const MAX_PARAMS_BYTES: usize = 64 << 10;
 /// What a task (a map of `input`, or a reduce) tells its runner, checked:
 /// its parameters' size and its input's name come off the wire.
 fn user_job(task: &Task, input: Option<&MapInput<'_>>) -> Result<UserJob, TaskError> {
-    let (name, gzip, files) = match input {
-        None => ("", false, &[][..]),
-        Some(MapInput::Range { name, gzip, .. }) => (*name, *gzip, &[][..]),
-        Some(MapInput::Files(files)) => ("", false, *files),
+    let (name, compression, files) = match input {
+        None => ("", None, &[][..]),
+        Some(MapInput::Range { name, compression, .. }) => (*name, *compression, &[][..]),
+        Some(MapInput::Files(files)) => ("", None, *files),
     };
     let names = std::iter::once(name).chain(files.iter().map(|f| f.name.as_str()));
     if !names.into_iter().all(ipdc_common::protocol::is_safe_input_name) {
@@ -353,7 +354,7 @@ fn user_job(task: &Task, input: Option<&MapInput<'_>>) -> Result<UserJob, TaskEr
         params_json,
         input_name: (!name.is_empty()).then(|| name.to_string()),
         map_only: input.is_some() && task.reducers == 0,
-        gzip,
+        gzip: compression == Some(Compression::Gzip),
         files: matches!(input, Some(MapInput::Files(_))),
     })
 }
@@ -369,10 +370,12 @@ async fn run_map(
     let exec = choose_executor(&task.code, ctx.python.as_deref())?;
     let python = matches!(exec, Executor::Python(_));
     match input {
-        MapInput::Range { start, end, size, gzip: true, .. } if start != 0 || end != size => {
-            return Err(TaskError::new("refused the task: a gzip input is mapped whole, not in byte ranges"));
+        MapInput::Range { start, end, size, compression: Some(_), .. } if start != 0 || end != size => {
+            return Err(TaskError::new(
+                "refused the task: a compressed input is mapped whole, not in byte ranges",
+            ));
         }
-        MapInput::Range { gzip: true, .. } if !python => {
+        MapInput::Range { compression: Some(Compression::Gzip), .. } if !python => {
             return Err(TaskError::new(
                 "a gzip-compressed input needs Python on the agent (the native executors read plain text)",
             ));
@@ -396,7 +399,13 @@ async fn run_map(
     }
     let budget = budget_bytes(ctx, task);
     let input = match input {
-        MapInput::Range { cid, size, start, end, .. } => open_split(ctx, cid, size, start, end)?,
+        MapInput::Range { cid, size, start, end, name, compression } => {
+            let split = open_split(ctx, cid, size, start, end)?;
+            match compression {
+                Some(Compression::Zstd) => split.zstd(if name.is_empty() { cid } else { name }),
+                _ => split,
+            }
+        }
         MapInput::Files(files) => open_files(ctx, dir, files, &limits).await?,
     };
     let python_job = (limits, cancel);

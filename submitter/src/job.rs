@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ipdc_common::protocol::Compression;
 use serde::{Deserialize, Serialize};
 
 use crate::controller::{Verification, spot_check};
@@ -426,7 +427,10 @@ impl JobSpec {
             return Ok(());
         }
         if self.force_native.is_some()
-            && let Some(gz) = self.input_files.iter().find(|f| crate::run::upload::is_gzip(&f.path))
+            && let Some(gz) = self
+                .input_files
+                .iter()
+                .find(|f| crate::run::upload::compression_of(&f.path) == Some(Compression::Gzip))
         {
             return Err(format!(
                 "input {} is gzip-compressed, which the native executors cannot read: run it with Python (drop --native)",

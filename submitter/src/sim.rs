@@ -68,7 +68,7 @@ pub async fn run(agents: usize, tasks: usize, broker: Option<String>) -> Result<
                 input_cid: "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku".into(),
                 input_size: tasks as u64,
                 name: String::new(),
-                gzip: false,
+                compression: None,
                 start: i,
                 end: i + 1,
                 files: Vec::new(),

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use ipdc_common::ipfs::IpfsClient;
 use ipdc_common::mapreduce::split::{LineOwner, SplitFileReader};
-use ipdc_common::protocol::{InputFile, MAX_FILES_PER_TASK};
+use ipdc_common::protocol::{Compression, InputFile, MAX_FILES_PER_TASK};
 use ipdc_common::python::Limits;
 use tokio::sync::mpsc;
 
+use super::unzstd::ZstdReader;
 use super::{TaskContext, TaskError};
 
 /// The part of the input a map task reads.
@@ -24,8 +25,8 @@ pub(super) enum MapInput<'a> {
         end: u64,
         /// The input file's name as the job gives it (empty: unnamed).
         name: &'a str,
-        /// Gzip-compressed: one split of the whole file, decompressed by the runner.
-        gzip: bool,
+        /// Compressed: one split of the whole file, read decompressed.
+        compression: Option<Compression>,
     },
     /// Whole files, for `map(name, data)`.
     Files(&'a [InputFile]),
@@ -152,6 +153,8 @@ pub(super) enum SplitReader {
     Fetched(ChannelReader),
     /// Whole files fetched into the attempt's folder, framed.
     Files(FramedFiles),
+    /// A `.zst` file's bytes (read by one of the above), decompressed.
+    Zstd(Box<ZstdReader<SplitReader>>),
 }
 
 impl SplitReader {
@@ -161,6 +164,7 @@ impl SplitReader {
             SplitReader::File(r) => r.bytes_read(),
             SplitReader::Files(r) => r.bytes_read,
             SplitReader::Fetched(_) => 0,
+            SplitReader::Zstd(r) => r.get_ref().bytes_read(),
         }
     }
 }
@@ -171,6 +175,17 @@ impl Read for SplitReader {
             SplitReader::File(r) => r.read(buf),
             SplitReader::Fetched(r) => r.read(buf),
             SplitReader::Files(r) => r.read(buf),
+            SplitReader::Zstd(r) => r.read(buf),
+        }
+    }
+}
+
+impl SplitInput {
+    /// The same input read decompressed (a `.zst` file named `name`).
+    pub(super) fn zstd(self, name: &str) -> SplitInput {
+        SplitInput {
+            reader: SplitReader::Zstd(Box::new(ZstdReader::new(self.reader, name))),
+            fetch: self.fetch,
         }
     }
 }

@@ -36,8 +36,8 @@ pub use names::{
 };
 pub use status::{AgentStatus, IpfsHealth};
 pub use task::{
-    CodeFiles, CodeSpec, InputFile, MAX_FILES_PER_TASK, SideFile, Task, TaskCommand, TaskKind, TaskLimits,
-    TaskMessage,
+    CodeFiles, CodeSpec, Compression, InputFile, MAX_FILES_PER_TASK, SideFile, Task, TaskCommand, TaskKind,
+    TaskLimits, TaskMessage,
 };
 pub use topics::{Route, Topics};
 pub use wire::{Incoming, Outgoing, Refused, Wire};
@@ -137,7 +137,7 @@ pub(crate) fn sample_task() -> Task {
             start: 0,
             end: 100,
             name: "in/a.txt".into(),
-            gzip: true,
+            compression: Some(Compression::Gzip),
         },
     }
 }

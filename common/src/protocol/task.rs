@@ -106,16 +106,40 @@ pub enum TaskKind {
         end: u64,
         #[serde(default)]
         name: String,
-        /// The file is gzip-compressed: the split is the whole file, and
-        /// the runner decompresses it as it reads.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        gzip: bool,
+        /// The file is compressed: the split is the whole file, read
+        /// decompressed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        compression: Option<Compression>,
     },
     /// Map whole files (`input_format = "files"`): user code's
     /// `map(name, data)` runs once per file, with its bytes.
     MapFiles { split: u32, files: Vec<InputFile> },
     /// Reduce partition `partition`: its piece of every map's output.
     Reduce { partition: u32, inputs: Vec<String> },
+}
+
+/// How an input file is compressed, decided by its name (as Hadoop does).
+/// Neither can be read from the middle, so such a file is one split.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// `.gz`: the Python runner decompresses it (Python's `gzip`).
+    Gzip,
+    /// `.zst`: the agent decompresses it, for either executor.
+    Zstd,
+}
+
+impl Compression {
+    /// The compression a file named `name` is taken to have.
+    pub fn of_name(name: &str) -> Option<Compression> {
+        if name.ends_with(".gz") {
+            Some(Compression::Gzip)
+        } else if name.ends_with(".zst") {
+            Some(Compression::Zstd)
+        } else {
+            None
+        }
+    }
 }
 
 /// The most files one per-file map task may list (a thousand names and

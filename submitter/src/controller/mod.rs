@@ -57,7 +57,7 @@ mod verify;
 use std::collections::BTreeMap;
 
 use ipdc_common::exec::ExecStats;
-use ipdc_common::protocol::{CodeSpec, InputFile, Task, TaskKind};
+use ipdc_common::protocol::{CodeSpec, Compression, InputFile, Task, TaskKind};
 
 use liveness::AgentSlots;
 use task::{TaskEntry, Tasks};
@@ -95,8 +95,8 @@ pub struct MapSplit {
     pub input_size: u64,
     /// The file's name as the job's code sees it.
     pub name: String,
-    /// Gzip-compressed (then the split is the whole file).
-    pub gzip: bool,
+    /// Compressed (then the split is the whole file).
+    pub compression: Option<Compression>,
     pub start: u64,
     pub end: u64,
     /// A per-file job's task: these whole files (the fields above unused).
@@ -223,7 +223,7 @@ impl Controller {
                         start: s.start,
                         end: s.end,
                         name: s.name.clone(),
-                        gzip: s.gzip,
+                        compression: s.compression,
                     }
                 } else {
                     TaskKind::MapFiles { split: i as u32, files: s.files.clone() }

@@ -242,7 +242,7 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
     Ok(())
 }
 
-/// The map tasks of a job: byte ranges of its files (a gzip file whole),
+/// The map tasks of a job: byte ranges of its files (a compressed one whole),
 /// or for a per-file job runs of whole files, for the picked agents' slots.
 fn plan_map_tasks(format: InputFormat, inputs: &[InputObject], slots: usize) -> Vec<MapSplit> {
     let sizes: Vec<u64> = inputs.iter().map(|i| i.size).collect();
@@ -258,7 +258,7 @@ fn plan_map_tasks(format: InputFormat, inputs: &[InputObject], slots: usize) -> 
             })
             .collect();
     }
-    let whole: Vec<bool> = inputs.iter().map(|i| i.gzip).collect();
+    let whole: Vec<bool> = inputs.iter().map(|i| i.compression.is_some()).collect();
     plan_file_splits(&sizes, &whole, slots, MAX_MAP_TASKS)
         .into_iter()
         .map(|(f, s)| {
@@ -267,7 +267,7 @@ fn plan_map_tasks(format: InputFormat, inputs: &[InputObject], slots: usize) -> 
                 input_cid: input.cid.clone(),
                 input_size: input.size,
                 name: input.name.clone(),
-                gzip: input.gzip,
+                compression: input.compression,
                 start: s.start,
                 end: s.end,
                 files: Vec::new(),

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use ipdc_common::ipfs::{IpfsClient, Object};
-use ipdc_common::protocol::SideFile;
+use ipdc_common::protocol::{Compression, SideFile};
 use tokio::task::JoinHandle;
 
 use super::sent::Sent;
@@ -26,13 +26,13 @@ pub struct InputObject {
     pub size: u64,
     /// Its name as the job's code sees it (`ipdc.input_file()`).
     pub name: String,
-    /// A `.gz` file: mapped whole, decompressed by the runner.
-    pub gzip: bool,
+    /// A `.gz` or `.zst` file: mapped whole, read decompressed.
+    pub compression: Option<Compression>,
 }
 
-/// Whether a local input file is gzip-compressed (by its name, as Hadoop decides).
-pub fn is_gzip(path: &std::path::Path) -> bool {
-    path.extension().is_some_and(|e| e == "gz")
+/// How a local input file is compressed (by its name, as Hadoop decides).
+pub fn compression_of(path: &std::path::Path) -> Option<Compression> {
+    Compression::of_name(&path.to_string_lossy())
 }
 
 /// What the agents will fetch.
@@ -104,7 +104,7 @@ pub fn start_local_add(cluster: &Cluster, spec: &JobSpec) -> Option<LocalAdd> {
         let mut added = Vec::with_capacity(files.len());
         for f in files.into_iter().filter(|f| f.size > 0 || keep_empty) {
             let ((cid, size), _) = add_unchanged(&f.path, store.add_file(&f.path)).await?;
-            added.push(InputObject { cid, size, gzip: is_gzip(&f.path), name: f.name });
+            added.push(InputObject { cid, size, compression: compression_of(&f.path), name: f.name });
         }
         Ok(added)
     }))
@@ -122,7 +122,7 @@ const MAX_DIRECTORY_DEPTH: usize = 32;
 async fn input_cid_files(ipfs: &IpfsClient, cid: &str, out: &mut Vec<InputObject>) -> Result<(), String> {
     let at = |e: ipdc_common::ipfs::IpfsError| format!("input {cid}: {e}");
     if let Object::File(size) = ipfs.stat(cid).await.map_err(at)? {
-        out.push(InputObject { cid: cid.to_string(), size, name: cid.to_string(), gzip: false });
+        out.push(InputObject { cid: cid.to_string(), size, name: cid.to_string(), compression: None });
         return Ok(());
     }
     let mut files = Vec::new();
@@ -169,7 +169,7 @@ async fn input_cid_files(ipfs: &IpfsClient, cid: &str, out: &mut Vec<InputObject
     files.sort();
     for (name, file) in files {
         let size = ipfs.file_size(&file).await.map_err(|e| format!("input {cid}: {name}: {e}"))?;
-        out.push(InputObject { gzip: is_gzip(Path::new(&name)), cid: file, size, name });
+        out.push(InputObject { compression: Compression::of_name(&name), cid: file, size, name });
     }
     Ok(())
 }
@@ -206,7 +206,7 @@ pub async fn upload(
                     cid: added.cid,
                     size,
                     name: f.name.clone(),
-                    gzip: is_gzip(&f.path),
+                    compression: compression_of(&f.path),
                 });
             }
             inputs

@@ -20,7 +20,7 @@ fn plan(splits: usize, reducers: u32) -> JobPlan {
                 input_cid: "in".into(),
                 input_size: splits as u64 * 10,
                 name: String::new(),
-                gzip: false,
+                compression: None,
                 start: i * 10,
                 end: i * 10 + 10,
                 files: Vec::new(),
