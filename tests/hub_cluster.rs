@@ -176,10 +176,127 @@ fn the_hubs_store_collects_a_jobs_intermediate_data_and_keeps_its_input() {
         })
         .collect();
     let maps = s["map_tasks"].as_u64().unwrap() as usize;
-    assert!(removed.len() >= maps + 2, "{maps} map task(s), 2 parts; removed {removed:?}");
+    assert!(removed.len() >= maps, "{maps} map task(s); removed {removed:?}");
     assert!(!removed.contains(&input_cid), "{removed:?}");
+    // The parts stay too: the result is pinned as the output directory.
+    for part in s["parts"].as_array().unwrap() {
+        assert!(!removed.iter().any(|r| part["cid"] == r.as_str()), "{part} was collected: {removed:?}");
+    }
     // The input is still there: the job runs again from its CID.
     let second = out.path().join("second");
     let got = args(["--input-cid", &input_cid], &second);
     assert_counts_eq(&got, &reference_counts(&input), "a second job from the kept input");
+}
+
+/// A POST to the hub's IPFS API, as `curl` sends it; the answer's JSON.
+fn ipfs_call(hub: &Hub, call: &str) -> serde_json::Value {
+    let o = std::process::Command::new("curl")
+        .args(["-sS", "-X", "POST"])
+        .arg(format!("{}/api/v0/{call}", hub.ipfs))
+        .output()
+        .expect("curl runs");
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{call}: {e}: {}", text(&o)))
+}
+
+#[test]
+fn a_result_is_a_pinned_directory_cid_that_the_next_job_reads_and_no_fetch_leaves_in_ipfs() {
+    let hub = Hub::start();
+    let _a = hub.agent("out-1", &[]);
+    let _b = hub.agent("out-2", &[]);
+    let input = corpus("4M");
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |job: &std::path::Path, source: [&str; 2], out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            job.to_str().unwrap(),
+            source[0],
+            source[1],
+            "--reducers",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = hub.submit(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        o
+    };
+    let wordcount = repo_root().join("examples/wordcount");
+    let first = tmp.path().join("first");
+    let o = run(&wordcount, ["--input", input.to_str().unwrap()], &first, &[]);
+    let s = summary(&first);
+    let cid = s["output_cid"].as_str().expect("an output_cid").to_string();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(stdout.lines().last(), Some(format!("output CID: {cid}").as_str()), "{stdout}");
+    assert_eq!(s["fetched"], true);
+    // The directory lists the parts under their names, with the summary's CIDs.
+    let listed = ipfs_call(&hub, &format!("ls?arg={cid}"));
+    let links = listed["Objects"][0]["Links"].as_array().unwrap();
+    let parts = s["parts"].as_array().unwrap();
+    assert_eq!(links.len(), 2, "{listed}");
+    for (link, part) in links.iter().zip(parts) {
+        assert_eq!(link["Name"], part["name"]);
+        assert_eq!(link["Hash"], part["cid"]);
+        let bytes = std::fs::metadata(first.join(part["name"].as_str().unwrap())).unwrap().len();
+        assert_eq!(part["bytes"], bytes, "{part}");
+    }
+
+    // A second job reads the result straight from IPFS: how many distinct
+    // words of each length, weighted by their counts.
+    let by_length = tmp.path().join("by-length");
+    std::fs::create_dir(&by_length).unwrap();
+    std::fs::write(
+        by_length.join("Map.py"),
+        "def map(line):\n    word, n = line.rsplit('\\t', 1)\n    yield len(word), int(n)\n",
+    )
+    .unwrap();
+    std::fs::write(by_length.join("Reduce.py"), "def reduce(k, vs):\n    yield k, sum(vs)\n").unwrap();
+    let second = tmp.path().join("second");
+    run(&by_length, ["--input-cid", &cid], &second, &[]);
+    let s2 = summary(&second);
+    let names: Vec<&str> =
+        s2["inputs"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["part-00000", "part-00001"]);
+    let reference = r#"
+import collections, sys
+c = collections.Counter()
+for name in ("part-00000", "part-00001"):
+    for line in open(sys.argv[1] + "/" + name, encoding="utf-8", errors="surrogateescape"):
+        word, n = line.rstrip("\n").rsplit("\t", 1)
+        c[len(word)] += int(n)
+for k in sorted(c):
+    print("%d\t%d" % (k, c[k]))
+"#;
+    let o = std::process::Command::new("python3").args(["-c", reference]).arg(&first).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let want: std::collections::BTreeMap<u64, u64> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split_once('\t').map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap())).unwrap())
+        .collect();
+    let mut got = std::collections::BTreeMap::new();
+    for part in ["part-00000", "part-00001"] {
+        for line in std::fs::read_to_string(second.join(part)).unwrap().lines() {
+            let (k, v) = line.split_once('\t').unwrap();
+            got.insert(k.parse::<u64>().unwrap(), v.parse::<u64>().unwrap());
+        }
+    }
+    assert!(want.len() > 5, "{want:?}");
+    assert_eq!(got, want);
+    let total: u64 = reference_counts(&input).values().sum();
+    assert_eq!(got.values().sum::<u64>(), total, "every word of the input, once");
+
+    // --no-fetch: the same job leaves its result in IPFS under the same CID
+    // (the record encoding is deterministic), and writes no part.
+    let third = tmp.path().join("third");
+    run(&wordcount, ["--input", input.to_str().unwrap()], &third, &["--no-fetch"]);
+    let s3 = summary(&third);
+    assert_eq!(s3["output_cid"], cid.as_str());
+    assert_eq!(s3["fetched"], false);
+    let mut files: Vec<String> = std::fs::read_dir(&third)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["_SUCCESS", "summary.json"]);
 }

@@ -62,11 +62,30 @@ fn mosquitto_three_agents_and_ipfs_give_the_reference_counts_for_64mib() {
     for a in s["agents"].as_array().unwrap() {
         assert!(a["map_tasks"].as_u64().unwrap() >= 1, "every agent mapped: {s:#}");
     }
-    // The user's input stays pinned; the agents' map outputs and reduce
-    // parts do not, or boards' disks would fill job after job.
+    // The user's input stays pinned, and the result as its directory; the
+    // agents' map outputs do not, or boards' disks would fill job after job.
     let new: Vec<String> = ipfs.recursive_pins().into_iter().filter(|p| !pins_before.contains(p)).collect();
-    // (js-ipfs lists it in base58, as zdj7…, not as the job's bafy…)
-    assert_eq!(new.len(), 1, "only the input is pinned: {new:?}");
+    // (js-ipfs lists them in base58, as zdj7… or Qm…, not as the job's bafy…)
+    assert_eq!(new.len(), 2, "the input and the output directory are pinned: {new:?}");
+    // The output CID is what js-ipfs makes of the three part files wrapped
+    // in a directory: our dag-pb node and the parts' DAG sizes agree with it.
+    let mut curl = std::process::Command::new("curl");
+    curl.args(["-sS", "-X", "POST"]);
+    for r in 0..3 {
+        let part = out_dir.join(format!("part-{r:05}"));
+        curl.arg("-F").arg(format!("file=@{};filename=part-{r:05}", part.display()));
+    }
+    let added = curl
+        .arg(format!(
+            "{}/api/v0/add?cid-version=1&raw-leaves=true&cid-base=base32&wrap-with-directory=true",
+            ipfs.api
+        ))
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", text(&added));
+    let added = String::from_utf8_lossy(&added.stdout);
+    let wrapped: serde_json::Value = serde_json::from_str(added.lines().last().unwrap()).unwrap();
+    assert_eq!(s["output_cid"], wrapped["Hash"], "{added}");
 }
 
 #[test]

@@ -134,6 +134,9 @@ pub struct RunArgs {
     /// Replace an earlier result (a folder holding _SUCCESS) at the output path, once the new one is complete.
     #[arg(long)]
     pub overwrite: bool,
+    /// Leave the result in IPFS, pinned on this machine's node, and write only summary.json (with its output_cid) and _SUCCESS.
+    #[arg(long)]
+    pub no_fetch: bool,
     /// Seconds to wait for enough capable agents.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     pub wait: u64,

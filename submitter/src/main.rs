@@ -8,10 +8,16 @@ use ipdc_submit::cluster::Cluster;
 use ipdc_submit::{agents, hub, job, keygen, run, settings};
 
 async fn run_command(args: cli::RunArgs) -> Result<(), String> {
+    if args.no_fetch && args.local.is_some() {
+        return Err("--no-fetch leaves the result in IPFS, but the store of --local ends with this run: \
+                    drop --no-fetch, or run on a hub or a cluster"
+            .into());
+    }
     let spec = job::JobSpec::load(args.job.as_deref(), args.overrides(), args.native.clone())?;
     let opts = run::RunOptions {
         overwrite: args.overwrite,
         wait: std::time::Duration::from_secs(args.wait),
+        no_fetch: args.no_fetch,
         ..Default::default()
     };
     let cluster = match args.local {

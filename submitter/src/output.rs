@@ -179,12 +179,19 @@ pub struct Parts<'a> {
     pub prefix: &'a str,
     /// (task, CID) of what each task's winning attempt printed, for `_logs/TASK.log`.
     pub logs: &'a [(String, String)],
+    /// Fetch the parts into the folder (else they stay in IPFS: `--no-fetch`).
+    pub fetch: bool,
+}
+
+/// The name of part `i` of a result whose parts are named `prefix…`.
+pub fn part_name(prefix: &str, i: usize) -> String {
+    format!("{prefix}{i:05}")
 }
 
 impl Parts<'_> {
     /// The name of part `i`.
     pub fn name(&self, i: usize) -> String {
-        format!("{}{i:05}", self.prefix)
+        part_name(self.prefix, i)
     }
 }
 
@@ -195,7 +202,7 @@ async fn fill(
     dir: &Path,
 ) -> Result<u64, String> {
     let mut total = 0;
-    for (i, (cid, _)) in parts.cids.iter().enumerate() {
+    for (i, (cid, _)) in parts.cids.iter().enumerate().filter(|_| parts.fetch) {
         let path: PathBuf = dir.join(parts.name(i));
         total += ipfs.cat_to_file(cid, &path).await.map_err(|e| format!("fetching part {i}: {e}"))?;
     }

@@ -154,6 +154,53 @@ impl IpfsClient {
     }
 }
 
+impl IpfsClient {
+    /// Stores one dag-pb node (a directory the caller encoded) with
+    /// `block/put`, pinned recursively: the node then fetches and keeps
+    /// every block under it. Returns the node's answer, the CID as the node
+    /// writes it (CIDv0 or CIDv1: the caller checks it is its own).
+    pub async fn put_dag_pb_pinned(&self, node: Vec<u8>) -> Result<String, IpfsError> {
+        let ctx = self.ctx("block/put", None);
+        let params = [
+            ("cid-codec", "dag-pb".to_string()),
+            ("mhtype", "sha2-256".to_string()),
+            ("pin", "true".to_string()),
+        ];
+        let boundary = format!("ipdc-{:016x}", boundary_seed());
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"data\"; filename=\"node\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(&node);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let body = Bytes::from(body);
+        // Pinning fetches what the node lacks: give it the idle timeout of a transfer.
+        let limit = self.timeouts.idle.max(self.timeouts.request);
+        retry(|| async {
+            let once = async {
+                let resp = self
+                    .http
+                    .post(self.url("block/put", &params))
+                    .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .map_err(|e| ctx.transport(e, limit))?;
+                let resp = check_status(ctx, resp, limit).await?;
+                let text = resp.bytes().await.map_err(|e| ctx.transport(e, limit))?;
+                let v: serde_json::Value =
+                    serde_json::from_slice(&text).map_err(|e| ctx.unparsable(e, &text))?;
+                json_str(&v, "Key").ok_or_else(|| ctx.err(ErrorKind::Protocol(format!("no Key in {v}"))))
+            };
+            tokio::time::timeout(limit, once)
+                .await
+                .unwrap_or_else(|_| Err(ctx.err(ErrorKind::Timeout(limit))))
+        })
+        .await
+    }
+}
+
 /// Picks the root out of `add`'s newline-delimited JSON: the last object
 /// with a `Hash`. An error object in the stream is an error.
 fn parse_add_answer(ctx: Ctx<'_>, text: &[u8]) -> Result<Added, IpfsError> {

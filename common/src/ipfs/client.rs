@@ -147,6 +147,16 @@ impl IpfsClient {
             .ok_or_else(|| ctx.err(ErrorKind::Protocol(format!("no Size in {v}"))))
     }
 
+    /// The bytes of every block of `cid`'s DAG (`files/stat`'s
+    /// `CumulativeSize`): what a directory's link to it says (`Tsize`).
+    pub async fn dag_size(&self, cid: &str) -> Result<u64, IpfsError> {
+        let ctx = self.ctx("files/stat", Some(cid));
+        let url = self.url("files/stat", &[("arg", format!("/ipfs/{cid}"))]);
+        let v = self.small_json_call(ctx, url).await?;
+        json_u64(&v, "CumulativeSize")
+            .ok_or_else(|| ctx.err(ErrorKind::Protocol(format!("no CumulativeSize in {v}"))))
+    }
+
     /// The entries of the UnixFS directory `cid` (`ls`), in its order.
     pub async fn ls(&self, cid: &str) -> Result<Vec<DirEntry>, IpfsError> {
         let ctx = self.ctx("ls", Some(cid));

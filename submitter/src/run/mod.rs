@@ -11,6 +11,7 @@
 
 pub mod drive;
 pub mod pick;
+pub mod publish;
 mod sent;
 pub mod session;
 pub mod summary;
@@ -30,6 +31,7 @@ use crate::controller::{Controller, JobPlan, MapSplit, Verification};
 use crate::job::{InputFormat, JobSpec};
 use crate::output;
 use crate::progress::ProgressView;
+use publish::PartEntry;
 use session::Session;
 use summary::{InputFacts, Summary, Times};
 use upload::InputObject;
@@ -42,6 +44,9 @@ pub struct RunOptions {
     /// An assignment not acknowledged within this long goes to another agent.
     pub accept_timeout: Duration,
     pub show_progress: bool,
+    /// Leave the parts in IPFS (pinned on the submitter's node): write only
+    /// `summary.json` and `_SUCCESS`.
+    pub no_fetch: bool,
 }
 
 impl Default for RunOptions {
@@ -51,6 +56,7 @@ impl Default for RunOptions {
             wait: Duration::from_secs(10),
             accept_timeout: Duration::from_secs(15),
             show_progress: true,
+            no_fetch: false,
         }
     }
 }
@@ -184,6 +190,24 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
     }
 
     let parts = ctl.part_cids();
+    let prefix = if spec.reducers == 0 { "part-m-" } else { "part-" };
+    let entries: Vec<PartEntry> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, (cid, bytes))| PartEntry {
+            name: output::part_name(prefix, i),
+            cid: cid.clone(),
+            bytes: *bytes,
+        })
+        .collect();
+    let published = session.pump_until(publish::publish(&ipfs, &entries)).await;
+    if let (Err(e), true) = (&published, opts.no_fetch) {
+        session.disconnect().await;
+        return Err(format!(
+            "could not make the output directory in IPFS: {e}\n{}",
+            parts_still_in_ipfs(&entries)
+        ));
+    }
     let input = InputFacts { inputs: &uploaded.inputs };
     let mut summary = Summary::new(
         &job,
@@ -196,25 +220,30 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
     );
     summary.times_ms =
         Times { upload: upload_ms, map: map_ms, reduce: reduce_ms, total: t0.elapsed().as_millis() as u64 };
+    match published {
+        Ok(cid) => summary.output_cid = Some(cid),
+        Err(e) => summary
+            .warnings
+            .push(format!("the output directory could not be made in IPFS ({e}): no output_cid")),
+    }
+    summary.parts = entries.clone();
+    summary.fetched = !opts.no_fetch;
     let summary_json = serde_json::to_value(&summary).expect("a summary serializes");
     let logs: Vec<(String, String)> =
         summary.tasks.iter().filter_map(|r| Some((r.task.clone(), r.log_cid.clone()?))).collect();
-    let prefix = if spec.reducers == 0 { "part-m-" } else { "part-" };
-    let files = output::Parts { cids: &parts, prefix, logs: &logs };
+    let files = output::Parts { cids: &parts, prefix, logs: &logs, fetch: !opts.no_fetch };
     let written = session.pump_until(target.write(&ipfs, &files, &summary_json)).await;
     session.disconnect().await;
     if let Err(e) = written {
         if cluster.is_local() {
             return Err(e); // its store goes with this process
         }
-        // The parts may still be in IPFS for a while: say where.
-        let listed: Vec<String> =
-            parts.iter().enumerate().map(|(i, (cid, _))| format!("{} {cid}", files.name(i))).collect();
-        return Err(format!(
-            "{e}\nthe result's parts were added to IPFS unpinned by the agents that made them and may still be \
-             there (fetch them with `ipfs cat CID` soon: garbage collection removes them): {}",
-            listed.join(", ")
-        ));
+        return Err(match &summary.output_cid {
+            Some(cid) => format!(
+                "{e}\nthe result is in IPFS, pinned on this machine's node, as {cid} (`ipfs ls {cid}`)"
+            ),
+            None => format!("{e}\n{}", parts_still_in_ipfs(&entries)),
+        });
     }
     println!(
         "job {job} done in {:.1} s: {} map + {} reduce task(s) on {} agent(s); {} input records -> {} output records",
@@ -239,7 +268,25 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
         println!("warning: {w}");
     }
     println!("output: {}", spec.out.display());
+    match &summary.output_cid {
+        Some(cid) if cluster.is_local() => {
+            println!("output CID: {cid} (not kept: --local's store ends with this run)")
+        }
+        Some(cid) => println!("output CID: {cid}"),
+        None => {}
+    }
     Ok(())
+}
+
+/// Where a result's parts may still be found when they could not be
+/// written or pinned.
+fn parts_still_in_ipfs(parts: &[PartEntry]) -> String {
+    let listed: Vec<String> = parts.iter().map(|p| format!("{} {}", p.name, p.cid)).collect();
+    format!(
+        "the result's parts were added to IPFS unpinned by the agents that made them and may still be \
+         there (fetch them with `ipfs cat CID` soon: garbage collection removes them): {}",
+        listed.join(", ")
+    )
 }
 
 /// The map tasks of a job: byte ranges of its files (a compressed one whole),

@@ -47,6 +47,13 @@ pub struct Summary {
     /// The user's counters (`ipdc.counter`), summed over the winning
     /// attempt of every task, map, combine and reduce together.
     pub user_counters: BTreeMap<String, i64>,
+    /// The result's parts as one UnixFS directory in IPFS, pinned on the
+    /// submitter's node (None: it could not be made; see `warnings`).
+    pub output_cid: Option<String>,
+    /// Each part: its name in the output folder, CID and length.
+    pub parts: Vec<super::publish::PartEntry>,
+    /// The parts were left in IPFS, not fetched (`--no-fetch`).
+    pub fetched: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -171,6 +178,9 @@ impl Summary {
             times_ms: Times::default(),
             warnings,
             user_counters: all.user_counters,
+            output_cid: None,
+            parts: Vec::new(),
+            fetched: true,
         }
     }
 }

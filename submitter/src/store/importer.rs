@@ -133,6 +133,20 @@ impl Importer {
     }
 }
 
+/// The DAG size (the root's Tsize) of any file of `len` bytes: the layout
+/// depends on the length alone, and every CID in it has the same length.
+pub fn dag_size_of(len: u64) -> u64 {
+    let mut importer = Importer::new();
+    let (full, rest) = (len / CHUNK_SIZE as u64, (len % CHUNK_SIZE as u64) as usize);
+    for _ in 0..full {
+        importer.push_leaf(&[0; 32], CHUNK_SIZE);
+    }
+    if rest > 0 || full == 0 {
+        importer.push_leaf(&[0; 32], rest);
+    }
+    importer.finish().dag_size
+}
+
 /// Encodes a dag-pb node over `links` and returns the link to it.
 fn build_node(links: &[Link]) -> Link {
     // UnixFS Data: Type=File (1), filesize (3), blocksizes (4, unpacked).

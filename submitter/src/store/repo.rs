@@ -184,6 +184,15 @@ impl Repo {
         }
     }
 
+    /// Pins `cid` and, for a directory, everything under it: garbage
+    /// collection leaves it alone from now on.
+    pub fn pin_tree(&self, cid: &Cid) -> io::Result<()> {
+        match self.dir(cid) {
+            Some((links, _)) => links.iter().try_for_each(|l| self.pin_tree(&l.cid)),
+            None => self.unmark(&cid.to_string()),
+        }
+    }
+
     /// Keeps a directory node (its bytes hash to `cid`).
     pub async fn put_dir(&self, cid: &Cid, node: &[u8], links: Vec<DirLink>, tsize: u64) -> io::Result<()> {
         let name = cid.to_string();

@@ -21,11 +21,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use futures_util::stream;
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::cid::Cid;
+use super::cid::{Cid, DAG_PB};
 use super::dir::Tree;
-use super::importer::CHUNK_SIZE;
+use super::importer::{CHUNK_SIZE, dag_size_of};
 use super::repo::Repo;
 
 /// The version string `/api/v0/version` reports.
@@ -70,6 +71,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v0/cat", post(cat))
         .route("/api/v0/files/stat", post(files_stat))
         .route("/api/v0/ls", post(ls))
+        .route("/api/v0/block/put", post(block_put))
         .route("/api/v0/id", post(id))
         .route("/api/v0/version", post(version))
         .route("/api/v0/repo/gc", post(repo_gc))
@@ -242,6 +244,58 @@ async fn add(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Mul
     (json_headers(), lines).into_response()
 }
 
+/// `block/put` of a directory node (the only blocks this store keeps
+/// alone: files come whole through `add`). Every entry must be held here
+/// already, so that the directory can be read; with `pin=true` it is
+/// pinned with everything under it. Answers kubo's `{"Key","Size"}`.
+async fn block_put(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Multipart) -> Response {
+    let only =
+        "this store keeps only UnixFS directory nodes with block/put (cid-codec=dag-pb, mhtype=sha2-256)";
+    if q.get("cid-codec").map(String::as_str) != Some("dag-pb")
+        || q.get("mhtype").is_some_and(|m| m != "sha2-256")
+        || q.contains_key("format")
+    {
+        return error(StatusCode::BAD_REQUEST, only);
+    }
+    let pin = q.get("pin").is_some_and(|v| v == "true" || v.is_empty());
+    let node = match form.next_field().await {
+        Ok(Some(field)) => match field.bytes().await {
+            Ok(b) => b,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading the upload: {e}")),
+        },
+        Ok(None) => return error(StatusCode::BAD_REQUEST, "file argument 'data' is required"),
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading the upload: {e}")),
+    };
+    if node.len() > MAX_DIR_NODE {
+        return error(StatusCode::BAD_REQUEST, format!("produced block is over {MAX_DIR_NODE} bytes"));
+    }
+    let Some(links) = super::dir::decode(&node) else {
+        return error(StatusCode::BAD_REQUEST, only);
+    };
+    if let Some(missing) =
+        links.iter().find(|l| state.repo.get(&l.cid).is_none() && state.repo.dir(&l.cid).is_none())
+    {
+        let message = format!(
+            "the directory links to {} ({}), which this store does not hold",
+            missing.cid, missing.name
+        );
+        return error(StatusCode::BAD_REQUEST, message);
+    }
+    let cid = Cid::v1_sha256(DAG_PB, &Sha256::digest(&node));
+    let tsize = node.len() as u64 + links.iter().map(|l| l.tsize).sum::<u64>();
+    if let Err(e) = state.repo.put_dir(&cid, &node, links, tsize).await {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    }
+    if pin && let Err(e) = state.repo.pin_tree(&cid) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("pinning {cid}: {e}"));
+    }
+    let body = serde_json::json!({"Key": cid.to_string(), "Size": node.len()});
+    (json_headers(), format!("{body}\n")).into_response()
+}
+
+/// The largest directory node `block/put` takes (kubo's block limit).
+const MAX_DIR_NODE: usize = 1 << 20;
+
 /// `repo/gc`: removes every copy added only unpinned; answers kubo's
 /// lines, `{"Key":{"/":CID}}` per removed object.
 async fn repo_gc(State(state): State<Arc<AppState>>) -> Response {
@@ -290,7 +344,7 @@ async fn files_stat(State(state): State<Arc<AppState>>, Query(q): Params) -> Res
     let body = serde_json::json!({
         "Hash": cid.to_string(),
         "Size": entry.size,
-        "CumulativeSize": entry.size,
+        "CumulativeSize": dag_size_of(entry.size),
         "Blocks": entry.size.div_ceil(262_144),
         "Type": "file",
     });

@@ -515,3 +515,82 @@ async fn repo_gc_removes_what_was_only_added_unpinned_and_keeps_pins_across_rest
     assert_eq!(repo_gc(&store).await, [scratch]);
     store.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_directory_of_parts_put_as_a_node_is_kubos_directory_and_pins_its_files() {
+    use super::cid::Cid;
+    use super::dir::{DirLink, encode};
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let (store, client) = start(data.path()).await;
+    // Parts as agents add them: unpinned, one of one chunk, one of several.
+    let small = files.path().join("part-00000");
+    std::fs::write(&small, b"a\t1\n").unwrap();
+    let big = files.path().join("part-00001");
+    write_mod251(&big, 3_000_000).await;
+    let mut links = Vec::new();
+    for (name, path) in [("part-00000", &small), ("part-00001", &big)] {
+        let added = client.add_scratch(path).await.unwrap();
+        let tsize = client.dag_size(&added.cid).await.unwrap();
+        assert_eq!(tsize, added.size, "{name}: files/stat's CumulativeSize is add's Size");
+        links.push(DirLink { name: name.into(), cid: Cid::parse(&added.cid).unwrap(), tsize, is_dir: false });
+    }
+    let (node, cid, _) = encode(&mut links);
+    let key = client.put_dag_pb_pinned(node.clone()).await.unwrap();
+    assert_eq!(Cid::parse(&key).unwrap(), cid);
+    // The same CID as adding the two files wrapped in a directory.
+    let url = format!("{}/api/v0/add?cid-version=1&wrap-with-directory=true", store.url());
+    let mut form = Vec::new();
+    for path in [&small, &big] {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        form.extend(
+            format!("--X\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\r\n")
+                .bytes(),
+        );
+        form.extend(std::fs::read(path).unwrap());
+        form.extend(b"\r\n");
+    }
+    form.extend(b"--X--\r\n");
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("Content-Type", "multipart/form-data; boundary=X")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    let answer = resp.text().await.unwrap();
+    let wrapped: serde_json::Value = serde_json::from_str(answer.lines().last().unwrap()).unwrap();
+    assert_eq!(wrapped["Hash"], cid.to_string(), "{answer}");
+    // Pinned: a collection keeps both parts, and the directory lists them.
+    assert!(repo_gc(&store).await.is_empty());
+    let listed: Vec<String> = client.ls(&key).await.unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(listed, ["part-00000", "part-00001"]);
+
+    // What the store does not keep is refused by name.
+    let put = |query: &'static str, body: Vec<u8>| {
+        let url = format!("{}/api/v0/block/put?{query}", store.url());
+        async move {
+            let mut form = b"--X\r\nContent-Disposition: form-data; name=\"data\"\r\n\r\n".to_vec();
+            form.extend(body);
+            form.extend(b"\r\n--X--\r\n");
+            let resp = reqwest::Client::new()
+                .post(url)
+                .header("Content-Type", "multipart/form-data; boundary=X")
+                .body(form)
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let (status, text) = put("cid-codec=raw", b"bytes".to_vec()).await;
+    assert_eq!(status, 400);
+    assert!(text.contains("only UnixFS directory nodes"), "{text}");
+    let mut stranger =
+        vec![DirLink { name: "x".into(), cid: Cid::parse(EMPTY).unwrap(), tsize: 0, is_dir: false }];
+    let (node, _, _) = encode(&mut stranger);
+    let (status, text) = put("cid-codec=dag-pb&pin=true", node).await;
+    assert_eq!(status, 400);
+    assert!(text.contains(&format!("links to {EMPTY} (x), which this store does not hold")), "{text}");
+    store.shutdown().await;
+}
