@@ -33,13 +33,15 @@ fn a_missing_input_file_is_named() {
 }
 
 #[test]
-fn an_input_cid_under_local_is_refused_with_what_to_do() {
+fn an_input_cid_the_local_store_does_not_hold_is_named_with_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();
     job(tmp.path(), MAP, REDUCE, "a\n");
     let cid = "bafkreicfoidd6qzcixjjdamz2zuw4lwaoxlgraq3ned6nf3rcetdyigwyq";
     let (ok, t) = run(tmp.path(), &["--input-cid", cid]);
     assert!(!ok);
-    assert!(t.contains("--local starts an empty store: give the file with --input"), "{t}");
+    assert!(t.contains(&format!("input {cid}: ")) && t.contains("could not find"), "{t}");
+    assert!(t.contains("--local finds a CID only in its kept store"), "{t}");
+    assert!(t.contains("give the file with --input"), "{t}");
 }
 
 #[test]

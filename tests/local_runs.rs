@@ -90,3 +90,84 @@ fn the_readme_command_writes_the_example_output_folder() {
     assert!(over.status.success(), "{}", text(&over));
     assert_counts_eq(&read_output(&out, 2), &reference_counts(&job.join("data.dat")), "overwrite");
 }
+
+/// `ipdc-submit` with its cache (and so the kept `--local` store) in `cache`.
+fn submit_with_cache(cache: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bin("ipdc-submit"))
+        .args(args)
+        .env("XDG_CACHE_HOME", cache)
+        .env("RUST_LOG", "warn,rumqttd=off")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn local_runs_keep_their_store_so_a_result_cid_feeds_the_next_run_until_store_gc() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let input = repo_root().join("examples/wordcount/data.dat");
+    let first = tmp.path().join("first");
+    let wordcount = repo_root().join("examples/wordcount");
+    let o = submit_with_cache(
+        &cache,
+        &["run", "--local", "2", wordcount.to_str().unwrap(), "--out", first.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let cid = summary(&first)["output_cid"].as_str().unwrap().to_string();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().last(),
+        Some(format!("output CID: {cid}").as_str())
+    );
+
+    // A later run reads it by CID: the parts' lines are its input.
+    let job = tmp.path().join("lines");
+    std::fs::create_dir(&job).unwrap();
+    std::fs::write(
+        job.join("Map.py"),
+        "def map(line):\n    word, n = line.rsplit('\\t', 1)\n    yield 'words', int(n)\n",
+    )
+    .unwrap();
+    std::fs::write(job.join("Reduce.py"), "def reduce(k, vs):\n    yield k, sum(vs)\n").unwrap();
+    let second = tmp.path().join("second");
+    let run_second = |out: &Path| {
+        submit_with_cache(
+            &cache,
+            &[
+                "run",
+                "--local",
+                "2",
+                job.to_str().unwrap(),
+                "--input-cid",
+                &cid,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        )
+    };
+    let o = run_second(&second);
+    assert!(o.status.success(), "{}", text(&o));
+    let total: u64 = reference_counts(&input).values().sum();
+    assert_eq!(std::fs::read_to_string(second.join("part-00000")).unwrap(), format!("words\t{total}\n"));
+
+    // While another run holds the kept store, a run gets a temporary one
+    // (and says so), and `store gc` waits for it.
+    let lock = std::fs::File::open(cache.join("ipdc/local-store.lock")).unwrap();
+    lock.lock().unwrap();
+    let o = run_second(&tmp.path().join("third"));
+    assert!(!o.status.success(), "the temporary store does not hold the CID: {}", text(&o));
+    assert!(text(&o).contains("another --local run is using the kept store"), "{}", text(&o));
+    let o = submit_with_cache(&cache, &["store", "gc"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("a --local run is using the kept store: wait until it ends"), "{}", text(&o));
+    lock.unlock().unwrap();
+
+    // `store gc` empties it: the CID is gone, and the error says where --local looks.
+    let o = submit_with_cache(&cache, &["store", "gc"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("removed the kept --local store"), "{}", text(&o));
+    assert!(!cache.join("ipdc/local-store").exists());
+    let o = run_second(&tmp.path().join("fourth"));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--local finds a CID only in its kept store"), "{}", text(&o));
+}

@@ -29,6 +29,15 @@ pub enum Command {
     Hub(HubArgs),
     /// Make node keys: one (FILE), or a whole small cluster's (--cluster DIR) with its trust file.
     Keygen(KeygenArgs),
+    /// The store `--local` runs keep between runs (~/.cache/ipdc/local-store).
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Empty it: every result and object that earlier --local runs kept.
+    Gc,
 }
 
 #[derive(Args, Debug)]

@@ -40,9 +40,6 @@ impl Cluster {
         if n == 0 {
             return Err("--local 0: give the number of local agents to start, e.g. --local 4".into());
         }
-        if !spec.input_cids.is_empty() {
-            return Err("--input-cid needs a cluster's IPFS, and --local starts an empty store: give the file with --input".into());
-        }
         if let Some(k) = spec.workers.filter(|&k| k > n) {
             return Err(format!(
                 "the job asks for {k} workers but --local {n} starts {n} agents: lower --workers or raise --local"

@@ -15,6 +15,7 @@
 
 pub mod agents;
 pub mod broker;
+pub mod cache;
 pub mod cli;
 pub mod cluster;
 pub mod controller;

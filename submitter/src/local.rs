@@ -13,6 +13,9 @@ use tokio::sync::watch;
 
 use crate::{broker, store};
 
+/// What the kept `--local` store holds at most of earlier runs' objects.
+pub const KEPT_STORE_BYTES: u64 = 2 << 30;
+
 /// The most agents `--local` starts: past this it is a cluster's work.
 const MAX_LOCAL_AGENTS: usize = 256;
 
@@ -65,6 +68,8 @@ pub struct LocalCluster {
     store: Option<store::StoreHandle>,
     stop: watch::Sender<bool>,
     agents: Vec<tokio::task::JoinHandle<()>>,
+    /// The kept store's lock, while this run uses it.
+    _kept: Option<crate::cache::KeptStore>,
     _dir: tempfile::TempDir,
 }
 
@@ -81,13 +86,37 @@ impl LocalCluster {
         let mqtt = broker::start(loopback).map_err(|e| format!("embedded broker: {e}"))?;
         let listener =
             tokio::net::TcpListener::bind(loopback).await.map_err(|e| format!("embedded store: {e}"))?;
-        let store_dir = dir.path().join("store");
-        // Its folder goes with the process: no copy needs syncing to disk.
-        // The submitter adds the input by reference in-process (`LocalStore`):
-        // no HTTP client needs `nocopy`.
-        let store = store::serve(listener, store_dir, store::Durability::Temporary, None)
+        // The kept store when no other run holds it (synced: it outlives the
+        // process), else one that goes with the process. The submitter adds
+        // the input by reference in-process (`LocalStore`): no HTTP client
+        // needs `nocopy`.
+        let kept = match crate::cache::lock_kept_store() {
+            Ok(Some(kept)) => Some(kept),
+            Ok(None) => {
+                eprintln!("note: another --local run is using the kept store: this run's store is temporary");
+                None
+            }
+            Err(e) => {
+                eprintln!("note: {e}: this run's store is temporary");
+                None
+            }
+        };
+        let (store_dir, durability) = match &kept {
+            Some(k) => (k.dir.clone(), store::Durability::Durable),
+            None => (dir.path().join("store"), store::Durability::Temporary),
+        };
+        let store = store::serve(listener, store_dir, durability, None)
             .await
             .map_err(|e| format!("embedded store: {e}"))?;
+        // A bounded cache: earlier runs' objects (map outputs, results) go
+        // oldest first; what this run's code and input need is added again.
+        if kept.is_some() {
+            store
+                .local()
+                .collect_oldest(KEPT_STORE_BYTES)
+                .await
+                .map_err(|e| format!("embedded store: {e}"))?;
+        }
         let broker = BrokerAddr { host: mqtt.ip().to_string(), port: mqtt.port(), tls: false };
         let ipfs = store.url();
         let (stop, stop_rx) = watch::channel(false);
@@ -112,7 +141,7 @@ impl LocalCluster {
                 }
             }));
         }
-        Ok(LocalCluster { broker, ipfs, store: Some(store), stop, agents, _dir: dir })
+        Ok(LocalCluster { broker, ipfs, store: Some(store), stop, agents, _kept: kept, _dir: dir })
     }
 
     /// The in-process side of the embedded store.

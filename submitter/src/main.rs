@@ -69,6 +69,7 @@ async fn main() {
             Err(e) => Err(e),
         },
         Command::Keygen(k) => keygen::run(&k),
+        Command::Store(cli::StoreCommand::Gc) => ipdc_submit::cache::empty_kept_store(),
         Command::Hub(h) => match h.data {
             Some(data) => hub::run(h.mqtt, h.ipfs, data, h.keep_unpinned_hours, h.nocopy_root).await,
             // A temporary folder goes when the hub stops.

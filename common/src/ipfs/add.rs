@@ -156,15 +156,15 @@ impl IpfsClient {
 
 impl IpfsClient {
     /// Stores one dag-pb node (a directory the caller encoded) with
-    /// `block/put`, pinned recursively: the node then fetches and keeps
-    /// every block under it. Returns the node's answer, the CID as the node
-    /// writes it (CIDv0 or CIDv1: the caller checks it is its own).
-    pub async fn put_dag_pb_pinned(&self, node: Vec<u8>) -> Result<String, IpfsError> {
+    /// `block/put`; `pin`: pinned recursively, so that the node fetches and
+    /// keeps every block under it. Returns the node's answer, the CID as
+    /// the node writes it (CIDv0 or CIDv1: the caller checks it is its own).
+    pub async fn put_dag_pb(&self, node: Vec<u8>, pin: bool) -> Result<String, IpfsError> {
         let ctx = self.ctx("block/put", None);
         let params = [
             ("cid-codec", "dag-pb".to_string()),
             ("mhtype", "sha2-256".to_string()),
-            ("pin", "true".to_string()),
+            ("pin", pin.to_string()),
         ];
         let boundary = format!("ipdc-{:016x}", boundary_seed());
         let mut body = format!(

@@ -114,7 +114,16 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
 
     // Upload while the MQTT connection stays served.
     let remember = !cluster.is_local(); // a --local store starts empty every time
-    let uploaded = session.pump_until(upload::upload(&ipfs, spec, local_add, remember)).await?;
+    let uploaded = session.pump_until(upload::upload(&ipfs, spec, local_add, remember)).await.map_err(|e| {
+        if cluster.is_local() && !spec.input_cids.is_empty() && e.contains("could not find") {
+            format!(
+                "{e}\n--local finds a CID only in its kept store, which holds what recent --local runs made \
+                 (their results): give the file with --input, or run on the cluster that holds it"
+            )
+        } else {
+            e
+        }
+    })?;
     let upload_ms = t0.elapsed().as_millis() as u64;
     let input_size = uploaded.input_size();
     for i in &uploaded.inputs {
@@ -200,7 +209,8 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
             bytes: *bytes,
         })
         .collect();
-    let published = session.pump_until(publish::publish(&ipfs, &entries)).await;
+    // --local keeps results in its bounded store, unpinned: collected oldest first.
+    let published = session.pump_until(publish::publish(&ipfs, &entries, !cluster.is_local())).await;
     if let (Err(e), true) = (&published, opts.no_fetch) {
         session.disconnect().await;
         return Err(format!(
@@ -269,9 +279,6 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
     }
     println!("output: {}", spec.out.display());
     match &summary.output_cid {
-        Some(cid) if cluster.is_local() => {
-            println!("output CID: {cid} (not kept: --local's store ends with this run)")
-        }
         Some(cid) => println!("output CID: {cid}"),
         None => {}
     }

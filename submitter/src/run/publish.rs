@@ -26,8 +26,9 @@ const STATS_IN_FLIGHT: usize = 16;
 /// The largest directory node a node takes in one block.
 const MAX_NODE_BYTES: usize = 1 << 20;
 
-/// Makes the directory of `parts` on `ipfs`'s node, pinned; returns its CID.
-pub async fn publish(ipfs: &IpfsClient, parts: &[PartEntry]) -> Result<String, String> {
+/// Makes the directory of `parts` on `ipfs`'s node (`pin`: pinned);
+/// returns its CID.
+pub async fn publish(ipfs: &IpfsClient, parts: &[PartEntry], pin: bool) -> Result<String, String> {
     let sizes: Vec<Result<u64, String>> = stream::iter(parts)
         .map(|p| async move {
             ipfs.dag_size(&p.cid).await.map_err(|e| format!("asking the size of {} ({}): {e}", p.name, p.cid))
@@ -48,7 +49,7 @@ pub async fn publish(ipfs: &IpfsClient, parts: &[PartEntry]) -> Result<String, S
             node.len()
         ));
     }
-    let key = ipfs.put_dag_pb_pinned(node).await.map_err(|e| e.to_string())?;
+    let key = ipfs.put_dag_pb(node, pin).await.map_err(|e| e.to_string())?;
     match Cid::parse(&key) {
         Ok(k) if k == cid => Ok(cid.to_string()),
         _ => Err(format!("the IPFS node stored the output directory as {key}, not as {cid}")),

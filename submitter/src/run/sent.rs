@@ -65,11 +65,7 @@ impl Sent {
 }
 
 fn record_file() -> Option<PathBuf> {
-    let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache"),
-    };
-    Some(base.join("ipdc").join("sent.json"))
+    Some(crate::cache::cache_dir()?.join("sent.json"))
 }
 
 /// The file as it is now: its canonical path, size and modification time

@@ -141,6 +141,17 @@ impl LocalStore {
         }
     }
 
+    /// Removes the oldest objects added only unpinned until the rest take at
+    /// most `keep_bytes`; returns how many went.
+    pub async fn collect_oldest(&self, keep_bytes: u64) -> Result<usize, String> {
+        let state = self.0.clone();
+        match tokio::task::spawn_blocking(move || state.repo.collect_oldest(keep_bytes)).await {
+            Ok(Ok(removed)) => Ok(removed.len()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Adds `path` by reference; returns its CID and length.
     pub async fn add_file(&self, path: &Path) -> Result<(String, u64), String> {
         let imported =

@@ -126,18 +126,54 @@ impl Repo {
     /// skipped.
     pub fn collect(&self, older_than: std::time::Duration) -> io::Result<Vec<String>> {
         let cutoff = SystemTime::now().checked_sub(older_than).unwrap_or(SystemTime::UNIX_EPOCH);
-        let old_enough =
-            |marker: &Path| std::fs::metadata(marker).and_then(|m| m.modified()).is_ok_and(|t| t <= cutoff);
+        let candidates = self.marked()?.into_iter().filter(|(_, t)| *t <= cutoff).map(|(n, _)| n).collect();
+        self.remove_marked(candidates, cutoff)
+    }
+
+    /// Removes the oldest copies added only unpinned until those left take
+    /// at most `keep_bytes`; returns their CIDs (a bounded cache).
+    pub fn collect_oldest(&self, keep_bytes: u64) -> io::Result<Vec<String>> {
+        let mut marked = self.marked()?;
+        marked.sort_by_key(|(_, t)| *t);
+        let size = |name: &str| {
+            self.index.lock().expect("index").get(name).filter(|e| e.copied).map_or(0, |e| e.size)
+        };
+        let mut total: u64 = marked.iter().map(|(n, _)| size(n)).sum();
         let mut candidates = Vec::new();
+        let mut newest = SystemTime::UNIX_EPOCH;
+        for (name, t) in marked {
+            if total <= keep_bytes {
+                break;
+            }
+            total -= size(&name);
+            newest = t;
+            candidates.push(name);
+        }
+        self.remove_marked(candidates, newest)
+    }
+
+    /// The unpinned markers and when each was last set.
+    fn marked(&self) -> io::Result<Vec<(String, SystemTime)>> {
+        let mut marked = Vec::new();
         for marker in std::fs::read_dir(&self.unpinned)? {
             match marker {
-                Ok(m) if m.file_type().is_ok_and(|t| t.is_file()) && old_enough(&m.path()) => {
-                    candidates.push(m.file_name().to_string_lossy().into_owned())
+                Ok(m) if m.file_type().is_ok_and(|t| t.is_file()) => {
+                    if let Ok(t) = m.metadata().and_then(|meta| meta.modified()) {
+                        marked.push((m.file_name().to_string_lossy().into_owned(), t));
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => log::warn!("repo gc: reading {}: {e}", self.unpinned.display()),
             }
         }
+        Ok(marked)
+    }
+
+    /// Removes the unpinned objects `candidates` whose markers are still
+    /// set no later than `cutoff`.
+    fn remove_marked(&self, candidates: Vec<String>, cutoff: SystemTime) -> io::Result<Vec<String>> {
+        let old_enough =
+            |marker: &Path| std::fs::metadata(marker).and_then(|m| m.modified()).is_ok_and(|t| t <= cutoff);
         let mut removed = Vec::new();
         let mut aside = Vec::new();
         for name in candidates {

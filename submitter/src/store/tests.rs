@@ -536,7 +536,7 @@ async fn a_directory_of_parts_put_as_a_node_is_kubos_directory_and_pins_its_file
         links.push(DirLink { name: name.into(), cid: Cid::parse(&added.cid).unwrap(), tsize, is_dir: false });
     }
     let (node, cid, _) = encode(&mut links);
-    let key = client.put_dag_pb_pinned(node.clone()).await.unwrap();
+    let key = client.put_dag_pb(node.clone(), true).await.unwrap();
     assert_eq!(Cid::parse(&key).unwrap(), cid);
     // The same CID as adding the two files wrapped in a directory.
     let url = format!("{}/api/v0/add?cid-version=1&wrap-with-directory=true", store.url());

@@ -1,0 +1,87 @@
+//! What the submitter keeps between runs on this machine, under
+//! `$XDG_CACHE_HOME/ipdc/` (`~/.cache/ipdc/`): the record of side files
+//! sent (`run/sent.rs`) and the kept store of `--local` runs, so that a
+//! result's CID outlives its run and `--input-cid` works there too.
+
+use std::fs::File;
+use std::path::PathBuf;
+
+/// `$XDG_CACHE_HOME/ipdc`, else `~/.cache/ipdc` (None without either).
+pub fn cache_dir() -> Option<PathBuf> {
+    let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache"),
+    };
+    Some(base.join("ipdc"))
+}
+
+/// The kept `--local` store, held by this process alone while it lives.
+pub struct KeptStore {
+    pub dir: PathBuf,
+    /// Its lock (an exclusive `flock`), released when the file closes.
+    _lock: File,
+}
+
+/// Where the kept store lives and its lock file.
+fn kept_store_paths() -> Option<(PathBuf, PathBuf)> {
+    let base = cache_dir()?;
+    Some((base.join("local-store"), base.join("local-store.lock")))
+}
+
+/// Takes the kept store for this process. `Ok(None)`: another process
+/// holds it (two stores must not write one folder at once).
+pub fn lock_kept_store() -> Result<Option<KeptStore>, String> {
+    let Some((dir, lock_path)) = kept_store_paths() else {
+        return Err("no HOME or XDG_CACHE_HOME to keep the --local store in".into());
+    };
+    let parent = lock_path.parent().expect("under the cache folder");
+    std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("opening {}: {e}", lock_path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(KeptStore { dir, _lock: lock })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("locking {}: {e}", lock_path.display())),
+    }
+}
+
+/// `ipdc-submit store gc`: removes the kept store (every result and object
+/// `--local` runs kept); refused while a `--local` run uses it.
+pub fn empty_kept_store() -> Result<(), String> {
+    let Some(kept) = lock_kept_store()? else {
+        return Err("a --local run is using the kept store: wait until it ends".into());
+    };
+    let bytes = folder_bytes(&kept.dir);
+    match std::fs::remove_dir_all(&kept.dir) {
+        Ok(()) => {
+            println!(
+                "removed the kept --local store {} ({})",
+                kept.dir.display(),
+                crate::run::human_bytes(bytes)
+            );
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("the kept --local store {} is empty", kept.dir.display());
+            Ok(())
+        }
+        Err(e) => Err(format!("removing {}: {e}", kept.dir.display())),
+    }
+}
+
+/// Bytes of the files under `dir` (0 if it does not exist).
+pub fn folder_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => folder_bytes(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
+}
