@@ -30,7 +30,7 @@ pub enum Cluster {
     Local {
         conn: Connection,
         agents: usize,
-        running: LocalCluster,
+        running: Box<LocalCluster>,
     },
 }
 
@@ -57,7 +57,7 @@ impl Cluster {
             ipfs: running.ipfs.clone(),
             cluster,
         };
-        Ok(Cluster::Local { conn, agents: n, running })
+        Ok(Cluster::Local { conn, agents: n, running: Box::new(running) })
     }
 
     pub fn connection(&self) -> &Connection {

@@ -278,9 +278,8 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
         println!("warning: {w}");
     }
     println!("output: {}", spec.out.display());
-    match &summary.output_cid {
-        Some(cid) => println!("output CID: {cid}"),
-        None => {}
+    if let Some(cid) = &summary.output_cid {
+        println!("output CID: {cid}");
     }
     Ok(())
 }
