@@ -744,3 +744,52 @@ fn an_unchanged_side_file_is_not_sent_again_and_a_changed_one_is() {
     assert!(!third.contains("not sent again"), "{third}");
     assert_eq!(out, "v2\t1\n");
 }
+
+#[test]
+fn kmeans_through_its_json_driver_converges_to_the_reference_centroids() {
+    let (_tmp, job) = copy_example("kmeans");
+    let o = std::process::Command::new("python3")
+        .arg(job.join("driver.py"))
+        .args(["--ipdc", bin("ipdc-submit").to_str().unwrap(), "--", "--local", "2"])
+        .env("XDG_CACHE_HOME", test_cache())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let got = String::from_utf8(o.stdout).unwrap();
+    let want =
+        std::process::Command::new("python3").arg(job.join("reference.py")).arg(&job).output().unwrap();
+    assert_eq!(got, String::from_utf8(want.stdout).unwrap());
+    let steps: serde_json::Value = serde_json::from_str(&got).unwrap();
+    assert!(steps["steps"].as_u64().unwrap() >= 3, "{got}");
+
+    // What the driver reads: with --json, stdout is JSON lines only
+    // (`started`, then `done` with the summary, or `failed`); the text goes to stderr.
+    let out = job.join("one-step");
+    let o = submit(&["run", "--local", "2", job.to_str().unwrap(), "--json", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let events: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.first().unwrap()["event"], "started");
+    assert_eq!(events.first().unwrap()["map_tasks"], 3, "one map task per file");
+    let done = events.last().unwrap();
+    assert_eq!(done["event"], "done");
+    assert_eq!(done["summary"], summary(&out));
+    assert_eq!(done["output_cid"], summary(&out)["output_cid"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("output CID: "), "{}", text(&o));
+    let o = submit(&[
+        "run",
+        "--local",
+        "1",
+        job.to_str().unwrap(),
+        "--json",
+        "--param",
+        "centroids=oops",
+        "--out",
+        job.join("bad").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    let failed: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(failed["event"], "failed");
+    assert!(failed["error"].as_str().unwrap().contains("job kmeans-"), "{failed}");
+}

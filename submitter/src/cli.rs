@@ -146,6 +146,9 @@ pub struct RunArgs {
     /// Leave the result in IPFS, pinned on this machine's node, and write only summary.json (with its output_cid) and _SUCCESS.
     #[arg(long)]
     pub no_fetch: bool,
+    /// Print JSON lines on stdout (`started`, `progress`, then `done` with the summary, or `failed`), for scripts; the usual text goes to stderr.
+    #[arg(long)]
+    pub json: bool,
     /// Seconds to wait for enough capable agents.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     pub wait: u64,

@@ -28,6 +28,7 @@ pub mod local;
 pub mod output;
 pub mod progress;
 pub mod run;
+pub mod say;
 pub mod settings;
 pub mod sim;
 pub mod store;

@@ -48,7 +48,7 @@ async fn until_stopped(
             // Stopped while saying goodbye to the broker: the result is whole.
             let written = std::fs::metadata(out.join("_SUCCESS")).and_then(|m| m.modified()).is_ok_and(|t| t >= started);
             if written {
-                println!("stopped after the result was written; output: {}", out.display());
+                ipdc_submit::say!("stopped after the result was written; output: {}", out.display());
                 return Ok(());
             }
             Err("stopped (Ctrl-C or SIGTERM): the job's tasks are dropped; no output was written".into())
@@ -63,7 +63,10 @@ async fn main() {
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     cli.prefer_flags_over_env(&matches);
     let result = match cli.command {
-        Command::Run(args) => run_command(*args).await,
+        Command::Run(args) => {
+            ipdc_submit::say::set_json(args.json);
+            run_command(*args).await
+        }
         Command::Agents(a) => match settings::connection(&a.cluster) {
             Ok(conn) => agents::list(&conn, a.json).await,
             Err(e) => Err(e),
@@ -83,6 +86,7 @@ async fn main() {
         },
     };
     if let Err(e) = result {
+        ipdc_submit::say::event("failed", serde_json::json!({ "error": e }));
         eprintln!("ipdc-submit: {e}");
         std::process::exit(1);
     }

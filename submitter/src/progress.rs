@@ -37,7 +37,7 @@ impl PlainLines {
 
 impl ProgressView {
     pub fn new() -> Self {
-        let bar = std::io::stdout().is_terminal().then(|| {
+        let bar = (std::io::stdout().is_terminal() && !crate::say::json_mode()).then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stdout());
             bar.set_style(
                 ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {msg}")
@@ -70,7 +70,18 @@ impl ProgressView {
             }
             None => {
                 if self.lines.due(p, Instant::now()) {
-                    println!("[{:>6.1}s] {msg}", elapsed);
+                    crate::say!("[{:>6.1}s] {msg}", elapsed);
+                    crate::say::event(
+                        "progress",
+                        serde_json::json!({
+                            "elapsed_ms": (elapsed * 1000.0) as u64,
+                            "maps_done": p.maps_done,
+                            "maps": p.maps,
+                            "reduces_done": p.reduces_done,
+                            "reduces": p.reduces,
+                            "bytes_read": p.bytes_read,
+                        }),
+                    );
                 }
             }
         }

@@ -169,12 +169,22 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
         1 => String::new(),
         n => format!(" in {n} files"),
     };
-    println!(
+    crate::say!(
         "job {job}: {} map task(s) over {}{files}, {} reduce task(s), {} agent(s){verifying}",
         map_splits.len(),
         human_bytes(input_size),
         spec.reducers,
         picked.len()
+    );
+    crate::say::event(
+        "started",
+        serde_json::json!({
+            "job": job,
+            "map_tasks": map_splits.len(),
+            "reduce_tasks": spec.reducers,
+            "input_bytes": input_size,
+            "agents": picked.iter().map(|s| s.agent.as_str()).collect::<Vec<_>>(),
+        }),
     );
     let agent_slots: Vec<(String, u32)> = picked.iter().map(|s| (s.agent.clone(), s.slots)).collect();
     let mut ctl = Controller::new(plan, &agent_slots);
@@ -255,7 +265,7 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
             None => format!("{e}\n{}", parts_still_in_ipfs(&entries)),
         });
     }
-    println!(
+    crate::say!(
         "job {job} done in {:.1} s: {} map + {} reduce task(s) on {} agent(s); {} input records -> {} output records",
         t0.elapsed().as_millis() as f64 / 1000.0,
         summary.map_tasks,
@@ -269,18 +279,27 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
         },
     );
     for line in summary.verification_lines() {
-        println!("{line}");
+        crate::say!("{line}");
     }
     for (name, n) in &summary.user_counters {
-        println!("counter {name}: {n}");
+        crate::say!("counter {name}: {n}");
     }
     for w in &summary.warnings {
-        println!("warning: {w}");
+        crate::say!("warning: {w}");
     }
-    println!("output: {}", spec.out.display());
+    crate::say!("output: {}", spec.out.display());
     if let Some(cid) = &summary.output_cid {
-        println!("output CID: {cid}");
+        crate::say!("output CID: {cid}");
     }
+    crate::say::event(
+        "done",
+        serde_json::json!({
+            "job": job,
+            "output": spec.out,
+            "output_cid": summary.output_cid,
+            "summary": summary_json,
+        }),
+    );
     Ok(())
 }
 

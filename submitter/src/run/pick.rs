@@ -91,9 +91,9 @@ pub async fn pick_agents(
         if enough && settled {
             let k = spec.workers.unwrap_or(capable.len());
             let picked: Vec<AgentStatus> = capable.into_iter().take(k).cloned().collect();
-            println!("picked {} agent(s):", picked.len());
+            crate::say!("picked {} agent(s):", picked.len());
             for s in &picked {
-                println!("  {}", directory::describe(s));
+                crate::say!("  {}", directory::describe(s));
             }
             let others: Vec<_> = session
                 .directory
@@ -106,7 +106,7 @@ pub async fn pick_agents(
                 )
                 .collect();
             if !others.is_empty() {
-                println!("skipped: {}", others.join(", "));
+                crate::say!("skipped: {}", others.join(", "));
             }
             return Ok(picked);
         }
@@ -148,7 +148,7 @@ pub async fn pick_agents(
             return Err(msg);
         }
         if !said_waiting && start.elapsed() > Duration::from_secs(1) {
-            println!(
+            crate::say!(
                 "waiting up to {} s for {} capable agent(s) ({} so far)...",
                 wait.as_secs(),
                 spec.workers.unwrap_or(1).max(spec.verify.agents_needed()),

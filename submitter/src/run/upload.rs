@@ -253,7 +253,7 @@ pub async fn upload(
         s.save();
     }
     if not_sent > 0 {
-        println!("{not_sent} side file(s) unchanged since an earlier job: not sent again");
+        crate::say!("{not_sent} side file(s) unchanged since an earlier job: not sent again");
     }
     Ok(Uploaded { inputs, map_cid, reduce_cid, side_files })
 }
