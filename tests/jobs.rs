@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use ipdc_tests::*;
 
 /// The examples that carry a `reference.py`.
-const EXAMPLES: &[&str] = &["inverted-index", "log-rollup", "join", "grep", "wordcount-split", "file-stats"];
+const EXAMPLES: &[&str] =
+    &["inverted-index", "log-rollup", "join", "grep", "wordcount-split", "file-stats", "top-n"];
 
 /// A copy of example `name` in a temporary folder (so its output lands there).
 fn copy_example(name: &str) -> (tempfile::TempDir, PathBuf) {
@@ -792,4 +793,60 @@ fn kmeans_through_its_json_driver_converges_to_the_reference_centroids() {
     let failed: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(failed["event"], "failed");
     assert!(failed["error"].as_str().unwrap().contains("job kmeans-"), "{failed}");
+}
+
+#[test]
+fn a_later_step_gets_the_very_pairs_the_step_before_wrote_and_a_failure_names_its_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = tmp.path();
+    std::fs::write(job.join("data.dat"), "x\n").unwrap();
+    // Keys and values a text line would blur: "5" and 5, a tab and a newline
+    // in a string, a list, None, a byte that is not UTF-8.
+    std::fs::write(
+        job.join("first.py"),
+        "def map(line):\n    yield '5', '5'\n    yield 5, 5\n    yield 'tab\\there', ['a\\nb', None, 1.5]\n    yield 'caf\\udce9', {'k': True}\n",
+    )
+    .unwrap();
+    std::fs::write(job.join("ident.py"), "def reduce(k, vs):\n    for v in vs:\n        yield k, v\n")
+        .unwrap();
+    std::fs::write(job.join("second.py"), "def map(key, value):\n    yield ascii(key), ascii(value)\n")
+        .unwrap();
+    std::fs::write(
+        job.join("ipdc.toml"),
+        "[[step]]\nmap = \"first.py\"\nreduce = \"ident.py\"\nreducers = 2\n\n\
+         [[step]]\nmap = \"second.py\"\nreduce = \"ident.py\"\n",
+    )
+    .unwrap();
+    let o = submit(&["run", "--local", "2", job.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut got = output_lines(&job.join("output"));
+    got.sort();
+    let mut want = vec![
+        "'5'\t'5'".to_string(),
+        "5\t5".to_string(),
+        "'tab\\there'\t['a\\nb', None, 1.5]".to_string(),
+        "'caf\\udce9'\t{'k': True}".to_string(),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    let s = summary(&job.join("output"));
+    let steps = s["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "the first step's summary, before the last's: {s:#}");
+    assert_eq!(steps[0]["parts"].as_array().unwrap().len(), 2);
+    assert!(!job.join("output/part-00001").exists(), "only the last step's part is fetched");
+
+    // A later step whose mapper takes lines is refused before anything runs, naming it.
+    std::fs::write(job.join("second.py"), "def map(line):\n    yield line, 1\n").unwrap();
+    let o =
+        submit(&["run", "--local", "1", job.to_str().unwrap(), "--out", job.join("o2").to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("second.py is the mapper of a later step"), "{}", text(&o));
+    // A step that fails at run time is named.
+    std::fs::write(job.join("second.py"), "def map(key, value):\n    raise ValueError('no')\n").unwrap();
+    let o =
+        submit(&["run", "--local", "1", job.to_str().unwrap(), "--out", job.join("o3").to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("step 2 of 2: job "), "{}", text(&o));
+    assert!(text(&o).contains("ValueError: no"), "{}", text(&o));
+    assert!(!job.join("o3").exists());
 }

@@ -355,6 +355,7 @@ fn user_job(task: &Task, input: Option<&MapInput<'_>>) -> Result<UserJob, TaskEr
         input_name: (!name.is_empty()).then(|| name.to_string()),
         map_only: input.is_some() && task.reducers == 0,
         gzip: compression == Some(Compression::Gzip),
+        pairs: input.is_some() && task.code.step_io.pairs_in,
         files: matches!(input, Some(MapInput::Files(_))),
     })
 }
@@ -378,6 +379,11 @@ async fn run_map(
         MapInput::Range { compression: Some(Compression::Gzip), .. } if !python => {
             return Err(TaskError::new(
                 "a gzip-compressed input needs Python on the agent (the native executors read plain text)",
+            ));
+        }
+        _ if task.code.step_io.pairs_in && !python => {
+            return Err(TaskError::new(
+                "a later step of a multi-step job needs Python on the agent for map(key, value)",
             ));
         }
         MapInput::Files(_) if !python => {
@@ -411,6 +417,7 @@ async fn run_map(
     let python_job = (limits, cancel);
 
     let reducers = task.reducers;
+    let pairs_out = task.code.step_io.pairs_out;
     let spill_dir = dir.join("spill");
     let work = dir.to_path_buf();
     let executor = exec.clone();
@@ -423,7 +430,7 @@ async fn run_map(
                 return Err(TaskError::new("a map-only job (reducers = 0) needs Python on the agent"));
             };
             let path = work.join("part");
-            let mut sink = PartWriter::create(&path)?;
+            let mut sink = PartWriter::create(&path, pairs_out)?;
             let stats = python_executor(python, work, job, python_job)
                 .run_map(&map_py, None, &mut input, &mut sink)?;
             sink.finish()?;
@@ -496,10 +503,11 @@ async fn run_reduce(
     let work = dir.to_path_buf();
     let executor = exec.clone();
     let part = part_path.clone();
+    let pairs_out = task.code.step_io.pairs_out;
     let stats =
         tokio::task::spawn_blocking(move || -> Result<ExecStats, TaskError> {
             let mut source = KWayMerge::from_files(files)?;
-            let mut sink = PartWriter::create(&part)?;
+            let mut sink = PartWriter::create(&part, pairs_out)?;
             let stats =
                 match &executor {
                     Executor::NativeWordCount => wordcount::reduce(&mut source, &mut sink)?,
@@ -567,11 +575,13 @@ async fn open_map_output(
 /// Writes reducer output as the part file's text: `key<TAB>value` lines.
 struct PartWriter {
     out: io::BufWriter<std::fs::File>,
+    /// Typed lines (`JSON key<TAB>JSON value`) for the next step of a job.
+    typed: bool,
 }
 
 impl PartWriter {
-    fn create(path: &Path) -> io::Result<Self> {
-        Ok(PartWriter { out: io::BufWriter::with_capacity(256 << 10, std::fs::File::create(path)?) })
+    fn create(path: &Path, typed: bool) -> io::Result<Self> {
+        Ok(PartWriter { out: io::BufWriter::with_capacity(256 << 10, std::fs::File::create(path)?), typed })
     }
 
     /// Flushes the part. Not synced to disk: it is added to IPFS and removed
@@ -583,11 +593,12 @@ impl PartWriter {
 
 impl RecordSink for PartWriter {
     fn emit(&mut self, key: &[u8], value: &[u8]) -> io::Result<()> {
+        let write = if self.typed { record::write_json_datum } else { record::write_text_datum };
         if key != record::NO_KEY {
-            record::write_text_datum(&mut self.out, key)?;
+            write(&mut self.out, key)?;
             self.out.write_all(b"\t")?;
         }
-        record::write_text_datum(&mut self.out, value)?;
+        write(&mut self.out, value)?;
         self.out.write_all(b"\n")
     }
 }
@@ -720,6 +731,7 @@ mod tests {
             files: Default::default(),
             params: Default::default(),
             side_files: Vec::new(),
+            step_io: Default::default(),
         }
     }
 
@@ -759,10 +771,16 @@ mod tests {
     fn part_lines_are_key_tab_value() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("part");
-        let mut w = PartWriter::create(&p).unwrap();
+        let mut w = PartWriter::create(&p, false).unwrap();
         w.emit(b"sna\xefve", b"j2").unwrap();
         w.emit(b"j[1,2]", b"s{x}").unwrap();
         w.finish().unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"na\xefve\t2\n[1,2]\t{x}\n");
+        // A step's part for the next step: both sides as JSON.
+        let mut w = PartWriter::create(&p, true).unwrap();
+        w.emit(b"sna\xefve", b"j2").unwrap();
+        w.emit(b"n", b"s{x}").unwrap();
+        w.finish().unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"\"na\\udcefve\"\t2\n\"{x}\"\n");
     }
 }

@@ -101,6 +101,38 @@ pub fn write_text_datum<W: Write>(w: &mut W, datum: &[u8]) -> io::Result<()> {
     }
 }
 
+/// Writes a datum as JSON text (a typed line of a multi-step job's part):
+/// a string JSON-escaped, with each byte that is not UTF-8 as `\udcXX`, the
+/// surrogate Python's `surrogateescape` decodes it to, so that `json.loads`
+/// gives back the very `str` the user code had; anything else as it is.
+pub fn write_json_datum<W: Write>(w: &mut W, datum: &[u8]) -> io::Result<()> {
+    let Some((&tag, payload)) = datum.split_first() else { return Ok(()) };
+    if tag != TAG_STR {
+        return w.write_all(payload);
+    }
+    w.write_all(b"\"")?;
+    for chunk in payload.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => w.write_all(b"\\\"")?,
+                '\\' => w.write_all(b"\\\\")?,
+                '\n' => w.write_all(b"\\n")?,
+                '\t' => w.write_all(b"\\t")?,
+                '\r' => w.write_all(b"\\r")?,
+                c if (c as u32) < 0x20 => write!(w, "\\u{:04x}", c as u32)?,
+                c => {
+                    let mut buf = [0; 4];
+                    w.write_all(c.encode_utf8(&mut buf).as_bytes())?
+                }
+            }
+        }
+        for b in chunk.invalid() {
+            write!(w, "\\udc{b:02x}")?;
+        }
+    }
+    w.write_all(b"\"")
+}
+
 /// A string datum for `s`.
 pub fn str_datum(s: &[u8]) -> Vec<u8> {
     let mut d = Vec::with_capacity(s.len() + 1);
@@ -120,6 +152,18 @@ pub fn int_datum(n: i64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_string_datum_as_json_is_what_python_reads_back() {
+        let json = |d: &[u8]| {
+            let mut out = Vec::new();
+            write_json_datum(&mut out, d).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(json(&str_datum(b"caf\xc3\xa9 \"q\"\t\\\n\x01")), r#""café \"q\"\t\\\n\u0001""#);
+        assert_eq!(json(&str_datum(b"a\xffb")), r#""a\udcffb""#);
+        assert_eq!(json(&int_datum(-3)), "-3");
+    }
 
     #[test]
     fn records_round_trip_and_end_cleanly() {

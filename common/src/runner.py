@@ -5,7 +5,7 @@ can write) and runs it with the system Python (3.7 or newer) in isolated mode
 (-I: the script's folder is not on sys.path), one process per task, in the
 task's temporary folder:
 
-    python3 runner.py [--params JSON] [--input-name NAME] [--map-only] [--gzip|--files] map MAP_PY [--combine REDUCE_PY]
+    python3 runner.py [--params JSON] [--input-name NAME] [--map-only] [--gzip|--files|--pairs] map MAP_PY [--combine REDUCE_PY]
         stdin:  the raw bytes of the split's lines (to map(line) once per
                 line, or to map_split(lines) once); with --files whole
                 files, framed (see read_files), to map(name, data) once each
@@ -532,12 +532,22 @@ def _takes(fn, n):
     return True
 
 
-def load_mapper(path, files=False):
+def load_mapper(path, files=False, pairs=False):
     """(function, whether it is map_split) of the user's mapper file;
-    `files`: the job's input_format is "files" (map(name, data))."""
+    `files`: the job's input_format is "files" (map(name, data)); `pairs`:
+    a later step of a multi-step job (map(key, value) over the pairs of
+    the step before)."""
     split_fn = load(path, "map_split", "map_split(lines)")
     map_fn = getattr(_MODULES[path], "map", None)
     shown = os.path.basename(path)
+    if pairs:
+        if split_fn is not None or not callable(map_fn) or (not _takes(map_fn, 2) and _takes(map_fn, 1)):
+            raise Failure(
+                "IPDC-ERROR: %s is the mapper of a later step, which reads the pairs the step before wrote: "
+                "define `def map(key, value):` (not map(line) or map_split) that yields (key, value) pairs" % shown,
+                EXIT_LOAD,
+            )
+        return _pair_mapper(map_fn), False
     if files:
         if split_fn is not None:
             raise Failure(
@@ -1297,6 +1307,20 @@ def run_map_split(split_fn, combine_fn, combine_name, inp, out, map_only=False):
     }
 
 
+def _pair_mapper(map_fn):
+    """map(line) over a step's typed lines (`JSON key<TAB>JSON value`, or
+    one JSON value with no key) that calls map_fn(key, value)."""
+    loads = json.loads
+
+    def map_pair(line):
+        key, tab, value = line.partition("\t")
+        if tab:
+            return map_fn(loads(key), loads(value))
+        return map_fn(None, loads(key))
+
+    return map_pair
+
+
 def read_files(inp):
     """Yields (name, data) of each whole file on `inp`, framed by the agent
     as `u32 LE name length, name (UTF-8), u64 LE data length, data`."""
@@ -1553,7 +1577,7 @@ def run_reduce(reduce_fn, inp, out):
 # ---------------------------------------------------------------- main
 
 USAGE = (
-    "usage: runner.py [--params JSON] [--input-name NAME] [--map-only] [--gzip|--files] map MAP_PY [--combine REDUCE_PY] | "
+    "usage: runner.py [--params JSON] [--input-name NAME] [--map-only] [--gzip|--files|--pairs] map MAP_PY [--combine REDUCE_PY] | "
     "runner.py [--params JSON] reduce REDUCE_PY"
 )
 
@@ -1572,10 +1596,10 @@ def main(argv):
     os.dup2(null, 0)
     os.close(null)
     params, input_name, flags = {}, None, set()
-    while argv[:1] in (["--map-only"], ["--gzip"], ["--files"]) or (
+    while argv[:1] in (["--map-only"], ["--gzip"], ["--files"], ["--pairs"]) or (
         len(argv) >= 2 and argv[0] in ("--params", "--input-name")
     ):
-        if argv[0] in ("--map-only", "--gzip", "--files"):
+        if argv[0] in ("--map-only", "--gzip", "--files", "--pairs"):
             flags.add(argv[0])
             argv = argv[1:]
             continue
@@ -1597,7 +1621,7 @@ def main(argv):
                 pass
     if argv[:1] == ["map"] and (len(argv) == 2 or (len(argv) == 4 and argv[2] == "--combine")):
         whole_files = "--files" in flags
-        map_fn, whole_split = load_mapper(argv[1], whole_files)
+        map_fn, whole_split = load_mapper(argv[1], whole_files, "--pairs" in flags)
         combine_fn, name = None, None
         if len(argv) == 4:
             combine_fn = load(argv[3], "combine", "combine(key, values)")

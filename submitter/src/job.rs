@@ -58,6 +58,36 @@ pub struct JobFile {
     /// no check), or spot-check this share of the tasks on two (a fraction
     /// in (0, 1)). See [`Verify`].
     pub verify: Option<toml::Value>,
+    /// A multi-step job: `[[step]]` tables, run in order, each step's
+    /// output the next one's input.
+    pub step: Option<Vec<StepFile>>,
+}
+
+/// One `[[step]]` of a multi-step job.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepFile {
+    /// The step's mapper (required).
+    pub map: Option<PathBuf>,
+    /// The step's reducer (required unless `reducers = 0`).
+    pub reduce: Option<PathBuf>,
+    pub reducers: Option<u32>,
+    pub combiner: Option<bool>,
+    /// Over the job's `[params]`.
+    pub params: Option<toml::Table>,
+    /// Side files of this step, beside the job's `files`.
+    pub files: Option<Vec<PathBuf>>,
+}
+
+/// What a step changes of the job it belongs to.
+#[derive(Debug, Clone)]
+pub struct StepSpec {
+    pub map_py: PathBuf,
+    pub reduce_py: PathBuf,
+    pub reducers: u32,
+    pub combiner: bool,
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub side_files: Vec<NamedFile>,
 }
 
 /// How a job's map reads its input (`input_format`).
@@ -68,6 +98,9 @@ pub enum InputFormat {
     Lines,
     /// `map(name, data)` once per whole file; files are grouped into tasks.
     Files,
+    /// `map(key, value)` once per pair the step before wrote (a later step
+    /// of a multi-step job; not a key of `ipdc.toml`).
+    Pairs,
 }
 
 impl InputFormat {
@@ -278,6 +311,8 @@ pub struct JobSpec {
     pub task_timeout_secs: u64,
     pub task_memory_mb: u64,
     pub verify: Verify,
+    /// A multi-step job's steps (empty: one step, the fields above).
+    pub steps: Vec<StepSpec>,
 }
 
 fn file_name(p: &Path) -> String {
@@ -301,13 +336,28 @@ impl JobSpec {
             ));
         }
         let file_path = base.join("ipdc.toml");
-        let file: JobFile = if file_path.exists() {
+        let mut file: JobFile = if file_path.exists() {
             let text = std::fs::read_to_string(&file_path)
                 .map_err(|e| format!("cannot read {}: {e}", file_path.display()))?;
             toml::from_str(&text).map_err(|e| format!("{}: {e}", file_path.display()))?
         } else {
             JobFile::default()
         };
+        let step_files = file.step.take().unwrap_or_default();
+        if !step_files.is_empty() {
+            let top = [
+                ("map", file.map.is_some() || o.map.is_some()),
+                ("reduce", file.reduce.is_some() || o.reduce.is_some()),
+                ("reducers", file.reducers.is_some() || o.reducers.is_some()),
+                ("combiner", file.combiner.is_some() || o.combiner.is_some()),
+            ];
+            if let Some((key, _)) = top.iter().find(|(_, given)| *given) {
+                return Err(format!(
+                    "{}: a job with [[step]] tables sets `{key}` in each step, not for the whole job (nor with --{key})",
+                    file_path.display()
+                ));
+            }
+        }
         let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         let input = if !o.input.is_empty() {
             o.input
@@ -386,9 +436,54 @@ impl JobSpec {
             task_timeout_secs: o.task_timeout_secs.or(file.task_timeout_secs).unwrap_or(3600),
             task_memory_mb: o.task_memory_mb.or(file.task_memory_mb).unwrap_or(1024),
             verify,
+            steps: Vec::new(),
         };
         let mut spec = spec;
+        for (i, st) in step_files.into_iter().enumerate() {
+            let at = |e: String| format!("{}: step {}: {e}", file_path.display(), i + 1);
+            let Some(map) = st.map else { return Err(at("give its mapper: map = \"...py\"".into())) };
+            let reducers = st.reducers.unwrap_or(1);
+            let reduce = match (st.reduce, reducers) {
+                (Some(r), _) => rel(r),
+                (None, 0) => spec.reduce_py.clone(),
+                (None, _) => {
+                    return Err(at("give its reducer (reduce = \"...py\"), or set reducers = 0".into()));
+                }
+            };
+            let mut params = spec.params.clone();
+            for (k, v) in st.params.unwrap_or_default() {
+                params.insert(
+                    k.clone(),
+                    serde_json::to_value(v).map_err(|e| at(format!("[params] {k}: {e}")))?,
+                );
+            }
+            let extra: Vec<PathBuf> = st.files.unwrap_or_default().into_iter().map(rel).collect();
+            let side_files = inputs::expand(
+                &side.iter().cloned().chain(extra).collect::<Vec<_>>(),
+                &spec.folder,
+                "side file",
+            )
+            .map_err(at)?;
+            spec.steps.push(StepSpec {
+                map_py: rel(map),
+                reduce_py: reduce,
+                reducers,
+                combiner: st.combiner.unwrap_or(false),
+                params,
+                side_files,
+            });
+        }
+        if let Some(first) = spec.steps.first().cloned() {
+            spec.map_py = first.map_py;
+            spec.reduce_py = first.reduce_py;
+            spec.reducers = first.reducers;
+            spec.combiner = first.combiner;
+            spec.params = first.params;
+        }
         spec.check()?;
+        for (i, step) in spec.steps().iter().enumerate().skip(1) {
+            step.check().map_err(|e| format!("{}: step {}: {e}", file_path.display(), i + 1))?;
+        }
         if spec.input_cids.is_empty() {
             spec.input_files = inputs::expand(&spec.input, &spec.folder, "input")?;
             spec.check_input_files()?;
@@ -398,6 +493,36 @@ impl JobSpec {
         spec.check_params()?;
         spec.check_python_modules().map_err(|e| format!("{}: {e}", file_path.display()))?;
         Ok(spec)
+    }
+
+    /// The job's steps, each as a job of its own: its code, reducers,
+    /// parameters and side files; every step after the first reads the
+    /// pairs of the one before.
+    pub fn steps(&self) -> Vec<JobSpec> {
+        if self.steps.is_empty() {
+            return vec![self.clone()];
+        }
+        self.steps
+            .iter()
+            .enumerate()
+            .map(|(i, st)| {
+                let mut spec = self.clone();
+                spec.steps = Vec::new();
+                spec.map_py = st.map_py.clone();
+                spec.reduce_py = st.reduce_py.clone();
+                spec.reducers = st.reducers;
+                spec.combiner = st.combiner;
+                spec.params = st.params.clone();
+                spec.side_files = st.side_files.clone();
+                if i > 0 {
+                    spec.input_format = InputFormat::Pairs;
+                    spec.needs_python = true;
+                    spec.input_files = Vec::new();
+                    spec.input_cids = Vec::new();
+                }
+                spec
+            })
+            .collect()
     }
 
     /// Whether an empty input file is a map input (a per-file job maps every
@@ -523,6 +648,9 @@ impl JobSpec {
         if self.reducers == 0 && self.force_native.is_some() {
             return Err("reducers = 0 (a map-only job) runs Python's map(); the native executors count words for a reduce: drop --native or set reducers".into());
         }
+        if self.input_format == InputFormat::Pairs && self.force_native.is_some() {
+            return Err("a later step runs Python's map(key, value) on the pairs of the step before; the native executors read lines: drop --native".into());
+        }
         if self.input_format == InputFormat::Files && self.force_native.is_some() {
             return Err("input_format = \"files\" runs Python's map(name, data) on each file; the native executors read lines: drop --native".into());
         }
@@ -590,7 +718,9 @@ impl JobSpec {
         const CHECK: &str = r#"import sys
 sent = set(sys.argv[sys.argv.index("--sent") + 1:])
 sys.argv = sys.argv[:sys.argv.index("--sent")]
-files_format = sys.argv.pop() == "files"
+input_format = sys.argv.pop()
+files_format = input_format == "files"
+pairs_format = input_format == "pairs"
 for path in sys.argv[1:]:
     try:
         src = open(path, "rb").read()
@@ -620,6 +750,12 @@ for node in ast.parse(open(mapper, "rb").read(), mapper).body:
         continue
     a = node.args
     shown = os.path.basename(mapper)
+    if pairs_format and (node.name == "map_split" or (not a.vararg and len(getattr(a, "posonlyargs", [])) + len(a.args) < 2)):
+        print("%s is the mapper of a later step, which is called as map(key, value) with the pairs the step before wrote" % shown)
+        print("define map(key, value) in it")
+        sys.exit(1)
+    if pairs_format:
+        continue
     if node.name == "map_split" and files_format:
         print('%s defines map_split(), but input_format = "files" calls map(name, data) once per file' % shown)
         print("define map(name, data) instead, or drop input_format from ipdc.toml")
@@ -661,7 +797,11 @@ for path in sys.argv[1:]:
             .arg(CHECK)
             .arg(&self.map_py)
             .args(self.needs_reducer_file().then_some(&self.reduce_py))
-            .arg(if self.input_format == InputFormat::Files { "files" } else { "lines" })
+            .arg(match self.input_format {
+                InputFormat::Files => "files",
+                InputFormat::Pairs => "pairs",
+                InputFormat::Lines => "lines",
+            })
             .arg("--sent")
             .args(self.side_files.iter().map(|f| {
                 // The importable name: `util` of util.py, `model` of model/x.
@@ -677,7 +817,10 @@ for path in sys.argv[1:]:
         if out.status.success() || text.trim().is_empty() {
             return Ok(()); // nothing found, or the check itself broke: the agents will say
         }
-        if text.contains("is not sent to the agents") || text.contains("input_format") {
+        if text.contains("is not sent to the agents")
+            || text.contains("input_format")
+            || text.contains("a later step")
+        {
             return Err(text.trim_end().to_string());
         }
         Err(format!("{}\nfix the file and run again", text.trim_end()))

@@ -36,8 +36,8 @@ pub use names::{
 };
 pub use status::{AgentStatus, IpfsHealth};
 pub use task::{
-    CodeFiles, CodeSpec, Compression, InputFile, MAX_FILES_PER_TASK, SideFile, Task, TaskCommand, TaskKind,
-    TaskLimits, TaskMessage,
+    CodeFiles, CodeSpec, Compression, InputFile, MAX_FILES_PER_TASK, SideFile, StepIo, Task, TaskCommand,
+    TaskKind, TaskLimits, TaskMessage,
 };
 pub use topics::{Route, Topics};
 pub use wire::{Incoming, Outgoing, Refused, Wire};
@@ -128,6 +128,7 @@ pub(crate) fn sample_task() -> Task {
             files: CodeFiles { map: "wc.py".into(), reduce: "Reduce.py".into() },
             params: serde_json::json!({"k": 3, "name": "x"}).as_object().cloned().unwrap(),
             side_files: vec![SideFile { path: "model/w.bin".into(), cid: "bafkside".into(), size: 9 }],
+            step_io: Default::default(),
         },
         memory_mb: 64,
         kind: TaskKind::Map {

@@ -32,6 +32,28 @@ pub struct CodeSpec {
     /// with [`is_safe_relative_path`](super::names::is_safe_relative_path).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub side_files: Vec<SideFile>,
+    /// How a step of a multi-step job reads and writes its records.
+    #[serde(default, skip_serializing_if = "StepIo::is_plain")]
+    pub step_io: StepIo,
+}
+
+/// The records between the steps of a multi-step job: a step's parts hold
+/// its pairs as typed lines (`JSON key<TAB>JSON value`), and the next step's
+/// maps read them back as the same pairs, `map(key, value)`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StepIo {
+    /// Maps read typed lines and call `map(key, value)`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pairs_in: bool,
+    /// The parts (reduce's, or a map-only job's maps') are typed lines.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pairs_out: bool,
+}
+
+impl StepIo {
+    pub fn is_plain(&self) -> bool {
+        *self == StepIo::default()
+    }
 }
 
 /// One side file of a job: where it goes in the task's code folder and

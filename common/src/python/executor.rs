@@ -67,6 +67,8 @@ pub struct UserJob {
     /// The map's input is whole files, framed (see the runner's
     /// `read_files`): `map(name, data)` runs once per file.
     pub files: bool,
+    /// The map's input is typed lines of an earlier step: `map(key, value)`.
+    pub pairs: bool,
 }
 
 impl UserJob {
@@ -83,6 +85,7 @@ impl UserJob {
             args.extend(self.map_only.then(|| "--map-only".into()));
             args.extend(self.gzip.then(|| "--gzip".into()));
             args.extend(self.files.then(|| "--files".into()));
+            args.extend(self.pairs.then(|| "--pairs".into()));
         }
         args
     }

@@ -23,7 +23,7 @@ use ipdc_common::ipfs::IpfsClient;
 #[cfg(test)]
 use ipdc_common::mapreduce::split::Split;
 use ipdc_common::mapreduce::split::{plan_file_groups, plan_file_splits};
-use ipdc_common::protocol::{CodeFiles, CodeSpec, InputFile, MAX_FILES_PER_TASK, TaskLimits, now_ms};
+use ipdc_common::protocol::{CodeFiles, CodeSpec, InputFile, MAX_FILES_PER_TASK, StepIo, TaskLimits, now_ms};
 use log::info;
 
 use crate::cluster::Cluster;
@@ -81,25 +81,99 @@ pub fn new_job_id(name: &str) -> String {
     format!("{name}-{}-{hex}", String::from_utf8(ts).expect("ASCII"))
 }
 
-/// Runs a job from upload to output folder.
+/// Runs a job from upload to output folder: its steps in order (one, unless
+/// `ipdc.toml` has `[[step]]` tables), each step's parts the next one's
+/// input by CID, only the last step's fetched.
 pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result<(), String> {
     let t0 = Instant::now();
-    let conn = cluster.connection();
-    let job = new_job_id(&spec.name);
-    let mut keep = vec![spec.folder.as_path(), &spec.map_py, &spec.reduce_py];
-    keep.extend(spec.input_files.iter().chain(&spec.side_files).map(|f| f.path.as_path()));
-    let target = output::Target::claim(&spec.out, opts.overwrite, &job, &keep)?;
-    // Check the Python files while connecting (an interpreter start is slow).
-    let syntax = {
-        let spec = spec.clone();
-        tokio::task::spawn_blocking(move || spec.check_python_syntax())
+    let steps = spec.steps();
+    let of = steps.len();
+    let ids: Vec<String> = match of {
+        1 => vec![new_job_id(&spec.name)],
+        _ => (1..=of).map(|n| new_job_id(&format!("{}-s{n}", spec.name))).collect(),
     };
-    let local_add = upload::start_local_add(cluster, spec);
+    let mut keep = vec![spec.folder.as_path()];
+    for s in &steps {
+        keep.extend([s.map_py.as_path(), s.reduce_py.as_path()]);
+        keep.extend(s.side_files.iter().map(|f| f.path.as_path()));
+    }
+    keep.extend(spec.input_files.iter().map(|f| f.path.as_path()));
+    let mut target = Some(output::Target::claim(&spec.out, opts.overwrite, &ids[of - 1], &keep)?);
+    // Check the Python files while connecting (an interpreter start is slow).
+    let mut syntax = Some({
+        let steps = steps.clone();
+        tokio::task::spawn_blocking(move || steps.iter().try_for_each(JobSpec::check_python_syntax))
+    });
+    let mut inputs = None;
+    let mut done: Vec<serde_json::Value> = Vec::new();
+    for (i, (step, job)) in steps.iter().zip(&ids).enumerate() {
+        let last = i + 1 == of;
+        let stage = Stage {
+            job,
+            number: i + 1,
+            of,
+            t0,
+            syntax: syntax.take(),
+            inputs: inputs.take(),
+            io: StepIo { pairs_in: i > 0, pairs_out: !last },
+            target: if last { target.take() } else { None },
+            earlier: &done,
+        };
+        let outcome = run_step(step, cluster, opts, stage).await.map_err(|e| match of {
+            1 => e,
+            _ => format!("step {} of {of}: {e}", i + 1),
+        })?;
+        if let Some((parts, summary)) = outcome {
+            inputs = Some(
+                parts
+                    .into_iter()
+                    .map(|p| InputObject { cid: p.cid, size: p.bytes, name: p.name, compression: None })
+                    .collect(),
+            );
+            done.push(summary);
+        }
+    }
+    Ok(())
+}
+
+/// Where one step stands in its job.
+struct Stage<'a> {
+    job: &'a str,
+    /// 1-based, of `of` steps.
+    number: usize,
+    of: usize,
+    /// When the whole job started.
+    t0: Instant,
+    /// The syntax check of every step's code, awaited by the first.
+    syntax: Option<tokio::task::JoinHandle<Result<(), String>>>,
+    /// The parts of the step before (None: the job's own input).
+    inputs: Option<Vec<InputObject>>,
+    io: StepIo,
+    /// The output folder, for the last step.
+    target: Option<output::Target>,
+    /// The summaries of the steps before.
+    earlier: &'a [serde_json::Value],
+}
+
+/// Runs one step. A step before the last returns its parts (left in IPFS
+/// on the agents' nodes) and its summary; the last writes the output folder.
+async fn run_step(
+    spec: &JobSpec,
+    cluster: &Cluster,
+    opts: &RunOptions,
+    stage: Stage<'_>,
+) -> Result<Option<(Vec<PartEntry>, serde_json::Value)>, String> {
+    let t0 = Instant::now();
+    let conn = cluster.connection();
+    let job = stage.job;
+    let local_add = if stage.inputs.is_none() { upload::start_local_add(cluster, spec) } else { None };
     let ipfs = IpfsClient::new(&conn.ipfs).map_err(|e| e.to_string())?;
-    let mut session = Session::connect(conn, &format!("ipdc-submit-{job}"), Some(&job))?;
+    let mut session = Session::connect(conn, &format!("ipdc-submit-{job}"), Some(job))?;
     session.connect_and_subscribe(Duration::from_secs(10)).await?;
     session.announce_running();
-    session.pump_until(syntax).await.map_err(|e| format!("syntax check crashed: {e}"))??;
+    if let Some(syntax) = stage.syntax {
+        session.pump_until(syntax).await.map_err(|e| format!("syntax check crashed: {e}"))??;
+    }
     let picked = pick::pick_agents(&mut session, spec, cluster, opts.wait).await?;
     if picked.len() < spec.verify.agents_needed() {
         let names: Vec<&str> = picked.iter().map(|s| s.agent.as_str()).collect();
@@ -114,7 +188,8 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
 
     // Upload while the MQTT connection stays served.
     let remember = !cluster.is_local(); // a --local store starts empty every time
-    let uploaded = session.pump_until(upload::upload(&ipfs, spec, local_add, remember)).await.map_err(|e| {
+    let given = stage.inputs;
+    let uploaded = session.pump_until(upload::upload(&ipfs, spec, local_add, remember, given)).await.map_err(|e| {
         if cluster.is_local() && !spec.input_cids.is_empty() && e.contains("could not find") {
             format!(
                 "{e}\n--local finds a CID only in its kept store, which holds what recent --local runs made \
@@ -149,6 +224,7 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
         files: CodeFiles::of(&spec.map_py, &spec.reduce_py),
         params: spec.params.clone(),
         side_files: uploaded.side_files.clone(),
+        step_io: stage.io,
     };
     let plan = JobPlan {
         splits: map_splits.clone(),
@@ -169,8 +245,12 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
         1 => String::new(),
         n => format!(" in {n} files"),
     };
+    let step = match stage.of {
+        1 => String::new(),
+        of => format!("step {} of {of}, ", stage.number),
+    };
     crate::say!(
-        "job {job}: {} map task(s) over {}{files}, {} reduce task(s), {} agent(s){verifying}",
+        "job {job}: {step}{} map task(s) over {}{files}, {} reduce task(s), {} agent(s){verifying}",
         map_splits.len(),
         human_bytes(input_size),
         spec.reducers,
@@ -219,6 +299,39 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
             bytes: *bytes,
         })
         .collect();
+    let input = InputFacts { inputs: &uploaded.inputs };
+    let Some(target) = stage.target else {
+        // A step before the last: its parts stay on the agents' nodes for
+        // the next step; nothing of them passes through this machine.
+        session.disconnect().await;
+        let mut summary = Summary::new(
+            job,
+            input,
+            spec,
+            &picked,
+            ctl.records(),
+            ctl.speculated(),
+            ctl.disagreements().to_vec(),
+        );
+        summary.times_ms = Times {
+            upload: upload_ms,
+            map: map_ms,
+            reduce: reduce_ms,
+            total: t0.elapsed().as_millis() as u64,
+        };
+        summary.parts = entries.clone();
+        summary.fetched = false;
+        crate::say!(
+            "job {job} (step {} of {}) done in {:.1} s: {} map + {} reduce task(s); {} records for the next step",
+            stage.number,
+            stage.of,
+            t0.elapsed().as_millis() as f64 / 1000.0,
+            summary.map_tasks,
+            summary.reduce_tasks,
+            summary.output_records(spec),
+        );
+        return Ok(Some((entries, serde_json::to_value(&summary).expect("a summary serializes"))));
+    };
     // --local keeps results in its bounded store, unpinned: collected oldest first.
     let published = session.pump_until(publish::publish(&ipfs, &entries, !cluster.is_local())).await;
     if let (Err(e), true) = (&published, opts.no_fetch) {
@@ -228,9 +341,8 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
             parts_still_in_ipfs(&entries)
         ));
     }
-    let input = InputFacts { inputs: &uploaded.inputs };
     let mut summary = Summary::new(
-        &job,
+        job,
         input,
         spec,
         &picked,
@@ -238,8 +350,13 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
         ctl.speculated(),
         ctl.disagreements().to_vec(),
     );
-    summary.times_ms =
-        Times { upload: upload_ms, map: map_ms, reduce: reduce_ms, total: t0.elapsed().as_millis() as u64 };
+    summary.times_ms = Times {
+        upload: upload_ms,
+        map: map_ms,
+        reduce: reduce_ms,
+        total: stage.t0.elapsed().as_millis() as u64,
+    };
+    summary.steps = stage.earlier.to_vec();
     match published {
         Ok(cid) => summary.output_cid = Some(cid),
         Err(e) => summary
@@ -267,16 +384,12 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
     }
     crate::say!(
         "job {job} done in {:.1} s: {} map + {} reduce task(s) on {} agent(s); {} input records -> {} output records",
-        t0.elapsed().as_millis() as f64 / 1000.0,
+        stage.t0.elapsed().as_millis() as f64 / 1000.0,
         summary.map_tasks,
         summary.reduce_tasks,
         picked.len(),
         summary.counters.map_input_records,
-        if spec.reducers == 0 {
-            summary.counters.map_output_written_records
-        } else {
-            summary.counters.reduce_output_records
-        },
+        summary.output_records(spec),
     );
     for line in summary.verification_lines() {
         crate::say!("{line}");
@@ -300,7 +413,7 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
             "summary": summary_json,
         }),
     );
-    Ok(())
+    Ok(None)
 }
 
 /// Where a result's parts may still be found when they could not be

@@ -54,6 +54,9 @@ pub struct Summary {
     pub parts: Vec<super::publish::PartEntry>,
     /// The parts were left in IPFS, not fetched (`--no-fetch`).
     pub fetched: bool,
+    /// A multi-step job's steps before this, the last: each one's summary.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -99,6 +102,15 @@ pub struct InputFacts<'a> {
 }
 
 impl Summary {
+    /// Records in the job's parts (a map-only job's are its maps').
+    pub fn output_records(&self, spec: &JobSpec) -> u64 {
+        if spec.reducers == 0 {
+            self.counters.map_output_written_records
+        } else {
+            self.counters.reduce_output_records
+        }
+    }
+
     pub fn new(
         job: &str,
         input: InputFacts<'_>,
@@ -181,6 +193,7 @@ impl Summary {
             output_cid: None,
             parts: Vec::new(),
             fetched: true,
+            steps: Vec::new(),
         }
     }
 }

@@ -182,8 +182,11 @@ pub async fn upload(
     spec: &JobSpec,
     local_add: Option<LocalAdd>,
     remember: bool,
+    given: Option<Vec<InputObject>>,
 ) -> Result<Uploaded, String> {
     let inputs = match local_add {
+        // A later step of a job: the parts of the step before.
+        _ if given.is_some() => given.unwrap_or_default(),
         Some(adding) => adding.await.map_err(|e| format!("adding the input crashed: {e}"))??,
         None if !spec.input_cids.is_empty() => {
             let mut inputs = Vec::new();

@@ -1,0 +1,3 @@
+def map(line):
+    for word in line.split():
+        yield word, 1

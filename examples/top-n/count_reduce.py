@@ -1,0 +1,2 @@
+def reduce(word, counts):
+    yield word, sum(counts)
