@@ -234,7 +234,7 @@ async fn run_step(
         speculative: spec.speculative,
         // The spot check's tasks, drawn here: the agents cannot predict them.
         verify: spec.verify.plan(map_splits.len(), spec.reducers, random_seed()),
-        ..JobPlan::defaults(&job, code)
+        ..JobPlan::defaults(job, code)
     };
     let verifying = match &plan.verify {
         _ if !spec.verify.checks() => String::new(),
@@ -270,7 +270,7 @@ async fn run_step(
     let mut ctl = Controller::new(plan, &agent_slots);
     let mut view = opts.show_progress.then(ProgressView::new);
     let t_map = Instant::now();
-    let (outcome, map_ms) = drive::drive(&mut session, &mut ctl, &picked, &job, view.as_mut()).await;
+    let (outcome, map_ms) = drive::drive(&mut session, &mut ctl, &picked, job, view.as_mut()).await;
     if let Some(v) = view.as_mut() {
         v.update(ctl.progress());
         v.finish();
