@@ -850,3 +850,33 @@ fn a_later_step_gets_the_very_pairs_the_step_before_wrote_and_a_failure_names_it
     assert!(text(&o).contains("ValueError: no"), "{}", text(&o));
     assert!(!job.join("o3").exists());
 }
+
+#[test]
+fn pagerank_through_its_driver_chains_output_cids_and_matches_a_power_iteration() {
+    let (tmp, job) = copy_example("pagerank");
+    // Its own cache: each step reads the last one's output CID from the
+    // kept --local store, which a concurrent test must not be holding.
+    let cache = tmp.path().join("cache");
+    let o = std::process::Command::new("python3")
+        .arg(job.join("driver.py"))
+        .args(["--ipdc", bin("ipdc-submit").to_str().unwrap(), "--", "--local", "2"])
+        .env("XDG_CACHE_HOME", &cache)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let want =
+        std::process::Command::new("python3").arg(job.join("reference.py")).arg(&job).output().unwrap();
+    let want: serde_json::Value = serde_json::from_slice(&want.stdout).unwrap();
+    assert_eq!(got["steps"], want["steps"]);
+    assert!(want["steps"].as_u64().unwrap() > 5, "{want}");
+    let (got, want) = (got["ranks"].as_object().unwrap(), want["ranks"].as_object().unwrap());
+    assert_eq!(got.len(), 300);
+    for (page, w) in want {
+        let (g, w) = (got[page].as_f64().unwrap(), w.as_f64().unwrap());
+        // The same sums in another order: equal up to rounding.
+        assert!((g - w).abs() < 1e-12, "{page}: {g} vs {w}");
+    }
+    let total: f64 = got.values().map(|v| v.as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-9, "ranks sum to {total}");
+}
