@@ -115,6 +115,9 @@ fn local_runs_keep_their_store_so_a_result_cid_feeds_the_next_run_until_store_gc
     );
     assert!(o.status.success(), "{}", text(&o));
     let cid = summary(&first)["output_cid"].as_str().unwrap().to_string();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(cache.join("ipdc/local-store")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "the kept store is this user's alone");
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).lines().last(),
         Some(format!("output CID: {cid}").as_str())

@@ -43,7 +43,17 @@ pub fn lock_kept_store() -> Result<Option<KeptStore>, String> {
         .open(&lock_path)
         .map_err(|e| format!("opening {}: {e}", lock_path.display()))?;
     match lock.try_lock() {
-        Ok(()) => Ok(Some(KeptStore { dir, _lock: lock })),
+        Ok(()) => {
+            // Jobs' data: this user's alone, whatever the umask.
+            use std::os::unix::fs::DirBuilderExt;
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(format!("creating {}: {e}", dir.display()));
+                }
+                _ => {}
+            }
+            Ok(Some(KeptStore { dir, _lock: lock }))
+        }
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => Err(format!("locking {}: {e}", lock_path.display())),
     }
