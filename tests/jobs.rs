@@ -840,7 +840,15 @@ fn a_later_step_gets_the_very_pairs_the_step_before_wrote_and_a_failure_names_it
     let o =
         submit(&["run", "--local", "1", job.to_str().unwrap(), "--out", job.join("o2").to_str().unwrap()]);
     assert!(!o.status.success());
-    assert!(text(&o).contains("second.py is the mapper of a later step"), "{}", text(&o));
+    assert!(text(&o).contains("step 2 of 2: second.py is the mapper of a later step"), "{}", text(&o));
+    // A step before the last that writes nothing stops the job, saying so.
+    std::fs::write(job.join("second.py"), "def map(key, value):\n    yield key, value\n").unwrap();
+    std::fs::write(job.join("first.py"), "def map(line):\n    return\n    yield\n").unwrap();
+    let o =
+        submit(&["run", "--local", "1", job.to_str().unwrap(), "--out", job.join("o4").to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("step 1 of 2 wrote no records, so step 2 has nothing to map"), "{}", text(&o));
+    std::fs::write(job.join("first.py"), "def map(line):\n    yield line, 1\n").unwrap();
     // A step that fails at run time is named.
     std::fs::write(job.join("second.py"), "def map(key, value):\n    raise ValueError('no')\n").unwrap();
     let o =

@@ -100,10 +100,20 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
     keep.extend(spec.input_files.iter().map(|f| f.path.as_path()));
     let mut target = Some(output::Target::claim(&spec.out, opts.overwrite, &ids[of - 1], &keep)?);
     // Check the Python files while connecting (an interpreter start is slow).
-    let mut syntax = Some({
+    // Every step's code, checked before anything runs (so a step is named
+    // as itself, not as the step that happened to be running).
+    {
         let steps = steps.clone();
-        tokio::task::spawn_blocking(move || steps.iter().try_for_each(JobSpec::check_python_syntax))
-    });
+        tokio::task::spawn_blocking(move || {
+            steps.iter().enumerate().try_for_each(|(i, s)| {
+                s.check_python_syntax()
+                    .map_err(|e| if of == 1 { e } else { format!("step {} of {of}: {e}", i + 1) })
+            })
+        })
+        .await
+        .map_err(|e| format!("syntax check crashed: {e}"))??;
+    }
+    let mut syntax = None;
     let mut inputs = None;
     let mut done: Vec<serde_json::Value> = Vec::new();
     for (i, (step, job)) in steps.iter().zip(&ids).enumerate() {
@@ -124,6 +134,13 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
             _ => format!("step {} of {of}: {e}", i + 1),
         })?;
         if let Some((parts, summary)) = outcome {
+            if parts.iter().all(|p| p.bytes == 0) {
+                return Err(format!(
+                    "step {} of {of} wrote no records, so step {} has nothing to map: no output was written",
+                    i + 1,
+                    i + 2
+                ));
+            }
             inputs = Some(
                 parts
                     .into_iter()
