@@ -113,7 +113,6 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
         .await
         .map_err(|e| format!("syntax check crashed: {e}"))??;
     }
-    let mut syntax = None;
     let mut inputs = None;
     let mut done: Vec<serde_json::Value> = Vec::new();
     for (i, (step, job)) in steps.iter().zip(&ids).enumerate() {
@@ -123,7 +122,6 @@ pub async fn run(spec: &JobSpec, cluster: &Cluster, opts: &RunOptions) -> Result
             number: i + 1,
             of,
             t0,
-            syntax: syntax.take(),
             inputs: inputs.take(),
             io: StepIo { pairs_in: i > 0, pairs_out: !last },
             target: if last { target.take() } else { None },
@@ -161,8 +159,6 @@ struct Stage<'a> {
     of: usize,
     /// When the whole job started.
     t0: Instant,
-    /// The syntax check of every step's code, awaited by the first.
-    syntax: Option<tokio::task::JoinHandle<Result<(), String>>>,
     /// The parts of the step before (None: the job's own input).
     inputs: Option<Vec<InputObject>>,
     io: StepIo,
@@ -188,9 +184,6 @@ async fn run_step(
     let mut session = Session::connect(conn, &format!("ipdc-submit-{job}"), Some(job))?;
     session.connect_and_subscribe(Duration::from_secs(10)).await?;
     session.announce_running();
-    if let Some(syntax) = stage.syntax {
-        session.pump_until(syntax).await.map_err(|e| format!("syntax check crashed: {e}"))??;
-    }
     let picked = pick::pick_agents(&mut session, spec, cluster, opts.wait).await?;
     if picked.len() < spec.verify.agents_needed() {
         let names: Vec<&str> = picked.iter().map(|s| s.agent.as_str()).collect();
@@ -317,26 +310,22 @@ async fn run_step(
         })
         .collect();
     let input = InputFacts { inputs: &uploaded.inputs };
+    let mut summary = Summary::new(
+        job,
+        input,
+        spec,
+        &picked,
+        ctl.records(),
+        ctl.speculated(),
+        ctl.disagreements().to_vec(),
+    );
+    summary.times_ms = Times { upload: upload_ms, map: map_ms, reduce: reduce_ms, total: 0 };
+    summary.parts = entries.clone();
     let Some(target) = stage.target else {
         // A step before the last: its parts stay on the agents' nodes for
         // the next step; nothing of them passes through this machine.
         session.disconnect().await;
-        let mut summary = Summary::new(
-            job,
-            input,
-            spec,
-            &picked,
-            ctl.records(),
-            ctl.speculated(),
-            ctl.disagreements().to_vec(),
-        );
-        summary.times_ms = Times {
-            upload: upload_ms,
-            map: map_ms,
-            reduce: reduce_ms,
-            total: t0.elapsed().as_millis() as u64,
-        };
-        summary.parts = entries.clone();
+        summary.times_ms.total = t0.elapsed().as_millis() as u64;
         summary.fetched = false;
         crate::say!(
             "job {job} (step {} of {}) done in {:.1} s: {} map + {} reduce task(s); {} records for the next step",
@@ -358,21 +347,7 @@ async fn run_step(
             parts_still_in_ipfs(&entries)
         ));
     }
-    let mut summary = Summary::new(
-        job,
-        input,
-        spec,
-        &picked,
-        ctl.records(),
-        ctl.speculated(),
-        ctl.disagreements().to_vec(),
-    );
-    summary.times_ms = Times {
-        upload: upload_ms,
-        map: map_ms,
-        reduce: reduce_ms,
-        total: stage.t0.elapsed().as_millis() as u64,
-    };
+    summary.times_ms.total = stage.t0.elapsed().as_millis() as u64;
     summary.steps = stage.earlier.to_vec();
     match published {
         Ok(cid) => summary.output_cid = Some(cid),
@@ -380,7 +355,6 @@ async fn run_step(
             .warnings
             .push(format!("the output directory could not be made in IPFS ({e}): no output_cid")),
     }
-    summary.parts = entries.clone();
     summary.fetched = !opts.no_fetch;
     let summary_json = serde_json::to_value(&summary).expect("a summary serializes");
     let logs: Vec<(String, String)> =
