@@ -90,13 +90,30 @@ impl Drop for Proc {
     }
 }
 
-/// Starts a program with stdout and stderr going to a log file.
-/// The cache folder the tests' submitters use (what a submitter records
-/// there stays in the clone, not in the user's `~/.cache`).
+/// The cache folder the tests' submitters use: under `target/`, not the
+/// user's `~/.cache`, and one per test (named after the test's thread) and
+/// per run of the tests, so that no test is served by another's task cache
+/// or kept `--local` store, nor by an earlier run's.
 pub fn test_cache() -> PathBuf {
-    repo_root().join("target").join("test-cache")
+    static RUN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let run = RUN.get_or_init(|| {
+        let base = repo_root().join("target").join("test-cache");
+        // Earlier runs' folders, once their process is gone.
+        for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name.strip_prefix("run-").and_then(|r| r.split('-').next()).map(str::to_string);
+            if pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists()) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        base.join(format!("run-{}-{nanos}", std::process::id()))
+    });
+    let test = std::thread::current().name().unwrap_or("main").replace("::", "-");
+    run.join(test)
 }
 
+/// Starts a program with stdout and stderr going to a log file.
 pub fn spawn(program: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
     let logdir = tempfile::tempdir().expect("temp dir");
     let log = logdir.path().join("log");

@@ -174,3 +174,95 @@ fn local_runs_keep_their_store_so_a_result_cid_feeds_the_next_run_until_store_gc
     assert!(!o.status.success());
     assert!(text(&o).contains("--local finds a CID only in its kept store"), "{}", text(&o));
 }
+
+/// The parts of an output folder, by name, byte for byte.
+fn parts_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut parts: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("part-"))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .collect();
+    parts.sort();
+    parts
+}
+
+/// Tasks of a summary that ran (were not taken from the task cache), maps and reduces.
+fn ran(s: &serde_json::Value) -> (usize, usize) {
+    let tasks = s["tasks"].as_array().unwrap();
+    let ran = |prefix: char| {
+        tasks
+            .iter()
+            .filter(|t| t["task"].as_str().unwrap().starts_with(prefix) && t.get("cached").is_none())
+            .count()
+    };
+    (ran('m'), ran('r'))
+}
+
+#[test]
+fn the_task_cache_reuses_what_an_unchanged_job_ran_only_the_edited_reducer_runs_and_no_cache_runs_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let job = tmp.path().join("wc");
+    std::fs::create_dir(&job).unwrap();
+    let example = repo_root().join("examples/wordcount");
+    for f in ["Map.py", "Reduce.py"] {
+        std::fs::copy(example.join(f), job.join(f)).unwrap();
+    }
+    // No combiner: a map's output does not depend on Reduce.py.
+    std::fs::write(job.join("ipdc.toml"), "name = \"wc\"\ninput = \"in.txt\"\nreducers = 2\n").unwrap();
+    let text_in = std::fs::read(example.join("data.dat")).unwrap().repeat(40);
+    std::fs::write(job.join("in.txt"), &text_in).unwrap();
+    let want = reference_counts(&job.join("in.txt"));
+    let run = |out: &str, extra: &[&str]| {
+        let out = tmp.path().join(out);
+        let mut args = vec!["run", "--local", "2", job.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = submit_with_cache(&cache, &args);
+        assert!(o.status.success(), "{}", text(&o));
+        let s = summary(&out);
+        (out, s, text(&o))
+    };
+
+    let (first, s1, _) = run("first", &[]);
+    assert_counts_eq(&read_output(&first, 2), &want, "first run");
+    let (maps, reduces) = (s1["map_tasks"].as_u64().unwrap() as usize, 2);
+    assert!(maps >= 2, "{s1:#}");
+    assert_eq!((s1["cached_tasks"].as_u64(), ran(&s1)), (Some(0), (maps, reduces)));
+
+    // Unchanged: nothing runs, and the parts are the very same bytes.
+    let (second, s2, t2) = run("second", &[]);
+    assert_eq!((s2["cached_tasks"].as_u64(), ran(&s2)), (Some((maps + reduces) as u64), (0, 0)), "{t2}");
+    assert!(
+        t2.contains(&format!("reusing {} of {} task(s) from the task cache", maps + reduces, maps + reduces)),
+        "{t2}"
+    );
+    assert_eq!(parts_of(&second), parts_of(&first));
+    assert_eq!(s2["output_cid"], s1["output_cid"]);
+    assert_eq!(s2["counters"], s1["counters"], "the counters are the cached tasks'");
+
+    // Only Reduce.py edited: no map runs, every reduce does.
+    std::fs::write(job.join("Reduce.py"), "def reduce(key, values):\n    yield key, 2 * sum(values)\n")
+        .unwrap();
+    let (third, s3, _) = run("third", &[]);
+    assert_eq!(ran(&s3), (0, reduces), "{s3:#}");
+    let doubled: Counts = want.iter().map(|(w, n)| (w.clone(), 2 * n)).collect();
+    assert_counts_eq(&read_output(&third, 2), &doubled, "edited reducer");
+
+    // --no-cache: everything runs, and gives the same.
+    let (fourth, s4, _) = run("fourth", &["--no-cache"]);
+    assert_eq!((s4["cached_tasks"].as_u64(), ran(&s4)), (Some(0), (maps, reduces)));
+    assert_eq!(parts_of(&fourth), parts_of(&third));
+
+    // Outputs gone from the store (here: the whole kept store): recomputed, not a failure.
+    std::fs::remove_dir_all(cache.join("ipdc/local-store")).unwrap();
+    let (fifth, s5, _) = run("fifth", &[]);
+    assert_eq!((s5["cached_tasks"].as_u64(), ran(&s5)), (Some(0), (maps, reduces)), "{s5:#}");
+    assert_eq!(parts_of(&fifth), parts_of(&third));
+
+    // cache = false in ipdc.toml: the same as --no-cache.
+    std::fs::write(job.join("ipdc.toml"), "name = \"wc\"\ninput = \"in.txt\"\nreducers = 2\ncache = false\n")
+        .unwrap();
+    let (_, s6, _) = run("sixth", &[]);
+    assert_eq!((s6["cached_tasks"].as_u64(), ran(&s6)), (Some(0), (maps, reduces)));
+}

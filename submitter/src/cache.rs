@@ -1,7 +1,8 @@
 //! What the submitter keeps between runs on this machine, under
 //! `$XDG_CACHE_HOME/ipdc/` (`~/.cache/ipdc/`): the record of side files
-//! sent (`run/sent.rs`) and the kept store of `--local` runs, so that a
-//! result's CID outlives its run and `--input-cid` works there too.
+//! sent (`run/sent.rs`), the kept store of `--local` runs, so that a
+//! result's CID outlives its run and `--input-cid` works there too, and the
+//! task cache's index (`tasks/`, [`crate::task_cache`]).
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -60,27 +61,35 @@ pub fn lock_kept_store() -> Result<Option<KeptStore>, String> {
 }
 
 /// `ipdc-submit store gc`: removes the kept store (every result and object
-/// `--local` runs kept); refused while a `--local` run uses it.
+/// `--local` runs kept) and the task cache's index (`tasks/`, of every
+/// cluster: its entries only say where outputs were); refused while a
+/// `--local` run uses the store.
 pub fn empty_kept_store() -> Result<(), String> {
     let Some(kept) = lock_kept_store()? else {
         return Err("a --local run is using the kept store: wait until it ends".into());
     };
     let bytes = folder_bytes(&kept.dir);
     match std::fs::remove_dir_all(&kept.dir) {
-        Ok(()) => {
+        Ok(()) if bytes > 0 => {
             println!(
                 "removed the kept --local store {} ({})",
                 kept.dir.display(),
                 crate::run::human_bytes(bytes)
-            );
-            Ok(())
+            )
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            println!("the kept --local store {} is empty", kept.dir.display());
-            Ok(())
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(format!("removing {}: {e}", kept.dir.display()));
         }
-        Err(e) => Err(format!("removing {}: {e}", kept.dir.display())),
+        _ => println!("the kept --local store {} is empty", kept.dir.display()),
     }
+    let tasks = kept.dir.with_file_name("tasks");
+    let entries = std::fs::read_dir(&tasks).map_or(0, |d| d.count());
+    match std::fs::remove_dir_all(&tasks) {
+        Ok(()) => println!("removed the task cache's index {} ({entries} entries)", tasks.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("removing {}: {e}", tasks.display())),
+    }
+    Ok(())
 }
 
 /// Bytes of the files under `dir` (0 if it does not exist).

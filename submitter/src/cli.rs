@@ -36,7 +36,7 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum StoreCommand {
-    /// Empty it: every result and object that earlier --local runs kept.
+    /// Empty it: every result and object that earlier --local runs kept, and the task cache's index (of every cluster).
     Gc,
 }
 
@@ -131,6 +131,9 @@ pub struct RunArgs {
     /// Do not run backup attempts of straggling tasks (overrides `speculative`).
     #[arg(long)]
     pub no_speculative: bool,
+    /// Run every task, reusing no output of an earlier run and recording none (overrides `cache`).
+    #[arg(long)]
+    pub no_cache: bool,
     /// Wall-clock limit of each task's user code, seconds (overrides `task_timeout_secs`) [default: 3600].
     #[arg(long, value_name = "SECS")]
     pub task_timeout: Option<u64>,
@@ -178,6 +181,7 @@ impl RunArgs {
             memory_mb: self.memory_mb,
             out: self.out.clone(),
             speculative: self.no_speculative.then_some(false),
+            cache: self.no_cache.then_some(false),
             task_timeout_secs: self.task_timeout,
             task_memory_mb: self.task_memory_mb,
             verify: self.verify,

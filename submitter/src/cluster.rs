@@ -66,6 +66,16 @@ impl Cluster {
         }
     }
 
+    /// Which store a task cache entry's outputs are in: a cluster's
+    /// broker, name and IPFS API, or the kept `--local` store (None: a
+    /// temporary `--local` store, whose outputs go with this run).
+    pub fn cache_scope(&self) -> Option<String> {
+        match self {
+            Cluster::Remote(c) => Some(format!("{} {} {}", c.mqtt.broker, c.cluster, c.ipfs)),
+            Cluster::Local { running, .. } => running.keeps_store().then(|| "local".to_string()),
+        }
+    }
+
     pub fn is_local(&self) -> bool {
         matches!(self, Cluster::Local { .. })
     }

@@ -50,6 +50,9 @@ pub struct JobFile {
     pub output: Option<PathBuf>,
     /// Run backup attempts of straggling tasks (default: true).
     pub speculative: Option<bool>,
+    /// Reuse the outputs of tasks run before (the task cache; default:
+    /// true). False for code whose output is not decided by its input.
+    pub cache: Option<bool>,
     /// Wall-clock limit of one task attempt's user code, seconds (default: 3600).
     pub task_timeout_secs: Option<u64>,
     /// Memory limit of one task attempt's user code, MiB (default: 1024).
@@ -269,6 +272,7 @@ pub struct Overrides {
     pub memory_mb: Option<u64>,
     pub out: Option<PathBuf>,
     pub speculative: Option<bool>,
+    pub cache: Option<bool>,
     pub task_timeout_secs: Option<u64>,
     pub task_memory_mb: Option<u64>,
     pub verify: Option<Verify>,
@@ -308,6 +312,8 @@ pub struct JobSpec {
     pub python_modules: Vec<String>,
     pub out: PathBuf,
     pub speculative: bool,
+    /// Use the task cache (`cache` in ipdc.toml, `--no-cache`).
+    pub cache: bool,
     pub task_timeout_secs: u64,
     pub task_memory_mb: u64,
     pub verify: Verify,
@@ -433,6 +439,7 @@ impl JobSpec {
             python_modules,
             out,
             speculative: o.speculative.or(file.speculative).unwrap_or(true),
+            cache: o.cache.or(file.cache).unwrap_or(true),
             task_timeout_secs: o.task_timeout_secs.or(file.task_timeout_secs).unwrap_or(3600),
             task_memory_mb: o.task_memory_mb.or(file.task_memory_mb).unwrap_or(1024),
             verify,

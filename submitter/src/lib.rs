@@ -11,6 +11,7 @@
 //! - [`agents`]: `ipdc-submit agents`; [`keygen`]: `ipdc-submit keygen`.
 //! - [`hub`], [`broker`], [`store`]: the embedded MQTT broker and IPFS content store.
 //! - [`local`]: `--local N`, a whole cluster in this process.
+//! - [`task_cache`]: finished tasks' outputs, found again by what decides them.
 //! - [`sim`]: the scheduler simulation (for `bench/`; not a command of the binary).
 
 pub mod agents;
@@ -32,6 +33,7 @@ pub mod say;
 pub mod settings;
 pub mod sim;
 pub mod store;
+pub mod task_cache;
 
 /// This program's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -144,6 +144,11 @@ impl LocalCluster {
         Ok(LocalCluster { broker, ipfs, store: Some(store), stop, agents, _kept: kept, _dir: dir })
     }
 
+    /// Whether its store is the kept one (not a temporary one: another run held it).
+    pub fn keeps_store(&self) -> bool {
+        self._kept.is_some()
+    }
+
     /// The in-process side of the embedded store.
     pub fn store(&self) -> store::LocalStore {
         self.store.as_ref().expect("running").local()

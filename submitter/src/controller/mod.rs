@@ -45,8 +45,10 @@
 //! state; `task.rs` the task table, `events.rs` the agents' reports about
 //! attempts, `liveness.rs` the job's agents (lost, back), `timers.rs` what
 //! time passing does, `schedule.rs` which agent gets which task,
-//! `verify.rs` results as votes, `tests.rs` the unit tests.
+//! `verify.rs` results as votes, `cached.rs` results from the task cache,
+//! `tests.rs` the unit tests.
 
+mod cached;
 mod events;
 mod liveness;
 mod schedule;
@@ -187,6 +189,10 @@ pub struct TaskRecord {
     /// What the winning attempt's code printed, in IPFS (`_logs/TASK.log`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_cid: Option<String>,
+    /// Taken from the task cache: an earlier job's output, not run again
+    /// (its agent, attempt and times are that job's).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
 }
 
 pub struct Controller {
@@ -341,6 +347,7 @@ impl Controller {
                     spills: d.output.spills,
                     stats: d.output.stats.clone(),
                     log_cid: d.output.log_cid.clone(),
+                    cached: d.cached,
                 })
             })
             .collect()

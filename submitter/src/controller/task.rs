@@ -33,6 +33,8 @@ pub(super) struct Done {
     /// What the result was computed from (see [`inputs_key`]): results
     /// agree only when they did the same work.
     pub(super) inputs: u64,
+    /// Taken from the task cache, not from an attempt of this job.
+    pub(super) cached: bool,
 }
 
 /// One result of a task from one agent: a vote on its output.

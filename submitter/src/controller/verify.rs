@@ -183,6 +183,7 @@ impl Controller {
             output,
             agreed_by: Vec::new(),
             inputs: inputs_key(&att.task.kind),
+            cached: false,
         };
         let new_output = !entry.votes.iter().any(|v| v.counts && v.agrees(&result));
         let others_before: Vec<String> =

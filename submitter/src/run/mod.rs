@@ -12,6 +12,7 @@
 pub mod drive;
 pub mod pick;
 pub mod publish;
+mod reuse;
 mod sent;
 pub mod session;
 pub mod summary;
@@ -31,6 +32,7 @@ use crate::controller::{Controller, JobPlan, MapSplit, Verification};
 use crate::job::{InputFormat, JobSpec};
 use crate::output;
 use crate::progress::ProgressView;
+use crate::task_cache::TaskCache;
 use publish::PartEntry;
 use session::Session;
 use summary::{InputFacts, Summary, Times};
@@ -278,9 +280,20 @@ async fn run_step(
     );
     let agent_slots: Vec<(String, u32)> = picked.iter().map(|s| (s.agent.clone(), s.slots)).collect();
     let mut ctl = Controller::new(plan, &agent_slots);
+    let cache = cluster.cache_scope().filter(|_| spec.cache).and_then(TaskCache::open);
+    if let Some(cache) = &cache {
+        let reused = session.pump_until(reuse::reuse(cache, &ipfs, &mut ctl)).await;
+        if reused > 0 {
+            let all = map_splits.len() + spec.reducers as usize;
+            crate::say!("reusing {reused} of {all} task(s) from the task cache (outputs of an earlier run)");
+        }
+    }
     let mut view = opts.show_progress.then(ProgressView::new);
     let t_map = Instant::now();
     let (outcome, map_ms) = drive::drive(&mut session, &mut ctl, &picked, job, view.as_mut()).await;
+    if let Some(cache) = &cache {
+        reuse::remember(cache, &ctl);
+    }
     if let Some(v) = view.as_mut() {
         v.update(ctl.progress());
         v.finish();
@@ -328,12 +341,13 @@ async fn run_step(
         summary.times_ms.total = t0.elapsed().as_millis() as u64;
         summary.fetched = false;
         crate::say!(
-            "job {job} (step {} of {}) done in {:.1} s: {} map + {} reduce task(s); {} records for the next step",
+            "job {job} (step {} of {}) done in {:.1} s: {} map + {} reduce task(s){}; {} records for the next step",
             stage.number,
             stage.of,
             t0.elapsed().as_millis() as f64 / 1000.0,
             summary.map_tasks,
             summary.reduce_tasks,
+            from_cache(summary.cached_tasks),
             summary.output_records(spec),
         );
         return Ok(Some((entries, serde_json::to_value(&summary).expect("a summary serializes"))));
@@ -374,10 +388,11 @@ async fn run_step(
         });
     }
     crate::say!(
-        "job {job} done in {:.1} s: {} map + {} reduce task(s) on {} agent(s); {} input records -> {} output records",
+        "job {job} done in {:.1} s: {} map + {} reduce task(s){} on {} agent(s); {} input records -> {} output records",
         stage.t0.elapsed().as_millis() as f64 / 1000.0,
         summary.map_tasks,
         summary.reduce_tasks,
+        from_cache(summary.cached_tasks),
         picked.len(),
         summary.counters.map_input_records,
         summary.output_records(spec),
@@ -405,6 +420,14 @@ async fn run_step(
         }),
     );
     Ok(None)
+}
+
+/// How many of the tasks came from the task cache, for the job's last line.
+fn from_cache(cached: usize) -> String {
+    match cached {
+        0 => String::new(),
+        n => format!(" ({n} from the task cache)"),
+    }
 }
 
 /// Where a result's parts may still be found when they could not be

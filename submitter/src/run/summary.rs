@@ -31,6 +31,8 @@ pub struct Summary {
     pub speculative_attempts: u32,
     pub speculative_wins: usize,
     pub reduce_tasks: usize,
+    /// Tasks not run: their outputs came from the task cache.
+    pub cached_tasks: usize,
     /// The `verify` setting: agents per task, or the share spot-checked.
     pub verify: Verify,
     /// Tasks whose result more than one agent returned.
@@ -125,7 +127,9 @@ impl Summary {
         let mut per_agent: BTreeMap<&str, (u32, u32, u64)> =
             picked.iter().map(|s| (s.agent.as_str(), (0, 0, 0))).collect();
         for r in &tasks {
-            let e = per_agent.entry(r.agent.as_str()).or_default();
+            // A cached task ran in an earlier job: its agent did nothing in this one.
+            let mut none = (0, 0, 0);
+            let e = if r.cached { &mut none } else { per_agent.entry(r.agent.as_str()).or_default() };
             if r.task.starts_with('m') {
                 map.add(&r.stats);
                 shuffle_bytes += r.output_bytes;
@@ -172,6 +176,7 @@ impl Summary {
             speculative_attempts: speculated,
             speculative_wins: tasks.iter().filter(|r| r.speculative).count(),
             reduce_tasks: tasks.iter().filter(|r| r.task.starts_with('r')).count(),
+            cached_tasks: tasks.iter().filter(|r| r.cached).count(),
             verify: spec.verify,
             verified_tasks: tasks.iter().filter(|r| r.agreed_by.len() > 1).count(),
             disagreements,

@@ -723,3 +723,149 @@ fn a_status_for_an_agent_that_is_not_one_of_the_jobs_agents_changes_nothing() {
 // ---- Verified results (verify.rs) ----
 
 mod verify;
+
+// ---- Results from the task cache (cached.rs) ----
+
+fn output(cids: &[&str]) -> TaskOutput {
+    TaskOutput {
+        cids: cids.iter().map(|c| c.to_string()).collect(),
+        sizes: vec![5; cids.len()],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn cached_maps_settle_before_the_start_and_only_the_rest_run() {
+    let mut c = Controller::new(plan(3, 2), &[("a".into(), 4)]);
+    let wanted: Vec<String> = c.cacheable().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(wanted, ["m-00000", "m-00001", "m-00002"], "maps first");
+    assert!(c.reuse("m-00000", output(&["x0", "x1"]), vec!["old".into()]));
+    assert!(!c.reuse("m-00001", output(&["only one"]), vec!["old".into()]), "one output per partition");
+    assert!(!c.reuse("r-00000", output(&["p"]), vec!["old".into()]), "no reduce while maps are open");
+    let started = assigns(&c.start(0));
+    let ran: Vec<&str> = started.iter().map(|(_, t)| t.task.as_str()).collect();
+    assert_eq!(ran, ["m-00001", "m-00002"]);
+    assert!(c.cacheable().is_empty(), "only before the start");
+    assert!(!c.reuse("m-00001", output(&["y0", "y1"]), vec!["old".into()]));
+    let mut reduces = Vec::new();
+    for (_, t) in &started {
+        reduces.extend(assigns(&c.on_event(&done(t, "a", 2), 1)));
+    }
+    let inputs: Vec<&TaskKind> = reduces.iter().map(|(_, t)| &t.kind).collect();
+    assert!(
+        matches!(inputs[0], TaskKind::Reduce { partition: 0, inputs } if inputs == &["x0", "m-00001-p0", "m-00002-p0"]),
+        "the cached map's output is a reducer's input: {inputs:?}"
+    );
+    let records = c.records();
+    assert!(records[0].cached && records[0].agent == "old" && !records[1].cached);
+    assert_eq!(c.cached_tasks(), 1);
+    // What the cache records afterwards: the maps this job ran, not the cached one.
+    let settled = c.settled();
+    assert_eq!(settled.len(), 2, "{settled:?}");
+    assert!(settled.iter().all(|s| s.output.cids[0] != "x0"));
+}
+
+#[test]
+fn with_every_map_cached_the_reduces_are_asked_for_with_those_inputs_and_a_fully_cached_job_finishes_at_once()
+{
+    let mut c = Controller::new(plan(2, 1), &[("a".into(), 1)]);
+    assert!(c.reuse("m-00000", output(&["x"]), vec!["old".into()]));
+    assert!(c.reuse("m-00001", output(&["y"]), vec!["old".into()]));
+    let wanted = c.cacheable();
+    assert_eq!(
+        wanted,
+        vec![(
+            "r-00000".to_string(),
+            TaskKind::Reduce { partition: 0, inputs: vec!["x".into(), "y".into()] }
+        )]
+    );
+    assert!(c.reuse("r-00000", output(&["part"]), vec!["old".into()]));
+    let actions = c.start(0);
+    assert!(assigns(&actions).is_empty());
+    assert!(actions.contains(&Action::Finished));
+    assert_eq!(c.part_cids(), vec![("part".to_string(), 5)]);
+    assert_eq!(c.cached_tasks(), 3);
+    assert!(c.settled().is_empty(), "nothing ran, nothing new to record");
+}
+
+#[test]
+fn a_cached_output_with_fewer_agreeing_agents_than_verification_asks_does_not_settle_a_task() {
+    let p = JobPlan { verify: Verification::Every(2), ..plan(1, 1) };
+    let mut c = Controller::new(p, &[("a".into(), 1), ("b".into(), 1)]);
+    assert!(!c.reuse("m-00000", output(&["x"]), vec!["old".into()]));
+    assert!(c.reuse("m-00000", output(&["x"]), vec!["old".into(), "older".into()]));
+}
+
+#[test]
+fn a_lost_cached_map_output_runs_the_map_again() {
+    let mut c = Controller::new(plan(1, 1), &[("a".into(), 1)]);
+    assert!(c.reuse("m-00000", output(&["gone"]), vec!["old".into()]));
+    let reduce = assigns(&c.start(0)).remove(0).1;
+    let lost = ev(
+        &reduce,
+        "a",
+        EventKind::Failed {
+            error: "fetching".into(),
+            detail: String::new(),
+            lost_inputs: vec!["gone".into()],
+            node_down: false,
+        },
+    );
+    let again = assigns(&c.on_event(&lost, 1));
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].1.task, "m-00000");
+    c.on_event(&done(&again[0].1, "a", 1), 2);
+    assert_eq!(c.cached_tasks(), 0);
+    assert_eq!(c.settled().len(), 1, "the new output is recorded");
+}
+
+#[test]
+fn results_an_agent_outvoted_in_the_job_agreed_on_are_not_recorded() {
+    // Every task on two agents; "liar" is honest on one task and lies on
+    // the other, where a third agent outvotes it.
+    let p = JobPlan { verify: Verification::Every(2), ..plan(2, 0) };
+    let mut c = Controller::new(p, &[("liar".into(), 2), ("a".into(), 1), ("b".into(), 1), ("c".into(), 1)]);
+    let mut queue = assigns(&c.start(0));
+    let mut now = 1;
+    while let Some((agent, t)) = (!queue.is_empty()).then(|| queue.remove(0)) {
+        let mut d = done(&t, &agent, 1);
+        if let (EventKind::Done { output }, true) = (&mut d.kind, agent == "liar" && t.task == "m-00001") {
+            output.cids = vec!["forged".into()];
+        }
+        queue.extend(assigns(&c.on_event(&d, now)));
+        now += 1;
+    }
+    assert_eq!(c.phase(), Phase::Done);
+    let records = c.records();
+    assert!(
+        records.iter().any(|r| r.agreed_by.contains(&"liar".to_string())),
+        "the liar's honest result still counts for this job: {records:?}"
+    );
+    let settled = c.settled();
+    assert_eq!(settled.len(), 1, "{settled:?}");
+    assert!(!settled[0].agreed_by.contains(&"liar".to_string()));
+}
+
+#[test]
+fn an_agent_outvoted_now_takes_its_cached_results_with_it_and_no_one_else_s() {
+    let spot = Verification::Spot { fraction: 0.5, tasks: ["m-00001".to_string()].into() };
+    let p = JobPlan { verify: spot, ..plan(3, 0) };
+    let mut c = Controller::new(p, &[("liar".into(), 1), ("a".into(), 1), ("b".into(), 1)]);
+    assert!(c.reuse("m-00000", output(&["x"]), vec!["liar".into()]));
+    assert!(c.reuse("m-00002", output(&["z"]), vec!["a".into()]));
+    let mut queue = assigns(&c.start(0));
+    let mut reran = Vec::new();
+    let mut now = 1;
+    while let Some((agent, t)) = queue.pop() {
+        reran.push(t.task.clone());
+        let mut d = done(&t, &agent, 1);
+        if let (EventKind::Done { output }, true) = (&mut d.kind, agent == "liar" && t.task == "m-00001") {
+            output.cids = vec!["forged".into()];
+        }
+        queue.extend(assigns(&c.on_event(&d, now)));
+        now += 1;
+    }
+    assert_eq!(c.phase(), Phase::Done);
+    assert!(reran.contains(&"m-00000".to_string()), "the liar's cached result runs again: {reran:?}");
+    assert!(!reran.contains(&"m-00002".to_string()), "a's cached result stands: {reran:?}");
+}
