@@ -286,10 +286,11 @@ for k in sorted(c):
     let total: u64 = reference_counts(&input).values().sum();
     assert_eq!(got.values().sum::<u64>(), total, "every word of the input, once");
 
-    // --no-fetch: the same job leaves its result in IPFS under the same CID
-    // (the record encoding is deterministic), and writes no part.
+    // --no-fetch: the same job, run again (not from the task cache), leaves
+    // its result in IPFS under the same CID (the record encoding is
+    // deterministic), and writes no part.
     let third = tmp.path().join("third");
-    run(&wordcount, ["--input", input.to_str().unwrap()], &third, &["--no-fetch"]);
+    run(&wordcount, ["--input", input.to_str().unwrap()], &third, &["--no-fetch", "--no-cache"]);
     let s3 = summary(&third);
     assert_eq!(s3["output_cid"], cid.as_str());
     assert_eq!(s3["fetched"], false);
@@ -299,4 +300,18 @@ for k in sorted(c):
         .collect();
     files.sort();
     assert_eq!(files, ["_SUCCESS", "summary.json"]);
+    assert_eq!(s3["cached_tasks"], 0);
+
+    // Once more, from the task cache: the agents run nothing, the hub's
+    // store still has every output, and the result is the same.
+    let fourth = tmp.path().join("fourth");
+    run(&wordcount, ["--input", input.to_str().unwrap()], &fourth, &["--no-fetch"]);
+    let s4 = summary(&fourth);
+    let all = s4["map_tasks"].as_u64().unwrap() + s4["reduce_tasks"].as_u64().unwrap();
+    assert_eq!(s4["cached_tasks"], all, "{s4:#}");
+    assert_eq!(s4["output_cid"], cid.as_str());
+    assert!(
+        s4["agents"].as_array().unwrap().iter().all(|a| a["map_tasks"] == 0 && a["reduce_tasks"] == 0),
+        "{s4:#}"
+    );
 }

@@ -696,7 +696,8 @@ fn side_files_are_fetched_once_per_agent_and_each_task_gets_its_own_copy() {
     std::fs::write(job.join("Reduce.py"), "def reduce(k, vs):\n    yield k, sum(vs)\n").unwrap();
     std::fs::write(job.join("ipdc.toml"), "input = \"in\"\nfiles = [\"table.txt\"]\n").unwrap();
     for _ in 0..2 {
-        let o = hub.submit(&[job.to_str().unwrap(), "--overwrite"]);
+        // --no-cache: the second job runs its tasks too (they would be cached).
+        let o = hub.submit(&[job.to_str().unwrap(), "--overwrite", "--no-cache"]);
         assert!(o.status.success(), "{}", text(&o));
         assert_eq!(std::fs::read_to_string(job.join("output/part-00000")).unwrap(), "original\t3\n");
     }

@@ -53,7 +53,9 @@ impl TaskCache {
     /// there is no cache folder or it cannot be made.
     pub fn open(scope: String) -> Option<TaskCache> {
         let dir = crate::cache::cache_dir()?.join("tasks");
-        std::fs::create_dir_all(&dir).ok()?;
+        // What this user's jobs computed: theirs alone, whatever the umask.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).ok()?;
         let cache = TaskCache { dir, scope };
         cache.bound(MAX_ENTRIES);
         Some(cache)
