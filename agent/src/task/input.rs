@@ -214,6 +214,11 @@ pub(super) fn open_split(
     Ok(SplitInput { reader: SplitReader::Fetched(ChannelReader::new(rx)), fetch: Some(fetch) })
 }
 
+/// The first read past a split's end, to finish its last line.
+const TAIL_FIRST: u64 = 64 << 10;
+/// The largest such read (a line longer than this takes several).
+const TAIL_MAX: u64 = 4 << 20;
+
 /// Streams the lines a split owns from IPFS into `tx`, reading past the
 /// split's end to finish its last line. Returns the bytes fetched.
 async fn fetch_split(
@@ -226,7 +231,11 @@ async fn fetch_split(
 ) -> Result<u64, ipdc_common::ipfs::IpfsError> {
     let mut owner = LineOwner::new(start, end);
     let mut offset = owner.fetch_offset();
+    // The split's own range first; then, to finish its last line, reads
+    // from TAIL_FIRST up, doubling: a node fetches every block of a range
+    // asked for, even when the reader stops after a few bytes.
     let mut want = end.saturating_sub(offset).max(1);
+    let mut tail = 0;
     let mut fetched = 0u64;
     let result = async {
         while offset < size {
@@ -246,8 +255,8 @@ async fn fetch_split(
             if offset == before {
                 return Err(ipdc_common::ipfs::IpfsError::short_read(ipfs.api(), &cid, offset, size));
             }
-            // Past the split's end: finish the last line in growing reads.
-            want = (want * 2).clamp(64 << 10, 4 << 20);
+            tail = if tail == 0 { TAIL_FIRST } else { (tail * 2).min(TAIL_MAX) };
+            want = tail;
         }
         Ok(())
     }
@@ -283,5 +292,88 @@ impl Read for ChannelReader {
         buf[..n].copy_from_slice(&self.current[..n]);
         let _ = self.current.split_to(n);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// An IPFS API answering `cat` with `offset` and `length` from `data`,
+    /// recording each range asked for.
+    async fn recording_node(data: Vec<u8>) -> (String, Arc<Mutex<Vec<(u64, u64)>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let log = asked.clone();
+        let data = Arc::new(data);
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let (data, log) = (data.clone(), log.clone());
+                tokio::spawn(async move {
+                    let (mut head, mut buf) = (Vec::new(), [0u8; 4096]);
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let line = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_string();
+                    let param = |name: &str| {
+                        line.split(['?', '&', ' '])
+                            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))?
+                            .parse::<u64>()
+                            .ok()
+                    };
+                    let offset = param("offset").unwrap_or(0).min(data.len() as u64);
+                    let asked = param("length").unwrap_or(u64::MAX);
+                    log.lock().unwrap().push((offset, asked));
+                    let length = asked.min(data.len() as u64 - offset);
+                    let body = &data[offset as usize..(offset + length) as usize];
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = sock.write_all(head.as_bytes()).await;
+                    let _ = sock.write_all(body).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        (url, asked)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_split_asks_for_its_range_then_finishes_its_last_line_in_reads_growing_from_64_kib() {
+        // A split [1000, END) of 1 MiB whose last line runs 300 KiB past its end.
+        const END: u64 = 1000 + (1 << 20);
+        let mut data = vec![b'a'; 999];
+        data.push(b'\n');
+        data.extend(std::iter::repeat_n(b'b', (END - 1000) as usize + (300 << 10)));
+        data.push(b'\n');
+        data.extend_from_slice(b"next line\n");
+        let size = data.len() as u64;
+        let (api, asked) = recording_node(data).await;
+        let (tx, mut rx) = mpsc::channel(16);
+        let fetch =
+            tokio::spawn(fetch_split(IpfsClient::new(&api).unwrap(), "bafy".into(), size, 1000, END, tx));
+        let mut got = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            got.extend_from_slice(&chunk.unwrap());
+        }
+        let fetched = fetch.await.unwrap().unwrap();
+        assert_eq!(got.len() as u64, END - 1000 + (300 << 10) + 1, "the split's one line, whole");
+        // From one byte before the split (is a line starting there?) to its
+        // end, then 64, 128, 256 KiB: not a read as large as the split.
+        let want = [
+            (999, END - 999),
+            (END, 64 << 10),
+            (END + (64 << 10), 128 << 10),
+            (END + (192 << 10), 256 << 10),
+        ];
+        assert_eq!(*asked.lock().unwrap(), want);
+        assert_eq!(fetched, size - 999, "what it asked for, to the end of the data");
     }
 }
