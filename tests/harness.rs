@@ -433,6 +433,62 @@ impl IpfsPeer {
 }
 
 impl IpfsPeer {
+    /// A POST to its RPC API, as `curl` sends it; the answer's JSON.
+    pub fn call(&self, call: &str) -> serde_json::Value {
+        let out = Command::new("curl")
+            .args(["-sS", "-X", "POST"])
+            .arg(format!("{}/api/v0/{call}", self.api))
+            .output()
+            .expect("curl runs");
+        assert!(out.status.success(), "{call}: {}", text(&out));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{call}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Joins it to the peer at `swarm` (`swarm/connect`).
+    pub fn connect(&self, swarm: &str) {
+        let v = self.call(&format!("swarm/connect?arg={swarm}"));
+        assert!(v.get("Strings").is_some(), "swarm/connect {swarm}: {v}");
+    }
+
+    /// How many peers it is connected to (`swarm/peers`).
+    pub fn swarm_peers(&self) -> usize {
+        self.call("swarm/peers")["Peers"].as_array().map_or(0, Vec::len)
+    }
+
+    /// The CIDs of every block it holds (`refs/local`).
+    pub fn local_blocks(&self) -> std::collections::BTreeSet<String> {
+        self.ndjson_refs("refs/local")
+    }
+
+    /// The CIDs of every block under `cid` (`refs?recursive`), as
+    /// `refs/local` names them.
+    pub fn blocks_of(&self, cid: &str) -> std::collections::BTreeSet<String> {
+        self.ndjson_refs(&format!("refs?arg={cid}&recursive=true&unique=true&cid-base=base32"))
+    }
+
+    fn ndjson_refs(&self, call: &str) -> std::collections::BTreeSet<String> {
+        let out = Command::new("curl")
+            .args(["-sS", "-X", "POST"])
+            .arg(format!("{}/api/v0/{call}", self.api))
+            .output()
+            .expect("curl runs");
+        assert!(out.status.success(), "{call}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value =
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("{call}: {e}: {l}"));
+                v["Ref"].as_str().unwrap_or_else(|| panic!("{call}: {l}")).to_string()
+            })
+            .collect()
+    }
+
+    /// Kills its daemon (a board's node dying); the peer stays stopped.
+    pub fn stop(&self) {
+        let _ = peer_sh().arg("stop").arg(&self.dir).output();
+    }
+
     /// The CIDs the node keeps pinned (recursively), as `ipfs pin ls` lists them.
     pub fn recursive_pins(&self) -> Vec<String> {
         let out = Command::new("curl")
@@ -444,6 +500,31 @@ impl IpfsPeer {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
         v["Keys"].as_object().map(|keys| keys.keys().cloned().collect()).unwrap_or_default()
+    }
+}
+
+/// A swarm of real IPFS peers on loopback, each joined to every other,
+/// blocks moving between them over bitswap: the data path of a cluster of
+/// boards, each with its own node.
+pub struct Swarm {
+    pub peers: Vec<IpfsPeer>,
+}
+
+impl Swarm {
+    pub fn start(n: usize) -> Swarm {
+        let peers: Vec<IpfsPeer> = std::thread::scope(|s| {
+            let started: Vec<_> = (0..n).map(|_| s.spawn(IpfsPeer::start)).collect();
+            started.into_iter().map(|h| h.join().expect("a peer starts")).collect()
+        });
+        for (i, a) in peers.iter().enumerate() {
+            for b in &peers[i + 1..] {
+                a.connect(&b.swarm);
+            }
+        }
+        wait_until("every peer sees every other", Duration::from_secs(30), || {
+            peers.iter().all(|p| p.swarm_peers() >= n - 1)
+        });
+        Swarm { peers }
     }
 }
 

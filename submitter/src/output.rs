@@ -32,6 +32,11 @@ pub struct Target {
 }
 
 impl Target {
+    /// The temporary folder, where parts are fetched as their tasks finish.
+    pub fn temporary_folder(&self) -> &Path {
+        &self.tmp
+    }
+
     /// Checks that the job may write `out` and makes its temporary folder.
     /// It refuses an output that exists (unless `overwrite` and it is an
     /// earlier IPDC result), one that is the current folder or above it, and
@@ -181,6 +186,9 @@ pub struct Parts<'a> {
     pub logs: &'a [(String, String)],
     /// Fetch the parts into the folder (else they stay in IPFS: `--no-fetch`).
     pub fetch: bool,
+    /// Parts already fetched into the temporary folder as their tasks
+    /// finished: taken when the CID is the part's.
+    pub early: &'a crate::run::early::Fetched,
 }
 
 /// The name of part `i` of a result whose parts are named `prefix…`.
@@ -204,7 +212,17 @@ async fn fill(
     let mut total = 0;
     for (i, (cid, _)) in parts.cids.iter().enumerate().filter(|_| parts.fetch) {
         let path: PathBuf = dir.join(parts.name(i));
+        if let Some((_, early)) = parts.early.get(&i).filter(|(c, _)| c == cid)
+            && let Ok(meta) = std::fs::metadata(early)
+            && std::fs::rename(early, &path).is_ok()
+        {
+            total += meta.len();
+            continue;
+        }
         total += ipfs.cat_to_file(cid, &path).await.map_err(|e| format!("fetching part {i}: {e}"))?;
+    }
+    for (_, early) in parts.early.values() {
+        let _ = std::fs::remove_file(early); // parts made again since
     }
     if !parts.logs.is_empty() {
         let logs = dir.join("_logs");

@@ -80,7 +80,7 @@ pub async fn run(agents: usize, tasks: usize, broker: Option<String>) -> Result<
     let slots: Vec<(String, u32)> = picked.iter().map(|s| (s.agent.clone(), s.slots)).collect();
     let mut ctl = Controller::new(plan, &slots);
     let started = Instant::now();
-    let (outcome, map_ms) = drive(&mut session, &mut ctl, &picked, &job, None).await;
+    let (outcome, map_ms) = drive(&mut session, &mut ctl, &picked, &job, None, None).await;
     let elapsed = started.elapsed();
     session.disconnect().await;
     outcome.map_err(|(m, _)| m)?;

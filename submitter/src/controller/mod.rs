@@ -314,6 +314,17 @@ impl Controller {
             .collect()
     }
 
+    /// The parts made so far: (part number, CID) of each finished task
+    /// whose output is a part (a reduce; a map-only job's map).
+    pub fn parts_done(&self) -> Vec<(usize, String)> {
+        let parts = if self.plan.reducers == 0 { &self.tasks.maps } else { &self.tasks.reduces };
+        let done = parts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| Some((i, t.done.as_ref()?.output.cids.first()?.clone())));
+        done.collect()
+    }
+
     pub fn progress(&self) -> Progress {
         let done = |ts: &[TaskEntry]| ts.iter().filter(|t| t.done.is_some()).count();
         let Tasks { maps, reduces } = &self.tasks;

@@ -22,6 +22,7 @@ pub async fn drive(
     picked: &[AgentStatus],
     job: &str,
     mut view: Option<&mut ProgressView>,
+    mut early: Option<&mut super::early::EarlyParts>,
 ) -> (Result<(), (String, String)>, u64) {
     let t_map = Instant::now();
     let mut map_ms = None;
@@ -64,6 +65,11 @@ pub async fn drive(
             let Some(ev) = session.next_event() else { break };
             let actions = ctl.on_event(&ev, now_ms());
             outcome = apply(session, job, actions);
+        }
+        if let Some(early) = early.as_deref_mut() {
+            for (i, cid) in ctl.parts_done() {
+                early.want(i, &cid);
+            }
         }
         if map_ms.is_none() && ctl.phase() != Phase::Map {
             map_ms = Some(t_map.elapsed().as_millis() as u64);

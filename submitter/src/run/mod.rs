@@ -10,6 +10,7 @@
 //!    `summary.json` ([`summary`]) into the output folder.
 
 pub mod drive;
+pub mod early;
 pub mod pick;
 pub mod publish;
 mod reuse;
@@ -289,8 +290,20 @@ async fn run_step(
         }
     }
     let mut view = opts.show_progress.then(ProgressView::new);
+    // The last step's parts come here as their tasks finish (--local reads its own store).
+    let mut early = match &stage.target {
+        Some(t) if !opts.no_fetch && !cluster.is_local() => {
+            Some(early::EarlyParts::new(ipfs.clone(), t.temporary_folder().to_path_buf()))
+        }
+        _ => None,
+    };
     let t_map = Instant::now();
-    let (outcome, map_ms) = drive::drive(&mut session, &mut ctl, &picked, job, view.as_mut()).await;
+    let (outcome, map_ms) =
+        drive::drive(&mut session, &mut ctl, &picked, job, view.as_mut(), early.as_mut()).await;
+    let early = match early {
+        Some(e) => e.finish().await,
+        None => early::Fetched::new(),
+    };
     if let Some(cache) = &cache {
         reuse::remember(cache, &ctl);
     }
@@ -373,7 +386,7 @@ async fn run_step(
     let summary_json = serde_json::to_value(&summary).expect("a summary serializes");
     let logs: Vec<(String, String)> =
         summary.tasks.iter().filter_map(|r| Some((r.task.clone(), r.log_cid.clone()?))).collect();
-    let files = output::Parts { cids: &parts, prefix, logs: &logs, fetch: !opts.no_fetch };
+    let files = output::Parts { cids: &parts, prefix, logs: &logs, fetch: !opts.no_fetch, early: &early };
     let written = session.pump_until(target.write(&ipfs, &files, &summary_json)).await;
     session.disconnect().await;
     if let Err(e) = written {

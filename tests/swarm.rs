@@ -1,0 +1,220 @@
+//! Every board its own IPFS node: a swarm of real IPFS peers (the tests'
+//! js-ipfs) on loopback, one agent per peer and the submitter on a peer of
+//! its own, Debian's Mosquitto as the broker. The data moves between the
+//! nodes over bitswap: inputs from the submitter's node to the mappers',
+//! map outputs to the reducers', parts to the submitter's.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ipdc_tests::*;
+
+/// A broker, a swarm of 1 + `agents` peers, one agent (1 slot) on each
+/// peer but the first, which is the submitter's.
+struct SwarmCluster {
+    broker: Mosquitto,
+    swarm: Swarm,
+    agents: Vec<Proc>,
+}
+
+impl SwarmCluster {
+    fn start(agents: usize, extra: &[&str]) -> SwarmCluster {
+        let broker = Mosquitto::start("");
+        let swarm = Swarm::start(agents + 1);
+        let procs: Vec<Proc> = (1..=agents)
+            .map(|i| {
+                let mut args = vec!["--slots", "1"];
+                args.extend_from_slice(extra);
+                agent(&broker.url(), &swarm.peers[i].api, &format!("sw-{i}"), &args)
+            })
+            .collect();
+        let names: Vec<String> = (1..=agents).map(|i| format!("sw-{i}")).collect();
+        wait_until(&format!("agents {names:?} online with IPFS ok"), Duration::from_secs(30), || {
+            let list = agents_json(&["--broker", &broker.url()]);
+            names
+                .iter()
+                .all(|n| list.iter().any(|s| s["agent"] == *n && s["online"] == true && s["ipfs"] == "ok"))
+        });
+        SwarmCluster { broker, swarm, agents: procs }
+    }
+
+    /// `ipdc-submit run JOB` on the submitter's own node.
+    fn args(&self, job: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            job.to_str().unwrap().into(),
+            "--broker".into(),
+            self.broker.url(),
+            "--ipfs".into(),
+            self.swarm.peers[0].api.clone(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+            "--workers".into(),
+            self.agents.len().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    fn run(&self, job: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+        let mut args = vec!["run".to_string()];
+        args.extend(self.args(job, out, extra));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        submit(&refs)
+    }
+}
+
+/// A CID as js-ipfs's `refs/local` names its block: the blockstore is keyed
+/// by multihash, so every block lists as a raw CIDv1.
+fn block_key(cid: &str) -> String {
+    use ipdc_submit::store::cid::{Cid, RAW};
+    let c = Cid::parse(cid).unwrap_or_else(|e| panic!("{cid}: {e}"));
+    let b = c.as_bytes();
+    Cid::v1_sha256(RAW, &b[b.len() - 32..]).to_string()
+}
+
+fn wordcount() -> std::path::PathBuf {
+    repo_root().join("examples/wordcount")
+}
+
+#[test]
+fn native_and_python_jobs_on_a_swarm_give_the_reference_and_each_split_is_fetched_about_once() {
+    let c = SwarmCluster::start(3, &[]);
+    let input = corpus("32M");
+    let want = reference_counts(&input);
+    let out = tempfile::tempdir().unwrap();
+
+    let native = out.path().join("native");
+    let o = c.run(&wordcount(), &native, &["--input", input.to_str().unwrap(), "--native", "wordcount"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_counts_eq(&read_output(&native, 2), &want, "native on a swarm");
+    let s = summary(&native);
+    assert!(s["map_tasks"].as_u64().unwrap() >= 3, "{s:#}");
+    // The input's blocks the agents' nodes fetched (js-ipfs keeps no
+    // bitswap counters; what a node holds is what it fetched): each split
+    // once, and at most a block more where a line crosses a split's end.
+    let input_cid = s["input_cid"].as_str().unwrap();
+    let leaves = c.swarm.peers[0].blocks_of(input_cid);
+    let held: Vec<usize> =
+        c.swarm.peers[1..].iter().map(|p| p.local_blocks().intersection(&leaves).count()).collect();
+    let fetched: usize = held.iter().sum();
+    eprintln!(
+        "input blocks {} (256 KiB each), fetched by the agents' nodes: {held:?} = {fetched}",
+        leaves.len()
+    );
+    assert!(fetched >= leaves.len(), "every block of the input was read by some agent: {held:?}");
+    assert!(
+        fetched as f64 <= 1.05 * leaves.len() as f64,
+        "{held:?}: over 5% more than the input's {} blocks",
+        leaves.len()
+    );
+    // The parts are on the submitter's node; no map output is.
+    let mine = c.swarm.peers[0].local_blocks();
+    for part in s["parts"].as_array().unwrap() {
+        assert!(mine.contains(&block_key(part["cid"].as_str().unwrap())), "{part}");
+    }
+
+    let python = out.path().join("python");
+    let small = corpus("4M");
+    let o = c.run(&wordcount(), &python, &["--input", small.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_counts_eq(&read_output(&python, 2), &reference_counts(&small), "Python on a swarm");
+    assert_eq!(summary(&python)["executor"], "python");
+}
+
+#[test]
+fn a_two_step_job_leaves_its_first_steps_parts_on_the_agents_nodes_and_only_the_last_comes_to_the_submitter()
+{
+    let c = SwarmCluster::start(2, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let job = tmp.path().join("top-n");
+    std::fs::create_dir(&job).unwrap();
+    for e in std::fs::read_dir(repo_root().join("examples/top-n")).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), job.join(e.file_name())).unwrap();
+        }
+    }
+    let out = tmp.path().join("out");
+    let before = c.swarm.peers[0].local_blocks();
+    let o = c.run(&job, &out, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let reference =
+        std::process::Command::new("python3").arg(job.join("reference.py")).arg(&job).output().unwrap();
+    assert!(reference.status.success(), "{}", text(&reference));
+    let mut got = String::new();
+    for p in ["part-00000"] {
+        got += &std::fs::read_to_string(out.join(p)).unwrap();
+    }
+    assert_eq!(got, String::from_utf8(reference.stdout).unwrap());
+    let s = summary(&out);
+    let first: Vec<String> = s["steps"][0]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| block_key(p["cid"].as_str().unwrap()))
+        .collect();
+    assert_eq!(first.len(), 2, "{s:#}");
+    // What the submitter's node gained: the code, the input, the last step's
+    // part and the output directory, nothing of the first step's parts.
+    let gained: Vec<String> = c.swarm.peers[0].local_blocks().difference(&before).cloned().collect();
+    for cid in &first {
+        assert!(!gained.contains(cid), "step 1's part {cid} came to the submitter's node: {gained:?}");
+        let on_agents = c.swarm.peers[1..].iter().any(|p| p.local_blocks().contains(cid));
+        assert!(on_agents, "step 1's part {cid} is on an agent's node");
+    }
+    let last = block_key(s["parts"][0]["cid"].as_str().unwrap());
+    assert!(gained.contains(&last), "{gained:?}");
+    assert!(gained.contains(&block_key(s["output_cid"].as_str().unwrap())), "{gained:?}");
+}
+
+#[test]
+fn an_input_added_on_one_agents_node_only_is_read_by_cid_over_the_swarm() {
+    let c = SwarmCluster::start(3, &[]);
+    let input = corpus("4M");
+    // Added by a user on board 2's node, with kubo's defaults (CIDv0).
+    let cid = c.swarm.peers[2].add_default(&input);
+    assert!(cid.starts_with("Qm"), "{cid}");
+    let out = tempfile::tempdir().unwrap();
+    let o = c.run(&wordcount(), &out.path().join("r"), &["--input-cid", &cid]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_counts_eq(
+        &read_output(&out.path().join("r"), 2),
+        &reference_counts(&input),
+        "--input-cid on a swarm",
+    );
+    let s = summary(&out.path().join("r"));
+    assert_eq!(s["input_cid"], cid.as_str());
+}
+
+#[test]
+fn a_node_that_dies_after_its_reduce_costs_nothing_its_part_is_already_on_the_submitters_node() {
+    let c = SwarmCluster::start(2, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let job = tmp.path().join("job");
+    std::fs::create_dir(&job).unwrap();
+    std::fs::copy(wordcount().join("Map.py"), job.join("Map.py")).unwrap();
+    // The reducer that gets the word "slow" takes 15 s more: the other
+    // finishes first, and its node dies while the job still runs.
+    std::fs::write(
+        job.join("Reduce.py"),
+        "import time\ndef reduce(key, values):\n    if key == 'slow':\n        time.sleep(15)\n    yield key, sum(values)\n",
+    )
+    .unwrap();
+    let input = tmp.path().join("in.txt");
+    let mut text_in = std::fs::read(corpus("1M")).unwrap();
+    text_in.extend_from_slice(b"slow\n");
+    std::fs::write(&input, &text_in).unwrap();
+    let out = tmp.path().join("out");
+    let args =
+        c.args(&job, &out, &["--input", input.to_str().unwrap(), "--reducers", "2", "--no-speculative"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut run = submit_bg(&refs);
+    run.wait_for("as its task finished", Duration::from_secs(60));
+    let fast = (0..2)
+        .find(|&i| c.agents[i].output().lines().any(|l| l.contains("finished ") && l.contains("/r-0000")))
+        .expect("one agent finished a reduce");
+    c.swarm.peers[fast + 1].stop();
+    assert!(run.wait_exit(Duration::from_secs(90)).success(), "{}", run.output());
+    assert_counts_eq(&read_output(&out, 2), &reference_counts(&input), "a node dead after its reduce");
+    assert!(!run.output().contains("failed"), "{}", run.output());
+}
