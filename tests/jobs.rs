@@ -341,6 +341,7 @@ fn counters_count_the_winning_attempt_only() {
     let mark = job.join("mark");
     let o = std::process::Command::new(bin("ipdc-submit"))
         .args(["run", "--local", "1", job.to_str().unwrap()])
+        .env("XDG_CACHE_HOME", test_cache())
         .env("MARK", &mark)
         .env("IPDC_LANDLOCK", "off") // the first attempt leaves a mark outside its folder
         .output()

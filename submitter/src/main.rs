@@ -9,8 +9,8 @@ use ipdc_submit::{agents, hub, job, keygen, run, settings};
 
 async fn run_command(args: cli::RunArgs) -> Result<(), String> {
     if args.no_fetch && args.local.is_some() {
-        return Err("--no-fetch leaves the result in IPFS, but the store of --local ends with this run: \
-                    drop --no-fetch, or run on a hub or a cluster"
+        return Err("--no-fetch leaves the result in IPFS, but the store of --local keeps it unpinned, \
+                    collected once later runs pass its 2 GiB: drop --no-fetch, or run on a hub or a cluster"
             .into());
     }
     let spec = job::JobSpec::load(args.job.as_deref(), args.overrides(), args.native.clone())?;
