@@ -215,3 +215,23 @@ fn a_node_that_dies_after_its_reduce_costs_nothing_its_part_is_already_on_the_su
     assert_counts_eq(&read_output(&out, 2), &reference_counts(&input), "a node dead after its reduce");
     assert!(!run.output().contains("failed"), "{}", run.output());
 }
+
+#[test]
+fn a_node_that_dies_mid_map_has_its_map_run_again_on_another_board() {
+    // Every attempt waits 3 s in its folder first: time to kill a node under a running map.
+    let c = SwarmCluster::start(3, &["--test-task-delay-ms", "3000"]);
+    let input = corpus("4M");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("r");
+    let args = c.args(&wordcount(), &out, &["--input", input.to_str().unwrap(), "--no-speculative"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut run = submit_bg(&refs);
+    wait_until("a map runs on sw-1", Duration::from_secs(60), || c.agents[0].output().contains("/m-0000"));
+    c.swarm.peers[1].stop();
+    assert!(run.wait_exit(Duration::from_secs(120)).success(), "{}", run.output());
+    assert_counts_eq(&read_output(&out, 2), &reference_counts(&input), "a node dead mid-map");
+    let s = summary(&out);
+    let by_sw1 = s["tasks"].as_array().unwrap().iter().filter(|t| t["agent"] == "sw-1").count();
+    assert_eq!(by_sw1, 0, "no result came from the board whose node died: {s:#}");
+    assert!(run.output().contains("sw-1"), "the user is told about sw-1: {}", run.output());
+}
