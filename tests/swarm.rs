@@ -235,3 +235,63 @@ fn a_node_that_dies_mid_map_has_its_map_run_again_on_another_board() {
     assert_eq!(by_sw1, 0, "no result came from the board whose node died: {s:#}");
     assert!(run.output().contains("sw-1"), "the user is told about sw-1: {}", run.output());
 }
+
+#[test]
+fn an_agent_whose_node_has_no_swarm_peers_is_shown_isolated_and_gets_no_task() {
+    let c = SwarmCluster::start(2, &[]);
+    // A board whose node never joined the swarm.
+    let lone = IpfsPeer::start();
+    let _lone_agent = agent(&c.broker.url(), &lone.api, "sw-lone", &["--slots", "4"]);
+    wait_until("sw-lone reports its node isolated", Duration::from_secs(30), || {
+        agents_json(&["--broker", &c.broker.url()])
+            .iter()
+            .any(|s| s["agent"] == "sw-lone" && s["swarm_peers"] == 0)
+    });
+    let listed = submit(&["agents", "--broker", &c.broker.url()]);
+    let line = text(&listed).lines().find(|l| l.starts_with("sw-lone")).unwrap_or_default().to_string();
+    assert!(line.contains("no swarm peers") && line.contains("isolated"), "{}", text(&listed));
+    let check = std::process::Command::new(bin("ipdc-agent"))
+        .args([
+            "--check",
+            "--broker",
+            &c.broker.url(),
+            "--ipfs",
+            &lone.api,
+            "--name",
+            "lone-check",
+            "--python",
+            "none",
+        ])
+        .arg("--work-dir")
+        .arg(tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    assert!(!check.status.success(), "{}", text(&check));
+    assert!(
+        text(&check).contains("IPFS swarm") && text(&check).contains("no swarm peers"),
+        "{}",
+        text(&check)
+    );
+
+    let input = corpus("1M");
+    let out = tempfile::tempdir().unwrap();
+    let mut args = c.args(&wordcount(), &out.path().join("r"), &["--input", input.to_str().unwrap()]);
+    args.retain(|a| a != "--workers" && a != "2"); // every capable agent
+    let mut all = vec!["run".to_string()];
+    all.extend(args);
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    let o = submit(&refs);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("sw-lone") && text(&o).contains("no swarm peers"),
+        "the user is told: {}",
+        text(&o)
+    );
+    assert_counts_eq(
+        &read_output(&out.path().join("r"), 2),
+        &reference_counts(&input),
+        "isolated board left out",
+    );
+    let s = summary(&out.path().join("r"));
+    assert!(s["agents"].as_array().unwrap().iter().all(|a| a["agent"] != "sw-lone"), "{s:#}");
+}

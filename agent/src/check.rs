@@ -22,6 +22,7 @@ pub async fn run(c: &AgentConfig) -> bool {
     let user = c.mqtt.username.as_deref().map(|u| format!(" as {u}")).unwrap_or_default();
     ok &= report("broker", &format!("{}{tls}{user}", c.mqtt.broker), check_broker(c).await);
     ok &= report("IPFS API", &c.ipfs, check_ipfs(&c.ipfs).await);
+    ok &= report("IPFS swarm", &c.ipfs, check_swarm(&c.ipfs).await);
     let python = match &c.python {
         None => Ok("disabled (python = none): only native executors run here".to_string()),
         Some(p) => {
@@ -82,6 +83,21 @@ async fn check_ipfs(api: &str) -> Result<String, String> {
     })?;
     let version = client.version().await.map_err(|e| e.to_string())?;
     Ok(format!("peer {id}, version {version}"))
+}
+
+/// Whether the node has swarm peers to fetch a job's data from.
+async fn check_swarm(api: &str) -> Result<String, String> {
+    let client = IpfsClient::new(api).map_err(|e| e.to_string())?;
+    match client.swarm_peers().await {
+        Ok(0) => {
+            Err("no swarm peers: this board could fetch only what its own node holds (only fine if the \
+                      submitters use this very node); check the swarm key and `ipfs bootstrap list`, \
+                      then `ipfs swarm peers`"
+                .into())
+        }
+        Ok(n) => Ok(format!("{n} peer(s)")),
+        Err(_) => Ok("the node lists no swarm (a hub's store: every agent's node at once)".into()),
+    }
 }
 
 /// Makes `dir` and writes a file in it: tasks will need both.

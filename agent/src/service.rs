@@ -65,6 +65,8 @@ pub struct Service {
     modules_checking: bool,
     modules_tx: mpsc::Sender<BTreeMap<String, bool>>,
     modules_rx: Option<mpsc::Receiver<BTreeMap<String, bool>>>,
+    /// What its IPFS node said of itself at the last check.
+    node: NodeFacts,
 }
 
 impl Service {
@@ -104,6 +106,7 @@ impl Service {
             modules_checking: false,
             modules_tx,
             modules_rx: Some(modules_rx),
+            node: NodeFacts::default(),
         };
         (service, done_rx)
     }
@@ -116,7 +119,7 @@ impl Service {
         mut done_rx: mpsc::Receiver<Finished>,
         shutdown: impl Future<Output = ()>,
     ) {
-        let (ipfs_tx, mut ipfs_rx) = mpsc::channel::<IpfsHealth>(4);
+        let (ipfs_tx, mut ipfs_rx) = mpsc::channel::<(IpfsHealth, NodeFacts)>(4);
         let mut modules_rx = self.modules_rx.take().expect("run once");
         let mut probing = false;
         let mut heartbeat = tokio::time::interval(self.heartbeat);
@@ -190,8 +193,16 @@ impl Service {
                     self.check_modules(waiting);
                     self.publish_status();
                 }
-                Some(health) = ipfs_rx.recv() => {
+                Some((health, node)) = ipfs_rx.recv() => {
                     probing = false;
+                    if node.swarm_peers != self.node.swarm_peers {
+                        match node.swarm_peers {
+                            Some(0) => warn!("its IPFS node has no swarm peers: tasks here can fetch only what it holds"),
+                            Some(n) if self.node.swarm_peers == Some(0) => info!("its IPFS node has {n} swarm peer(s) again"),
+                            _ => {}
+                        }
+                    }
+                    self.node = node;
                     self.apply(Input::IpfsHealth(health));
                 }
                 _ = heartbeat.tick() => {
@@ -329,6 +340,7 @@ impl Service {
         status.rejected_messages = self.wire.rejected();
         status.python_modules = self.modules.report();
         status.keyed = self.wire.is_keyed();
+        (status.ipfs_peer_id, status.swarm_peers) = (self.node.peer_id.clone(), self.node.swarm_peers);
         let low = status.low_on_disk();
         if low.is_some() != self.disk_low {
             let dir = self.fixed.work_dir.display();
@@ -384,11 +396,24 @@ impl Service {
     }
 }
 
-/// Whether the IPFS API answers within [`IPFS_CHECK`].
-async fn check_ipfs(ipfs: &IpfsClient) -> IpfsHealth {
-    match tokio::time::timeout(IPFS_CHECK, ipfs.id()).await {
-        Ok(Ok(_)) => IpfsHealth::Ok,
-        Ok(Err(e)) => IpfsHealth::Unreachable(e.to_string()),
-        Err(_) => IpfsHealth::Unreachable(format!("no answer within {} s", IPFS_CHECK.as_secs())),
-    }
+/// What the agent's IPFS node says of itself: its peer ID, and how many
+/// swarm peers it has (None: it does not say, as a hub's store).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct NodeFacts {
+    peer_id: Option<String>,
+    swarm_peers: Option<u32>,
+}
+
+/// Whether the IPFS API answers within [`IPFS_CHECK`], and its node's facts.
+async fn check_ipfs(ipfs: &IpfsClient) -> (IpfsHealth, NodeFacts) {
+    let id = match tokio::time::timeout(IPFS_CHECK, ipfs.id()).await {
+        Ok(Ok(id)) => id,
+        Ok(Err(e)) => return (IpfsHealth::Unreachable(e.to_string()), NodeFacts::default()),
+        Err(_) => {
+            let why = format!("no answer within {} s", IPFS_CHECK.as_secs());
+            return (IpfsHealth::Unreachable(why), NodeFacts::default());
+        }
+    };
+    let peers = tokio::time::timeout(IPFS_CHECK, ipfs.swarm_peers()).await.ok().and_then(Result::ok);
+    (IpfsHealth::Ok, NodeFacts { peer_id: Some(id), swarm_peers: peers })
 }

@@ -75,6 +75,8 @@ impl StatusProbe {
             heartbeat_ms: now_ms(),
             heartbeat_interval_ms: fixed.heartbeat_ms,
             ipfs: fixed.ipfs.clone(),
+            ipfs_peer_id: None,
+            swarm_peers: None,
             disk_free_mb: free_disk_mb(&fixed.work_dir),
             min_free_disk_mb: fixed.min_free_disk_mb,
             python_modules: Default::default(),

@@ -40,6 +40,7 @@ fn table(dir: &Directory, now: u64) -> String {
             "MEM FREE/TOTAL",
             "PYTHON",
             "SLOTS",
+            "SWARM",
             "HEARTBEAT",
             "VERSION",
         ]
@@ -59,6 +60,11 @@ fn table(dir: &Directory, now: u64) -> String {
             format!("{}/{} MiB", s.mem_available_mb, s.mem_total_mb),
             s.python.clone().unwrap_or_else(|| "none".into()),
             format!("{}/{}", s.slots_busy, s.slots),
+            match s.swarm_peers {
+                None => "-".into(),
+                Some(0) => "isolated".into(),
+                Some(n) => format!("{n} peer(s)"),
+            },
             if s.heartbeat_ms == 0 {
                 "-".into()
             } else {

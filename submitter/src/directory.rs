@@ -15,6 +15,9 @@ pub struct Requirements {
     pub have_key: bool,
     /// Modules the agent's Python must import (`python_modules`).
     pub python_modules: Vec<String>,
+    /// The peer ID of the submitter's own IPFS node: an agent on that very
+    /// node needs no swarm peer to reach the job's data.
+    pub own_node: Option<String>,
 }
 
 /// Latest status per agent.
@@ -66,6 +69,13 @@ impl Directory {
         }
         if let Some(why) = s.low_on_disk() {
             return Some(why);
+        }
+        if s.swarm_peers == Some(0) && s.ipfs_peer_id.is_some() && s.ipfs_peer_id != req.own_node {
+            return Some(
+                "its IPFS node has no swarm peers (isolated: it could fetch neither the job's code nor its data): \
+                 check that node's swarm key and bootstrap peers (`ipfs swarm peers`)"
+                    .into(),
+            );
         }
         if req.needs_python && s.python.is_none() {
             return Some("no Python, and the job names no native fallback".into());
@@ -166,6 +176,21 @@ mod tests {
         let names: Vec<_> =
             d.capable(&Requirements::default(), 100).iter().map(|s| s.agent.clone()).collect();
         assert_eq!(names, ["big", "idle", "busy"]);
+    }
+
+    #[test]
+    fn an_agent_whose_node_has_no_swarm_peers_is_skipped_unless_it_is_the_submitters_own_node() {
+        let on = |id: &str, peers: Option<u32>| {
+            let mut s = st(id, 2, 0.0, true, 100);
+            (s.ipfs_peer_id, s.swarm_peers) = (Some(format!("node-{id}")), peers);
+            s
+        };
+        let req = Requirements { own_node: Some("node-mine".into()), ..Default::default() };
+        let why = Directory::unfit(&on("lone", Some(0)), &req, 100).expect("isolated");
+        assert!(why.contains("no swarm peers") && why.contains("ipfs swarm peers"), "{why}");
+        assert_eq!(Directory::unfit(&on("mine", Some(0)), &req, 100), None, "the submitter's own node");
+        assert_eq!(Directory::unfit(&on("joined", Some(3)), &req, 100), None);
+        assert_eq!(Directory::unfit(&on("hub", None), &req, 100), None, "a node that lists no swarm");
     }
 
     #[test]

@@ -108,6 +108,13 @@ impl IpfsClient {
         self.string_field("id", "ID").await
     }
 
+    /// How many peers the node is connected to (`swarm/peers`).
+    pub async fn swarm_peers(&self) -> Result<u32, IpfsError> {
+        let ctx = self.ctx("swarm/peers", None);
+        let v = self.small_json_call(ctx, self.url("swarm/peers", &[])).await?;
+        Ok(v.get("Peers").and_then(|p| p.as_array()).map_or(0, |p| p.len() as u32))
+    }
+
     /// The node's version string (`Version`).
     pub async fn version(&self) -> Result<String, IpfsError> {
         self.string_field("version", "Version").await

@@ -34,6 +34,14 @@ pub struct AgentStatus {
     pub heartbeat_interval_ms: u64,
     /// Whether its IPFS API answers; an agent whose node does not takes no tasks.
     pub ipfs: IpfsHealth,
+    /// Its IPFS node's peer ID (None: not known yet, or an older agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipfs_peer_id: Option<String>,
+    /// How many swarm peers its node is connected to (None: the node does
+    /// not say, e.g. a hub's store, which is every agent's node at once).
+    /// 0: it can fetch only what its own node holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm_peers: Option<u32>,
     /// Free space of the file system of its work dir, MiB (what an
     /// unprivileged user may still write); None when it could not be read
     /// (or the agent is older than this field).
@@ -83,6 +91,8 @@ impl AgentStatus {
             heartbeat_ms: 0,
             heartbeat_interval_ms: 0,
             ipfs: IpfsHealth::Unknown(String::new()),
+            ipfs_peer_id: None,
+            swarm_peers: None,
             disk_free_mb: None,
             min_free_disk_mb: 0,
             python_modules: Default::default(),

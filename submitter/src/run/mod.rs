@@ -187,7 +187,9 @@ async fn run_step(
     let mut session = Session::connect(conn, &format!("ipdc-submit-{job}"), Some(job))?;
     session.connect_and_subscribe(Duration::from_secs(10)).await?;
     session.announce_running();
-    let picked = pick::pick_agents(&mut session, spec, cluster, opts.wait).await?;
+    // This machine's own node: an agent on it needs no swarm peers.
+    let own_node = session.pump_until(ipfs.id()).await.ok();
+    let picked = pick::pick_agents(&mut session, spec, cluster, opts.wait, own_node).await?;
     if picked.len() < spec.verify.agents_needed() {
         let names: Vec<&str> = picked.iter().map(|s| s.agent.as_str()).collect();
         return Err(format!(

@@ -59,6 +59,7 @@ pub async fn pick_agents(
     spec: &JobSpec,
     cluster: &Cluster,
     wait: Duration,
+    own_node: Option<String>,
 ) -> Result<Vec<AgentStatus>, String> {
     let local_agents = cluster.own_agents();
     let req = Requirements {
@@ -67,6 +68,7 @@ pub async fn pick_agents(
         arch: spec.arch.clone(),
         have_key: session.wire().is_keyed(),
         python_modules: spec.python_modules.clone(),
+        own_node,
     };
     // Agents asked whether they import the job's modules (by their session).
     let mut asked: std::collections::BTreeSet<String> = Default::default();
