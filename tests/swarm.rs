@@ -295,3 +295,39 @@ fn an_agent_whose_node_has_no_swarm_peers_is_shown_isolated_and_gets_no_task() {
     let s = summary(&out.path().join("r"));
     assert!(s["agents"].as_array().unwrap().iter().all(|a| a["agent"] != "sw-lone"), "{s:#}");
 }
+
+#[test]
+fn a_node_that_dies_after_its_map_has_the_map_run_again_at_once_not_after_a_reducers_timeout() {
+    // Every attempt waits 4 s in its folder first: the reduce fetches its
+    // inputs only after the node is killed.
+    let c = SwarmCluster::start(3, &["--test-task-delay-ms", "4000"]);
+    let input = corpus("4M");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("r");
+    let args = c.args(
+        &wordcount(),
+        &out,
+        &["--input", input.to_str().unwrap(), "--no-speculative", "--reducers", "1"],
+    );
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut run = submit_bg(&refs);
+    let ran = |i: usize, what: &str| c.agents[i].output().lines().any(|l| l.contains(what));
+    wait_until("the reduce starts", Duration::from_secs(90), || {
+        (0..3).any(|i| ran(i, "running ") && ran(i, "/r-00000"))
+    });
+    let reducer = (0..3).find(|&i| ran(i, "/r-00000")).unwrap();
+    let victim = (0..3).find(|&i| i != reducer && ran(i, "finished ")).expect("another agent finished a map");
+    let killed = std::time::Instant::now();
+    c.swarm.peers[victim + 1].stop();
+    assert!(run.wait_exit(Duration::from_secs(120)).success(), "{}", run.output());
+    let took = killed.elapsed();
+    assert_counts_eq(&read_output(&out, 1), &reference_counts(&input), "a node dead after its map");
+    let said = run.output();
+    let name = format!("sw-{}", victim + 1);
+    assert!(
+        said.contains(&format!("agent {name}")) && said.contains("were only on its node and are lost"),
+        "{said}"
+    );
+    // Not the 60 s a reducer waits for a block no node has.
+    assert!(took < Duration::from_secs(50), "the job took {took:?} after the kill:\n{said}");
+}

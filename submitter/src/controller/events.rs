@@ -61,11 +61,10 @@ impl Controller {
                 // Not the task's fault: the agent's own IPFS node is down.
                 let usable = self.agents.get(&ev.agent).is_some_and(|a| a.usable());
                 if usable {
-                    return self.on_agent_lost(
-                        &ev.agent,
-                        &format!("cannot use its IPFS node ({error})"),
-                        now_ms,
-                    );
+                    let why = format!("cannot use its IPFS node ({error})");
+                    let mut actions = self.on_agent_lost(&ev.agent, &why, now_ms);
+                    self.lose_outputs_of(&ev.agent, &why, now_ms, &mut actions);
+                    return actions;
                 }
                 let dropped = entry.running.remove(pos);
                 entry.dropped.push(dropped.clone());

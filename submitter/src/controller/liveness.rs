@@ -26,6 +26,8 @@ pub(super) struct AgentSlots {
     /// Its free memory as its latest status said (None: no status yet), so
     /// that a backup attempt goes only where it fits.
     pub(super) mem_available_mb: Option<u64>,
+    /// Its IPFS node's peer ID, as its statuses last said (None: not said).
+    pub(super) node: Option<String>,
 }
 
 impl AgentSlots {
@@ -67,9 +69,21 @@ impl Controller {
         let Some(status) = status else { return Vec::new() };
         if let Some(a) = self.agents.get_mut(agent) {
             a.mem_available_mb = Some(status.mem_available_mb);
+            if status.ipfs_peer_id.is_some() {
+                a.node = status.ipfs_peer_id.clone();
+            }
         }
         match unusable_because(status, now_ms) {
-            Some(why) => self.on_agent_lost(agent, &why, now_ms),
+            Some(why) => {
+                let was_usable = self.agents.get(agent).is_some_and(AgentSlots::usable);
+                let mut actions = self.on_agent_lost(agent, &why, now_ms);
+                // Gone, or its node down (not merely low on disk): so is what its node held.
+                let node_gone = !status.online || status.is_stale(now_ms) || !status.ipfs.is_ok();
+                if was_usable && node_gone {
+                    self.lose_outputs_of(agent, &why, now_ms, &mut actions);
+                }
+                actions
+            }
             // Online again with fresh heartbeats (e.g. after a broker restart).
             None if self.is_lost(agent) => self.on_agent_back(agent, now_ms),
             None => Vec::new(),
@@ -103,6 +117,44 @@ impl Controller {
         self.wait_if_too_few_usable(now_ms, &mut actions);
         self.schedule(now_ms, &mut actions);
         actions
+    }
+
+    /// The map outputs only `agent`'s own node held are lost with it, at
+    /// once: the maps that made them run again now, while reduces still
+    /// need them, rather than after a reducer's fetch of them times out.
+    /// Not when another of the job's usable agents shares its node (a
+    /// hub's store), nor for an output other agents agreed on (verified:
+    /// they hold it too), nor for one from the task cache.
+    pub(super) fn lose_outputs_of(&mut self, agent: &str, why: &str, now_ms: u64, actions: &mut Actions) {
+        let Some(node) = self.agents.get(agent).and_then(|a| a.node.clone()) else { return };
+        let shared =
+            self.agents.iter().any(|(n, a)| n != agent && a.usable() && a.node.as_deref() == Some(&node));
+        if shared || self.over() || self.tasks.reduces.iter().all(|r| r.done.is_some()) {
+            return;
+        }
+        let mut ids = Vec::new();
+        let mut cids = Vec::new();
+        for m in &self.tasks.maps {
+            if let Some(d) = m.done.as_ref().filter(|d| !d.cached && d.agreed_by.iter().all(|h| h == agent)) {
+                ids.push(m.id.clone());
+                cids.extend(d.output.cids.iter().cloned());
+            }
+        }
+        if ids.is_empty() {
+            return;
+        }
+        self.tasks.rerun_maps_of(&cids);
+        let (noun, verb) = if ids.len() == 1 { ("map", "runs") } else { ("maps", "run") };
+        actions.push(Action::Warn {
+            message: format!(
+                "agent {agent} {why}: the outputs of its {noun} {} were only on its node and are lost; \
+                 {} again (not counted as failures)",
+                ids.join(", "),
+                if ids.len() == 1 { format!("it {verb}") } else { format!("they {verb}") }
+            ),
+        });
+        self.update_phase(actions);
+        self.schedule(now_ms, actions);
     }
 
     /// Forgets the running attempts of `agent` (their tasks go elsewhere);

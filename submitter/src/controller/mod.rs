@@ -262,6 +262,7 @@ impl Controller {
                             outvoted: false,
                             failures: 0,
                             mem_available_mb: None,
+                            node: None,
                         },
                     )
                 })

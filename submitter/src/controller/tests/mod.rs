@@ -869,3 +869,64 @@ fn an_agent_outvoted_now_takes_its_cached_results_with_it_and_no_one_else_s() {
     assert!(reran.contains(&"m-00000".to_string()), "the liar's cached result runs again: {reran:?}");
     assert!(!reran.contains(&"m-00002".to_string()), "a's cached result stands: {reran:?}");
 }
+
+// ---- Map outputs lost with their agent's node (liveness.rs) ----
+
+/// Two agents, each on its own node (or both on one), a map done by each
+/// and the reduce running on one; then the other becomes lost by `status`
+/// (made for "a", renamed). Returns the controller, the actions, the lost
+/// agent, its map and the reducer's agent.
+fn lose_one(shared_node: bool, status: AgentStatus) -> (Controller, Vec<Action>, String, String, String) {
+    let mut c = Controller::new(plan(2, 1), &[("a".into(), 2), ("b".into(), 2)]);
+    for (agent, node) in [("a", "node-a"), ("b", if shared_node { "node-a" } else { "node-b" })] {
+        let mut s = fresh(agent, 0);
+        s.ipfs_peer_id = Some(node.into());
+        c.on_agent_status(agent, Some(&s), 0);
+    }
+    let maps = assigns(&c.start(0));
+    let mut reduce = Vec::new();
+    for (agent, t) in &maps {
+        reduce.extend(assigns(&c.on_event(&done(t, agent, 1), 1)));
+    }
+    assert_eq!(reduce.len(), 1);
+    let reducer = reduce[0].0.clone();
+    let gone = if reducer == "a" { "b" } else { "a" }.to_string();
+    let its_map = maps.iter().find(|(a, _)| *a == gone).unwrap().1.task.clone();
+    let mut status = status;
+    status.agent = gone.clone();
+    if status.ipfs_peer_id.is_some() {
+        status.ipfs_peer_id = Some(format!("node-{gone}"));
+    }
+    let acts = c.on_agent_status(&gone, Some(&status), 100_000);
+    (c, acts, gone, its_map, reducer)
+}
+
+#[test]
+fn a_map_output_only_a_gone_agents_node_held_runs_again_at_once() {
+    for (status, why) in unusable("a", 100_000).into_iter().take(3) {
+        let mut status = status;
+        status.ipfs_peer_id = Some("node-a".into());
+        let (c, acts, gone, its_map, reducer) = lose_one(false, status);
+        let again: Vec<String> =
+            assigns(&acts).into_iter().map(|(agent, t)| format!("{agent} {}", t.task)).collect();
+        assert_eq!(again, [format!("{reducer} {its_map}")], "{why}: {acts:?}");
+        let w = warnings(&acts).join("\n");
+        let said = format!(
+            "agent {gone} {why}: the outputs of its map {its_map} were only on its node and are lost"
+        );
+        assert!(w.contains(&said), "{w}");
+        assert_eq!(c.phase(), Phase::Map);
+    }
+}
+
+#[test]
+fn nothing_is_lost_when_the_agent_shares_its_node_or_is_only_low_on_disk() {
+    let [.., (disk_low, _)] = unusable("a", 100_000);
+    let mut offline = fresh("a", 100_000);
+    offline.online = false;
+    for (shared, status) in [(true, offline), (false, disk_low)] {
+        let (c, acts, ..) = lose_one(shared, status);
+        assert!(assigns(&acts).is_empty(), "{acts:?}");
+        assert_eq!(c.phase(), Phase::Reduce);
+    }
+}
