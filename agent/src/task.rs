@@ -97,6 +97,19 @@ impl From<ipdc_common::ipfs::IpfsError> for TaskError {
     }
 }
 
+/// An error fetching `what` (the job's code, a side file), saying so: the
+/// attempt's error names the split it was for, not what failed to come.
+fn fetching(what: String) -> impl FnOnce(ipdc_common::ipfs::IpfsError) -> TaskError {
+    move |e| {
+        let local = matches!(e.kind(), ipdc_common::ipfs::ErrorKind::Local(_));
+        let mut t = TaskError::from(e);
+        if !local {
+            t.error = format!("cannot fetch {what}: {}", t.error);
+        }
+        t
+    }
+}
+
 impl From<ExecError> for TaskError {
     fn from(e: ExecError) -> Self {
         match e {
@@ -272,7 +285,10 @@ async fn fetch_code(ctx: &TaskContext, cid: &str, dir: &Path, name: &str) -> Res
     let code = dir.join("code");
     tokio::fs::create_dir_all(&code).await?;
     let path = code.join(name);
-    ctx.ipfs.cat_to_scratch_file(cid, &path).await?;
+    ctx.ipfs
+        .cat_to_scratch_file(cid, &path)
+        .await
+        .map_err(fetching(format!("the job's code {name} ({cid})")))?;
     Ok(path)
 }
 
@@ -301,7 +317,8 @@ async fn fetch_side_files(ctx: &TaskContext, task: &Task, dir: &Path) -> Result<
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
-        match ctx.side_files.copy_to(&ctx.ipfs, &f.cid, f.size, &path).await? {
+        let got = ctx.side_files.copy_to(&ctx.ipfs, &f.cid, f.size, &path).await;
+        match got.map_err(fetching(format!("side file {} ({})", f.path, f.cid)))? {
             Ok(Got::Cached) => info!("side file {} ({}) from the cache", f.path, f.cid),
             Ok(Got::Fetched) => info!("side file {} ({}) fetched", f.path, f.cid),
             Err(got) => return Err(wrong_size("side file", &f.path, &f.cid, f.size, got)),
@@ -718,6 +735,29 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let e = reduce_one(&format!("http://{closed}"), work.path()).await.unwrap_err();
         assert!(e.node_down && e.lost_inputs.is_empty(), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn code_that_cannot_be_fetched_is_named_as_the_code_not_as_the_input() {
+        let work = tempfile::tempdir().unwrap();
+        let missing = "{\"Message\":\"ipld: could not find bafycode\",\"Code\":0,\"Type\":\"error\"}";
+        let api = scripted_node(http("500 Internal Server Error", missing)).await;
+        let ctx = TaskContext {
+            agent: "pi-1".into(),
+            ipfs: IpfsClient::new(&api).unwrap(),
+            work_dir: work.path().to_path_buf(),
+            python: None,
+            max_memory_mb: 16,
+            delay: std::time::Duration::ZERO,
+            max_task_secs: 60,
+            max_task_memory_mb: 256,
+            local_files: None,
+            side_files: SideCache::new(work.path()),
+        };
+        let e = fetch_code(&ctx, "bafycode", work.path(), "wc.py").await.unwrap_err();
+        assert!(e.error.starts_with("cannot fetch the job's code wc.py (bafycode): "), "{}", e.error);
+        assert!(e.error.contains("could not find"), "{}", e.error);
+        assert!(e.lost_inputs.is_empty(), "{e:?}");
     }
 
     fn code(force: Option<&str>, fallback: Option<&str>) -> CodeSpec {
