@@ -41,7 +41,7 @@ pub async fn publish(ipfs: &IpfsClient, parts: &[PartEntry], pin: bool) -> Resul
         let cid = Cid::parse(&part.cid).map_err(|e| format!("{}: {e}", part.name))?;
         links.push(DirLink { name: part.name.clone(), cid, tsize: tsize?, is_dir: false });
     }
-    let (node, cid, _) = encode(&mut links);
+    let (node, cid, _) = encode(&mut links, crate::store::importer::Layout::V1);
     if node.len() > MAX_NODE_BYTES {
         return Err(format!(
             "{} parts need a directory node of {} bytes, over the {MAX_NODE_BYTES} one block may hold: use fewer reducers",

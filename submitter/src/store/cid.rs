@@ -44,9 +44,21 @@ impl Cid {
         Cid(b)
     }
 
-    /// The binary CID (what dag-pb links hold).
+    /// The binary CID (what dag-pb links of a CIDv1 DAG hold).
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
+    }
+
+    /// The CIDv0 form (the bare sha2-256 multihash, what links of a CIDv0
+    /// DAG hold), for a dag-pb CID; None for any other.
+    pub fn v0_bytes(&self) -> Option<&[u8]> {
+        let b = &self.0;
+        (b.len() == 36 && b[..4] == [0x01, DAG_PB as u8, SHA2_256 as u8, 0x20]).then(|| &b[2..])
+    }
+
+    /// The CIDv0 text (`Qm...`), for a dag-pb CID; None for any other.
+    pub fn to_v0_string(&self) -> Option<String> {
+        self.v0_bytes().map(base58_encode)
     }
 
     /// Parses a CID in any of the supported text forms.
@@ -72,7 +84,12 @@ impl Cid {
         Cid::from_bytes(&bytes).map_err(|e| bad(&e))
     }
 
+    /// A binary CID, v1 or v0 (a bare sha2-256 multihash, as in the links
+    /// of a CIDv0 DAG).
     pub(super) fn from_bytes(b: &[u8]) -> Result<Cid, String> {
+        if b.len() == 34 && b[..2] == [SHA2_256 as u8, 0x20] {
+            return Ok(Cid::v1_sha256(DAG_PB, &b[2..]));
+        }
         let (version, n1) = read_varint(b).ok_or("truncated version")?;
         if version != 1 {
             return Err(format!("unsupported CID version {version}"));

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use super::cid::{Cid, DAG_PB, read_varint};
-use super::importer::{push_data, push_link};
+use super::importer::{Layout, push_data, push_link};
 
 /// One entry of a directory node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,12 +24,13 @@ pub struct DirLink {
 /// UnixFS Data of a directory: Type = Directory (1).
 const DIRECTORY_DATA: [u8; 2] = [0x08, 0x01];
 
-/// The node of a folder holding `links`: its bytes, CID and DAG size.
-pub fn encode(links: &mut [DirLink]) -> (Vec<u8>, Cid, u64) {
+/// The node of a folder holding `links` (as `layout` writes links): its
+/// bytes, CID and DAG size.
+pub fn encode(links: &mut [DirLink], layout: Layout) -> (Vec<u8>, Cid, u64) {
     links.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     let mut node = Vec::new();
     for l in links.iter() {
-        push_link(&mut node, &l.cid, &l.name, l.tsize);
+        push_link(&mut node, layout.link_bytes(&l.cid), &l.name, l.tsize);
     }
     push_data(&mut node, &DIRECTORY_DATA);
     let cid = Cid::v1_sha256(DAG_PB, &Sha256::digest(&node));
@@ -131,9 +132,9 @@ impl Tree {
 
     /// Builds every folder, deepest first, as kubo prints them; with `wrap`,
     /// the top itself last (path `""`), else only the folders below it.
-    pub fn build(self, wrap: bool) -> Vec<Built> {
+    pub fn build(self, wrap: bool, layout: Layout) -> Vec<Built> {
         let mut out = Vec::new();
-        let top = self.build_at(String::new(), &mut out);
+        let top = self.build_at(String::new(), layout, &mut out);
         if !wrap {
             out.retain(|b| !b.path.is_empty());
         }
@@ -141,17 +142,17 @@ impl Tree {
         out
     }
 
-    fn build_at(self, path: String, out: &mut Vec<Built>) -> (Cid, u64) {
+    fn build_at(self, path: String, layout: Layout, out: &mut Vec<Built>) -> (Cid, u64) {
         let mut links = Vec::new();
         for (name, sub) in self.dirs {
             let sub_path = if path.is_empty() { name.clone() } else { format!("{path}/{name}") };
-            let (cid, tsize) = sub.build_at(sub_path, out);
+            let (cid, tsize) = sub.build_at(sub_path, layout, out);
             links.push(DirLink { name, cid, tsize, is_dir: true });
         }
         for (name, (cid, tsize)) in self.files {
             links.push(DirLink { name, cid, tsize, is_dir: false });
         }
-        let (node, cid, tsize) = encode(&mut links);
+        let (node, cid, tsize) = encode(&mut links, layout);
         out.push(Built { path, node, cid: cid.clone(), tsize, links });
         (cid, tsize)
     }
@@ -164,7 +165,7 @@ mod tests {
     #[test]
     fn an_empty_folder_is_kubos_empty_directory() {
         // `ipfs object new unixfs-dir` (CIDv0 QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn).
-        let (node, cid, _) = encode(&mut []);
+        let (node, cid, _) = encode(&mut [], Layout::V1);
         assert_eq!(node, [0x0a, 0x02, 0x08, 0x01]);
         assert_eq!(cid.to_string(), "bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354");
     }
@@ -177,7 +178,7 @@ mod tests {
         tree.insert("docs/more/b.txt", Some((leaf.cid.clone(), leaf.dag_size))).unwrap();
         tree.insert("empty", None).unwrap();
         assert!(tree.insert("docs/../x", None).is_err());
-        let built = tree.build(true);
+        let built = tree.build(true, Layout::V1);
         let paths: Vec<&str> = built.iter().map(|b| b.path.as_str()).collect();
         assert_eq!(paths, ["docs/more", "docs", "empty", ""]);
         for b in &built {

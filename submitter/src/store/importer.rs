@@ -1,12 +1,13 @@
-//! The streaming UnixFS importer: computes the CID that
-//! `ipfs add --cid-version=1` gives a file, from its bytes fed in pieces of
-//! any size.
+//! The streaming UnixFS importer: computes the CID that `ipfs add` gives a
+//! file, from its bytes fed in pieces of any size, in either of kubo's two
+//! default layouts ([`Layout`]).
 //!
-//! Layout (kubo's defaults for CIDv1): 262144-byte chunks stored as raw
-//! leaves, sha2-256, a balanced DAG with at most 174 links per node; internal
-//! nodes are dag-pb (Links before Data, each link with an empty Name and its
-//! Tsize) holding UnixFS `Type=File`, `filesize` and one `blocksize` per
-//! child. A one-chunk file (the empty file too) is its raw leaf.
+//! Both: 262144-byte chunks, sha2-256, a balanced DAG with at most 174
+//! links per node; internal nodes are dag-pb (Links before Data, each link
+//! with an empty Name and its Tsize) holding UnixFS `Type=File`, `filesize`
+//! and one `blocksize` per child. A one-chunk file (the empty file too) is
+//! its leaf. CIDv1 leaves are raw blocks; CIDv0 leaves are dag-pb nodes
+//! holding the chunk as UnixFS `Data`, and links hold bare multihashes.
 //!
 //! Memory: one chunk buffer plus, per tree level, at most 174 pending links.
 //! Only hashes are computed here; storing the bytes is the caller's job.
@@ -14,6 +15,78 @@
 use sha2::{Digest, Sha256};
 
 use super::cid::{Cid, DAG_PB, RAW, put_varint};
+
+/// Which of kubo's default layouts: `add --cid-version=1` (raw leaves) or
+/// `add` with no options (CIDv0, dag-pb leaves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    #[default]
+    V1,
+    V0,
+}
+
+impl Layout {
+    /// A CID as this layout prints it (`Qm...` for a CIDv0 DAG's dag-pb nodes).
+    pub fn text(self, cid: &Cid) -> String {
+        match (self, cid.to_v0_string()) {
+            (Layout::V0, Some(v0)) => v0,
+            _ => cid.to_string(),
+        }
+    }
+
+    /// A CID as this layout's dag-pb links hold it.
+    pub fn link_bytes(self, cid: &Cid) -> &[u8] {
+        match self {
+            Layout::V0 => cid.v0_bytes().unwrap_or(cid.as_bytes()),
+            Layout::V1 => cid.as_bytes(),
+        }
+    }
+
+    /// The sha2-256 digest of a leaf holding `chunk`.
+    pub fn leaf_digest(self, chunk: &[u8]) -> [u8; 32] {
+        match self {
+            Layout::V1 => Sha256::digest(chunk).into(),
+            Layout::V0 => {
+                let (head, tail) = pb_leaf_wrapping(chunk.len() as u64);
+                let mut h = Sha256::new();
+                h.update(&head);
+                h.update(chunk);
+                h.update(&tail);
+                h.finalize().into()
+            }
+        }
+    }
+
+    /// The CID of a leaf of `len` bytes whose digest is `digest`, and the
+    /// leaf block's size.
+    fn leaf(self, digest: &[u8], len: u64) -> (Cid, u64) {
+        match self {
+            Layout::V1 => (Cid::v1_sha256(RAW, digest), len),
+            Layout::V0 => {
+                let (head, tail) = pb_leaf_wrapping(len);
+                (Cid::v1_sha256(DAG_PB, digest), head.len() as u64 + len + tail.len() as u64)
+            }
+        }
+    }
+}
+
+/// The bytes before and after a chunk of `len` bytes in a CIDv0 leaf:
+/// PBNode { Data: UnixFS { Type: File, Data: chunk, filesize: len } }
+/// (no UnixFS Data field for the empty file, as kubo writes it).
+fn pb_leaf_wrapping(len: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut tail = vec![0x18];
+    put_varint(&mut tail, len);
+    let mut unixfs_head = vec![0x08, 0x02];
+    if len > 0 {
+        unixfs_head.push(0x12);
+        put_varint(&mut unixfs_head, len);
+    }
+    let unixfs_len = unixfs_head.len() as u64 + len + tail.len() as u64;
+    let mut head = vec![0x0a];
+    put_varint(&mut head, unixfs_len);
+    head.extend_from_slice(&unixfs_head);
+    (head, tail)
+}
 
 /// Bytes per leaf (kubo's default chunker `size-262144`).
 pub const CHUNK_SIZE: usize = 262_144;
@@ -24,7 +97,9 @@ pub const MAX_LINKS: usize = 174;
 /// `Size` in the `add` answer) and the file's length.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Imported {
+    /// In its normal (CIDv1) form; `layout.text(&cid)` prints it as `add` does.
     pub cid: Cid,
+    pub layout: Layout,
     /// Bytes of all blocks of the DAG (the root's Tsize).
     pub dag_size: u64,
     /// Bytes of the file.
@@ -51,6 +126,7 @@ pub struct Importer {
     /// the end).
     levels: Vec<Vec<Link>>,
     total: u64,
+    layout: Layout,
 }
 
 impl Default for Importer {
@@ -61,7 +137,11 @@ impl Default for Importer {
 
 impl Importer {
     pub fn new() -> Self {
-        Importer { chunk: Vec::with_capacity(CHUNK_SIZE), levels: vec![Vec::new()], total: 0 }
+        Importer::with_layout(Layout::V1)
+    }
+
+    pub fn with_layout(layout: Layout) -> Self {
+        Importer { chunk: Vec::with_capacity(CHUNK_SIZE), levels: vec![Vec::new()], total: 0, layout }
     }
 
     pub fn update(&mut self, mut data: &[u8]) {
@@ -76,8 +156,8 @@ impl Importer {
         }
     }
 
-    /// Adds a whole leaf of `len` bytes whose sha2-256 `digest` was computed
-    /// elsewhere (leaves are independent, so they can be hashed in parallel
+    /// Adds a whole leaf of `len` bytes whose digest ([`Layout::leaf_digest`])
+    /// was computed elsewhere (leaves are independent, so they can be hashed in parallel
     /// and fed here in file order). Only between whole chunks: every leaf but
     /// the file's last must be [`CHUNK_SIZE`] bytes, as [`Importer::update`]
     /// would have cut it.
@@ -86,14 +166,16 @@ impl Importer {
         assert!(len <= CHUNK_SIZE, "a leaf holds at most one chunk");
         self.total += len as u64;
         let n = len as u64;
-        self.push(0, Link { cid: Cid::v1_sha256(RAW, digest), tsize: n, file_size: n });
+        let (cid, tsize) = self.layout.leaf(digest, n);
+        self.push(0, Link { cid, tsize, file_size: n });
     }
 
     fn emit_leaf(&mut self) {
-        let cid = Cid::v1_sha256(RAW, &Sha256::digest(&self.chunk));
+        let digest = self.layout.leaf_digest(&self.chunk);
         let n = self.chunk.len() as u64;
         self.chunk.clear();
-        self.push(0, Link { cid, tsize: n, file_size: n });
+        let (cid, tsize) = self.layout.leaf(&digest, n);
+        self.push(0, Link { cid, tsize, file_size: n });
     }
 
     /// Adds a link at `level`, first closing that level into a parent if it
@@ -104,7 +186,7 @@ impl Importer {
             if self.levels.len() == level + 1 {
                 self.levels.push(Vec::new());
             }
-            self.push(level + 1, build_node(&full));
+            self.push(level + 1, build_node(&full, self.layout));
         }
         self.levels[level].push(link);
     }
@@ -119,7 +201,7 @@ impl Importer {
         for level in 0..top {
             let open = std::mem::take(&mut self.levels[level]);
             if !open.is_empty() {
-                self.levels[level + 1].push(build_node(&open));
+                self.levels[level + 1].push(build_node(&open, self.layout));
             }
         }
         let mut roots = std::mem::take(&mut self.levels[top]);
@@ -127,16 +209,16 @@ impl Importer {
             // A lone leaf is the file itself; a lone node is already the root.
             roots.pop().expect("one root")
         } else {
-            build_node(&roots)
+            build_node(&roots, self.layout)
         };
-        Imported { cid: root.cid, dag_size: root.tsize, file_size: self.total }
+        Imported { cid: root.cid, layout: self.layout, dag_size: root.tsize, file_size: self.total }
     }
 }
 
 /// The DAG size (the root's Tsize) of any file of `len` bytes: the layout
 /// depends on the length alone, and every CID in it has the same length.
-pub fn dag_size_of(len: u64) -> u64 {
-    let mut importer = Importer::new();
+pub fn dag_size_of(len: u64, layout: Layout) -> u64 {
+    let mut importer = Importer::with_layout(layout);
     let (full, rest) = (len / CHUNK_SIZE as u64, (len % CHUNK_SIZE as u64) as usize);
     for _ in 0..full {
         importer.push_leaf(&[0; 32], CHUNK_SIZE);
@@ -148,7 +230,7 @@ pub fn dag_size_of(len: u64) -> u64 {
 }
 
 /// Encodes a dag-pb node over `links` and returns the link to it.
-fn build_node(links: &[Link]) -> Link {
+fn build_node(links: &[Link], layout: Layout) -> Link {
     // UnixFS Data: Type=File (1), filesize (3), blocksizes (4, unpacked).
     let file_size: u64 = links.iter().map(|l| l.file_size).sum();
     let mut unixfs = Vec::with_capacity(8 + links.len() * 4);
@@ -161,7 +243,7 @@ fn build_node(links: &[Link]) -> Link {
     // PBNode: Links (2) first, then Data (1). PBLink: Hash (1), Name (2), Tsize (3).
     let mut node = Vec::with_capacity(links.len() * 48 + unixfs.len() + 4);
     for l in links {
-        push_link(&mut node, &l.cid, "", l.tsize);
+        push_link(&mut node, layout.link_bytes(&l.cid), "", l.tsize);
     }
     push_data(&mut node, &unixfs);
 
@@ -175,11 +257,11 @@ fn build_node(links: &[Link]) -> Link {
 
 /// Appends a PBNode link (PBLink: Hash (1), Name (2), Tsize (3)) to `node`;
 /// a node's links come before its Data.
-pub(super) fn push_link(node: &mut Vec<u8>, cid: &Cid, name: &str, tsize: u64) {
+pub(super) fn push_link(node: &mut Vec<u8>, cid: &[u8], name: &str, tsize: u64) {
     let mut pblink = Vec::with_capacity(48 + name.len());
     pblink.push(0x0a);
-    put_varint(&mut pblink, cid.as_bytes().len() as u64);
-    pblink.extend_from_slice(cid.as_bytes());
+    put_varint(&mut pblink, cid.len() as u64);
+    pblink.extend_from_slice(cid);
     pblink.push(0x12);
     put_varint(&mut pblink, name.len() as u64);
     pblink.extend_from_slice(name.as_bytes());
@@ -199,7 +281,12 @@ pub(super) fn push_data(node: &mut Vec<u8>, data: &[u8]) {
 
 /// The CID of `data` as a whole (for tests and small values).
 pub fn cid_of(data: &[u8]) -> Imported {
-    let mut imp = Importer::new();
+    cid_in(data, Layout::V1)
+}
+
+/// The CID of `data` as a whole in `layout`.
+pub fn cid_in(data: &[u8], layout: Layout) -> Imported {
+    let mut imp = Importer::with_layout(layout);
     imp.update(data);
     imp.finish()
 }
@@ -293,6 +380,45 @@ mod tests {
         for len in [1, CHUNK_SIZE as u64, CHUNK_SIZE as u64 + 1, 174 * CHUNK_SIZE as u64 + 7] {
             assert_eq!(import_mod251_by_leaves(len), import_mod251(len, &[4096]), "{len}");
         }
+    }
+
+    /// Feeds `len` bytes of `i % 251` in `layout` as leaf digests.
+    fn v0_by_leaves(len: u64) -> Imported {
+        let mut imp = Importer::with_layout(Layout::V0);
+        let mut at = 0;
+        while at < len || (at == 0 && len == 0) {
+            let n = (CHUNK_SIZE as u64).min(len - at);
+            let leaf: Vec<u8> = (at..at + n).map(|i| (i % 251) as u8).collect();
+            imp.push_leaf(&Layout::V0.leaf_digest(&leaf), n as usize);
+            at += n;
+            if len == 0 {
+                break;
+            }
+        }
+        imp.finish()
+    }
+
+    /// Ground truth: what `ipfs add` with no options (CIDv0, dag-pb leaves)
+    /// gives, from js-ipfs 0.66 and kubo (hello).
+    #[test]
+    fn v0_layout_gives_the_cids_of_a_plain_ipfs_add() {
+        let text = |i: &Imported| Layout::V0.text(&i.cid);
+        assert_eq!(text(&cid_in(b"", Layout::V0)), "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH");
+        let hello = cid_in(b"hello\n", Layout::V0);
+        assert_eq!(text(&hello), "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN");
+        assert_eq!((hello.dag_size, hello.file_size), (14, 6));
+        let mod251 = |len: u64| (0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>();
+        let three = cid_in(&mod251(3_000_000), Layout::V0);
+        assert_eq!(text(&three), "QmTdtwzKMjtWmGptPoCaK83huuRM7EWJXfHLnZi5nbF1A4");
+        assert_eq!(three.dag_size, 3_000_753);
+        assert_eq!(three.dag_size, dag_size_of(3_000_000, Layout::V0));
+        assert_eq!(text(&v0_by_leaves(3_000_000)), "QmTdtwzKMjtWmGptPoCaK83huuRM7EWJXfHLnZi5nbF1A4");
+        let fifty = v0_by_leaves(50_000_000);
+        assert_eq!(text(&fifty), "QmV9QApct7BU8eP25omZT7dh2xBwQszrePo8uqtm2XfejT");
+        assert_eq!(fifty.dag_size, 50_011_970);
+        assert_eq!(text(&v0_by_leaves(0)), "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH");
+        // A CIDv1 of the same bytes is another object.
+        assert_ne!(cid_of(b"hello\n").cid, hello.cid);
     }
 
     #[test]

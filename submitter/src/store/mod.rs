@@ -4,9 +4,10 @@
 //! a kubo node beside the submitter. Agents reach it with the same
 //! [`ipdc_common::ipfs::IpfsClient`] they use for kubo.
 //!
-//! It computes the CIDs `ipfs add --cid-version=1` computes (256 KiB raw
-//! leaves, balanced dag-pb tree of 174 links), so an object added here has
-//! the same CID as on any IPFS node. It keeps whole files, not blocks: it
+//! It computes the CIDs of kubo's two default layouts (a plain `ipfs add`,
+//! CIDv0, and `--cid-version=1`, raw leaves; 256 KiB chunks, balanced
+//! dag-pb tree of 174 links), so an object added here has the same CID as
+//! on any IPFS node; it refuses every other layout by name. It keeps whole files, not blocks: it
 //! serves files, not the block-level protocol, and cannot join a swarm.
 //!
 //! Layout: [`cid`] (CID text and binary forms), [`importer`] (the streaming

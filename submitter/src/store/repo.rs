@@ -28,12 +28,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::cid::Cid;
 use super::dir::{self, DirLink};
-use super::importer::{CHUNK_SIZE, Imported, Importer};
+use super::importer::{CHUNK_SIZE, Imported, Importer, Layout};
+
+/// The blob name prefix of a copy added as CIDv0.
+const V0_PREFIX: &str = "v0-";
 
 /// Where an object's bytes are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +48,8 @@ pub struct Entry {
     /// For a reference: the file's modification time when it was added, so
     /// a file changed since can be told from the bytes that were hashed.
     pub modified: Option<SystemTime>,
+    /// The DAG the CID names (a CIDv0 copy is `blobs/v0-<cid>`).
+    pub layout: Layout,
 }
 
 pub struct Repo {
@@ -81,13 +85,17 @@ impl Repo {
         let mut index = HashMap::new();
         let mut dir = tokio::fs::read_dir(&blobs).await?;
         while let Some(e) = dir.next_entry().await? {
-            let name = e.file_name().to_string_lossy().into_owned();
+            let file_name = e.file_name().to_string_lossy().into_owned();
+            let (name, layout) = match file_name.strip_prefix(V0_PREFIX) {
+                Some(key) => (key.to_string(), Layout::V0),
+                None => (file_name.clone(), Layout::V1),
+            };
             let meta = e.metadata().await?;
             if let Ok(cid) = Cid::parse(&name)
                 && meta.is_file()
                 && cid.to_string() == name
             {
-                let entry = Entry { path: e.path(), size: meta.len(), copied: true, modified: None };
+                let entry = Entry { path: e.path(), size: meta.len(), copied: true, modified: None, layout };
                 index.insert(name, entry);
             }
         }
@@ -257,9 +265,9 @@ impl Repo {
         self.index.lock().expect("index").get(&cid.to_string()).cloned()
     }
 
-    /// Starts receiving a file: a copy, or with `reference` a filestore
-    /// reference to that (absolute, readable) file.
-    pub async fn upload(&self, reference: Option<PathBuf>) -> io::Result<Upload<'_>> {
+    /// Starts receiving a file, hashed in `layout`: a copy, or with
+    /// `reference` a filestore reference to that (absolute, readable) file.
+    pub async fn upload(&self, reference: Option<PathBuf>, layout: Layout) -> io::Result<Upload<'_>> {
         let sink = match reference {
             Some(path) => {
                 let meta = tokio::fs::metadata(&path).await?;
@@ -275,7 +283,7 @@ impl Repo {
                 Sink::Copy { path, file }
             }
         };
-        Ok(Upload { repo: self, importer: Importer::new(), sink: Some(sink) })
+        Ok(Upload { repo: self, importer: Importer::with_layout(layout), sink: Some(sink) })
     }
 }
 
@@ -328,7 +336,7 @@ impl Upload<'_> {
         match sink {
             Sink::Reference(path) => {
                 let modified = tokio::fs::metadata(&path).await?.modified().ok();
-                let on_disk = import_file(&path).await?;
+                let on_disk = import_file(&path, imported.layout).await?;
                 let after = tokio::fs::metadata(&path).await?;
                 if after.len() != on_disk.file_size || after.modified().ok() != modified {
                     return Err(io::Error::other(format!(
@@ -352,6 +360,7 @@ impl Upload<'_> {
                     size: imported.file_size,
                     copied: false,
                     modified,
+                    layout: imported.layout,
                 });
                 self.repo.unmark(&key)?;
             }
@@ -378,9 +387,18 @@ impl Upload<'_> {
                 if before == Some(true) {
                     std::fs::remove_file(&path)?;
                 } else {
-                    let dest = self.repo.blobs.join(&key);
+                    let dest = match imported.layout {
+                        Layout::V1 => self.repo.blobs.join(&key),
+                        Layout::V0 => self.repo.blobs.join(format!("{V0_PREFIX}{key}")),
+                    };
                     std::fs::rename(&path, &dest)?;
-                    let entry = Entry { path: dest, size: imported.file_size, copied: true, modified: None };
+                    let entry = Entry {
+                        path: dest,
+                        size: imported.file_size,
+                        copied: true,
+                        modified: None,
+                        layout: imported.layout,
+                    };
                     index.insert(key, entry);
                 }
             }
@@ -396,7 +414,7 @@ impl Repo {
     pub async fn add_reference(&self, path: &Path) -> io::Result<Imported> {
         let path = std::path::absolute(path)?;
         let modified = tokio::fs::metadata(&path).await?.modified().ok();
-        let imported = import_file(&path).await?;
+        let imported = import_file(&path, Layout::V1).await?;
         let after = tokio::fs::metadata(&path).await?;
         if after.len() != imported.file_size || after.modified().ok() != modified {
             return Err(io::Error::other(format!(
@@ -406,7 +424,7 @@ impl Repo {
                 after.len()
             )));
         }
-        let entry = Entry { path, size: imported.file_size, copied: false, modified };
+        let entry = Entry { path, size: imported.file_size, copied: false, modified, layout: Layout::V1 };
         let key = imported.cid.to_string();
         let mut index = self.index.lock().expect("index");
         index.entry(key.clone()).or_insert(entry);
@@ -416,10 +434,10 @@ impl Repo {
     }
 }
 
-/// The CID of the file at `path`, read from disk (see [`hash_file`]).
-async fn import_file(path: &Path) -> io::Result<Imported> {
+/// The CID of the file at `path` in `layout`, read from disk (see [`hash_file`]).
+async fn import_file(path: &Path, layout: Layout) -> io::Result<Imported> {
     let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || hash_file(&path, hashing_threads()))
+    tokio::task::spawn_blocking(move || hash_file(&path, hashing_threads(), layout))
         .await
         .map_err(|e| io::Error::other(format!("hashing crashed: {e}")))?
 }
@@ -440,7 +458,7 @@ const READ_LEAVES: usize = 4;
 /// digests, computed by up to `threads` threads over consecutive ranges of
 /// leaves, then fed in file order to the [`Importer`], which builds the same
 /// tree as when the bytes are streamed through it.
-pub fn hash_file(path: &Path, threads: usize) -> io::Result<Imported> {
+pub fn hash_file(path: &Path, threads: usize, layout: Layout) -> io::Result<Imported> {
     let file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
     let leaves = usize::try_from(len.div_ceil(CHUNK_SIZE as u64)).map_err(io::Error::other)?;
@@ -453,7 +471,7 @@ pub fn hash_file(path: &Path, threads: usize) -> io::Result<Imported> {
             .enumerate()
             .map(|(i, out)| {
                 let file = &file;
-                s.spawn(move || hash_leaves(file, len, i * per_thread, out))
+                s.spawn(move || hash_leaves(file, len, i * per_thread, layout, out))
             })
             .collect();
         workers
@@ -466,7 +484,7 @@ pub fn hash_file(path: &Path, threads: usize) -> io::Result<Imported> {
         }
         _ => e,
     })?;
-    let mut importer = Importer::new();
+    let mut importer = Importer::with_layout(layout);
     for (i, digest) in digests.iter().enumerate() {
         let at = i as u64 * CHUNK_SIZE as u64;
         importer.push_leaf(digest, (len - at).min(CHUNK_SIZE as u64) as usize);
@@ -474,8 +492,14 @@ pub fn hash_file(path: &Path, threads: usize) -> io::Result<Imported> {
     Ok(importer.finish())
 }
 
-/// sha2-256 of leaves `first..first + out.len()` of `file` (`len` bytes) into `out`.
-fn hash_leaves(file: &std::fs::File, len: u64, first: usize, out: &mut [[u8; 32]]) -> io::Result<()> {
+/// The digests of leaves `first..first + out.len()` of `file` (`len` bytes) into `out`.
+fn hash_leaves(
+    file: &std::fs::File,
+    len: u64,
+    first: usize,
+    layout: Layout,
+    out: &mut [[u8; 32]],
+) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; READ_LEAVES * CHUNK_SIZE];
     let mut done = 0;
@@ -484,7 +508,7 @@ fn hash_leaves(file: &std::fs::File, len: u64, first: usize, out: &mut [[u8; 32]
         let n = ((out.len() - done) * CHUNK_SIZE).min(buf.len()).min((len - at) as usize);
         file.read_exact_at(&mut buf[..n], at)?;
         for leaf in buf[..n].chunks(CHUNK_SIZE) {
-            out[done] = Sha256::digest(leaf).into();
+            out[done] = layout.leaf_digest(leaf);
             done += 1;
         }
     }

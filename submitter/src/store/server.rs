@@ -26,7 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::cid::{Cid, DAG_PB};
 use super::dir::Tree;
-use super::importer::{CHUNK_SIZE, dag_size_of};
+use super::importer::{CHUNK_SIZE, Layout, dag_size_of};
 use super::repo::Repo;
 
 /// The version string `/api/v0/version` reports.
@@ -110,27 +110,65 @@ async fn version() -> Response {
     (json_headers(), format!("{body}\n")).into_response()
 }
 
-/// Checks that the request asks for the only layout the store computes.
-fn check_add_options(q: &HashMap<String, String>) -> Result<(), String> {
-    let wanted =
-        [("cid-version", "1"), ("raw-leaves", "true"), ("chunker", "size-262144"), ("hash", "sha2-256")];
-    if q.get("cid-version").map(String::as_str) != Some("1") {
-        return Err("this store only adds with cid-version=1".into());
+/// `add` options that change only how the answer is sent, not what is stored.
+const OUTPUT_OPTIONS: [&str; 6] = ["quiet", "quieter", "silent", "progress", "stream-channels", "encoding"];
+
+/// The layout an `add` asks for: kubo's two defaults, CIDv0 (no options)
+/// and `cid-version=1` (raw leaves), 256 KiB chunks, sha2-256, balanced.
+/// Every other value of an option that changes the DAG, and every option
+/// this store does not know, is refused by name: never ignored, so a
+/// client never gets a CID other than kubo's for the same request.
+fn add_layout(q: &HashMap<String, String>) -> Result<Layout, String> {
+    let flag = |k: &str| q.get(k).map(|v| v.is_empty() || v == "true");
+    let layout = match q.get("cid-version").map(String::as_str) {
+        None | Some("0") => Layout::V0,
+        Some("1") => Layout::V1,
+        Some(v) => return Err(format!("cid-version={v}: this store adds with cid-version 0 or 1")),
+    };
+    let raw_default = layout == Layout::V1;
+    if let Some(raw) = flag("raw-leaves")
+        && raw != raw_default
+    {
+        return Err(format!(
+            "raw-leaves={raw} with cid-version={}: this store builds only kubo's default for that version (raw-leaves={raw_default})",
+            if layout == Layout::V1 { 1 } else { 0 }
+        ));
     }
-    for (k, v) in wanted {
+    for (k, v) in [("chunker", "size-262144"), ("hash", "sha2-256")] {
         if let Some(got) = q.get(k)
             && got != v
         {
-            return Err(format!("this store only supports {k}={v}, not {got}"));
+            return Err(format!("{k}={got}: this store only supports {k}={v}"));
         }
     }
-    Ok(())
+    if let Some(base) = q.get("cid-base")
+        && !(base == "base32" && layout == Layout::V1 || base == "base58btc" && layout == Layout::V0)
+    {
+        return Err(format!("cid-base={base}: this store prints CIDv1 in base32 and CIDv0 in base58btc"));
+    }
+    for k in ["trickle", "only-hash", "inline", "fscache", "preserve-mode", "preserve-mtime"] {
+        if flag(k) == Some(true) {
+            return Err(format!(
+                "{k}=true is not supported by this store (it builds kubo's balanced layout and stores what it adds); add without {k}"
+            ));
+        }
+    }
+    let known =
+        ["cid-version", "raw-leaves", "chunker", "hash", "cid-base", "pin", "wrap-with-directory", "nocopy"];
+    let flags = ["trickle", "only-hash", "inline", "fscache", "preserve-mode", "preserve-mtime"];
+    if let Some(k) = q.keys().find(|k| {
+        !known.contains(&k.as_str()) && !flags.contains(&k.as_str()) && !OUTPUT_OPTIONS.contains(&k.as_str())
+    }) {
+        return Err(format!("the add option {k} is not supported by this store; add without it"));
+    }
+    Ok(layout)
 }
 
 async fn add(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Multipart) -> Response {
-    if let Err(message) = check_add_options(&q) {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, message);
-    }
+    let layout = match add_layout(&q) {
+        Ok(layout) => layout,
+        Err(message) => return error(StatusCode::INTERNAL_SERVER_ERROR, message),
+    };
     let nocopy = q.get("nocopy").is_some_and(|v| v == "true" || v.is_empty());
     // Why a nocopy add is refused, for the hub's log: the answer is always
     // the same one. It is sent once the whole upload has been read: sent
@@ -171,7 +209,7 @@ async fn add(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Mul
         let upload = match &refused {
             Some(_) => None,
             None if nocopy && state.nocopy_root.is_none() => None,
-            None => match state.repo.upload(reference).await {
+            None => match state.repo.upload(reference, layout).await {
                 Ok(u) => Some(u),
                 Err(e) if nocopy => {
                     refused = Some(e.to_string());
@@ -206,7 +244,7 @@ async fn add(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Mul
             }
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         };
-        let hash = imported.cid.to_string();
+        let hash = layout.text(&imported.cid);
         if !name.is_empty()
             && (wrap || name.contains('/'))
             && let Err(e) = tree.insert(&name, Some((imported.cid.clone(), imported.dag_size)))
@@ -222,12 +260,12 @@ async fn add(State(state): State<Arc<AppState>>, Query(q): Params, mut form: Mul
     }
     if wrap || tree.has_folders() {
         // Folders after their files, deepest first, the wrapping one last (as kubo prints them).
-        for b in tree.build(wrap) {
+        for b in tree.build(wrap, layout) {
             if let Err(e) = state.repo.put_dir(&b.cid, &b.node, b.links, b.tsize).await {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
             }
             let line =
-                serde_json::json!({"Name": b.path, "Hash": b.cid.to_string(), "Size": b.tsize.to_string()});
+                serde_json::json!({"Name": b.path, "Hash": layout.text(&b.cid), "Size": b.tsize.to_string()});
             lines.push_str(&format!("{line}\n"));
         }
     }
@@ -342,9 +380,9 @@ async fn files_stat(State(state): State<Arc<AppState>>, Query(q): Params) -> Res
         return error(StatusCode::INTERNAL_SERVER_ERROR, message);
     };
     let body = serde_json::json!({
-        "Hash": cid.to_string(),
+        "Hash": entry.layout.text(&cid),
         "Size": entry.size,
-        "CumulativeSize": dag_size_of(entry.size),
+        "CumulativeSize": dag_size_of(entry.size, entry.layout),
         "Blocks": entry.size.div_ceil(262_144),
         "Type": "file",
     });

@@ -377,7 +377,7 @@ async fn get_requests_and_other_cid_versions_are_refused_like_kubo() {
     assert_eq!(body["Type"], "error");
     assert_eq!(body["Code"], 0);
 
-    let url = format!("{}/api/v0/add?cid-version=0", store.url());
+    let url = format!("{}/api/v0/add?trickle=true", store.url());
     let resp = http
         .post(url)
         .header("Content-Type", "multipart/form-data; boundary=X")
@@ -397,7 +397,7 @@ async fn files_hashed_on_several_threads_give_kubos_cids() {
         let path = files.path().join(format!("mod251-{len}"));
         write_mod251(&path, len).await;
         for threads in [1, 2, 3, 8] {
-            let got = super::repo::hash_file(&path, threads).unwrap();
+            let got = super::repo::hash_file(&path, threads, super::importer::Layout::V1).unwrap();
             assert_eq!(got.cid.to_string(), want, "{len} bytes on {threads} thread(s)");
             assert_eq!(got.file_size, len);
         }
@@ -408,7 +408,11 @@ async fn files_hashed_on_several_threads_give_kubos_cids() {
         write_mod251(&path, len).await;
         let streamed = super::importer::cid_of(&mod251(0..len));
         for threads in [1, 2, 3] {
-            assert_eq!(super::repo::hash_file(&path, threads).unwrap(), streamed, "{len} bytes, {threads}");
+            assert_eq!(
+                super::repo::hash_file(&path, threads, super::importer::Layout::V1).unwrap(),
+                streamed,
+                "{len} bytes, {threads}"
+            );
         }
     }
 }
@@ -535,7 +539,7 @@ async fn a_directory_of_parts_put_as_a_node_is_kubos_directory_and_pins_its_file
         assert_eq!(tsize, added.size, "{name}: files/stat's CumulativeSize is add's Size");
         links.push(DirLink { name: name.into(), cid: Cid::parse(&added.cid).unwrap(), tsize, is_dir: false });
     }
-    let (node, cid, _) = encode(&mut links);
+    let (node, cid, _) = encode(&mut links, super::importer::Layout::V1);
     let key = client.put_dag_pb(node.clone(), true).await.unwrap();
     assert_eq!(Cid::parse(&key).unwrap(), cid);
     // The same CID as adding the two files wrapped in a directory.
@@ -588,9 +592,113 @@ async fn a_directory_of_parts_put_as_a_node_is_kubos_directory_and_pins_its_file
     assert!(text.contains("only UnixFS directory nodes"), "{text}");
     let mut stranger =
         vec![DirLink { name: "x".into(), cid: Cid::parse(EMPTY).unwrap(), tsize: 0, is_dir: false }];
-    let (node, _, _) = encode(&mut stranger);
+    let (node, _, _) = encode(&mut stranger, super::importer::Layout::V1);
     let (status, text) = put("cid-codec=dag-pb&pin=true", node).await;
     assert_eq!(status, 400);
     assert!(text.contains(&format!("links to {EMPTY} (x), which this store does not hold")), "{text}");
+    store.shutdown().await;
+}
+
+/// An `add` of `files` (name, bytes) with `query`: the status and answer lines.
+async fn add_form(
+    store: &StoreHandle,
+    query: &str,
+    files: &[(&str, &[u8])],
+) -> (u16, Vec<serde_json::Value>) {
+    let mut form = Vec::new();
+    for (name, bytes) in files {
+        form.extend(
+            format!("--X\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\r\n")
+                .bytes(),
+        );
+        form.extend(*bytes);
+        form.extend(b"\r\n");
+    }
+    form.extend(b"--X--\r\n");
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v0/add?{query}", store.url()))
+        .header("Content-Type", "multipart/form-data; boundary=X")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let lines = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    (status, lines)
+}
+
+/// kubo's `ipfs add FILE` (no options) against a hub: CIDv0 with dag-pb
+/// leaves, the same CIDs as js-ipfs and kubo, readable back by either
+/// form, across a restart; a wrapped add gives the CIDv0 directory.
+#[tokio::test]
+async fn a_plain_add_gives_kubos_cidv0_and_reads_back() {
+    let data = tempfile::tempdir().unwrap();
+    let (store, client) = start(data.path()).await;
+    let big = mod251(0..3_000_000);
+    let (status, lines) = add_form(&store, "", &[("big", &big)]).await;
+    assert_eq!(status, 200, "{lines:?}");
+    assert_eq!(lines[0]["Hash"], "QmTdtwzKMjtWmGptPoCaK83huuRM7EWJXfHLnZi5nbF1A4");
+    assert_eq!(lines[0]["Size"], "3000753");
+    let (_, lines) = add_form(&store, "pin=true&progress=false", &[("hello", b"hello\n")]).await;
+    assert_eq!(lines[0]["Hash"], "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN");
+    // Wrapped: the files, then the directory js-ipfs gives for the same add.
+    let (_, lines) =
+        add_form(&store, "wrap-with-directory=true", &[("hello", b"hello\n"), ("big", &big)]).await;
+    let hashes: Vec<&str> = lines.iter().map(|l| l["Hash"].as_str().unwrap()).collect();
+    assert_eq!(
+        hashes,
+        [
+            "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN",
+            "QmTdtwzKMjtWmGptPoCaK83huuRM7EWJXfHLnZi5nbF1A4",
+            "QmUk7TguFjUWPNntmDR3Qcm9yuEQdsQgLLQxom6fHfK6LR"
+        ]
+    );
+    assert_eq!(lines[2]["Name"], "");
+    let listed: Vec<String> = client
+        .ls("QmUk7TguFjUWPNntmDR3Qcm9yuEQdsQgLLQxom6fHfK6LR")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(listed, ["big", "hello"]);
+    // The same bytes as CIDv1 are another object, and both read back.
+    let v1 = client.add_bytes(big.clone()).await.unwrap();
+    assert_eq!(v1.cid, MOD251_3M);
+    store.shutdown().await;
+    let (store, client) = start(data.path()).await;
+    for cid in ["QmTdtwzKMjtWmGptPoCaK83huuRM7EWJXfHLnZi5nbF1A4", MOD251_3M] {
+        let got = client.cat_range(cid, 0, None).await.unwrap().collect().await.unwrap();
+        assert!(got == big, "{cid} after a restart");
+    }
+    assert_eq!(client.dag_size("QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN").await.unwrap(), 14);
+    assert_eq!(client.file_size("QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN").await.unwrap(), 6);
+    store.shutdown().await;
+}
+
+/// Every add option the store does not honour is refused, naming it.
+#[tokio::test]
+async fn add_options_it_does_not_honour_are_refused_by_name() {
+    let data = tempfile::tempdir().unwrap();
+    let (store, _client) = start(data.path()).await;
+    for (query, named) in [
+        ("trickle=true", "trickle=true"),
+        ("only-hash=true", "only-hash=true"),
+        ("cid-version=0&raw-leaves=true", "raw-leaves=true"),
+        ("cid-version=1&raw-leaves=false", "raw-leaves=false"),
+        ("chunker=size-1024", "chunker=size-1024"),
+        ("hash=blake2b-256", "hash=blake2b-256"),
+        ("cid-version=2", "cid-version=2"),
+        ("to-files=/x", "to-files"),
+        ("inline=true", "inline=true"),
+    ] {
+        let (status, lines) = add_form(&store, query, &[("hello", b"hello\n")]).await;
+        assert_eq!(status, 500, "{query}");
+        let message = lines[0]["Message"].as_str().unwrap();
+        assert!(message.contains(named), "{query}: {message}");
+    }
+    let (status, _) = add_form(&store, "trickle=false&cid-version=1&raw-leaves=true", &[("h", b"h")]).await;
+    assert_eq!(status, 200);
     store.shutdown().await;
 }
