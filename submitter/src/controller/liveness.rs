@@ -119,9 +119,10 @@ impl Controller {
         actions
     }
 
-    /// The map outputs only `agent`'s own node held are lost with it, at
-    /// once: the maps that made them run again now, while reduces still
-    /// need them, rather than after a reducer's fetch of them times out.
+    /// The map outputs (and the parts not fetched yet) only `agent`'s own
+    /// node held are lost with it, at once: the tasks that made them run
+    /// again now, while reduces still need them, rather than after a
+    /// reducer's fetch of them times out.
     /// Not when another of the job's usable agents shares its node (a
     /// hub's store), nor for an output other agents agreed on (verified:
     /// they hold it too), nor for one from the task cache.
@@ -129,7 +130,25 @@ impl Controller {
         let Some(node) = self.agents.get(agent).and_then(|a| a.node.clone()) else { return };
         let shared =
             self.agents.iter().any(|(n, a)| n != agent && a.usable() && a.node.as_deref() == Some(&node));
-        if shared || self.over() || self.tasks.reduces.iter().all(|r| r.done.is_some()) {
+        if shared || self.over() {
+            return;
+        }
+        let parts = self.lose_unfetched_parts_of(agent);
+        if !parts.is_empty() {
+            let message = match &parts[..] {
+                [one] => format!(
+                    "agent {agent} {why}: its part {one} was not fetched yet and is lost with its node; it runs again (not counted as a failure)"
+                ),
+                many => format!(
+                    "agent {agent} {why}: its parts {} were not fetched yet and are lost with its node; they run again (not counted as failures)",
+                    many.join(", ")
+                ),
+            };
+            actions.push(Action::Warn { message });
+        }
+        if self.tasks.reduces.iter().all(|r| r.done.is_some()) {
+            self.update_phase(actions);
+            self.schedule(now_ms, actions);
             return;
         }
         let mut ids = Vec::new();

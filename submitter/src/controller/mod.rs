@@ -46,11 +46,13 @@
 //! attempts, `liveness.rs` the job's agents (lost, back), `timers.rs` what
 //! time passing does, `schedule.rs` which agent gets which task,
 //! `verify.rs` results as votes, `cached.rs` results from the task cache,
-//! `tests.rs` the unit tests.
+//! `parts.rs` the parts as this machine fetches them, `tests.rs` the unit
+//! tests.
 
 mod cached;
 mod events;
 mod liveness;
+mod parts;
 mod schedule;
 mod task;
 mod timers;
@@ -62,6 +64,7 @@ use ipdc_common::exec::ExecStats;
 use ipdc_common::protocol::{CodeSpec, Compression, InputFile, Task, TaskKind};
 
 use liveness::AgentSlots;
+pub use parts::PartRef;
 use task::{TaskEntry, Tasks};
 pub use verify::{Disagreement, EXTRA_RESULTS, Verification, VoteRecord, spot_check};
 
@@ -209,6 +212,10 @@ pub struct Controller {
     short_since: Option<u64>,
     /// Tasks whose agents returned different results.
     disagreements: Vec<Disagreement>,
+    /// Done only once every part is fetched (`parts.rs`).
+    holds_parts: bool,
+    /// The parts fetched so far.
+    fetched: Vec<PartRef>,
 }
 
 type Actions = Vec<Action>;
@@ -271,6 +278,8 @@ impl Controller {
             speculated: 0,
             short_since: None,
             disagreements: Vec::new(),
+            holds_parts: false,
+            fetched: Vec::new(),
             plan,
         }
     }
@@ -302,8 +311,7 @@ impl Controller {
     /// Part CIDs in partition order (a map-only job's: in split order),
     /// once the job is Done.
     pub fn part_cids(&self) -> Vec<(String, u64)> {
-        let parts = if self.plan.reducers == 0 { &self.tasks.maps } else { &self.tasks.reduces };
-        parts
+        self.part_tasks()
             .iter()
             .filter_map(|t| {
                 let d = t.done.as_ref()?;
@@ -313,17 +321,6 @@ impl Controller {
                 ))
             })
             .collect()
-    }
-
-    /// The parts made so far: (part number, CID) of each finished task
-    /// whose output is a part (a reduce; a map-only job's map).
-    pub fn parts_done(&self) -> Vec<(usize, String)> {
-        let parts = if self.plan.reducers == 0 { &self.tasks.maps } else { &self.tasks.reduces };
-        let done = parts
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| Some((i, t.done.as_ref()?.output.cids.first()?.clone())));
-        done.collect()
     }
 
     pub fn progress(&self) -> Progress {
@@ -381,7 +378,7 @@ impl Controller {
         let all_done = |ts: &[TaskEntry]| ts.iter().all(|t| t.done.is_some());
         if !all_done(&self.tasks.maps) {
             self.phase = Phase::Map;
-        } else if all_done(&self.tasks.reduces) {
+        } else if all_done(&self.tasks.reduces) && self.parts_held() {
             self.phase = Phase::Done;
             actions.push(Action::Finished);
         } else {

@@ -96,6 +96,8 @@ pub(super) struct TaskEntry {
     /// Up to `max_attempts` are not counted as failures; past that they are
     /// (a task that keeps taking nodes down must not run forever).
     pub(super) node_downs: u32,
+    /// Times its output (a part) could not be fetched (`parts.rs`).
+    pub(super) parts_lost: u32,
 }
 
 impl TaskEntry {
@@ -113,6 +115,7 @@ impl TaskEntry {
             dropped: Vec::new(),
             last_error: None,
             node_downs: 0,
+            parts_lost: 0,
         }
     }
     /// Whether it needs another attempt started: fewer are running than

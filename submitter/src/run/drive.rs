@@ -26,6 +26,9 @@ pub async fn drive(
 ) -> (Result<(), (String, String)>, u64) {
     let t_map = Instant::now();
     let mut map_ms = None;
+    if early.is_some() {
+        ctl.hold_parts();
+    }
     let actions = ctl.start(now_ms());
     let mut outcome = apply(session, job, actions);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -60,6 +63,13 @@ pub async fn drive(
                     v.update(ctl.progress());
                 }
             }
+            (part, got) = next_fetch(&mut early) => {
+                let actions = match got {
+                    Ok(()) => ctl.part_fetched(part),
+                    Err(e) => ctl.part_lost(part, &e, now_ms()),
+                };
+                outcome = apply(session, job, actions);
+            }
         }
         while outcome.is_none() {
             let Some(ev) = session.next_event() else { break };
@@ -67,8 +77,8 @@ pub async fn drive(
             outcome = apply(session, job, actions);
         }
         if let Some(early) = early.as_deref_mut() {
-            for (i, cid) in ctl.parts_done() {
-                early.want(i, &cid);
+            for part in ctl.parts_done() {
+                early.want(part);
             }
         }
         if map_ms.is_none() && ctl.phase() != Phase::Map {
@@ -77,6 +87,14 @@ pub async fn drive(
     }
     let map_ms = map_ms.unwrap_or_else(|| t_map.elapsed().as_millis() as u64);
     (outcome.expect("the loop ends with an outcome"), map_ms)
+}
+
+/// The next early fetch that ended (never, without early fetches).
+async fn next_fetch(early: &mut Option<&mut super::early::EarlyParts>) -> super::early::Outcome {
+    match early {
+        Some(e) => e.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Carries out the controller's actions; returns the job's end when one says so.

@@ -930,3 +930,120 @@ fn nothing_is_lost_when_the_agent_shares_its_node_or_is_only_low_on_disk() {
         assert_eq!(c.phase(), Phase::Reduce);
     }
 }
+
+// ---- Parts held until fetched (parts.rs) ----
+
+/// A job of one map and two reduces on "a" and "b" (own nodes) that holds
+/// its parts; runs to both reduces done. Returns the controller, the
+/// reduces' (agent, task) and the actions of the last result.
+fn held_job() -> (Controller, Vec<(String, Task)>, Vec<Action>) {
+    let mut c = Controller::new(plan(1, 2), &[("a".into(), 1), ("b".into(), 1)]);
+    for agent in ["a", "b"] {
+        let mut s = fresh(agent, 0);
+        s.ipfs_peer_id = Some(format!("node-{agent}"));
+        c.on_agent_status(agent, Some(&s), 0);
+    }
+    c.hold_parts();
+    let (agent, m) = assigns(&c.start(0)).remove(0);
+    let reduces = assigns(&c.on_event(&done(&m, &agent, 2), 1));
+    assert_eq!(reduces.len(), 2);
+    c.on_event(&done(&reduces[0].1, &reduces[0].0, 1), 2);
+    let last = c.on_event(&done(&reduces[1].1, &reduces[1].0, 1), 3);
+    (c, reduces, last)
+}
+
+#[test]
+fn a_job_holding_its_parts_is_done_once_each_part_is_fetched() {
+    let (mut c, _, last) = held_job();
+    assert!(!last.contains(&Action::Finished), "not before the parts are here: {last:?}");
+    let parts = c.parts_done();
+    assert_eq!(parts.iter().map(|p| p.cid.as_str()).collect::<Vec<_>>(), ["r-00000-p0", "r-00001-p0"]);
+    assert!(c.part_fetched(parts[1].clone()).is_empty());
+    // A fetch of an earlier attempt's part counts for nothing.
+    let stale = PartRef { attempt: 99, ..parts[0].clone() };
+    assert!(c.part_fetched(stale).is_empty());
+    assert_eq!(c.part_fetched(parts[0].clone()), vec![Action::Finished]);
+    assert_eq!(c.phase(), Phase::Done);
+}
+
+#[test]
+fn a_part_that_cannot_be_fetched_runs_its_reduce_again_elsewhere() {
+    let (mut c, reduces, _) = held_job();
+    let parts = c.parts_done();
+    c.part_fetched(parts[1].clone());
+    let acts = c.part_lost(parts[0].clone(), "no answer within 60s", 10);
+    let again = assigns(&acts);
+    assert_eq!(again.len(), 1, "{acts:?}");
+    assert_eq!(again[0].1.task, "r-00000");
+    assert_ne!(again[0].0, reduces[0].0, "another agent than the one whose node lost it");
+    let w = warnings(&acts).join("\n");
+    assert!(
+        w.contains(&format!(
+            "part 0 (r-00000-p0) could not be fetched from agent {}'s node (no answer within 60s); r-00000 runs again",
+            reduces[0].0
+        )),
+        "{w}"
+    );
+    assert!(!acts.contains(&Action::Finished));
+    // Its new result, once fetched, finishes the job.
+    c.on_event(&done(&again[0].1, &again[0].0, 1), 11);
+    let new = c.parts_done().remove(0);
+    assert_eq!(new.attempt, 2);
+    assert_eq!(c.part_fetched(new), vec![Action::Finished]);
+}
+
+#[test]
+fn a_part_lost_again_and_again_fails_the_job_with_the_fetch_error() {
+    let (mut c, ..) = held_job();
+    let mut now = 10;
+    for _ in 0..c.plan.max_attempts {
+        let part = c.parts_done().remove(0);
+        let (agent, t) = assigns(&c.part_lost(part, "no answer within 60s", now)).remove(0);
+        c.on_event(&done(&t, &agent, 1), now + 1);
+        now += 2;
+    }
+    let part = c.parts_done().remove(0);
+    let acts = c.part_lost(part, "no answer within 60s", now);
+    match &acts[..] {
+        [Action::Failed { message, .. }] => {
+            assert!(message.contains("part 0 (r-00000-p0) could not be fetched"), "{message}");
+            assert!(message.contains("4 times over: no answer within 60s"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_part_not_fetched_yet_is_lost_with_its_agents_node_and_runs_again_at_once() {
+    let (mut c, reduces, _) = held_job();
+    let parts = c.parts_done();
+    // The other reducer's part is here already: only the lost one runs again.
+    let (gone, kept) = (&reduces[0].0, &reduces[1].0);
+    assert_ne!(gone, kept);
+    c.part_fetched(parts[1].clone());
+    let mut offline = fresh(gone, 100_000);
+    offline.online = false;
+    let acts = c.on_agent_status(gone, Some(&offline), 100_000);
+    // The map ran on the lost agent too: it runs again first, then the reduce.
+    let again: Vec<String> = assigns(&acts).into_iter().map(|(a, t)| format!("{a} {}", t.task)).collect();
+    assert_eq!(again, [format!("{kept} m-00000")], "{acts:?}");
+    let w = warnings(&acts).join("\n");
+    assert!(
+        w.contains(&format!(
+            "agent {gone} went offline: its part r-00000 was not fetched yet and is lost with its node; it runs again"
+        )),
+        "{w}"
+    );
+    let (agent, m) = assigns(&acts).remove(0);
+    let reduce = assigns(&c.on_event(&done(&m, &agent, 2), 200_000));
+    let tasks: Vec<&str> = reduce.iter().map(|(_, t)| t.task.as_str()).collect();
+    assert_eq!(tasks, ["r-00000"], "only the lost part's reduce runs again");
+}
+
+#[test]
+fn a_job_not_holding_its_parts_is_done_with_its_last_task() {
+    let mut c = Controller::new(plan(1, 1), &[("a".into(), 1)]);
+    let (agent, m) = assigns(&c.start(0)).remove(0);
+    let (agent2, r) = assigns(&c.on_event(&done(&m, &agent, 1), 1)).remove(0);
+    assert_eq!(c.on_event(&done(&r, &agent2, 1), 2), vec![Action::Finished]);
+}
