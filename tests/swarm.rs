@@ -19,11 +19,18 @@ struct SwarmCluster {
 
 impl SwarmCluster {
     fn start(agents: usize, extra: &[&str]) -> SwarmCluster {
+        SwarmCluster::with_slots(&vec![1; agents], extra)
+    }
+
+    /// One agent per entry of `slots`, with that many slots.
+    fn with_slots(slots: &[u32], extra: &[&str]) -> SwarmCluster {
+        let agents = slots.len();
         let broker = Mosquitto::start("");
         let swarm = Swarm::start(agents + 1);
         let procs: Vec<Proc> = (1..=agents)
             .map(|i| {
-                let mut args = vec!["--slots", "1"];
+                let n = slots[i - 1].to_string();
+                let mut args = vec!["--slots", n.as_str()];
                 args.extend_from_slice(extra);
                 agent(&broker.url(), &swarm.peers[i].api, &format!("sw-{i}"), &args)
             })
@@ -165,22 +172,53 @@ fn a_two_step_job_leaves_its_first_steps_parts_on_the_agents_nodes_and_only_the_
 }
 
 #[test]
-fn an_input_added_on_one_agents_node_only_is_read_by_cid_over_the_swarm() {
-    let c = SwarmCluster::start(3, &[]);
-    let input = corpus("4M");
+fn an_input_added_on_one_agents_node_is_mapped_there_and_barely_moves_over_the_swarm() {
+    // Board 2 has the slots for most of the splits; its maps run there.
+    let c = SwarmCluster::with_slots(&[1, 4, 1], &[]);
+    let input = corpus("8M");
     // Added by a user on board 2's node, with kubo's defaults (CIDv0).
     let cid = c.swarm.peers[2].add_default(&input);
     assert!(cid.starts_with("Qm"), "{cid}");
-    let out = tempfile::tempdir().unwrap();
-    let o = c.run(&wordcount(), &out.path().join("r"), &["--input-cid", &cid]);
+    let leaves: std::collections::BTreeSet<String> =
+        c.swarm.peers[2].blocks_of(&cid).iter().map(|b| block_key(b)).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("r");
+    let o = c.run(&wordcount(), &out, &["--input-cid", &cid, "--native", "wordcount"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert_counts_eq(
-        &read_output(&out.path().join("r"), 2),
-        &reference_counts(&input),
-        "--input-cid on a swarm",
+    assert_counts_eq(&read_output(&out, 2), &reference_counts(&input), "--input-cid on a swarm");
+    assert!(
+        text(&o).contains(
+            "data locality: 8.0 MiB of the 8.0 MiB input is on the agents' nodes already (sw-2 8.0 MiB)"
+        ),
+        "{}",
+        text(&o)
     );
-    let s = summary(&out.path().join("r"));
+    // What moved: the input's leaves every other node holds now.
+    let moved: Vec<usize> =
+        [0, 1, 3].iter().map(|&i| c.swarm.peers[i].local_blocks().intersection(&leaves).count()).collect();
+    let total: usize = moved.iter().sum();
+    eprintln!(
+        "input blocks {}; fetched by the submitter's, sw-1's and sw-3's nodes: {moved:?}",
+        leaves.len()
+    );
+    assert!(
+        total * 10 <= leaves.len(),
+        "{moved:?} of {} blocks moved over the swarm: more than a tenth",
+        leaves.len()
+    );
+    let s = summary(&out);
     assert_eq!(s["input_cid"], cid.as_str());
+    let maps: Vec<&serde_json::Value> = s["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["task"].as_str().unwrap().starts_with('m'))
+        .collect();
+    let sum =
+        |f: &str| maps.iter().map(|t| t[f].as_u64().unwrap_or_else(|| panic!("{f} in {t}"))).sum::<u64>();
+    let (local, remote, read) = (sum("local_bytes"), sum("remote_bytes"), sum("bytes_read"));
+    assert_eq!(local + remote, read, "{s:#}");
+    assert!(remote * 10 <= read, "{remote} of {read} bytes read came over the swarm: {s:#}");
 }
 
 #[test]

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use ipdc_common::auth::Rejected;
 use ipdc_common::ipfs::IpfsClient;
 use ipdc_common::mqtt::{self, BrokerAddr};
-use ipdc_common::protocol::{AgentStatus, IpfsHealth, Outgoing, Refused, Task, TaskOutput, Wire, now_ms};
+use ipdc_common::protocol::{
+    AgentStatus, IpfsHealth, Located, Outgoing, Refused, Task, TaskOutput, Wire, now_ms,
+};
 use ipdc_common::python::CancelToken;
 use log::{debug, info, warn};
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
@@ -67,6 +69,13 @@ pub struct Service {
     modules_rx: Option<mpsc::Receiver<BTreeMap<String, bool>>>,
     /// What its IPFS node said of itself at the last check.
     node: NodeFacts,
+    /// Its latest answer to `Locate`, said in the status.
+    located: Option<Located>,
+    /// A `Locate` that came while one was being answered (the latest only).
+    locate_waiting: Option<(String, Vec<String>)>,
+    locating: bool,
+    locate_tx: mpsc::Sender<Located>,
+    locate_rx: Option<mpsc::Receiver<Located>>,
 }
 
 impl Service {
@@ -85,6 +94,7 @@ impl Service {
         let state = AgentState::new(&fixed.name, &fixed.session, ipfs.api(), fixed.slots);
         let sweeper = Sweeper::new(&ctx.work_dir);
         let (modules_tx, modules_rx) = mpsc::channel(4);
+        let (locate_tx, locate_rx) = mpsc::channel(4);
         let service = Service {
             wire,
             client,
@@ -107,6 +117,11 @@ impl Service {
             modules_tx,
             modules_rx: Some(modules_rx),
             node: NodeFacts::default(),
+            located: None,
+            locate_waiting: None,
+            locating: false,
+            locate_tx,
+            locate_rx: Some(locate_rx),
         };
         (service, done_rx)
     }
@@ -121,6 +136,7 @@ impl Service {
     ) {
         let (ipfs_tx, mut ipfs_rx) = mpsc::channel::<(IpfsHealth, NodeFacts)>(4);
         let mut modules_rx = self.modules_rx.take().expect("run once");
+        let mut locate_rx = self.locate_rx.take().expect("run once");
         let mut probing = false;
         let mut heartbeat = tokio::time::interval(self.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -193,6 +209,14 @@ impl Service {
                     self.check_modules(waiting);
                     self.publish_status();
                 }
+                Some(located) = locate_rx.recv() => {
+                    self.located = Some(located);
+                    self.locating = false;
+                    if let Some((job, blocks)) = self.locate_waiting.take() {
+                        self.locate(job, blocks);
+                    }
+                    self.publish_status();
+                }
                 Some((health, node)) = ipfs_rx.recv() => {
                     probing = false;
                     if node.swarm_peers != self.node.swarm_peers {
@@ -261,6 +285,7 @@ impl Service {
                     // What is known already is said at once.
                     self.publish_status();
                 }
+                Effect::Locate { job, blocks } => self.locate(job, blocks),
                 Effect::ClearController(job) => {
                     let out = self.wire.controller_cleared(&job);
                     self.publish(out, "clearing a gone status");
@@ -325,6 +350,34 @@ impl Service {
         });
     }
 
+    /// Asks the node which of the job's `blocks` it holds (one question at
+    /// a time; one asked meanwhile waits, a later one replaces it).
+    fn locate(&mut self, job: String, blocks: Vec<String>) {
+        if self.locating {
+            self.locate_waiting = Some((job, blocks));
+            return;
+        }
+        self.locating = true;
+        let (ipfs, tx) = (self.ipfs.clone(), self.locate_tx.clone());
+        tokio::spawn(async move {
+            let located = match ipfs.held_blocks(&blocks).await {
+                Ok(held) => {
+                    info!(
+                        "job {job}: its node holds {} of the {} input blocks asked about",
+                        held.len(),
+                        blocks.len()
+                    );
+                    Located::new(&job, blocks.len(), held.into_iter())
+                }
+                Err(e) => {
+                    info!("job {job}: its node cannot say which blocks it holds: {e}");
+                    Located { job, asked: blocks.len() as u32, held: String::new() }
+                }
+            };
+            let _ = tx.send(located).await;
+        });
+    }
+
     fn publish(&self, out: Outgoing, what: &str) {
         if let Err(e) = self.client.try_publish(&out.topic, QoS::AtLeastOnce, out.retain, out.payload) {
             warn!("{what} on {} not sent: {e}", out.topic);
@@ -339,6 +392,7 @@ impl Service {
         let mut status = self.probe.status(&self.fixed, self.state.busy());
         status.rejected_messages = self.wire.rejected();
         status.python_modules = self.modules.report();
+        status.located = self.located.clone();
         status.keyed = self.wire.is_keyed();
         (status.ipfs_peer_id, status.swarm_peers) = (self.node.peer_id.clone(), self.node.swarm_peers);
         let low = status.low_on_disk();

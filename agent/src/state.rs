@@ -54,6 +54,9 @@ pub enum Effect {
     RemoveJobDir(String),
     /// Find out whether these Python modules import here, and say so in the status.
     CheckModules(Vec<String>),
+    /// Ask the node which of these input blocks of the job it holds, and
+    /// say so in the status.
+    Locate { job: String, blocks: Vec<String> },
     /// Clear the job's retained `gone` status: it has been acted on, and
     /// left there every agent would read it again at each start.
     ClearController(String),
@@ -184,7 +187,8 @@ impl AgentState {
             TaskCommand::Cancel { job, .. }
             | TaskCommand::EndJob { job }
             | TaskCommand::Query { job }
-            | TaskCommand::CheckModules { job, .. } => job,
+            | TaskCommand::CheckModules { job, .. }
+            | TaskCommand::Locate { job, .. } => job,
         };
         if let Err(e) = validate_name("job id", job) {
             warn!("refused a task message: {e}");
@@ -222,6 +226,18 @@ impl AgentState {
             }
             TaskCommand::EndJob { job } => self.end_job(&job, fx),
             TaskCommand::CheckModules { modules, .. } => fx.push(Effect::CheckModules(modules)),
+            TaskCommand::Locate { job, blocks } => {
+                if blocks.len() > ipdc_common::protocol::MAX_LOCATE_BLOCKS
+                    || !blocks.iter().all(|b| ipdc_common::protocol::is_block_key(b))
+                {
+                    warn!(
+                        "refused a locate request of job {job}: more than {} blocks, or a key that is not a CID",
+                        ipdc_common::protocol::MAX_LOCATE_BLOCKS
+                    );
+                    return;
+                }
+                fx.push(Effect::Locate { job, blocks });
+            }
             TaskCommand::Query { job } => {
                 for (key, report) in self.attempts.of_job(&job) {
                     let kind = report.cloned().unwrap_or(EventKind::Accepted);

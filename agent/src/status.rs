@@ -80,6 +80,7 @@ impl StatusProbe {
             disk_free_mb: free_disk_mb(&fixed.work_dir),
             min_free_disk_mb: fixed.min_free_disk_mb,
             python_modules: Default::default(),
+            located: None,
             rejected_messages: 0,
             keyed: false,
             session: fixed.session.clone(),

@@ -26,6 +26,7 @@ use std::fmt;
 
 mod add;
 mod address;
+mod blocks;
 mod body;
 mod cat;
 mod client;

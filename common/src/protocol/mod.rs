@@ -34,7 +34,7 @@ pub use names::{
     MAX_INPUT_NAME, MAX_PYTHON_MODULES, is_module_name, is_plain_code_file_name, is_safe_input_name,
     is_safe_relative_path, looks_like_job_id, validate_name, validate_task_id,
 };
-pub use status::{AgentStatus, IpfsHealth};
+pub use status::{AgentStatus, IpfsHealth, Located};
 pub use task::{
     CodeFiles, CodeSpec, Compression, InputFile, MAX_FILES_PER_TASK, SideFile, StepIo, Task, TaskCommand,
     TaskKind, TaskLimits, TaskMessage,
@@ -47,6 +47,15 @@ pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest payload either side accepts; larger messages are dropped with a log line.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// Blocks one `Locate` asks about (about 250 KiB of keys).
+pub const MAX_LOCATE_BLOCKS: usize = 4096;
+
+/// Whether `key` may be a block key of `Locate`: a CID's text, lowercase
+/// base32 letters and digits, at most 100 of them.
+pub fn is_block_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= 100 && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
 
 /// Why a payload was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

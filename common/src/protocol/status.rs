@@ -55,6 +55,9 @@ pub struct AgentStatus {
     /// (see `python_modules`); the most recent few hundred names.
     #[serde(default)]
     pub python_modules: std::collections::BTreeMap<String, bool>,
+    /// Which of a job's input blocks its node held when asked (`Locate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub located: Option<Located>,
     /// Control messages it refused (bad or missing signature, stale, replayed).
     #[serde(default)]
     pub rejected_messages: u64,
@@ -67,6 +70,39 @@ pub struct AgentStatus {
     /// Will carries the same epoch, so a status (or Will) of an earlier
     /// connection replayed later is told from the current one.
     pub epoch: u64,
+}
+
+/// An agent's answer to `Locate`: of the `asked` blocks, those its node
+/// holds, as a bitmap in hex (bit `i % 8` of byte `i / 8` for block `i`);
+/// `held` is empty when the node cannot say (it has no `refs/local`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Located {
+    pub job: String,
+    pub asked: u32,
+    pub held: String,
+}
+
+impl Located {
+    /// The bitmap of `held` blocks among `asked`.
+    pub fn new(job: &str, asked: usize, held: impl Iterator<Item = usize>) -> Located {
+        let mut bits = vec![0u8; asked.div_ceil(8)];
+        for i in held.filter(|&i| i < asked) {
+            bits[i / 8] |= 1 << (i % 8);
+        }
+        Located {
+            job: job.to_string(),
+            asked: asked as u32,
+            held: bits.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+
+    /// Whether block `i` is held (false when the node could not say).
+    pub fn holds(&self, i: usize) -> bool {
+        self.held
+            .get(i / 8 * 2..i / 8 * 2 + 2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .is_some_and(|b| b & (1 << (i % 8)) != 0)
+    }
 }
 
 impl AgentStatus {
@@ -96,6 +132,7 @@ impl AgentStatus {
             disk_free_mb: None,
             min_free_disk_mb: 0,
             python_modules: Default::default(),
+            located: None,
             rejected_messages: 0,
             keyed: false,
             session: String::new(),

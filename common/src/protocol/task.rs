@@ -235,6 +235,14 @@ pub enum TaskCommand {
         job: String,
         modules: Vec<String>,
     },
+    /// Say in the status which of these blocks (the job's input blocks,
+    /// keyed as `refs/local` names them) its IPFS node holds, without
+    /// fetching any: map tasks then go where their data is. At most
+    /// [`MAX_LOCATE_BLOCKS`](super::MAX_LOCATE_BLOCKS).
+    Locate {
+        job: String,
+        blocks: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -260,7 +268,8 @@ impl TaskMessage {
             TaskCommand::Cancel { job, .. }
             | TaskCommand::EndJob { job }
             | TaskCommand::Query { job }
-            | TaskCommand::CheckModules { job, .. } => job,
+            | TaskCommand::CheckModules { job, .. }
+            | TaskCommand::Locate { job, .. } => job,
         }
     }
 }

@@ -65,6 +65,7 @@ use ipdc_common::protocol::{CodeSpec, Compression, InputFile, Task, TaskKind};
 
 use liveness::AgentSlots;
 pub use parts::PartRef;
+pub use schedule::LOCALITY_WAIT_MS;
 use task::{TaskEntry, Tasks};
 pub use verify::{Disagreement, EXTRA_RESULTS, Verification, VoteRecord, spot_check};
 
@@ -186,6 +187,12 @@ pub struct TaskRecord {
     pub executor: ipdc_common::protocol::Executor,
     pub elapsed_ms: u64,
     pub bytes_read: u64,
+    /// Of a map's bytes read, those its agent's node held when the job
+    /// started, and the rest, fetched over the swarm (absent: not known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_bytes: Option<u64>,
     pub output_bytes: u64,
     pub spills: u32,
     pub stats: ExecStats,
@@ -216,7 +223,16 @@ pub struct Controller {
     holds_parts: bool,
     /// The parts fetched so far.
     fetched: Vec<PartRef>,
+    /// Per agent, the bytes of each split its node held when the job
+    /// started (empty: not known); maps go where their bytes are.
+    local: LocalBytes,
+    /// When a map last went to a node holding its bytes (or the job
+    /// started): maps wait for such a node until [`LOCALITY_WAIT_MS`] after.
+    local_launch_ms: u64,
 }
+
+/// The bytes of each split (by index) each agent's node holds.
+pub type LocalBytes = BTreeMap<String, Vec<u64>>;
 
 type Actions = Vec<Action>;
 
@@ -280,8 +296,17 @@ impl Controller {
             disagreements: Vec::new(),
             holds_parts: false,
             fetched: Vec::new(),
+            local: LocalBytes::new(),
+            local_launch_ms: 0,
             plan,
         }
+    }
+
+    /// Where the splits' bytes already are (see `run/locality.rs`): a map
+    /// goes first to an agent whose node holds most of its split, and waits
+    /// a little for a slot there (see `schedule.rs`).
+    pub fn set_locality(&mut self, local: LocalBytes) {
+        self.local = local;
     }
 
     pub fn phase(&self) -> Phase {
@@ -303,6 +328,7 @@ impl Controller {
                 return actions;
             }
         }
+        self.local_launch_ms = now_ms;
         self.update_phase(&mut actions);
         self.schedule(now_ms, &mut actions);
         actions
@@ -338,10 +364,14 @@ impl Controller {
 
     /// Every finished task, maps then reduces.
     pub fn records(&self) -> Vec<TaskRecord> {
+        let maps = self.tasks.maps.len();
         self.tasks
             .all()
-            .filter_map(|t| {
+            .enumerate()
+            .filter_map(|(i, t)| {
                 let d = t.done.as_ref()?;
+                let local = (i < maps && !d.cached && !self.local.is_empty())
+                    .then(|| self.local_bytes(&d.agent, i).min(d.output.bytes_read));
                 Some(TaskRecord {
                     task: t.id.clone(),
                     agent: d.agent.clone(),
@@ -352,6 +382,8 @@ impl Controller {
                     executor: d.output.executor.clone(),
                     elapsed_ms: d.output.elapsed_ms,
                     bytes_read: d.output.bytes_read,
+                    local_bytes: local,
+                    remote_bytes: local.map(|l| d.output.bytes_read - l),
                     output_bytes: d.output.sizes.iter().sum(),
                     spills: d.output.spills,
                     stats: d.output.stats.clone(),

@@ -16,6 +16,11 @@ const AGENT_FAILURE_LIMIT: u32 = 3;
 const SPECULATE_FACTOR: u64 = 2;
 /// ...and at least this long, before a backup attempt starts.
 const SPECULATE_MIN_MS: u64 = 2_000;
+/// A map whose bytes are on a busy agent's node waits this long for a slot
+/// there (from the last map that went to its data) before it goes to a
+/// free agent and fetches them (Spark's `spark.locality.wait`): moving a
+/// split over a board's link costs more than a short wait.
+pub const LOCALITY_WAIT_MS: u64 = 3_000;
 
 impl Controller {
     /// The reduce task for partition `p` with the current map outputs.
@@ -29,6 +34,30 @@ impl Controller {
             .map(|d| d.output.cids[p as usize].clone())
             .collect();
         TaskKind::Reduce { partition: p, inputs }
+    }
+
+    /// The bytes of map `idx`'s split that `agent`'s node held.
+    pub(super) fn local_bytes(&self, agent: &str, idx: usize) -> u64 {
+        self.local.get(agent).and_then(|v| v.get(idx)).copied().unwrap_or(0)
+    }
+
+    /// Whether map `idx`, never started, waits for a slot on the agent
+    /// whose node holds most of its split, all such agents being busy.
+    fn waits_for_its_data(&self, idx: usize, now_ms: u64) -> bool {
+        if self.local.is_empty()
+            || self.tasks.maps[idx].attempts_made > 0
+            || now_ms >= self.local_launch_ms + LOCALITY_WAIT_MS
+        {
+            return false;
+        }
+        let usable = |a: &&String| self.agents[*a].usable() && !self.banned(a, &[]);
+        let best = self.agents.keys().filter(usable).map(|a| self.local_bytes(a, idx)).max().unwrap_or(0);
+        best > 0
+            && !self
+                .agents
+                .keys()
+                .filter(usable)
+                .any(|a| self.free(a) > 0 && self.local_bytes(a, idx) == best)
     }
 
     pub(super) fn free(&self, agent: &str) -> u32 {
@@ -53,11 +82,13 @@ impl Controller {
                 .any(|(n, o)| o.usable() && o.failures < AGENT_FAILURE_LIMIT && !cannot.contains(n))
     }
 
-    /// The best agent with a free slot for a task: most free slots, then rank;
+    /// The best agent with a free slot for a task: for a map, the one whose
+    /// node holds most of its split; then most free slots, then rank;
     /// agents the task failed on last; never one that returned a result for
     /// it (`voted`: one agent, one vote) or is running it (`running`).
     pub(super) fn pick_agent(
         &self,
+        r: TaskRef,
         failed_on: &[String],
         voted: &[String],
         running: &[String],
@@ -70,7 +101,8 @@ impl Controller {
             })
             .max_by_key(|(pos, a)| {
                 let failed = failed_on.iter().filter(|f| f == a).count();
-                (std::cmp::Reverse(failed), self.free(a), std::cmp::Reverse(*pos))
+                let local = if r.stage == Stage::Map { self.local_bytes(a, r.idx) } else { 0 };
+                (std::cmp::Reverse(failed), local, self.free(a), std::cmp::Reverse(*pos))
             })
             .map(|(_, a)| a.clone())
     }
@@ -122,6 +154,9 @@ impl Controller {
             speculative,
             task: task.clone(),
         });
+        if r.stage == Stage::Map && self.local_bytes(&agent, r.idx) > 0 {
+            self.local_launch_ms = now_ms;
+        }
         self.agents.get_mut(&agent).expect("ranked agents exist").running += 1;
         actions.push(Action::Assign { agent, task });
     }
@@ -131,12 +166,22 @@ impl Controller {
     /// at once as it misses results, each on an agent of its own.
     pub(super) fn schedule(&mut self, now_ms: u64, actions: &mut Actions) {
         let Some(stage) = self.stage() else { return };
-        for idx in 0..self.tasks.of(stage).len() {
+        // Maps whose bytes are on some agent's node first, the most held
+        // first, so that agent's slots go to them and not to others.
+        let mut order: Vec<usize> = (0..self.tasks.of(stage).len()).collect();
+        if stage == Stage::Map && !self.local.is_empty() {
+            let held = |i: usize| self.agents.keys().map(|a| self.local_bytes(a, i)).max().unwrap_or(0);
+            order.sort_by_key(|&i| std::cmp::Reverse(held(i)));
+        }
+        for idx in order {
             let r = TaskRef { stage, idx };
+            if stage == Stage::Map && self.waits_for_its_data(idx, now_ms) {
+                continue;
+            }
             while self.tasks.get(r).pending() {
                 let entry = self.tasks.get(r);
                 let (voted, running) = entry.busy_agents();
-                let Some(agent) = self.pick_agent(&entry.failed_on.clone(), &voted, &running) else {
+                let Some(agent) = self.pick_agent(r, &entry.failed_on.clone(), &voted, &running) else {
                     if (voted.is_empty() && running.is_empty()) || !self.any_free() {
                         return; // no free slot anywhere
                     }
@@ -199,7 +244,7 @@ impl Controller {
             let (voted, mut running) = entry.busy_agents();
             // Agents without the memory are passed over as if busy with it.
             running.extend(short.iter().cloned());
-            let Some(agent) = self.pick_agent(&entry.failed_on.clone(), &voted, &running) else {
+            let Some(agent) = self.pick_agent(r, &entry.failed_on.clone(), &voted, &running) else {
                 if voted.is_empty() {
                     break;
                 }

@@ -11,6 +11,7 @@
 
 pub mod drive;
 pub mod early;
+mod locality;
 pub mod pick;
 pub mod publish;
 mod reuse;
@@ -283,6 +284,15 @@ async fn run_step(
     );
     let agent_slots: Vec<(String, u32)> = picked.iter().map(|s| (s.agent.clone(), s.slots)).collect();
     let mut ctl = Controller::new(plan, &agent_slots);
+    // A --local store is this machine's: nothing is anywhere else.
+    if !cluster.is_local()
+        && let Some(local) = locality::locate(&mut session, &ipfs, job, &map_splits, &picked).await
+    {
+        if let Some(line) = locality::describe(&local, &map_splits) {
+            crate::say!("{line}");
+        }
+        ctl.set_locality(local);
+    }
     let cache = cluster.cache_scope().filter(|_| spec.cache).and_then(TaskCache::open);
     if let Some(cache) = &cache {
         let reused = session.pump_until(reuse::reuse(cache, &ipfs, &mut ctl)).await;

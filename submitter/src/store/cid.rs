@@ -86,7 +86,7 @@ impl Cid {
 
     /// A binary CID, v1 or v0 (a bare sha2-256 multihash, as in the links
     /// of a CIDv0 DAG).
-    pub(super) fn from_bytes(b: &[u8]) -> Result<Cid, String> {
+    pub(crate) fn from_bytes(b: &[u8]) -> Result<Cid, String> {
         if b.len() == 34 && b[..2] == [SHA2_256 as u8, 0x20] {
             return Ok(Cid::v1_sha256(DAG_PB, &b[2..]));
         }

@@ -73,7 +73,7 @@ pub fn decode(node: &[u8]) -> Option<Vec<DirLink>> {
 
 /// One protobuf field: its tag byte, its body (a varint's bytes for tag
 /// 0x18, else the length-delimited bytes) and what follows.
-fn field(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+pub(crate) fn field(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = b.split_first()?;
     if tag & 0x07 == 0 {
         let (_, n) = read_varint(rest)?;

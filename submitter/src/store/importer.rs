@@ -231,28 +231,34 @@ pub fn dag_size_of(len: u64, layout: Layout) -> u64 {
 
 /// Encodes a dag-pb node over `links` and returns the link to it.
 fn build_node(links: &[Link], layout: Layout) -> Link {
-    // UnixFS Data: Type=File (1), filesize (3), blocksizes (4, unpacked).
-    let file_size: u64 = links.iter().map(|l| l.file_size).sum();
-    let mut unixfs = Vec::with_capacity(8 + links.len() * 4);
-    unixfs.extend_from_slice(&[0x08, 0x02, 0x18]);
-    put_varint(&mut unixfs, file_size);
-    for l in links {
-        unixfs.push(0x20);
-        put_varint(&mut unixfs, l.file_size);
-    }
-    // PBNode: Links (2) first, then Data (1). PBLink: Hash (1), Name (2), Tsize (3).
-    let mut node = Vec::with_capacity(links.len() * 48 + unixfs.len() + 4);
-    for l in links {
-        push_link(&mut node, layout.link_bytes(&l.cid), "", l.tsize);
-    }
-    push_data(&mut node, &unixfs);
-
-    let children: u64 = links.iter().map(|l| l.tsize).sum();
+    let children: Vec<(Cid, u64, u64)> =
+        links.iter().map(|l| (l.cid.clone(), l.tsize, l.file_size)).collect();
+    let node = file_node(&children, layout);
     Link {
         cid: Cid::v1_sha256(DAG_PB, &Sha256::digest(&node)),
-        tsize: node.len() as u64 + children,
-        file_size,
+        tsize: node.len() as u64 + links.iter().map(|l| l.tsize).sum::<u64>(),
+        file_size: links.iter().map(|l| l.file_size).sum(),
     }
+}
+
+/// The bytes of a UnixFS file node over `children` (CID, Tsize, file bytes).
+pub(crate) fn file_node(children: &[(Cid, u64, u64)], layout: Layout) -> Vec<u8> {
+    // UnixFS Data: Type=File (1), filesize (3), blocksizes (4, unpacked).
+    let file_size: u64 = children.iter().map(|c| c.2).sum();
+    let mut unixfs = Vec::with_capacity(8 + children.len() * 4);
+    unixfs.extend_from_slice(&[0x08, 0x02, 0x18]);
+    put_varint(&mut unixfs, file_size);
+    for c in children {
+        unixfs.push(0x20);
+        put_varint(&mut unixfs, c.2);
+    }
+    // PBNode: Links (2) first, then Data (1). PBLink: Hash (1), Name (2), Tsize (3).
+    let mut node = Vec::with_capacity(children.len() * 48 + unixfs.len() + 4);
+    for (cid, tsize, _) in children {
+        push_link(&mut node, layout.link_bytes(cid), "", *tsize);
+    }
+    push_data(&mut node, &unixfs);
+    node
 }
 
 /// Appends a PBNode link (PBLink: Hash (1), Name (2), Tsize (3)) to `node`;

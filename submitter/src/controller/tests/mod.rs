@@ -1047,3 +1047,74 @@ fn a_job_not_holding_its_parts_is_done_with_its_last_task() {
     let (agent2, r) = assigns(&c.on_event(&done(&m, &agent, 1), 1)).remove(0);
     assert_eq!(c.on_event(&done(&r, &agent2, 1), 2), vec![Action::Finished]);
 }
+
+#[test]
+fn maps_go_first_to_the_agent_whose_node_holds_their_split() {
+    // b's node holds splits 1 and 2 (all of 2, half of 1); a holds none.
+    let mut c = Controller::new(plan(4, 1), &[("a".into(), 2), ("b".into(), 2)]);
+    c.set_locality(LocalBytes::from([("a".into(), vec![0; 4]), ("b".into(), vec![0, 5, 10, 0])]));
+    let first = assigns(&c.start(0));
+    let on = |agent: &str| {
+        let mut ids: Vec<String> =
+            first.iter().filter(|(a, _)| a == agent).map(|(_, t)| t.task.clone()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(on("b"), ["m-00001", "m-00002"], "b's slots go to the splits it holds: {first:?}");
+    assert_eq!(on("a"), ["m-00000", "m-00003"]);
+    // The summary says which bytes were on the node and which came over the swarm.
+    for (agent, task) in &first {
+        let mut d = done(task, agent, 1);
+        if let EventKind::Done { output } = &mut d.kind {
+            output.bytes_read = 10;
+        }
+        c.on_event(&d, 1);
+    }
+    let records = c.records();
+    let m1 = records.iter().find(|r| r.task == "m-00001").unwrap();
+    assert_eq!((m1.local_bytes, m1.remote_bytes), (Some(5), Some(5)));
+    let m0 = records.iter().find(|r| r.task == "m-00000").unwrap();
+    assert_eq!((m0.local_bytes, m0.remote_bytes), (Some(0), Some(10)));
+}
+
+#[test]
+fn a_job_whose_data_is_nowhere_yet_is_scheduled_as_before_and_reports_no_locality() {
+    let mut with = Controller::new(plan(3, 1), &[("a".into(), 2), ("b".into(), 1)]);
+    with.set_locality(LocalBytes::from([("a".into(), vec![0; 3]), ("b".into(), vec![0; 3])]));
+    let mut without = Controller::new(plan(3, 1), &[("a".into(), 2), ("b".into(), 1)]);
+    let first = assigns(&without.start(0));
+    assert_eq!(assigns(&with.start(0)), first);
+    without.on_event(&done(&first[0].1, &first[0].0, 1), 1);
+    assert!(without.records().iter().all(|r| r.local_bytes.is_none() && r.remote_bytes.is_none()));
+}
+
+#[test]
+fn a_map_waits_a_little_for_a_slot_where_its_data_is_then_goes_elsewhere() {
+    let mut c = Controller::new(plan(3, 1), &[("a".into(), 2), ("b".into(), 1)]);
+    c.set_locality(LocalBytes::from([("b".into(), vec![10; 3])]));
+    let first = assigns(&c.start(0));
+    assert_eq!(
+        first.iter().map(|(a, t)| (a.as_str(), t.task.as_str())).collect::<Vec<_>>(),
+        [("b", "m-00000")]
+    );
+    assert!(assigns(&c.tick(1_000)).is_empty(), "a's free slots wait: b holds the data");
+    let next = assigns(&c.on_event(&done(&first[0].1, "b", 1), 1_500));
+    assert_eq!(next.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(), ["b"]);
+    c.on_event(&ev(&next[0].1, "b", EventKind::Accepted), 1_600);
+    assert!(assigns(&c.tick(1_500 + LOCALITY_WAIT_MS - 1)).is_empty());
+    let late = assigns(&c.tick(1_500 + LOCALITY_WAIT_MS));
+    assert_eq!(
+        late.iter().map(|(a, t)| (a.as_str(), t.task.as_str())).collect::<Vec<_>>(),
+        [("a", "m-00002")]
+    );
+}
+
+#[test]
+fn a_map_does_not_wait_for_an_agent_that_is_gone() {
+    let mut c = Controller::new(plan(2, 1), &[("a".into(), 1), ("b".into(), 1)]);
+    c.set_locality(LocalBytes::from([("b".into(), vec![10; 2])]));
+    let first = assigns(&c.start(0));
+    assert_eq!(first.len(), 1);
+    let moved = assigns(&c.on_agent_lost("b", "went offline", 100));
+    assert_eq!(moved.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(), ["a"], "{moved:?}");
+}
