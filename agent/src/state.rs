@@ -412,6 +412,20 @@ mod tests {
     }
 
     #[test]
+    fn a_locate_is_answered_only_for_keys_that_are_cids_and_not_too_many() {
+        let mut s = AgentState::new("pi-1", SESSION, "http://127.0.0.1:5001", 2);
+        let locate = |blocks: Vec<String>| TaskCommand::Locate { job: JOB.into(), blocks };
+        let good = vec!["bafkreiabc".to_string(), "bafkreixyz".to_string()];
+        assert_eq!(command(&mut s, locate(good.clone())), [Effect::Locate { job: JOB.into(), blocks: good }]);
+        for bad in ["../etc/passwd", "bafk&arg=x", "QmUpper", "", &"b".repeat(101)] {
+            let fx = command(&mut s, locate(vec!["bafkreiabc".into(), bad.to_string()]));
+            assert!(fx.is_empty(), "{bad:?} was taken: {fx:?}");
+        }
+        let many = vec!["bafkreiabc".to_string(); ipdc_common::protocol::MAX_LOCATE_BLOCKS + 1];
+        assert!(command(&mut s, locate(many)).is_empty());
+    }
+
+    #[test]
     fn an_assignment_is_acknowledged_and_started_once_however_often_it_arrives() {
         let mut s = AgentState::new("pi-1", SESSION, "http://127.0.0.1:5001", 2);
         let t = task("m-00000", 1);
