@@ -19,7 +19,9 @@
 # start: DIR gets repo/ (the IPFS repo, created on first start), daemon.log
 #   and daemon.pid; nothing of the install is copied there, so any number of
 #   peers share one install. API_PORT defaults to 5002. Environment:
-#     SWARM_PORT=N     libp2p TCP listener on 127.0.0.1:N (default 0: any free port)
+#     SWARM_PORT=N     libp2p TCP listener on port N (default 0: any free port)
+#     SWARM_HOST=IP    its address (default 127.0.0.1; bench/swarm.py gives each
+#                      peer in a network namespace its own)
 #     READY_TIMEOUT=S  seconds to wait for the API (default 120)
 #   On success it prints, and leaves the daemon running:
 #     API=http://127.0.0.1:API_PORT
@@ -136,9 +138,10 @@ cmd_start() {
   fi
   # The network settings are written on every start, so a DIR can be
   # started again on other ports.
-  node - "$DIR/repo/config" "$api_port" "$swarm_port" <<'JS'
+  local swarm_host=${SWARM_HOST:-127.0.0.1}
+  node - "$DIR/repo/config" "$api_port" "$swarm_port" "$swarm_host" <<'JS'
 const fs = require('fs')
-const [path, api, swarm] = process.argv.slice(2)
+const [path, api, swarm, host] = process.argv.slice(2)
 const config = JSON.parse(fs.readFileSync(path, 'utf8'))
 const loopback = (port) => `/ip4/127.0.0.1/tcp/${port}`
 config.Addresses = {
@@ -146,7 +149,7 @@ config.Addresses = {
   API: loopback(api),
   Gateway: [],            // no HTTP gateway: the tests use the RPC API only
   RPC: '',
-  Swarm: [loopback(swarm)],
+  Swarm: [`/ip4/${host}/tcp/${swarm}`],
   Announce: [],
   NoAnnounce: [],
   Delegates: []           // no delegated routing servers on the internet
@@ -181,7 +184,7 @@ JS
     sleep 0.3
   done
   local swarm
-  swarm=$(node -p 'JSON.parse(process.argv[1]).Addresses.find((a) => a.startsWith("/ip4/127.0.0.1/tcp/")) || ""' "$id")
+  swarm=$(node -p 'JSON.parse(process.argv[1]).Addresses.find((a) => a.startsWith(`/ip4/${process.argv[2]}/tcp/`)) || ""' "$id" "$swarm_host")
   echo "API=http://127.0.0.1:$api_port"
   echo "PID=$pid"
   echo "LOG=$DIR/daemon.log"
