@@ -680,3 +680,61 @@ impl Drop for TcpProxy {
         self.cut();
     }
 }
+
+/// Debian's headless Chromium, as a person's browser: `--dump-dom` of a
+/// page (the DOM once loaded) and a screenshot of it, kept in
+/// `target/screenshots/NAME.png`.
+pub struct Browser;
+
+impl Browser {
+    fn command(profile: &Path) -> Command {
+        let program = ["chromium", "/usr/bin/chromium", "chromium-browser"]
+            .into_iter()
+            .find(|p| Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success()))
+            .expect("chromium is installed (Debian's package chromium; .ci/run installs it)");
+        let mut c = Command::new(program);
+        c.args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run"])
+            .arg(format!("--user-data-dir={}", profile.display()));
+        c
+    }
+
+    /// The page's DOM as Chromium built it.
+    pub fn dom(url: &str) -> String {
+        let profile = tempfile::tempdir().unwrap();
+        let out = Browser::command(profile.path())
+            .args(["--virtual-time-budget=3000", "--dump-dom", url])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "chromium --dump-dom {url}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A screenshot of the page at `width` x `height`; its path.
+    pub fn screenshot(url: &str, name: &str, width: u32, height: u32) -> PathBuf {
+        let dir = repo_root().join("target").join("screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        let _ = std::fs::remove_file(&path);
+        let profile = tempfile::tempdir().unwrap();
+        let out = Browser::command(profile.path())
+            .arg(format!("--window-size={width},{height}"))
+            .arg(format!("--screenshot={}", path.display()))
+            .arg(url)
+            .output()
+            .unwrap();
+        assert!(out.status.success() && path.exists(), "chromium --screenshot {url}: {}", text(&out));
+        path
+    }
+
+    /// How many pixels of the screenshot have each colour (`"3b7dd8"`).
+    pub fn pixels_of(png: &Path, colours: &[&str]) -> Vec<u64> {
+        let out = Command::new("python3")
+            .arg(repo_root().join("tests/png_colors.py"))
+            .arg(png)
+            .args(colours)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| l.parse().unwrap()).collect()
+    }
+}

@@ -299,7 +299,7 @@ for k in sorted(c):
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert_eq!(files, ["_SUCCESS", "summary.json"]);
+    assert_eq!(files, ["_SUCCESS", "summary.html", "summary.json"]);
     assert_eq!(s3["cached_tasks"], 0);
 
     // Once more, from the task cache: the agents run nothing, the hub's

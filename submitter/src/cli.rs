@@ -32,6 +32,14 @@ pub enum Command {
     /// The store `--local` runs keep between runs (~/.cache/ipdc/local-store).
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Write a finished job's report (OUTDIR/summary.html) again from its summary.json.
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The job's output folder (it holds summary.json).
+    pub outdir: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]

@@ -6,7 +6,7 @@
 //! - [`run`]: one job as a pipeline (session, picking agents, upload, the
 //!   driver loop, the summary); [`controller`]: its decisions, as a pure state machine.
 //! - [`directory`]: the agents known from their statuses, and which can work.
-//! - [`output`]: the output folder, written whole or not at all.
+//! - [`output`]: the output folder, written whole or not at all; [`report`]: its `summary.html`.
 //! - [`progress`]: the progress bar and lines.
 //! - [`agents`]: `ipdc-submit agents`; [`keygen`]: `ipdc-submit keygen`.
 //! - [`hub`], [`broker`], [`store`]: the embedded MQTT broker and IPFS content store.
@@ -28,6 +28,7 @@ pub mod keygen;
 pub mod local;
 pub mod output;
 pub mod progress;
+pub mod report;
 pub mod run;
 pub mod say;
 pub mod settings;

@@ -73,6 +73,9 @@ async fn main() {
         },
         Command::Keygen(k) => keygen::run(&k),
         Command::Store(cli::StoreCommand::Gc) => ipdc_submit::cache::empty_kept_store(),
+        Command::Report(r) => {
+            ipdc_submit::report::rewrite(&r.outdir).map(|path| println!("{}", path.display()))
+        }
         Command::Hub(h) => match h.data {
             Some(data) => hub::run(h.mqtt, h.ipfs, data, h.keep_unpinned_hours, h.nocopy_root).await,
             // A temporary folder goes when the hub stops.

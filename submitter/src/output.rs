@@ -238,6 +238,9 @@ async fn fill(
     let text = serde_json::to_string_pretty(summary).expect("a JSON value serializes");
     std::fs::write(dir.join("summary.json"), text + "\n")
         .map_err(|e| format!("writing summary.json: {e}"))?;
+    let report = crate::report::REPORT;
+    std::fs::write(dir.join(report), crate::report::render(summary))
+        .map_err(|e| format!("writing {report}: {e}"))?;
     // _SUCCESS last: its presence means everything before it is complete.
     std::fs::write(dir.join(SUCCESS), b"").map_err(|e| format!("writing {SUCCESS}: {e}"))?;
     Ok(total)

@@ -41,6 +41,9 @@ impl Controller {
                 entry.running.len() - 1
             }
         };
+        if matches!(ev.kind, EventKind::Failed { .. }) {
+            self.timeline.failed(r, ev.attempt);
+        }
         let node_down_excused = matches!(ev.kind, EventKind::Failed { node_down: true, .. }) && {
             entry.node_downs += 1;
             entry.node_downs <= self.plan.max_attempts
@@ -110,6 +113,7 @@ impl Controller {
         if !self.over() {
             self.schedule(now_ms, &mut actions);
         }
+        self.timeline.sync(&self.tasks, now_ms);
         actions
     }
 }

@@ -46,7 +46,8 @@
 //! attempts, `liveness.rs` the job's agents (lost, back), `timers.rs` what
 //! time passing does, `schedule.rs` which agent gets which task,
 //! `verify.rs` results as votes, `cached.rs` results from the task cache,
-//! `parts.rs` the parts as this machine fetches them, `tests.rs` the unit
+//! `parts.rs` the parts as this machine fetches them, `timeline.rs`
+//! every attempt as it ran, `tests.rs` the unit
 //! tests.
 
 mod cached;
@@ -55,6 +56,7 @@ mod liveness;
 mod parts;
 mod schedule;
 mod task;
+mod timeline;
 mod timers;
 mod verify;
 
@@ -67,6 +69,7 @@ use liveness::AgentSlots;
 pub use parts::PartRef;
 pub use schedule::LOCALITY_WAIT_MS;
 use task::{TaskEntry, Tasks};
+pub use timeline::{AttemptRecord, Outcome};
 pub use verify::{Disagreement, EXTRA_RESULTS, Verification, VoteRecord, spot_check};
 
 /// How a job runs, fixed before it starts.
@@ -229,6 +232,8 @@ pub struct Controller {
     /// When a map last went to a node holding its bytes (or the job
     /// started): maps wait for such a node until [`LOCALITY_WAIT_MS`] after.
     local_launch_ms: u64,
+    /// Every attempt as it ran.
+    timeline: timeline::Timeline,
 }
 
 /// The bytes of each split (by index) each agent's node holds.
@@ -298,6 +303,7 @@ impl Controller {
             fetched: Vec::new(),
             local: LocalBytes::new(),
             local_launch_ms: 0,
+            timeline: Default::default(),
             plan,
         }
     }
@@ -360,6 +366,12 @@ impl Controller {
             reduces: reduces.len(),
             bytes_read,
         }
+    }
+
+    /// Every attempt started, maps first, as of `now_ms`.
+    pub fn attempts(&mut self, now_ms: u64) -> Vec<AttemptRecord> {
+        self.timeline.sync(&self.tasks, now_ms);
+        self.timeline.records()
     }
 
     /// Every finished task, maps then reduces.

@@ -7,6 +7,7 @@
 use ipdc_common::protocol::{Task, TaskKind};
 
 use super::task::{Attempt, Stage, TaskRef, inputs_key};
+use super::timeline::{AttemptRecord, Outcome};
 use super::verify::EXTRA_RESULTS;
 use super::{Action, Actions, Controller, Phase};
 
@@ -154,6 +155,23 @@ impl Controller {
             speculative,
             task: task.clone(),
         });
+        let range = match &task.kind {
+            TaskKind::Map { start, end, .. } => Some((*start, *end)),
+            _ => None,
+        };
+        self.timeline.started(
+            r,
+            AttemptRecord {
+                task: task.task.clone(),
+                attempt: task.attempt,
+                agent: agent.clone(),
+                speculative,
+                start_ms: now_ms,
+                end_ms: None,
+                outcome: Outcome::Running,
+                range,
+            },
+        );
         if r.stage == Stage::Map && self.local_bytes(&agent, r.idx) > 0 {
             self.local_launch_ms = now_ms;
         }

@@ -137,6 +137,7 @@ impl Controller {
         if self.plan.speculative {
             self.speculate(now_ms, &mut actions);
         }
+        self.timeline.sync(&self.tasks, now_ms);
         actions
     }
 }

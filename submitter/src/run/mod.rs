@@ -358,6 +358,7 @@ async fn run_step(
         ctl.disagreements().to_vec(),
     );
     summary.times_ms = Times { upload: upload_ms, map: map_ms, reduce: reduce_ms, total: 0 };
+    summary.attempts = ctl.attempts(ipdc_common::protocol::now_ms());
     summary.parts = entries.clone();
     let Some(target) = stage.target else {
         // A step before the last: its parts stay on the agents' nodes for

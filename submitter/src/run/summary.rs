@@ -7,7 +7,7 @@ use ipdc_common::exec::ExecStats;
 use ipdc_common::protocol::AgentStatus;
 use serde::Serialize;
 
-use crate::controller::{Disagreement, TaskRecord};
+use crate::controller::{AttemptRecord, Disagreement, TaskRecord};
 use crate::job::{JobSpec, Verify};
 
 #[derive(Debug, Serialize)]
@@ -42,6 +42,9 @@ pub struct Summary {
     pub counters: Counters,
     pub agents: Vec<AgentSummary>,
     pub tasks: Vec<TaskRecord>,
+    /// Every attempt started, with its agent, start and end (Unix ms) and
+    /// how it ended: the job's timeline (`summary.html`).
+    pub attempts: Vec<AttemptRecord>,
     pub times_ms: Times,
     /// What looks wrong in a job that still succeeded (e.g. no output at
     /// all), one line each; also printed at the end of the job.
@@ -192,6 +195,7 @@ impl Summary {
             },
             agents,
             tasks,
+            attempts: Vec::new(),
             times_ms: Times::default(),
             warnings,
             user_counters: all.user_counters,

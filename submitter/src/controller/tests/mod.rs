@@ -1118,3 +1118,36 @@ fn a_map_does_not_wait_for_an_agent_that_is_gone() {
     let moved = assigns(&c.on_agent_lost("b", "went offline", 100));
     assert_eq!(moved.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(), ["a"], "{moved:?}");
 }
+
+#[test]
+fn the_timeline_has_every_attempt_with_its_times_and_how_it_ended() {
+    let mut c = Controller::new(plan(2, 1), &[("a".into(), 1), ("b".into(), 1)]);
+    let first = assigns(&c.start(1_000));
+    let (a0, t0) = first.iter().find(|(_, t)| t.task == "m-00000").cloned().unwrap();
+    let (a1, t1) = first.iter().find(|(_, t)| t.task == "m-00001").cloned().unwrap();
+    let failed = EventKind::Failed {
+        error: "boom".into(),
+        detail: String::new(),
+        lost_inputs: vec![],
+        node_down: false,
+    };
+    let retry = assigns(&c.on_event(&ev(&t0, &a0, failed), 2_000));
+    c.on_event(&done(&t1, &a1, 1), 3_000);
+    let (ar, tr) = assigns(&c.on_event(&done(&retry[0].1, &retry[0].0, 1), 4_000)).remove(0);
+    c.on_agent_lost(&ar, "went offline", 5_000);
+    let bars: Vec<(String, u32, u64, Option<u64>, Outcome)> =
+        c.attempts(5_100).into_iter().map(|b| (b.task, b.attempt, b.start_ms, b.end_ms, b.outcome)).collect();
+    assert_eq!(
+        bars,
+        [
+            ("m-00000".into(), 1, 1_000, Some(2_000), Outcome::Failed),
+            ("m-00001".into(), 1, 1_000, Some(3_000), Outcome::Done),
+            ("m-00000".into(), 2, 2_000, Some(4_000), Outcome::Done),
+            ("r-00000".into(), tr.attempt, 4_000, Some(5_100), Outcome::Stopped),
+            ("r-00000".into(), tr.attempt + 1, 5_000, None, Outcome::Running),
+        ],
+        "{:#?}",
+        c.attempts(5_100)
+    );
+    assert_eq!(c.attempts(5_100)[0].range, Some((0, 10)));
+}
