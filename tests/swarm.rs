@@ -369,3 +369,43 @@ fn a_node_that_dies_after_its_map_has_the_map_run_again_at_once_not_after_a_redu
     // Not the 60 s a reducer waits for a block no node has.
     assert!(took < Duration::from_secs(50), "the job took {took:?} after the kill:\n{said}");
 }
+
+#[test]
+fn each_agent_shows_which_private_network_its_node_is_in() {
+    let broker = Mosquitto::start("");
+    let ipfs = IpfsPeer::start();
+    let d = tempfile::tempdir().unwrap();
+    let key = |file: &str, byte: &str| {
+        let path = d.path().join(file);
+        std::fs::write(&path, format!("/key/swarm/psk/1.0.0/\n/base16/\n{}\n", byte.repeat(32))).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (one, other, none) = (key("one.key", "ab"), key("other.key", "cd"), d.path().join("no.key"));
+    let keys = [one.as_str(), one.as_str(), other.as_str(), none.to_str().unwrap()];
+    let _agents: Vec<Proc> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| agent(&broker.url(), &ipfs.api, &format!("pk-{}", i + 1), &["--swarm-key", k]))
+        .collect();
+    let mut list = Vec::new();
+    wait_until("four agents online", Duration::from_secs(30), || {
+        list = agents_json(&["--broker", &broker.url()]);
+        list.iter().filter(|s| s["online"] == true).count() == 4
+    });
+    let of = |name: &str| list.iter().find(|s| s["agent"] == name).unwrap()["private_swarm"].clone();
+    let f = of("pk-1");
+    assert!(f.as_str().is_some_and(|f| f.len() == 16), "{list:?}");
+    assert_eq!(of("pk-2"), f, "the same key, the same network");
+    assert!(of("pk-3").is_string() && of("pk-3") != f, "{list:?}");
+    assert!(of("pk-4").is_null(), "no key: the public network: {list:?}");
+    let table = text(&submit(&["agents", "--broker", &broker.url()]));
+    let row = table.lines().find(|l| l.starts_with("pk-1")).unwrap();
+    assert!(row.contains(&format!("private {}", f.as_str().unwrap())), "{table}");
+
+    let check = std::process::Command::new(bin("ipdc-agent"))
+        .args(["--check", "--broker", &broker.url(), "--ipfs", &ipfs.api, "--swarm-key", &one])
+        .output()
+        .unwrap();
+    let out = text(&check);
+    assert!(out.contains(&format!("ok (private network {}", f.as_str().unwrap())), "{out}");
+}

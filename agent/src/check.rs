@@ -23,6 +23,7 @@ pub async fn run(c: &AgentConfig) -> bool {
     ok &= report("broker", &format!("{}{tls}{user}", c.mqtt.broker), check_broker(c).await);
     ok &= report("IPFS API", &c.ipfs, check_ipfs(&c.ipfs).await);
     ok &= report("IPFS swarm", &c.ipfs, check_swarm(&c.ipfs).await);
+    ok &= report("swarm key", &c.swarm_key.display().to_string(), check_swarm_key(&c.swarm_key));
     let python = match &c.python {
         None => Ok("disabled (python = none): only native executors run here".to_string()),
         Some(p) => {
@@ -97,6 +98,18 @@ async fn check_swarm(api: &str) -> Result<String, String> {
         }
         Ok(n) => Ok(format!("{n} peer(s)")),
         Err(_) => Ok("the node lists no swarm (a hub's store: every agent's node at once)".into()),
+    }
+}
+
+/// Which private network the node is in, as its swarm key says.
+fn check_swarm_key(path: &std::path::Path) -> Result<String, String> {
+    match crate::swarm_key::fingerprint(path)? {
+        Some(f) => Ok(format!(
+            "private network {f}: every board of the cluster should show the same; `ipfs swarm peers` lists those it reaches"
+        )),
+        None => {
+            Ok("none: the node is in the public IPFS network (or its key is elsewhere: set swarm_key)".into())
+        }
     }
 }
 

@@ -46,11 +46,15 @@ pub struct AgentSettings {
     /// Take no tasks while the work dir's disk has less free than this, MiB; 0: no floor [default: 512].
     #[arg(long, env = "IPDC_MIN_FREE_DISK_MB")]
     pub min_free_disk_mb: Option<u64>,
+    /// Its IPFS node's swarm.key, whose fingerprint the status shows (which private network the node is in) [default: $IPFS_PATH/swarm.key, else ~/.ipfs/swarm.key].
+    #[arg(long, env = "IPDC_SWARM_KEY")]
+    pub swarm_key: Option<PathBuf>,
 }
 
 impl OwnKeys for AgentSettings {
     fn resolve_relative(&mut self, base: &Path) {
         settings::resolve(&mut self.work_dir, base);
+        settings::resolve(&mut self.swarm_key, base);
     }
 }
 
@@ -67,6 +71,7 @@ impl AgentSettings {
             max_task_secs: self.max_task_secs.or(other.max_task_secs),
             max_task_memory_mb: self.max_task_memory_mb.or(other.max_task_memory_mb),
             min_free_disk_mb: self.min_free_disk_mb.or(other.min_free_disk_mb),
+            swarm_key: self.swarm_key.or(other.swarm_key),
         }
     }
 }
@@ -132,6 +137,7 @@ impl Settings {
         if let Some(mb) = own.min_free_disk_mb {
             c.min_free_disk_mb = mb;
         }
+        c.swarm_key = own.swarm_key.unwrap_or_else(crate::swarm_key::default_path);
         c.credentials = shared.credentials()?;
         if let Some(creds) = &mut c.credentials {
             creds.check_own_key(Role::Agent, Some(&c.name))?;
@@ -168,6 +174,8 @@ pub struct AgentConfig {
     /// With less free space than this in the work dir (MiB), the agent's
     /// status says so and submitters give it no tasks; 0: no floor.
     pub min_free_disk_mb: u64,
+    /// Its IPFS node's swarm.key (absent: the public network).
+    pub swarm_key: PathBuf,
     /// This agent's key and the cluster's trust file: without them the
     /// cluster is open to anyone on the broker.
     pub credentials: Option<Credentials>,
@@ -196,6 +204,7 @@ impl AgentConfig {
             max_task_secs: 6 * 3600,
             max_task_memory_mb: 2048,
             min_free_disk_mb: 512,
+            swarm_key: crate::swarm_key::default_path(),
             credentials: None,
             warn_if_open: true,
             local_files: None,

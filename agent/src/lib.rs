@@ -22,6 +22,7 @@ pub mod service;
 mod side_cache;
 pub mod state;
 pub mod status;
+pub mod swarm_key;
 mod sweep;
 pub mod task;
 mod workdir;
@@ -81,6 +82,13 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         epoch: 0,
         work_dir: config.work_dir.clone(),
         min_free_disk_mb: config.min_free_disk_mb,
+        private_swarm: match swarm_key::fingerprint(&config.swarm_key) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!("{e}; the status says no private network");
+                None
+            }
+        },
     };
     let ctx = Arc::new(TaskContext {
         agent: config.name.clone(),

@@ -81,6 +81,7 @@ impl StatusProbe {
             min_free_disk_mb: fixed.min_free_disk_mb,
             python_modules: Default::default(),
             located: None,
+            private_swarm: fixed.private_swarm.clone(),
             rejected_messages: 0,
             keyed: false,
             session: fixed.session.clone(),
@@ -113,6 +114,8 @@ pub struct FixedFacts {
     /// below which it takes no tasks (`min_free_disk_mb`).
     pub work_dir: std::path::PathBuf,
     pub min_free_disk_mb: u64,
+    /// Its node's swarm key's fingerprint (None: no key, the public network).
+    pub private_swarm: Option<String>,
 }
 
 /// Free space of the file system holding `dir`, MiB: what an unprivileged
@@ -147,6 +150,7 @@ mod tests {
             epoch: 1,
             work_dir: std::env::temp_dir(),
             min_free_disk_mb: 512,
+            private_swarm: None,
         };
         let mut probe = StatusProbe::new();
         // Busy statuses (a task started, a task ended) in quick succession
@@ -186,6 +190,7 @@ mod tests {
             epoch: 1,
             work_dir: dir.path().to_path_buf(),
             min_free_disk_mb: u64::MAX,
+            private_swarm: None,
         };
         let s = StatusProbe::new().status(&fixed, 0);
         assert!(s.disk_free_mb.is_some() && s.min_free_disk_mb == u64::MAX);

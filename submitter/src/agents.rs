@@ -60,10 +60,16 @@ fn table(dir: &Directory, now: u64) -> String {
             format!("{}/{} MiB", s.mem_available_mb, s.mem_total_mb),
             s.python.clone().unwrap_or_else(|| "none".into()),
             format!("{}/{}", s.slots_busy, s.slots),
-            match s.swarm_peers {
-                None => "-".into(),
-                Some(0) => "isolated".into(),
-                Some(n) => format!("{n} peer(s)"),
+            {
+                let peers = match s.swarm_peers {
+                    None => "-".to_string(),
+                    Some(0) => "isolated".into(),
+                    Some(n) => format!("{n} peer(s)"),
+                };
+                match &s.private_swarm {
+                    Some(f) => format!("{peers}, private {f}"),
+                    None => peers,
+                }
             },
             if s.heartbeat_ms == 0 {
                 "-".into()

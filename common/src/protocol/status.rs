@@ -58,6 +58,10 @@ pub struct AgentStatus {
     /// Which of a job's input blocks its node held when asked (`Locate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub located: Option<Located>,
+    /// Its node's private network: its swarm key's fingerprint (absent: no
+    /// key, the public network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_swarm: Option<String>,
     /// Control messages it refused (bad or missing signature, stale, replayed).
     #[serde(default)]
     pub rejected_messages: u64,
@@ -133,6 +137,7 @@ impl AgentStatus {
             min_free_disk_mb: 0,
             python_modules: Default::default(),
             located: None,
+            private_swarm: None,
             rejected_messages: 0,
             keyed: false,
             session: String::new(),
