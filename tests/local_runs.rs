@@ -266,3 +266,48 @@ fn the_task_cache_reuses_what_an_unchanged_job_ran_only_the_edited_reducer_runs_
     let (_, s6, _) = run("sixth", &[]);
     assert_eq!((s6["cached_tasks"].as_u64(), ran(&s6)), (Some(0), (maps, reduces)));
 }
+
+#[test]
+fn the_progress_moves_every_two_seconds_inside_long_map_tasks() {
+    // Two splits of 32 MiB in Python: each map runs for seconds, and only
+    // the agents' reports from inside them can move the progress.
+    let input = corpus("64M");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let job = repo_root().join("examples/wordcount");
+    let o = submit(&[
+        "run",
+        job.to_str().unwrap(),
+        "--local",
+        "2",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+        "--no-cache",
+        "--no-combiner",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let events: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let progress: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "progress").collect();
+    let during_maps: Vec<&&serde_json::Value> =
+        progress.iter().filter(|e| e["maps_done"].as_u64() < e["maps"].as_u64()).collect();
+    assert!(during_maps.len() >= 2, "fewer than two progress lines while the maps ran: {progress:#?}");
+    assert_eq!(during_maps[0]["maps"], 2);
+    let size = std::fs::metadata(&input).unwrap().len();
+    let mut last = (0, 0);
+    for (i, e) in during_maps.iter().enumerate() {
+        let (bytes, lines) = (e["bytes_read"].as_u64().unwrap(), e["lines"].as_u64().unwrap());
+        assert_eq!(e["input_bytes"].as_u64(), Some(size), "{e}");
+        assert!(bytes > last.0 && lines > last.1, "line {i} did not move: {e} after {last:?}\n{progress:#?}");
+        assert!(bytes < size, "{e}");
+        last = (bytes, lines);
+    }
+    // A line every 2 s, changed or not.
+    let times: Vec<u64> = progress.iter().map(|e| e["elapsed_ms"].as_u64().unwrap()).collect();
+    for w in times.windows(2) {
+        assert!((1_900..3_000).contains(&(w[1] - w[0])), "progress lines at {times:?} ms");
+    }
+}

@@ -13,7 +13,7 @@ use ipdc_common::auth::Rejected;
 use ipdc_common::ipfs::IpfsClient;
 use ipdc_common::mqtt::{self, BrokerAddr};
 use ipdc_common::protocol::{
-    AgentStatus, IpfsHealth, Located, Outgoing, Refused, Task, TaskOutput, Wire, now_ms,
+    AgentStatus, EventKind, IpfsHealth, Located, Outgoing, Refused, Task, TaskEvent, TaskOutput, Wire, now_ms,
 };
 use ipdc_common::python::CancelToken;
 use log::{debug, info, warn};
@@ -35,6 +35,8 @@ const DUPLICATE_HINT_WITHIN: Duration = Duration::from_secs(5);
 const DUPLICATE_HINT_AFTER: u32 = 3;
 /// How long an IPFS health check may take.
 const IPFS_CHECK: Duration = Duration::from_secs(5);
+/// How often running attempts say how far they have read.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 type Finished = (AttemptKey, Result<TaskOutput, TaskError>);
 
@@ -58,7 +60,7 @@ pub struct Service {
     /// Attempts running or stopping, with what cancels them: a cancelled
     /// attempt's user code is killed from a blocking thread, which aborting
     /// its task would not wait for, so its handle stays until it ends.
-    tasks: HashMap<AttemptKey, (JoinHandle<()>, CancelToken)>,
+    tasks: HashMap<AttemptKey, Running>,
     done_tx: mpsc::Sender<Finished>,
     /// Which Python modules import here, as far as checked.
     modules: ModuleCache,
@@ -140,6 +142,8 @@ impl Service {
         let mut probing = false;
         let mut heartbeat = tokio::time::interval(self.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut progress = tokio::time::interval(PROGRESS_EVERY);
+        progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut backoff = Duration::from_millis(200);
         // Connections the broker closed soon after accepting them, in a row:
         // what another client with this agent's name (client id) causes.
@@ -229,6 +233,7 @@ impl Service {
                     self.node = node;
                     self.apply(Input::IpfsHealth(health));
                 }
+                _ = progress.tick(), if self.connected && !self.tasks.is_empty() => self.report_progress(),
                 _ = heartbeat.tick() => {
                     if !probing {
                         probing = true;
@@ -271,7 +276,7 @@ impl Service {
             match effect {
                 Effect::Start(task) => self.start(task),
                 Effect::Cancel(key) => {
-                    if let Some((_, cancel)) = self.tasks.get(&key) {
+                    if let Some(Running { cancel, .. }) = self.tasks.get(&key) {
                         cancel.cancel();
                     }
                 }
@@ -319,12 +324,40 @@ impl Service {
         let key = AttemptKey::of(&task);
         let (ctx, tx, k) = (self.ctx.clone(), self.done_tx.clone(), key.clone());
         let cancel = CancelToken::new();
-        let token = cancel.clone();
+        let meter = Arc::new(task::Meter::default());
+        let (token, m) = (cancel.clone(), meter.clone());
         let handle = tokio::spawn(async move {
-            let result = task::run(ctx, task, token).await;
+            let result = task::run(ctx, task, token, m).await;
             let _ = tx.send((k, result)).await;
         });
-        self.tasks.insert(key, (handle, cancel));
+        self.tasks.insert(key, Running { handle, cancel, meter, sent: (0, 0) });
+    }
+
+    /// Says how far each running attempt has read, where it moved since
+    /// the last report (about once a second: small, not retained).
+    fn report_progress(&mut self) {
+        let mut out = Vec::new();
+        for (key, run) in &mut self.tasks {
+            let (bytes, lines) = run.meter.read();
+            if (bytes, lines) == run.sent {
+                continue;
+            }
+            run.sent = (bytes, lines);
+            let event = TaskEvent {
+                v: ipdc_common::protocol::PROTOCOL_VERSION,
+                job: key.job.clone(),
+                task: key.task.clone(),
+                attempt: key.attempt,
+                agent: self.fixed.name.clone(),
+                kind: EventKind::Progress { bytes_read: bytes, lines },
+            };
+            out.push(self.wire.event(&event));
+        }
+        for o in out {
+            if let Err(e) = self.client.try_publish(&o.topic, QoS::AtMostOnce, false, o.payload) {
+                debug!("progress on {} not sent: {e}", o.topic);
+            }
+        }
     }
 
     /// Starts checking the modules of `asked` not known yet (one check at a
@@ -418,9 +451,9 @@ impl Service {
         let handles: Vec<_> = self
             .tasks
             .drain()
-            .map(|(_, (handle, cancel))| {
-                cancel.cancel();
-                handle
+            .map(|(_, run)| {
+                run.cancel.cancel();
+                run.handle
             })
             .collect();
         let aborts: Vec<_> = handles.iter().map(|h| h.abort_handle()).collect();
@@ -448,6 +481,15 @@ impl Service {
             tokio::time::timeout(Duration::from_secs(2), async { while eventloop.poll().await.is_ok() {} })
                 .await;
     }
+}
+
+/// A running attempt: its task, the token that stops its user code, how
+/// far it has read and what was last reported of that.
+struct Running {
+    handle: JoinHandle<()>,
+    cancel: CancelToken,
+    meter: Arc<task::Meter>,
+    sent: (u64, u64),
 }
 
 /// What the agent's IPFS node says of itself: its peer ID, and how many

@@ -313,7 +313,7 @@ impl AgentState {
             // Info, not warn: the submitter tells its user (once per
             // distinct error), and under `--local` this log is theirs too.
             EventKind::Failed { error, .. } => info!("{key} failed: {error}"),
-            EventKind::Accepted => {}
+            EventKind::Accepted | EventKind::Progress { .. } => {}
         }
         fx.push(self.event(&key, kind));
     }

@@ -19,8 +19,10 @@ use log::info;
 use crate::side_cache::{Got, SideCache};
 
 mod input;
+mod meter;
 mod unzstd;
 use input::{MapInput, files_named, open_files, open_split, wrong_size};
+pub use meter::Meter;
 
 /// What every task of this agent shares.
 pub struct TaskContext {
@@ -166,14 +168,22 @@ pub fn choose_executor(code: &CodeSpec, python: Option<&Path>) -> Result<Executo
 
 /// Runs one attempt in its own folder and removes the folder afterwards.
 /// `cancel` stops the attempt's user code (its whole process group).
-pub async fn run(ctx: Arc<TaskContext>, task: Task, cancel: CancelToken) -> Result<TaskOutput, TaskError> {
+/// `meter` counts the input as it is read (a map's).
+pub async fn run(
+    ctx: Arc<TaskContext>,
+    task: Task,
+    cancel: CancelToken,
+    meter: Arc<Meter>,
+) -> Result<TaskOutput, TaskError> {
     let started = Instant::now();
     let limits = ctx.limits(&task);
     let wall = limits.wall.unwrap_or(std::time::Duration::MAX);
     // The Python executor enforces the limit itself (killing its process
     // group); this bound also covers fetching, native executors and uploads.
     let grace = std::time::Duration::from_secs(5);
-    match tokio::time::timeout(wall.saturating_add(grace), run_attempt(&ctx, &task, limits, &cancel)).await {
+    match tokio::time::timeout(wall.saturating_add(grace), run_attempt(&ctx, &task, limits, &cancel, meter))
+        .await
+    {
         Ok(result) => {
             let mut out = result?;
             out.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -215,6 +225,7 @@ async fn run_attempt(
     task: &Task,
     limits: Limits,
     cancel: &CancelToken,
+    meter: Arc<Meter>,
 ) -> Result<TaskOutput, TaskError> {
     let (ctx, task) = (ctx.clone(), task.clone());
     let dir = ctx.work_dir.join(&task.job).join(format!("{}-a{}", task.task, task.attempt));
@@ -227,7 +238,7 @@ async fn run_attempt(
     }
     let result = match &task.kind {
         TaskKind::Map { input_cid, input_size, start, end, split, name, compression } => {
-            let py = (limits, cancel.clone());
+            let py = (limits, cancel.clone(), meter.clone());
             let input = MapInput::Range {
                 cid: input_cid,
                 size: *input_size,
@@ -244,7 +255,7 @@ async fn run_attempt(
             })
         }
         TaskKind::MapFiles { split, files } => {
-            let py = (limits, cancel.clone());
+            let py = (limits, cancel.clone(), meter.clone());
             run_map(&ctx, &task, &dir, MapInput::Files(files), py).await.map_err(|mut e| {
                 e.error = format!("{} [split {split} ({})]", e.error, files_named(files));
                 e
@@ -382,7 +393,7 @@ async fn run_map(
     task: &Task,
     dir: &Path,
     input: MapInput<'_>,
-    (limits, cancel): (Limits, CancelToken),
+    (limits, cancel, meter): (Limits, CancelToken, Arc<Meter>),
 ) -> Result<TaskOutput, TaskError> {
     let job = user_job(task, Some(&input))?;
     let exec = choose_executor(&task.code, ctx.python.as_deref())?;
@@ -440,7 +451,7 @@ async fn run_map(
     let executor = exec.clone();
     let mapped = tokio::task::spawn_blocking(move || -> Result<_, TaskError> {
         std::fs::create_dir_all(&spill_dir)?;
-        let mut input = input.reader;
+        let mut input = meter::Metered::new(input.reader, meter);
         if reducers == 0 {
             // Map-only: the map's records, in input order, are the job's part.
             let Executor::Python(python) = &executor else {
@@ -454,7 +465,7 @@ async fn run_map(
             let bytes = std::fs::metadata(&path)?.len();
             let records = stats.output_records;
             let part = ipdc_common::mapreduce::sorter::PartitionFile { partition: 0, path, records, bytes };
-            return Ok((stats, vec![part], 0, input.bytes_read()));
+            return Ok((stats, vec![part], 0, input.get_ref().bytes_read()));
         }
         // Half the budget for the executor's own table, half for the sort buffer.
         let mut out = MapOutput::new(reducers, budget / 2, &spill_dir)?;
@@ -469,7 +480,7 @@ async fn run_map(
         };
         let spills = out.spills();
         let parts = out.finish()?;
-        Ok((stats, parts, spills, input.bytes_read()))
+        Ok((stats, parts, spills, input.get_ref().bytes_read()))
     });
     let mapped = mapped.await.map_err(|e| TaskError::new(format!("map task crashed: {e}")))?;
     // A fetch error explains a short input better than the executor's view of it.
@@ -699,7 +710,7 @@ mod tests {
             memory_mb: 16,
             kind: TaskKind::Reduce { partition: 0, inputs: vec![MAP_OUTPUT.into()] },
         };
-        run(ctx, task, CancelToken::new()).await
+        run(ctx, task, CancelToken::new(), Default::default()).await
     }
 
     #[tokio::test]

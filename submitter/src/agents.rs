@@ -36,7 +36,7 @@ fn table(dir: &Directory, now: u64) -> String {
             "STATE",
             "ARCH",
             "CORES",
-            "CPU",
+            "CPU USED",
             "MEM FREE/TOTAL",
             "PYTHON",
             "SLOTS",

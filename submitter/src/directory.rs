@@ -139,7 +139,7 @@ fn score(s: &AgentStatus) -> f64 {
 /// One line describing an agent for the "picked" message.
 pub fn describe(s: &AgentStatus) -> String {
     format!(
-        "{} ({} {}, {} cores, {:.0}% CPU, {} MiB free, {})",
+        "{} ({} {}, {} cores, {:.0}% CPU used, {} MiB free, {})",
         s.agent,
         s.arch,
         s.os,

@@ -67,6 +67,12 @@ impl<'de> Deserialize<'de> for Executor {
 pub enum EventKind {
     /// The agent took the assignment (queued or started).
     Accepted,
+    /// A running attempt has read this much of its input so far (about
+    /// once a second while it moves; sent at most once, not retained).
+    Progress {
+        bytes_read: u64,
+        lines: u64,
+    },
     Done {
         output: TaskOutput,
     },

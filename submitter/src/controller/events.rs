@@ -41,6 +41,12 @@ impl Controller {
                 entry.running.len() - 1
             }
         };
+        if let EventKind::Progress { bytes_read, lines } = ev.kind {
+            // It runs: as good as an acknowledgement, and how far it is.
+            let a = &mut entry.running[pos];
+            (a.accepted, a.unanswered, a.read) = (true, 0, (bytes_read, lines));
+            return actions;
+        }
         if matches!(ev.kind, EventKind::Failed { .. }) {
             self.timeline.failed(r, ev.attempt);
         }
@@ -49,6 +55,7 @@ impl Controller {
             entry.node_downs <= self.plan.max_attempts
         };
         match &ev.kind {
+            EventKind::Progress { .. } => {}
             EventKind::Accepted => {
                 entry.running[pos].accepted = true;
                 entry.running[pos].unanswered = 0;

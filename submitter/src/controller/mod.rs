@@ -358,13 +358,36 @@ impl Controller {
     pub fn progress(&self) -> Progress {
         let done = |ts: &[TaskEntry]| ts.iter().filter(|t| t.done.is_some()).count();
         let Tasks { maps, reduces } = &self.tasks;
-        let bytes_read = maps.iter().filter_map(|t| t.done.as_ref()).map(|d| d.output.bytes_read).sum();
+        // A running map counts what its furthest attempt has read (within
+        // its split: a compressed input's reader counts decompressed bytes).
+        let (mut bytes_read, mut lines, mut input_bytes) = (0, 0, 0);
+        for t in maps {
+            let size = match &t.kind {
+                TaskKind::Map { start, end, .. } => end - start,
+                TaskKind::MapFiles { files, .. } => files.iter().map(|f| f.size).sum(),
+                TaskKind::Reduce { .. } => 0,
+            };
+            input_bytes += size;
+            match &t.done {
+                Some(d) => {
+                    bytes_read += d.output.bytes_read.min(size);
+                    lines += d.output.stats.input_records;
+                }
+                None => {
+                    let (b, l) = t.running.iter().map(|a| a.read).max().unwrap_or_default();
+                    bytes_read += b.min(size);
+                    lines += l;
+                }
+            }
+        }
         Progress {
             maps_done: done(maps),
             maps: maps.len(),
             reduces_done: done(reduces),
             reduces: reduces.len(),
             bytes_read,
+            lines,
+            input_bytes,
         }
     }
 
@@ -438,7 +461,12 @@ pub struct Progress {
     pub maps: usize,
     pub reduces_done: usize,
     pub reduces: usize,
+    /// Map input read so far, running attempts' included.
     pub bytes_read: u64,
+    /// Lines the maps read so far.
+    pub lines: u64,
+    /// The maps' whole input.
+    pub input_bytes: u64,
 }
 
 #[cfg(test)]

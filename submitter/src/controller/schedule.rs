@@ -154,6 +154,7 @@ impl Controller {
             unanswered: 0,
             speculative,
             task: task.clone(),
+            read: (0, 0),
         });
         let range = match &task.kind {
             TaskKind::Map { start, end, .. } => Some((*start, *end)),

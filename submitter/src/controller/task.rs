@@ -18,6 +18,8 @@ pub(super) struct Attempt {
     pub(super) unanswered: u32,
     pub(super) speculative: bool,
     pub(super) task: Task,
+    /// Bytes and lines of its input read so far, as it last said.
+    pub(super) read: (u64, u64),
 }
 
 #[derive(Debug, Clone, PartialEq)]
