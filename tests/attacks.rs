@@ -328,3 +328,108 @@ fn a_broker_that_keeps_closing_the_connection_right_after_accepting_it_is_a_clea
     let t = p.output();
     assert!(t.contains("closed this connection 5 times in a row right after accepting it"), "{t}");
 }
+
+#[test]
+fn jobs_lists_two_submitters_jobs_and_only_a_key_holder_can_cancel_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let o = submit(&[
+        "keygen",
+        "--cluster",
+        dir.to_str().unwrap(),
+        "--agents",
+        "c-1,c-2",
+        "--submitters",
+        "laptop,desk",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let (trust, laptop, desk) = (p("trust"), p("laptop.key"), p("desk.key"));
+    let broker = Mosquitto::start("");
+    let store = Hub::start();
+    // Slow boards: every task waits 5 s, so both jobs run for a while.
+    let agents: Vec<Proc> = ["c-1", "c-2"]
+        .iter()
+        .map(|n| {
+            let k = p(&format!("{n}.key"));
+            let args = ["--node-key", &k, "--trust", &trust, "--slots", "2", "--test-task-delay-ms", "5000"];
+            agent(&broker.url(), &store.ipfs, n, &args)
+        })
+        .collect();
+    wait_online(&broker, &["c-1", "c-2"], &["--node-key", &laptop, "--trust", &trust]);
+    let input = corpus("4M");
+    let job = repo_root().join("examples/wordcount");
+    let url = broker.url();
+    let start = |key: &str, out: &Path| {
+        let args = [
+            job.to_str().unwrap(),
+            "--broker",
+            &url,
+            "--ipfs",
+            &store.ipfs,
+            "--input",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--node-key",
+            key,
+            "--trust",
+            &trust,
+            "--native",
+            "wordcount",
+            "--workers",
+            "2",
+            "--no-cache",
+        ];
+        let run = submit_bg(&args);
+        run.wait_for("map task(s) over", Duration::from_secs(60));
+        let id = run.output().split("job ").nth(1).unwrap().split(':').next().unwrap().to_string();
+        (run, id)
+    };
+    let (out_a, out_b) = (dir.join("a"), dir.join("b"));
+    let (mut run_a, a) = start(&laptop, &out_a);
+    let (mut run_b, b) = start(&desk, &out_b);
+
+    // Both are listed, with who runs them and how far they are.
+    let keyed = ["--broker", url.as_str(), "--node-key", laptop.as_str(), "--trust", trust.as_str()];
+    let mut args = vec!["jobs", "--json"];
+    args.extend_from_slice(&keyed);
+    let o = submit(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    for id in [&a, &b] {
+        let j =
+            list.iter().find(|j| j["job"] == id.as_str()).unwrap_or_else(|| panic!("{id} not in {list:#?}"));
+        assert_eq!(j["name"], "wordcount", "{j}");
+        assert!(j["by"].as_str().unwrap().contains('@'), "{j}");
+        assert!(j["started_ms"].as_u64().unwrap() > 0, "{j}");
+    }
+    let mut args = vec!["jobs"];
+    args.extend_from_slice(&keyed);
+    let table = text(&submit(&args));
+    assert!(table.contains("SUBMITTER") && table.contains(&a) && table.contains(&b), "{table}");
+
+    // A stranger without the cluster's keys cannot stop it.
+    let o = submit(&["cancel", &a, "--broker", &url]);
+    assert!(!o.status.success(), "{}\n--- a:\n{}", text(&o), run_a.output());
+    assert!(run_a.child.try_wait().unwrap().is_none(), "job a stopped for a stranger: {}", run_a.output());
+
+    // A holder of a submitter's key can, within seconds.
+    let t = Instant::now();
+    let mut args = vec!["cancel", a.as_str()];
+    args.extend_from_slice(&keyed);
+    let o = submit(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains(&format!("job {a} cancelled")), "{}", text(&o));
+    assert!(t.elapsed() < Duration::from_secs(5), "cancel took {:?}", t.elapsed());
+    assert!(!run_a.wait_exit(Duration::from_secs(10)).success());
+    let said = run_a.output();
+    assert!(said.contains(&format!("job {a} cancelled by submitter laptop (")), "{said}");
+    assert!(said.contains("no output was written"), "{said}");
+    assert!(!out_a.exists(), "a cancelled job wrote {}", out_a.display());
+
+    // The other job goes on and gives the right answer.
+    assert!(run_b.wait_exit(Duration::from_secs(120)).success(), "{}", run_b.output());
+    assert_counts_eq(&read_output(&out_b, 2), &reference_counts(&input), "the job not cancelled");
+    drop(agents);
+}

@@ -32,8 +32,20 @@ pub enum Command {
     /// The store `--local` runs keep between runs (~/.cache/ipdc/local-store).
     #[command(subcommand)]
     Store(StoreCommand),
+    /// List the jobs running on the cluster: who runs them, how far they are.
+    Jobs(AgentsArgs),
+    /// Ask a running job's submitter to stop it (no output is written).
+    Cancel(CancelArgs),
     /// Write a finished job's report (OUTDIR/summary.html) again from its summary.json.
     Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CancelArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The job's id, as `ipdc-submit jobs` lists it.
+    pub job: String,
 }
 
 #[derive(Args, Debug)]
@@ -203,7 +215,8 @@ impl Cli {
     pub fn prefer_flags_over_env(&mut self, matches: &clap::ArgMatches) {
         let cluster = match &mut self.command {
             Command::Run(a) => &mut a.cluster,
-            Command::Agents(a) => &mut a.cluster,
+            Command::Agents(a) | Command::Jobs(a) => &mut a.cluster,
+            Command::Cancel(c) => &mut c.cluster,
             _ => return,
         };
         if let Some((_, sub)) = matches.subcommand() {

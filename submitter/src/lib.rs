@@ -8,7 +8,7 @@
 //! - [`directory`]: the agents known from their statuses, and which can work.
 //! - [`output`]: the output folder, written whole or not at all; [`report`]: its `summary.html`.
 //! - [`progress`]: the progress bar and lines.
-//! - [`agents`]: `ipdc-submit agents`; [`keygen`]: `ipdc-submit keygen`.
+//! - [`agents`]: `ipdc-submit agents`; [`jobs`]: `jobs` and `cancel`; [`keygen`]: `ipdc-submit keygen`.
 //! - [`hub`], [`broker`], [`store`]: the embedded MQTT broker and IPFS content store.
 //! - [`local`]: `--local N`, a whole cluster in this process.
 //! - [`task_cache`]: finished tasks' outputs, found again by what decides them.
@@ -24,6 +24,7 @@ pub mod directory;
 pub mod hub;
 pub mod inputs;
 pub mod job;
+pub mod jobs;
 pub mod keygen;
 pub mod local;
 pub mod output;

@@ -71,6 +71,14 @@ async fn main() {
             Ok(conn) => agents::list(&conn, a.json).await,
             Err(e) => Err(e),
         },
+        Command::Jobs(a) => match settings::connection(&a.cluster) {
+            Ok(conn) => ipdc_submit::jobs::list(&conn, a.json).await,
+            Err(e) => Err(e),
+        },
+        Command::Cancel(c) => match settings::connection(&c.cluster) {
+            Ok(conn) => ipdc_submit::jobs::cancel(&conn, &c.job).await,
+            Err(e) => Err(e),
+        },
         Command::Keygen(k) => keygen::run(&k),
         Command::Store(cli::StoreCommand::Gc) => ipdc_submit::cache::empty_kept_store(),
         Command::Report(r) => {

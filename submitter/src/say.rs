@@ -43,3 +43,15 @@ pub fn event(name: &str, fields: serde_json::Value) {
 macro_rules! say {
     ($($t:tt)*) => { $crate::say::human(format_args!($($t)*)) };
 }
+
+/// `user@host` of this process, as a job's submitter or a canceller says
+/// who it is (printable ASCII, at most 64 characters).
+pub fn user_at_host() -> String {
+    let user =
+        std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "someone".into());
+    let user: String = user.chars().filter(|c| c.is_ascii_graphic() && *c != '@').take(24).collect();
+    let user = if user.is_empty() { "someone".to_string() } else { user };
+    let mut who = format!("{user}@{}", ipdc_common::settings::host_name("host"));
+    who.truncate(64);
+    who
+}

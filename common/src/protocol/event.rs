@@ -114,6 +114,51 @@ pub struct ControllerStatus {
     /// Last Will carries the same epoch, so an agent that has seen the job
     /// running on a later connection ignores a replayed earlier Will.
     pub epoch: u64,
+    /// What `ipdc-submit jobs` shows of a running job (absent in a Will).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<JobInfo>,
+}
+
+/// A running job as its submitter says it, every 2 s, in its controller status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct JobInfo {
+    /// The job's name (its folder's, or `name` in `ipdc.toml`).
+    pub name: String,
+    /// Who runs it: `user@host` of the submitter.
+    pub by: String,
+    /// Unix ms.
+    pub started_ms: u64,
+    /// `map`, `reduce`, or `starting` (picking agents, uploading).
+    pub phase: String,
+    pub maps_done: u32,
+    pub maps: u32,
+    pub reduces_done: u32,
+    pub reduces: u32,
+    pub bytes_read: u64,
+    pub input_bytes: u64,
+}
+
+/// `ipdc-submit cancel`: asks a job's own submitter to stop it. In a keyed
+/// cluster only a listed submitter's request is taken.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CancelRequest {
+    pub v: u32,
+    pub job: String,
+    /// Who asks: `user@host` (printable ASCII, at most 64 characters).
+    pub by: String,
+}
+
+impl CancelRequest {
+    pub fn new(job: &str, by: &str) -> Self {
+        CancelRequest { v: super::PROTOCOL_VERSION, job: job.to_string(), by: by.to_string() }
+    }
+
+    /// Whether `by` is something to print: short, printable, one line.
+    pub fn by_is_plain(&self) -> bool {
+        !self.by.is_empty()
+            && self.by.len() <= 64
+            && self.by.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -126,7 +171,7 @@ pub enum ControllerState {
 
 impl ControllerStatus {
     pub fn new(job: &str, state: ControllerState, epoch: u64) -> Self {
-        ControllerStatus { v: super::PROTOCOL_VERSION, job: job.to_string(), state, epoch }
+        ControllerStatus { v: super::PROTOCOL_VERSION, job: job.to_string(), state, epoch, info: None }
     }
 }
 

@@ -29,7 +29,9 @@ mod wire;
 
 use serde::{Deserialize, Serialize};
 
-pub use event::{ControllerState, ControllerStatus, EventKind, Executor, TaskEvent, TaskOutput};
+pub use event::{
+    CancelRequest, ControllerState, ControllerStatus, EventKind, Executor, JobInfo, TaskEvent, TaskOutput,
+};
 pub use names::{
     MAX_INPUT_NAME, MAX_PYTHON_MODULES, is_module_name, is_plain_code_file_name, is_safe_input_name,
     is_safe_relative_path, looks_like_job_id, validate_name, validate_task_id,
@@ -109,7 +111,7 @@ macro_rules! versioned {
         }
     )*};
 }
-versioned!(AgentStatus, TaskMessage, ControllerStatus, TaskEvent);
+versioned!(AgentStatus, TaskMessage, ControllerStatus, TaskEvent, CancelRequest);
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

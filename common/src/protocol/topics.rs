@@ -17,6 +17,7 @@ pub enum Route {
     AgentTasks { agent: String },
     JobEvents { job: String },
     JobController { job: String },
+    JobCancel { job: String },
 }
 
 impl Route {
@@ -47,6 +48,9 @@ impl Topics {
     pub fn job_controller(&self, job: &str) -> String {
         format!("{}/jobs/{job}/controller", self.root)
     }
+    pub fn job_cancel(&self, job: &str) -> String {
+        format!("{}/jobs/{job}/cancel", self.root)
+    }
     /// Wildcard matching every job's controller status.
     pub fn all_job_controllers(&self) -> String {
         format!("{}/jobs/+/controller", self.root)
@@ -69,6 +73,7 @@ impl Topics {
             ("agents", "tasks") => Route::AgentTasks { agent: name },
             ("jobs", "events") => Route::JobEvents { job: name },
             ("jobs", "controller") => Route::JobController { job: name },
+            ("jobs", "cancel") => Route::JobCancel { job: name },
             _ => return None,
         })
     }

@@ -13,6 +13,7 @@
 //! | `agents/<id>/tasks` | a submitter | |
 //! | `jobs/<job>/events` | the agent the event names | the event names `<job>` |
 //! | `jobs/<job>/controller` | a submitter | the status names `<job>` |
+//! | `jobs/<job>/cancel` | a submitter | the request names `<job>` |
 //!
 //! so a result counts only as the agent that signed it, and a board's key
 //! speaks for that board alone. (Which submitter owns a job is the agent's
@@ -26,8 +27,8 @@ use std::time::Duration;
 use crate::auth::{Credentials, Identity, Opener, Rejected, Role, Sealer};
 
 use super::{
-    AgentStatus, ControllerState, ControllerStatus, DecodeError, Message, Route, TaskCommand, TaskEvent,
-    TaskMessage, Topics,
+    AgentStatus, CancelRequest, ControllerState, ControllerStatus, DecodeError, JobInfo, Message, Route,
+    TaskCommand, TaskEvent, TaskMessage, Topics,
 };
 
 /// How old a signed retained message may be.
@@ -60,6 +61,11 @@ pub enum Incoming {
     /// The job's retained controller status was cleared.
     ControllerCleared {
         job: String,
+    },
+    /// Someone asks the job's submitter to stop it.
+    Cancel {
+        request: CancelRequest,
+        from: Option<String>,
     },
 }
 
@@ -165,6 +171,17 @@ impl Wire {
         self.out(self.topics.job_controller(job), &ControllerStatus::new(job, state, epoch).encode(), true)
     }
 
+    /// A running controller's status with what `jobs` shows of it.
+    pub fn controller_running(&self, job: &str, epoch: u64, info: Option<JobInfo>) -> Outgoing {
+        let status = ControllerStatus { info, ..ControllerStatus::new(job, ControllerState::Running, epoch) };
+        self.out(self.topics.job_controller(job), &status.encode(), true)
+    }
+
+    /// Asks job `job`'s submitter to stop it.
+    pub fn cancel(&self, job: &str, by: &str) -> Outgoing {
+        self.out(self.topics.job_cancel(job), &CancelRequest::new(job, by).encode(), false)
+    }
+
     /// Clears a job's retained controller status.
     pub fn controller_cleared(&self, job: &str) -> Outgoing {
         Outgoing { topic: self.topics.job_controller(job), payload: Vec::new(), retain: true }
@@ -234,6 +251,14 @@ impl Wire {
                 }
                 signed_as(Role::Submitter, None)?;
                 Ok(Incoming::Controller { status, from: from() })
+            }
+            Route::JobCancel { job } => {
+                let request = CancelRequest::decode(opened.body).map_err(decoded)?;
+                if request.job != *job || !request.by_is_plain() {
+                    return Err(invalid(format!("a cancel of job {:?} on job {job}'s topic", request.job)));
+                }
+                signed_as(Role::Submitter, None)?;
+                Ok(Incoming::Cancel { request, from: from() })
             }
         }
     }
@@ -392,6 +417,34 @@ mod tests {
             receive(&mut at_agent, &o),
             Err(Refused::Envelope { why: Rejected::UnknownSigner, .. })
         ));
+    }
+
+    #[test]
+    fn a_cancel_counts_only_from_a_submitter_and_for_its_own_topics_job() {
+        let c = cluster();
+        let mut at_submitter = c.wire(&c.laptop);
+        let o = c.wire(&c.laptop).cancel("j1", "alice@desk");
+        match receive(&mut at_submitter, &o) {
+            Ok(Incoming::Cancel { request, from }) => {
+                assert_eq!(
+                    (request.job.as_str(), request.by.as_str(), from.as_deref()),
+                    ("j1", "alice@desk", Some("laptop"))
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let o = c.wire(&c.pi1).cancel("j1", "pi-1@board");
+        assert!(matches!(receive(&mut at_submitter, &o), Err(Refused::Invalid { .. })), "an agent's cancel");
+        let o = Wire::new("lab", None).cancel("j1", "stranger@x");
+        assert!(matches!(receive(&mut at_submitter, &o), Err(Refused::Envelope { .. })), "unsigned");
+        let mut o = c.wire(&c.laptop).cancel("j2", "alice@desk");
+        o.topic = c.wire(&c.laptop).topics().job_cancel("j1");
+        assert!(receive(&mut at_submitter, &o).is_err(), "another job's cancel");
+        let o = c.wire(&c.laptop).cancel("j1", "alice\n[WARN] forged log line");
+        assert!(
+            matches!(receive(&mut at_submitter, &o), Err(Refused::Invalid { .. })),
+            "a by that is not one line"
+        );
     }
 
     #[test]

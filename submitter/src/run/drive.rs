@@ -33,6 +33,7 @@ pub async fn drive(
     let mut outcome = apply(session, job, actions);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut was_connected = true;
+    let mut info_at = Instant::now() - INFO_EVERY;
     while outcome.is_none() {
         tokio::select! {
             r = session.poll_once() => if let Err(e) = r {
@@ -62,6 +63,15 @@ pub async fn drive(
                 if let Some(v) = view.as_deref_mut() {
                     v.update(ctl.progress());
                 }
+                if info_at.elapsed() >= INFO_EVERY {
+                    info_at = Instant::now();
+                    say_progress(session, ctl);
+                }
+                if outcome.is_none() && let Some(who) = session.cancelled_by() {
+                    outcome = Some(Err((format!("cancelled by {who}"), String::new())));
+                    // Said before the status is cleared: the canceller waits for it.
+                    session.update_info(|i| i.phase = CANCELLED.to_string());
+                }
             }
             (part, got) = next_fetch(&mut early) => {
                 let actions = match got {
@@ -87,6 +97,29 @@ pub async fn drive(
     }
     let map_ms = map_ms.unwrap_or_else(|| t_map.elapsed().as_millis() as u64);
     (outcome.expect("the loop ends with an outcome"), map_ms)
+}
+
+/// The phase a cancelled job's last controller status says.
+pub const CANCELLED: &str = "cancelled";
+
+/// How often the controller status says how the job stands.
+const INFO_EVERY: Duration = Duration::from_secs(2);
+
+/// Puts the job's progress in its controller status, for `ipdc-submit jobs`.
+fn say_progress(session: &mut Session, ctl: &Controller) {
+    let p = ctl.progress();
+    let phase = match ctl.phase() {
+        Phase::Map => "map",
+        Phase::Reduce => "reduce",
+        Phase::Done => "done",
+        Phase::Failed => "failed",
+    };
+    session.update_info(|i| {
+        i.phase = phase.to_string();
+        (i.maps_done, i.maps) = (p.maps_done as u32, p.maps as u32);
+        (i.reduces_done, i.reduces) = (p.reduces_done as u32, p.reduces as u32);
+        (i.bytes_read, i.input_bytes) = (p.bytes_read, p.input_bytes);
+    });
 }
 
 /// The next early fetch that ended (never, without early fetches).

@@ -26,7 +26,9 @@ use ipdc_common::ipfs::IpfsClient;
 #[cfg(test)]
 use ipdc_common::mapreduce::split::Split;
 use ipdc_common::mapreduce::split::{plan_file_groups, plan_file_splits};
-use ipdc_common::protocol::{CodeFiles, CodeSpec, InputFile, MAX_FILES_PER_TASK, StepIo, TaskLimits, now_ms};
+use ipdc_common::protocol::{
+    CodeFiles, CodeSpec, InputFile, JobInfo, MAX_FILES_PER_TASK, StepIo, TaskLimits, now_ms,
+};
 use log::info;
 
 use crate::cluster::Cluster;
@@ -187,6 +189,13 @@ async fn run_step(
     let ipfs = IpfsClient::new(&conn.ipfs).map_err(|e| e.to_string())?;
     let mut session = Session::connect(conn, &format!("ipdc-submit-{job}"), Some(job))?;
     session.connect_and_subscribe(Duration::from_secs(10)).await?;
+    session.set_info(JobInfo {
+        name: spec.name.clone(),
+        by: crate::say::user_at_host(),
+        started_ms: now_ms(),
+        phase: "starting".into(),
+        ..Default::default()
+    });
     session.announce_running();
     // This machine's own node: an agent on it needs no swarm peers.
     let own_node = session.pump_until(ipfs.id()).await.ok();
@@ -328,6 +337,9 @@ async fn run_step(
     let reduce_ms = (t_map.elapsed().as_millis() as u64).saturating_sub(map_ms);
     if let Err((message, detail)) = outcome {
         session.disconnect().await;
+        if message.starts_with("cancelled by ") {
+            return Err(format!("job {job} {message}\nno output was written"));
+        }
         let mut msg = format!("job {job} failed: {message}");
         if !detail.trim().is_empty() {
             msg += &format!("\n--- detail from the agent ---\n{}", detail.trim_end());

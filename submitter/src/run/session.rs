@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use ipdc_common::auth::Rejected;
 use ipdc_common::mqtt::{self, BrokerAddr};
 use ipdc_common::protocol::{
-    ControllerState, Incoming, Outgoing, Refused, Route, TaskCommand, TaskEvent, Wire, now_ms,
+    ControllerState, ControllerStatus, Incoming, JobInfo, Outgoing, Refused, Route, TaskCommand, TaskEvent,
+    Wire, now_ms,
 };
 use log::{debug, warn};
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
@@ -53,6 +54,12 @@ pub struct Session {
     /// Agents whose statuses were refused (another cluster key, or none),
     /// and why: said when no capable agent is found.
     pub refused: BTreeMap<String, String>,
+    /// What the controller status says of the job (`ipdc-submit jobs`).
+    info: Option<JobInfo>,
+    /// Who asked this job to stop (`ipdc-submit cancel`), once one did.
+    cancelled_by: Option<String>,
+    /// With [`Session::watch_jobs`]: the cluster's running jobs, by id.
+    pub jobs: Option<BTreeMap<String, ControllerStatus>>,
 }
 
 /// How long after the broker acknowledged the status subscription its
@@ -89,6 +96,9 @@ impl Session {
             quick_drops: (0, String::new()),
             retry_at: None,
             refused: BTreeMap::new(),
+            info: None,
+            cancelled_by: None,
+            jobs: None,
         };
         session.next_connection();
         Ok(session)
@@ -114,9 +124,42 @@ impl Session {
 
     fn say_running(&mut self) {
         if let (true, Some(job)) = (self.running, &self.job) {
-            let out = self.wire.controller(job, ControllerState::Running, self.epoch);
+            let out = self.wire.controller_running(job, self.epoch, self.info.clone());
             self.publish(out);
         }
+    }
+
+    /// Says how the job stands in its controller status (when it changed).
+    pub fn set_info(&mut self, info: JobInfo) {
+        if self.info.as_ref() != Some(&info) {
+            self.info = Some(info);
+            self.say_running();
+        }
+    }
+
+    /// Changes what the controller status says of the job.
+    pub fn update_info(&mut self, change: impl FnOnce(&mut JobInfo)) {
+        let mut info = self.info.clone().unwrap_or_default();
+        change(&mut info);
+        self.set_info(info);
+    }
+
+    /// Who asked the job to stop, once someone did: the signer's name in a
+    /// keyed cluster, and who they say they are.
+    pub fn cancelled_by(&self) -> Option<&str> {
+        self.cancelled_by.as_deref()
+    }
+
+    /// Follows every job's controller status (into `jobs`).
+    pub fn watch_jobs(&mut self) {
+        self.jobs = Some(BTreeMap::new());
+        let _ = self.client.try_subscribe(self.wire.topics().all_job_controllers(), QoS::AtLeastOnce);
+    }
+
+    /// Asks job `job`'s submitter to stop it, saying who asks.
+    pub fn ask_to_cancel(&mut self, job: &str, by: &str) {
+        let out = self.wire.cancel(job, by);
+        self.publish(out);
     }
 
     /// The job is over: its controller status is cleared and every agent in
@@ -165,6 +208,10 @@ impl Session {
     fn subscribe_to_events(&self) {
         if let Some(job) = &self.job {
             let _ = self.client.try_subscribe(self.wire.topics().job_events(job), QoS::AtLeastOnce);
+            let _ = self.client.try_subscribe(self.wire.topics().job_cancel(job), QoS::AtLeastOnce);
+        }
+        if self.jobs.is_some() {
+            let _ = self.client.try_subscribe(self.wire.topics().all_job_controllers(), QoS::AtLeastOnce);
         }
     }
 
@@ -194,6 +241,23 @@ impl Session {
             Ok(Incoming::Status(s)) => {
                 self.refused.remove(&s.agent);
                 self.directory.update(s);
+            }
+            Ok(Incoming::Cancel { request, from }) if self.job.as_deref() == Some(request.job.as_str()) => {
+                let who = match from {
+                    Some(signer) => format!("submitter {signer} ({})", request.by),
+                    None => request.by,
+                };
+                self.cancelled_by.get_or_insert(who);
+            }
+            Ok(Incoming::Controller { status, .. }) if self.jobs.is_some() => {
+                let jobs = self.jobs.as_mut().expect("watching jobs");
+                match status.state {
+                    ControllerState::Running => jobs.insert(status.job.clone(), status),
+                    ControllerState::Gone => jobs.remove(&status.job),
+                };
+            }
+            Ok(Incoming::ControllerCleared { job }) if self.jobs.is_some() => {
+                self.jobs.as_mut().expect("watching jobs").remove(&job);
             }
             Ok(other) => debug!("ignored {other:?}"),
             Err(Refused::Envelope { route: Route::AgentStatus { .. }, why: Rejected::Replayed }) => {}
