@@ -32,12 +32,23 @@ pub enum Command {
     /// The store `--local` runs keep between runs (~/.cache/ipdc/local-store).
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Serve a live web dashboard of the cluster: agents, jobs, each job's timeline.
+    Ui(UiArgs),
     /// List the jobs running on the cluster: who runs them, how far they are.
     Jobs(AgentsArgs),
     /// Ask a running job's submitter to stop it (no output is written).
     Cancel(CancelArgs),
     /// Write a finished job's report (OUTDIR/summary.html) again from its summary.json.
     Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct UiArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Address to serve the page on (loopback unless told otherwise: anyone who reaches it sees the cluster).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
 }
 
 #[derive(Args, Debug)]
@@ -217,6 +228,7 @@ impl Cli {
             Command::Run(a) => &mut a.cluster,
             Command::Agents(a) | Command::Jobs(a) => &mut a.cluster,
             Command::Cancel(c) => &mut c.cluster,
+            Command::Ui(u) => &mut u.cluster,
             _ => return,
         };
         if let Some((_, sub)) = matches.subcommand() {
@@ -254,4 +266,7 @@ pub struct HubArgs {
     /// hashed from DIR, not copied) [default: none, nocopy is refused].
     #[arg(long, value_name = "DIR")]
     pub nocopy_root: Option<PathBuf>,
+    /// Also serve the dashboard (as `ipdc-submit ui`) on this address, e.g. 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    pub ui: Option<SocketAddr>,
 }

@@ -14,6 +14,7 @@ pub async fn run(
     data: PathBuf,
     keep_unpinned_hours: u64,
     nocopy_root: Option<PathBuf>,
+    ui: Option<SocketAddr>,
 ) -> Result<(), String> {
     std::fs::create_dir_all(&data)
         .map_err(|e| format!("cannot create the data folder {}: {e}", data.display()))?;
@@ -45,6 +46,23 @@ pub async fn run(
                     }
                     Err(e) => log::warn!("removing old unpinned objects: {e}"),
                 }
+            }
+        });
+    }
+    if let Some(listen) = ui {
+        // The dashboard reads the hub's own broker, as any client would.
+        let loopback = SocketAddr::from(([127, 0, 0, 1], mqtt.port()));
+        let conn = crate::cluster::Connection {
+            mqtt: ipdc_common::mqtt::MqttSettings::plain(ipdc_common::mqtt::BrokerAddr::parse(&format!(
+                "mqtt://{loopback}"
+            ))?),
+            credentials: None,
+            ipfs: store.url(),
+            cluster: "default".into(),
+        };
+        tokio::spawn(async move {
+            if let Err(e) = crate::ui::run(conn, listen).await {
+                eprintln!("ipdc-submit hub: {e}");
             }
         });
     }

@@ -11,6 +11,7 @@
 //! - [`agents`]: `ipdc-submit agents`; [`jobs`]: `jobs` and `cancel`; [`keygen`]: `ipdc-submit keygen`.
 //! - [`hub`], [`broker`], [`store`]: the embedded MQTT broker and IPFS content store.
 //! - [`local`]: `--local N`, a whole cluster in this process.
+//! - [`ui`]: `ipdc-submit ui`, the live dashboard.
 //! - [`task_cache`]: finished tasks' outputs, found again by what decides them.
 //! - [`sim`]: the scheduler simulation (for `bench/`; not a command of the binary).
 
@@ -36,6 +37,7 @@ pub mod settings;
 pub mod sim;
 pub mod store;
 pub mod task_cache;
+pub mod ui;
 
 /// This program's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -71,6 +71,10 @@ async fn main() {
             Ok(conn) => agents::list(&conn, a.json).await,
             Err(e) => Err(e),
         },
+        Command::Ui(u) => match settings::connection(&u.cluster) {
+            Ok(conn) => ipdc_submit::ui::run(conn, u.listen).await,
+            Err(e) => Err(e),
+        },
         Command::Jobs(a) => match settings::connection(&a.cluster) {
             Ok(conn) => ipdc_submit::jobs::list(&conn, a.json).await,
             Err(e) => Err(e),
@@ -85,12 +89,12 @@ async fn main() {
             ipdc_submit::report::rewrite(&r.outdir).map(|path| println!("{}", path.display()))
         }
         Command::Hub(h) => match h.data {
-            Some(data) => hub::run(h.mqtt, h.ipfs, data, h.keep_unpinned_hours, h.nocopy_root).await,
+            Some(data) => hub::run(h.mqtt, h.ipfs, data, h.keep_unpinned_hours, h.nocopy_root, h.ui).await,
             // A temporary folder goes when the hub stops.
             None => match tempfile::Builder::new().prefix("ipdc-hub-").tempdir() {
                 Ok(dir) => {
                     let data = dir.path().to_path_buf();
-                    hub::run(h.mqtt, h.ipfs, data, h.keep_unpinned_hours, h.nocopy_root).await
+                    hub::run(h.mqtt, h.ipfs, data, h.keep_unpinned_hours, h.nocopy_root, h.ui).await
                 }
                 Err(e) => Err(format!("cannot create a temporary folder for the hub's store: {e}")),
             },

@@ -51,6 +51,10 @@ impl Topics {
     pub fn job_cancel(&self, job: &str) -> String {
         format!("{}/jobs/{job}/cancel", self.root)
     }
+    /// Wildcard matching every job's events.
+    pub fn all_job_events(&self) -> String {
+        format!("{}/jobs/+/events", self.root)
+    }
     /// Wildcard matching every job's controller status.
     pub fn all_job_controllers(&self) -> String {
         format!("{}/jobs/+/controller", self.root)

@@ -60,6 +60,8 @@ pub struct Session {
     cancelled_by: Option<String>,
     /// With [`Session::watch_jobs`]: the cluster's running jobs, by id.
     pub jobs: Option<BTreeMap<String, ControllerStatus>>,
+    /// Every job's events are taken, not only the followed job's (the dashboard).
+    all_events: bool,
 }
 
 /// How long after the broker acknowledged the status subscription its
@@ -99,6 +101,7 @@ impl Session {
             info: None,
             cancelled_by: None,
             jobs: None,
+            all_events: false,
         };
         session.next_connection();
         Ok(session)
@@ -154,6 +157,12 @@ impl Session {
     pub fn watch_jobs(&mut self) {
         self.jobs = Some(BTreeMap::new());
         let _ = self.client.try_subscribe(self.wire.topics().all_job_controllers(), QoS::AtLeastOnce);
+    }
+
+    /// Takes every job's events (see [`Session::next_event`]).
+    pub fn watch_all_events(&mut self) {
+        self.all_events = true;
+        let _ = self.client.try_subscribe(self.wire.topics().all_job_events(), QoS::AtMostOnce);
     }
 
     /// Asks job `job`'s submitter to stop it, saying who asks.
@@ -213,6 +222,9 @@ impl Session {
         if self.jobs.is_some() {
             let _ = self.client.try_subscribe(self.wire.topics().all_job_controllers(), QoS::AtLeastOnce);
         }
+        if self.all_events {
+            let _ = self.client.try_subscribe(self.wire.topics().all_job_events(), QoS::AtMostOnce);
+        }
     }
 
     fn publish(&mut self, out: Outgoing) {
@@ -235,7 +247,7 @@ impl Session {
     fn on_publish(&mut self, topic: &str, payload: &[u8]) {
         let now = now_ms();
         match self.wire.receive(topic, payload, now) {
-            Ok(Incoming::Event(ev)) if self.job.as_deref() == Some(ev.job.as_str()) => {
+            Ok(Incoming::Event(ev)) if self.all_events || self.job.as_deref() == Some(ev.job.as_str()) => {
                 self.events.push_back(ev)
             }
             Ok(Incoming::Status(s)) => {
