@@ -82,8 +82,12 @@ fn table(dir: &Directory, now: u64) -> String {
     if rows.len() == 1 {
         return "no agents have reported in this cluster\n".to_string();
     }
-    let widths: Vec<usize> =
-        (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+    columns(&rows)
+}
+
+/// Rows as left-aligned columns two spaces apart, one line each.
+pub fn columns<const N: usize>(rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for r in rows {
         let line: Vec<String> = r.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();

@@ -70,14 +70,7 @@ fn table(jobs: &[ControllerStatus], now: u64) -> String {
         let phase = if i.phase.is_empty() { "running".into() } else { i.phase.clone() };
         rows.push([s.job.clone(), i.name.clone(), by, phase, progress, age]);
     }
-    let widths: Vec<usize> = (0..6).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for r in rows {
-        let line: Vec<String> = r.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        out += line.join("  ").trim_end();
-        out.push('\n');
-    }
-    out
+    crate::agents::columns(&rows)
 }
 
 pub async fn cancel(conn: &Connection, job: &str) -> Result<(), String> {
